@@ -1,0 +1,238 @@
+//! Data layouts, validation of the input and the Gram accumulation `C = Σ (x − μ)(x − μ)ᵀ`.
+//!
+//! The accumulation is streamed: samples arrive in blocks, each block's Gram matrix is computed in the
+//! working precision `T` (short sums, so little rounding) and added into an `f64` accumulator, so that
+//! 10⁵+ samples lose no digits to a long f32 sum. Centring uses a shift `s` (the first block's mean):
+//! `Σ (x − μ)(x − μ)ᵀ = Σ (x − s)(x − s)ᵀ − n (μ − s)(μ − s)ᵀ` with `μ − s` small, so one pass suffices
+//! and data whose mean is large against its spread keeps its digits.
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+use nalgebra::{DMatrix, DVector};
+
+/// How a data matrix is laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Rows are samples and columns are features (scikit-learn's convention; the default).
+    #[default]
+    SamplesInRows,
+    /// Rows are features and columns are samples (the paper's `X`, m x n).
+    FeaturesInRows,
+}
+
+/// A read-only view of the input that yields `(sample, feature)` entries whatever the memory order.
+#[derive(Clone, Copy)]
+pub(crate) struct SampleView<'a, T> {
+    data: &'a [T],
+    pub n_samples: usize,
+    pub n_features: usize,
+    sample_stride: usize,
+    feature_stride: usize,
+    samples_are_rows: bool,
+}
+
+impl<'a, T: Real> SampleView<'a, T> {
+    /// A row-major `rows x cols` slice.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize, layout: Layout) -> Result<Self> {
+        let expected = rows.checked_mul(cols);
+        if expected != Some(data.len()) {
+            return Err(Error::ShapeMismatch {
+                what: format!("a {rows} x {cols} matrix needs {rows}*{cols} values, the slice has {}", data.len()),
+            });
+        }
+        Ok(match layout {
+            Layout::SamplesInRows => Self::new(data, rows, cols, cols, 1, true),
+            Layout::FeaturesInRows => Self::new(data, cols, rows, 1, cols, false),
+        })
+    }
+
+    /// A column-major nalgebra matrix.
+    pub fn matrix(x: &'a DMatrix<T>, layout: Layout) -> Self {
+        let (rows, cols) = x.shape();
+        match layout {
+            Layout::SamplesInRows => Self::new(x.as_slice(), rows, cols, 1, rows, true),
+            Layout::FeaturesInRows => Self::new(x.as_slice(), cols, rows, rows, 1, false),
+        }
+    }
+
+    fn new(data: &'a [T], n: usize, m: usize, ss: usize, fs: usize, samples_are_rows: bool) -> Self {
+        SampleView { data, n_samples: n, n_features: m, sample_stride: ss, feature_stride: fs, samples_are_rows }
+    }
+
+    #[inline]
+    fn at(&self, sample: usize, feature: usize) -> T {
+        self.data[sample * self.sample_stride + feature * self.feature_stride]
+    }
+
+    /// (row, column) of an entry in the caller's layout.
+    pub fn user_coords(&self, sample: usize, feature: usize) -> (usize, usize) {
+        if self.samples_are_rows {
+            (sample, feature)
+        } else {
+            (feature, sample)
+        }
+    }
+
+    /// Samples `start..start + len` as a `len x m` block.
+    pub fn block(&self, start: usize, len: usize) -> DMatrix<T> {
+        DMatrix::from_fn(len, self.n_features, |i, j| self.at(start + i, j))
+    }
+
+    /// The first non-finite entry, in the caller's (row, column) coordinates.
+    pub fn first_non_finite(&self) -> Option<(usize, usize, f64)> {
+        // Scan in memory order (fast), then report the entry in the caller's coordinates.
+        let pos = self.data.iter().position(|v| !v.as_f64().is_finite())?;
+        let (sample, feature) = if self.feature_stride == 1 && self.sample_stride == self.n_features {
+            (pos / self.n_features, pos % self.n_features)
+        } else {
+            (pos % self.n_samples, pos / self.n_samples)
+        };
+        let (row, col) = self.user_coords(sample, feature);
+        Some((row, col, self.data[pos].as_f64()))
+    }
+}
+
+/// The statistics a fit needs from the data: the centred Gram matrix, the mean and the sample count.
+#[derive(Clone, Debug)]
+pub struct GramStats {
+    /// `C = Σ (x − μ)(x − μ)ᵀ` (or `Σ x xᵀ` without centring), n_features x n_features, in f64.
+    pub c: DMatrix<f64>,
+    /// The mean of each feature (zeros without centring).
+    pub mean: DVector<f64>,
+    /// The number of samples.
+    pub n_samples: usize,
+}
+
+impl GramStats {
+    /// The number of features m.
+    pub fn n_features(&self) -> usize {
+        self.c.nrows()
+    }
+    /// `trace(C)`: the total variance times n − 1.
+    pub fn trace(&self) -> f64 {
+        self.c.trace()
+    }
+}
+
+/// Samples per block: long enough for an efficient matrix product, short enough that the block's sum in
+/// f32 stays accurate (relative error ~ sqrt(BLOCK) · ε).
+pub const GRAM_BLOCK: usize = 512;
+
+/// Streamed accumulation of [`GramStats`]: push blocks of samples, then [`finish`](Self::finish).
+#[derive(Clone, Debug)]
+pub struct GramAccumulator {
+    center: bool,
+    shift: Option<DVector<f64>>,
+    /// Σ (x − s) over the samples so far.
+    shifted_sum: DVector<f64>,
+    /// Σ (x − s)(x − s)ᵀ over the samples so far.
+    c: DMatrix<f64>,
+    n_samples: usize,
+}
+
+impl GramAccumulator {
+    /// An empty accumulator for `n_features` features; with `center`, the mean is removed.
+    pub fn new(n_features: usize, center: bool) -> Self {
+        GramAccumulator {
+            center,
+            shift: None,
+            shifted_sum: DVector::zeros(n_features),
+            c: DMatrix::zeros(n_features, n_features),
+            n_samples: 0,
+        }
+    }
+
+    /// The number of features.
+    pub fn n_features(&self) -> usize {
+        self.c.nrows()
+    }
+
+    /// Samples seen so far.
+    pub fn n_samples(&self) -> usize {
+        self.n_samples
+    }
+
+    /// Adds row-major samples (`rows.len()` must be a multiple of n_features). Checks that every value is
+    /// finite; the error names the row (counted over all pushes so far) and the column.
+    pub fn push_rows<T: Real>(&mut self, rows: &[T]) -> Result<()> {
+        let m = self.n_features();
+        if m == 0 || rows.len() % m != 0 {
+            return Err(Error::ShapeMismatch {
+                what: format!("{} values are not whole rows of {m} features", rows.len()),
+            });
+        }
+        let view = SampleView::row_major(rows, rows.len() / m, m, Layout::SamplesInRows)?;
+        if let Some((row, col, value)) = view.first_non_finite() {
+            return Err(Error::NonFinite { row: row + self.n_samples, col, value });
+        }
+        self.push_view(&view);
+        Ok(())
+    }
+
+    /// Adds all samples of a validated view, block by block.
+    pub(crate) fn push_view<T: Real>(&mut self, view: &SampleView<'_, T>) {
+        let mut start = 0;
+        while start < view.n_samples {
+            let len = GRAM_BLOCK.min(view.n_samples - start);
+            self.push_block(view.block(start, len));
+            start += len;
+        }
+    }
+
+    /// Adds one `b x m` block of samples (finite values).
+    fn push_block<T: Real>(&mut self, mut block: DMatrix<T>) {
+        let m = self.n_features();
+        let shift = self.shift.get_or_insert_with(|| {
+            if self.center {
+                // Rounded to T, so that the shift the block subtracts is exactly the one the mean adds back.
+                DVector::from_fn(m, |j, _| {
+                    let mean = block.column(j).iter().map(|v| v.as_f64()).sum::<f64>() / block.nrows() as f64;
+                    T::of_f64(mean).as_f64()
+                })
+            } else {
+                DVector::zeros(m)
+            }
+        });
+        for (j, mut col) in block.column_iter_mut().enumerate() {
+            let s = T::of_f64(shift[j]);
+            let mut sum = 0.0;
+            for v in col.iter_mut() {
+                *v -= s;
+                sum += v.as_f64();
+            }
+            self.shifted_sum[j] += sum;
+        }
+        // The block's Gram matrix in T (a short sum), added into the f64 total.
+        let mut g = DMatrix::<T>::zeros(m, m);
+        g.gemm_tr(T::one(), &block, &block, T::zero());
+        self.c.zip_apply(&g, |acc, v| *acc += v.as_f64());
+        self.n_samples += block.nrows();
+    }
+
+    /// The centred Gram matrix and the mean. Errors on an accumulator that saw no sample.
+    pub fn finish(self) -> Result<GramStats> {
+        let m = self.n_features();
+        if self.n_samples == 0 || m == 0 {
+            return Err(Error::EmptyData { n_samples: self.n_samples, n_features: m });
+        }
+        let n = self.n_samples as f64;
+        let shift = self.shift.unwrap_or_else(|| DVector::zeros(m));
+        let mut c = self.c;
+        let mean = if self.center {
+            let d = &self.shifted_sum / n; // μ − s
+            c.ger(-n, &d, &d, 1.0);
+            shift + d
+        } else {
+            DVector::zeros(m)
+        };
+        // Exact symmetry (the block products are symmetric up to rounding).
+        for j in 0..m {
+            for i in 0..j {
+                let avg = 0.5 * (c[(i, j)] + c[(j, i)]);
+                c[(i, j)] = avg;
+                c[(j, i)] = avg;
+            }
+        }
+        Ok(GramStats { c, mean, n_samples: self.n_samples })
+    }
+}

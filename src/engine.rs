@@ -1,0 +1,69 @@
+//! The operations a solver loop needs, as a trait with two executors (design.md: "One algorithm, two
+//! engines").
+//!
+//! Every solver in [`crate::solver`] is written once against [`Engine`]. The CPU engine runs each call at
+//! once; the GPU engine records it into a command encoder and only submits and reads back at
+//! [`Engine::check`]. All matrices inside the loop are tall m x k ([`Tall`]) or small k x k ([`Small`]);
+//! C (m x m) is owned by the engine and only ever multiplied, so a step costs O(m²k).
+//!
+//! The encoder W1 (k x m) is stored transposed, as the m x k matrix `V = W1ᵀ`, so that both weights are
+//! tall and every product is one of the few below.
+
+use crate::error::Result;
+
+/// Handle of an m x k matrix held by an engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tall(pub(crate) usize);
+/// Handle of a k x k matrix held by an engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Small(pub(crate) usize);
+/// Handle of a scalar held by an engine (device-side on the GPU: never read back inside the loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scalar(pub(crate) usize);
+
+/// A coefficient of [`Engine::combine`]: a constant known when the step is recorded, or a ratio of two
+/// engine scalars (conjugate-gradient steps), taken as 0 when the denominator is 0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Coef {
+    Const(f64),
+    Ratio(Scalar, Scalar),
+    NegRatio(Scalar, Scalar),
+}
+
+/// The executor of a solver loop. Handles come from the `new_*` functions of the same engine.
+pub trait Engine {
+    /// The number of features m (rows of C).
+    fn m(&self) -> usize;
+
+    /// A new m x k matrix, zero.
+    fn new_tall(&mut self) -> Tall;
+    /// A new k x k matrix, zero.
+    fn new_small(&mut self) -> Small;
+    /// A new scalar, zero.
+    fn new_scalar(&mut self) -> Scalar;
+
+    /// Sets an m x k matrix from column-major f64 values.
+    fn upload(&mut self, dst: Tall, values: &[f64]) -> Result<()>;
+    /// Reads an m x k matrix back as column-major f64 values (the one read-back of the weights).
+    fn download(&mut self, src: Tall) -> Result<Vec<f64>>;
+
+    /// `out = C x`. `out` must differ from `x`.
+    fn c_mul(&mut self, x: Tall, out: Tall);
+    /// `out = aᵀ b` (k x k).
+    fn inner(&mut self, a: Tall, b: Tall, out: Small);
+    /// `out = a s` (m x k). `out` must differ from `a`.
+    fn mul_small(&mut self, a: Tall, s: Small, out: Tall);
+    /// `out = (s + shift·I)⁻¹` for a symmetric positive definite `s + shift·I` (Cholesky).
+    fn inverse_spd(&mut self, s: Small, shift: f64, out: Small);
+    /// `out = Σ cᵢ tᵢ`, element-wise; `out` may be one of the `tᵢ`. At most four terms.
+    fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]);
+    /// `out = ⟨a, b⟩_F = trace(aᵀ b)`.
+    fn dot(&mut self, a: Tall, b: Tall, out: Scalar);
+    /// `dst = src`.
+    fn copy_scalar(&mut self, src: Scalar, dst: Scalar);
+    /// Records this iteration's stopping quantity `Σⱼ ‖aⱼ − bⱼ‖_F`.
+    fn record_stop(&mut self, pairs: &[(Tall, Tall)]);
+    /// Runs everything recorded and returns the stopping quantities recorded since the last check, in
+    /// order. On the GPU this is the only synchronisation inside the loop.
+    fn check(&mut self) -> Result<Vec<f64>>;
+}

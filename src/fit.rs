@@ -1,0 +1,292 @@
+//! Fitting: validation, the Gram matrix, the solver loop on an engine, the finish; and the result.
+
+use crate::cpu::CpuEngine;
+use crate::data::{GramAccumulator, GramStats, SampleView};
+use crate::error::{Error, Result};
+use crate::finish::finish;
+use crate::params::{Backend, LaePca};
+use crate::real::Real;
+use crate::rng::Rng;
+use crate::solver::{run_loop, spectrum, LoopSettings, Solver};
+use nalgebra::{DMatrix, DVector};
+use std::time::{Duration, Instant};
+
+/// Wall-clock time of each phase of a fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Moving the data and C to the device (zero on the CPU).
+    pub upload: Duration,
+    /// Computing C (and the mean).
+    pub gram: Duration,
+    /// Choosing λ and α and checking λ (the subspace-iteration estimate).
+    pub setup: Duration,
+    /// The solver loop.
+    pub iterate: Duration,
+    /// Reading the weights back (zero on the CPU).
+    pub readback: Duration,
+    /// The small SVD, the Rayleigh quotients and the variances.
+    pub finish: Duration,
+    /// The whole fit.
+    pub total: Duration,
+}
+
+/// The result of a fit.
+#[derive(Clone, Debug)]
+pub struct Fit<T: Real> {
+    /// k x m: the principal directions as rows, by decreasing variance, each with its entry of largest
+    /// absolute value positive (scikit-learn's convention).
+    pub components: DMatrix<T>,
+    /// The singular values σ_i of the centred data, from the Rayleigh quotients `u_iᵀ C u_i`.
+    pub singular_values: DVector<T>,
+    /// The same by the paper's formula `sqrt(λ / (1 − s_i²))` from the decoder's singular values s_i, for
+    /// study (it loses digits when λ ≪ σ²).
+    pub singular_values_paper: DVector<f64>,
+    /// The decoder's singular values s_i (the theorem: `s_i² = 1 − λ/σ_i²`).
+    pub decoder_singular_values: DVector<f64>,
+    /// `σ_i² / (n − 1)`.
+    pub explained_variance: DVector<T>,
+    /// `σ_i² / trace(C)`: the share of the total variance.
+    pub explained_variance_ratio: DVector<T>,
+    /// The mean of each feature that was removed (zeros with `center(false)`).
+    pub mean: DVector<T>,
+    /// The decoder W2 (m x k) as the loop left it.
+    pub decoder: DMatrix<T>,
+    /// The encoder W1 (k x m) as the loop left it.
+    pub encoder: DMatrix<T>,
+    /// Samples and features of the data.
+    pub n_samples: usize,
+    pub n_features: usize,
+    /// The solver that ran.
+    pub solver: Solver,
+    /// The backend that ran (never `Auto`).
+    pub backend: Backend,
+    /// The λ and α used (α is NaN for the exact solvers).
+    pub lambda: f64,
+    pub alpha: f64,
+    /// The tolerance used.
+    pub tol: f64,
+    /// Iterations run.
+    pub iterations: usize,
+    /// Whether the stopping quantity fell below `tol` before `max_iter`.
+    pub converged: bool,
+    /// Whether the loop stopped because the iterate no longer changed in the working precision (the
+    /// stopping quantity repeated to the bit) before reaching `tol`: in f32 the gradient solvers can stall
+    /// above a small `tol` with updates below half an ulp of the weights. Not converged, but no more
+    /// iterations would change the result.
+    pub stalled: bool,
+    /// The stopping quantity after each iteration.
+    pub history: Vec<f64>,
+    /// Per-phase wall-clock times.
+    pub timings: Timings,
+}
+
+impl<T: Real> Fit<T> {
+    /// Scores of new samples (rows, n x m): `(x − mean) componentsᵀ`, n x k.
+    pub fn transform(&self, x: &DMatrix<T>) -> Result<DMatrix<T>> {
+        if x.ncols() != self.n_features {
+            return Err(Error::ShapeMismatch {
+                what: format!("the model has {} features, the data has {} columns", self.n_features, x.ncols()),
+            });
+        }
+        if let Some((row, col, value)) = SampleView::matrix(x, crate::Layout::SamplesInRows).first_non_finite() {
+            return Err(Error::NonFinite { row, col, value });
+        }
+        let mut centred = x.clone();
+        for mut row in centred.row_iter_mut() {
+            row -= self.mean.transpose();
+        }
+        Ok(centred * self.components.transpose())
+    }
+
+    /// Back from scores (n x k) to the data space: `scores · components + mean`, n x m.
+    pub fn inverse_transform(&self, scores: &DMatrix<T>) -> Result<DMatrix<T>> {
+        let k = self.components.nrows();
+        if scores.ncols() != k {
+            return Err(Error::ShapeMismatch {
+                what: format!("the model has {k} components, the scores have {} columns", scores.ncols()),
+            });
+        }
+        let mut x = scores * &self.components;
+        for mut row in x.row_iter_mut() {
+            row += self.mean.transpose();
+        }
+        Ok(x)
+    }
+}
+
+impl LaePca {
+    /// Fits an nalgebra matrix laid out as [`layout`](LaePca::layout) says (samples in rows by default).
+    pub fn fit<T: Real>(&self, x: &DMatrix<T>) -> Result<Fit<T>> {
+        self.fit_view(SampleView::matrix(x, self.layout))
+    }
+
+    /// Fits a row-major `rows x cols` slice laid out as [`layout`](LaePca::layout) says.
+    pub fn fit_slice<T: Real>(&self, data: &[T], rows: usize, cols: usize) -> Result<Fit<T>> {
+        if rows == 0 || cols == 0 {
+            return Err(Error::EmptyData { n_samples: rows, n_features: cols });
+        }
+        self.fit_view(SampleView::row_major(data, rows, cols, self.layout)?)
+    }
+
+    /// Fits precomputed statistics (e.g. from a [`GramAccumulator`] fed from a file in chunks).
+    pub fn fit_gram<T: Real>(&self, stats: &GramStats) -> Result<Fit<T>> {
+        self.validate(stats.n_samples, stats.n_features())?;
+        self.fit_stats(stats, Duration::ZERO, Instant::now())
+    }
+
+    fn fit_view<T: Real>(&self, view: SampleView<'_, T>) -> Result<Fit<T>> {
+        let start = Instant::now();
+        self.validate(view.n_samples, view.n_features)?;
+        if let Some((row, col, value)) = view.first_non_finite() {
+            return Err(Error::NonFinite { row, col, value });
+        }
+        let mut acc = GramAccumulator::new(view.n_features, self.center);
+        acc.push_view(&view);
+        let stats = acc.finish()?;
+        self.fit_stats(&stats, start.elapsed(), start)
+    }
+
+    /// Checks the parameters against a data shape.
+    fn validate(&self, n: usize, m: usize) -> Result<()> {
+        if n == 0 || m == 0 {
+            return Err(Error::EmptyData { n_samples: n, n_features: m });
+        }
+        if self.k == 0 || self.k > n.min(m) {
+            return Err(Error::InvalidK { k: self.k, max: n.min(m) });
+        }
+        let positive = |name, v: Option<f64>| match v {
+            Some(v) if !(v > 0.0 && v.is_finite()) => {
+                Err(Error::InvalidParameter { name, value: v, reason: "must be positive and finite" })
+            }
+            _ => Ok(()),
+        };
+        positive("lambda", self.lambda)?;
+        positive("alpha", self.alpha)?;
+        positive("tol", self.tol)?;
+        if self.max_iter == 0 {
+            return Err(Error::InvalidParameter { name: "max_iter", value: 0.0, reason: "must be at least 1" });
+        }
+        if self.check_every == 0 {
+            return Err(Error::InvalidParameter { name: "check_every", value: 0.0, reason: "must be at least 1" });
+        }
+        Ok(())
+    }
+
+    /// Resolves λ (checked against the spectrum) and α from C.
+    fn resolve_lambda_alpha(&self, c: &DMatrix<f64>) -> Result<(f64, f64)> {
+        let k = self.k;
+        let ritz = spectrum::ritz_values(c, k, 6, self.seed);
+        let scale = ritz[0].max(f64::MIN_POSITIVE);
+        let negligible = |v: f64| v <= scale * 1e3 * f64::EPSILON * c.nrows() as f64;
+        let lambda = match self.lambda {
+            Some(l) if l < ritz[k - 1] => l,
+            given => {
+                // The cheap bound cannot vouch for this λ (or the k-th value looks like zero): decide on
+                // accurate eigenvalues.
+                let eig = accurate_top_eigenvalues(c, k, self.seed);
+                if let Some(first_zero) = eig[..k].iter().position(|&v| negligible(v)) {
+                    return Err(Error::RankDeficient { k, rank: first_zero, first_zero: first_zero + 1 });
+                }
+                match given {
+                    Some(l) => {
+                        let collapsed: Vec<usize> = (0..k).filter(|&i| eig[i] <= l).map(|i| i + 1).collect();
+                        if !collapsed.is_empty() {
+                            return Err(Error::LambdaTooLarge {
+                                lambda: l,
+                                components: collapsed,
+                                k,
+                                max_lambda: eig[k - 1],
+                            });
+                        }
+                        l
+                    }
+                    None => 0.5 * ritz[k - 1].max(eig[k - 1] * 0.5),
+                }
+            }
+        };
+        let alpha = if self.solver.uses_alpha() { self.alpha.unwrap_or(0.1 / scale) } else { f64::NAN };
+        Ok((lambda, alpha))
+    }
+
+    fn fit_stats<T: Real>(&self, stats: &GramStats, gram: Duration, start: Instant) -> Result<Fit<T>> {
+        let (m, k) = (stats.n_features(), self.k);
+        let t_setup = Instant::now();
+        let (lambda, alpha) = self.resolve_lambda_alpha(&stats.c)?;
+        let settings = LoopSettings {
+            solver: self.solver,
+            lambda,
+            alpha,
+            tol: self.tol.unwrap_or(T::DEFAULT_TOL),
+            max_iter: self.max_iter,
+            check_every: self.check_every,
+            cg_steps: self.cg_steps.unwrap_or((m * k).min(16)),
+            noise_floor: 10.0 * T::EPSILON * ((m * k) as f64).sqrt(),
+        };
+        // W2 and W1ᵀ drawn N(0, 1/m): columns of about unit norm, the scale of the answer (s_i < 1).
+        let mut rng = Rng::new(self.seed);
+        let scale = 1.0 / (m as f64).sqrt();
+        let w0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * scale).collect();
+        let v0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * scale).collect();
+        let setup = t_setup.elapsed();
+
+        let backend = match self.backend {
+            Backend::Cpu => Backend::Cpu,
+            Backend::Gpu => return Err(Error::NoAdapter("this build has no GPU path yet".into())),
+            Backend::Auto => {
+                log::warn!("no GPU path in this build: running on the CPU");
+                Backend::Cpu
+            }
+        };
+        let t_iter = Instant::now();
+        let mut engine = CpuEngine::<T>::new(&stats.c, k);
+        let out = run_loop(&mut engine, &settings, &w0, &v0)?;
+        let iterate = t_iter.elapsed();
+
+        let t_finish = Instant::now();
+        let fin = finish(&out.decoder, &stats.c, lambda);
+        let total_var = stats.trace();
+        let dof = (stats.n_samples.max(2) - 1) as f64;
+        let to_t = |v: &[f64]| DVector::from_iterator(v.len(), v.iter().map(|&x| T::of_f64(x)));
+        let sig2: Vec<f64> = fin.singular_values.iter().map(|s| s * s).collect();
+        let fit = Fit {
+            components: fin.directions.transpose().map(T::of_f64),
+            singular_values: to_t(&fin.singular_values),
+            singular_values_paper: DVector::from_vec(fin.singular_values_paper),
+            decoder_singular_values: DVector::from_vec(fin.decoder_singular_values),
+            explained_variance: to_t(&sig2.iter().map(|v| v / dof).collect::<Vec<_>>()),
+            explained_variance_ratio: to_t(&sig2.iter().map(|v| v / total_var).collect::<Vec<_>>()),
+            mean: stats.mean.map(T::of_f64),
+            decoder: DMatrix::from_column_slice(m, k, &out.decoder).map(T::of_f64),
+            encoder: DMatrix::from_column_slice(m, k, &out.encoder).transpose().map(T::of_f64),
+            n_samples: stats.n_samples,
+            n_features: m,
+            solver: self.solver,
+            backend,
+            lambda,
+            alpha,
+            tol: settings.tol,
+            iterations: out.iterations,
+            converged: out.converged,
+            stalled: out.stalled,
+            history: out.history,
+            timings: Timings {
+                gram,
+                setup,
+                iterate,
+                finish: t_finish.elapsed(),
+                total: start.elapsed(),
+                ..Timings::default()
+            },
+        };
+        Ok(fit)
+    }
+}
+
+/// C's top eigenvalues, accurately: all of them for moderate m, else a long subspace iteration.
+fn accurate_top_eigenvalues(c: &DMatrix<f64>, k: usize, seed: u64) -> Vec<f64> {
+    if c.nrows() <= 2048 {
+        spectrum::eigenvalues(c)
+    } else {
+        spectrum::ritz_values(c, k, 300, seed)
+    }
+}

@@ -1,0 +1,39 @@
+//! The floating-point types the CPU path runs in.
+
+use nalgebra::RealField;
+
+/// A floating-point type the CPU path can compute in: `f32` or `f64`.
+///
+/// The GPU path always computes in `f32`; a fit asked for in `f64` on the GPU gets its results widened.
+pub trait Real: RealField + Copy + bytemuck::Pod + Send + Sync + std::fmt::Debug + 'static {
+    /// Machine epsilon of the type, as f64.
+    const EPSILON: f64;
+    /// The default stopping tolerance for the paper's variants in this precision (see `LaePca::tol`).
+    const DEFAULT_TOL: f64;
+    /// Converts (rounding) from f64.
+    fn of_f64(x: f64) -> Self;
+    /// Converts (exactly) to f64.
+    fn as_f64(self) -> f64;
+}
+
+impl Real for f32 {
+    const EPSILON: f64 = f32::EPSILON as f64;
+    const DEFAULT_TOL: f64 = 1e-6;
+    fn of_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    const EPSILON: f64 = f64::EPSILON;
+    const DEFAULT_TOL: f64 = 1e-8;
+    fn of_f64(x: f64) -> Self {
+        x
+    }
+    fn as_f64(self) -> f64 {
+        self
+    }
+}

@@ -1,0 +1,33 @@
+//! Cheap facts about C's top eigenvalues, used to choose λ and α and to check a given λ.
+//!
+//! Ritz values of C on any subspace are lower bounds of C's eigenvalues (Cauchy interlacing: the i-th
+//! Ritz value θ_i ≤ λ_i(C)), so `λ = θ_k / 2` is guaranteed to keep all k components, whatever the
+//! number of power steps; more steps only make the bound tighter.
+
+use crate::rng::Rng;
+use nalgebra::{DMatrix, SymmetricEigen};
+
+/// Ritz values (descending) of C on `steps` steps of subspace iteration with a block of
+/// `min(m, k + 8)` columns started from a seeded Gaussian block.
+pub(crate) fn ritz_values(c: &DMatrix<f64>, k: usize, steps: usize, seed: u64) -> Vec<f64> {
+    let m = c.nrows();
+    let b = m.min(k + 8);
+    let mut rng = Rng::new(seed ^ 0x5EED_0F_5EC7);
+    let mut x = DMatrix::from_vec(m, b, rng.normals(m * b)).qr().q();
+    for _ in 0..steps {
+        x = (c * &x).qr().q();
+    }
+    let h = x.transpose() * (c * &x);
+    sorted_desc(SymmetricEigen::new(h).eigenvalues.as_slice())
+}
+
+/// All eigenvalues of C (descending), exact to f64 rounding.
+pub(crate) fn eigenvalues(c: &DMatrix<f64>) -> Vec<f64> {
+    sorted_desc(SymmetricEigen::new(c.clone()).eigenvalues.as_slice())
+}
+
+fn sorted_desc(v: &[f64]) -> Vec<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| b.total_cmp(a));
+    v
+}
