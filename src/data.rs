@@ -118,9 +118,19 @@ impl GramStats {
 /// f32 stays accurate (relative error ~ sqrt(BLOCK) · ε).
 pub const GRAM_BLOCK: usize = 512;
 
+/// Where block Gram matrices are computed.
+#[derive(Debug)]
+enum BlockEngine {
+    /// nalgebra in the working precision, [`GRAM_BLOCK`] samples a block.
+    Cpu,
+    /// WGSL kernels, chunks as large as the device allows (up to 4096 samples).
+    Gpu(crate::gpu::GpuGram),
+}
+
 /// Streamed accumulation of [`GramStats`]: push blocks of samples, then [`finish`](Self::finish).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct GramAccumulator {
+    engine: BlockEngine,
     center: bool,
     shift: Option<DVector<f64>>,
     /// Σ (x − s) over the samples so far.
@@ -133,7 +143,26 @@ pub struct GramAccumulator {
 impl GramAccumulator {
     /// An empty accumulator for `n_features` features; with `center`, the mean is removed.
     pub fn new(n_features: usize, center: bool) -> Self {
+        Self::with_engine(BlockEngine::Cpu, n_features, center)
+    }
+
+    /// An accumulator whose block products run on a GPU (the adapter whose name contains `adapter`, else
+    /// the default one; see [`LaePca::adapter`](crate::LaePca::adapter)): chunks of up to 4096 samples
+    /// are streamed to the device and summed there with a compensated (two-float) sum; C is read back
+    /// once by [`finish`](Self::finish).
+    pub fn new_gpu(n_features: usize, center: bool, adapter: Option<&str>) -> Result<Self> {
+        let ctx = std::sync::Arc::new(crate::gpu::GpuContext::open(adapter)?);
+        Self::on_gpu(ctx, n_features, center)
+    }
+
+    /// An accumulator whose block products run on the GPU of `ctx`.
+    pub(crate) fn on_gpu(ctx: std::sync::Arc<crate::gpu::GpuContext>, n_features: usize, center: bool) -> Result<Self> {
+        Ok(Self::with_engine(BlockEngine::Gpu(crate::gpu::GpuGram::new(ctx, n_features)?), n_features, center))
+    }
+
+    fn with_engine(engine: BlockEngine, n_features: usize, center: bool) -> Self {
         GramAccumulator {
+            engine,
             center,
             shift: None,
             shifted_sum: DVector::zeros(n_features),
@@ -171,9 +200,13 @@ impl GramAccumulator {
 
     /// Adds all samples of a validated view, block by block.
     pub(crate) fn push_view<T: Real>(&mut self, view: &SampleView<'_, T>) {
+        let block_rows = match &self.engine {
+            BlockEngine::Cpu => GRAM_BLOCK,
+            BlockEngine::Gpu(g) => g.block_rows(),
+        };
         let mut start = 0;
         while start < view.n_samples {
-            let len = GRAM_BLOCK.min(view.n_samples - start);
+            let len = block_rows.min(view.n_samples - start);
             self.push_block(view.block(start, len));
             start += len;
         }
@@ -202,10 +235,15 @@ impl GramAccumulator {
             }
             self.shifted_sum[j] += sum;
         }
-        // The block's Gram matrix in T (a short sum), added into the f64 total.
-        let mut g = DMatrix::<T>::zeros(m, m);
-        g.gemm_tr(T::one(), &block, &block, T::zero());
-        self.c.zip_apply(&g, |acc, v| *acc += v.as_f64());
+        match &mut self.engine {
+            BlockEngine::Cpu => {
+                // The block's Gram matrix in T (a short sum), added into the f64 total.
+                let mut g = DMatrix::<T>::zeros(m, m);
+                g.gemm_tr(T::one(), &block, &block, T::zero());
+                self.c.zip_apply(&g, |acc, v| *acc += v.as_f64());
+            }
+            BlockEngine::Gpu(gpu) => gpu.add(&block),
+        }
         self.n_samples += block.nrows();
     }
 
@@ -217,7 +255,10 @@ impl GramAccumulator {
         }
         let n = self.n_samples as f64;
         let shift = self.shift.unwrap_or_else(|| DVector::zeros(m));
-        let mut c = self.c;
+        let mut c = match &self.engine {
+            BlockEngine::Cpu => self.c,
+            BlockEngine::Gpu(gpu) => gpu.total()?,
+        };
         let mean = if self.center {
             let d = &self.shifted_sum / n; // μ − s
             c.ger(-n, &d, &d, 1.0);

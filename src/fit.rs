@@ -2,6 +2,7 @@
 
 use crate::cpu::CpuEngine;
 use crate::data::{GramAccumulator, GramStats, SampleView};
+use crate::gpu::{DeviceInfo, GpuContext, GpuEngine};
 use crate::error::{Error, Result};
 use crate::finish::finish;
 use crate::params::{Backend, LaePca};
@@ -9,6 +10,7 @@ use crate::real::Real;
 use crate::rng::Rng;
 use crate::solver::{run_loop, spectrum, LoopSettings, Solver};
 use nalgebra::{DMatrix, DVector};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Wall-clock time of each phase of a fit.
@@ -60,6 +62,11 @@ pub struct Fit<T: Real> {
     pub solver: Solver,
     /// The backend that ran (never `Auto`).
     pub backend: Backend,
+    /// The GPU adapter that ran (None on the CPU).
+    pub adapter: Option<DeviceInfo>,
+    /// GPU command submissions and read-backs during the solver loop (zero on the CPU).
+    pub submissions: usize,
+    pub readbacks: usize,
     /// The λ and α used (α is NaN for the exact solvers).
     pub lambda: f64,
     pub alpha: f64,
@@ -130,8 +137,10 @@ impl LaePca {
 
     /// Fits precomputed statistics (e.g. from a [`GramAccumulator`] fed from a file in chunks).
     pub fn fit_gram<T: Real>(&self, stats: &GramStats) -> Result<Fit<T>> {
+        let start = Instant::now();
         self.validate(stats.n_samples, stats.n_features())?;
-        self.fit_stats(stats, Duration::ZERO, Instant::now())
+        let gpu = self.open_gpu()?;
+        self.fit_stats(stats, Duration::ZERO, start, gpu)
     }
 
     fn fit_view<T: Real>(&self, view: SampleView<'_, T>) -> Result<Fit<T>> {
@@ -140,10 +149,31 @@ impl LaePca {
         if let Some((row, col, value)) = view.first_non_finite() {
             return Err(Error::NonFinite { row, col, value });
         }
-        let mut acc = GramAccumulator::new(view.n_features, self.center);
+        let gpu = self.open_gpu()?;
+        let t_gram = Instant::now();
+        let mut acc = match &gpu {
+            Some(ctx) => GramAccumulator::on_gpu(ctx.clone(), view.n_features, self.center)?,
+            None => GramAccumulator::new(view.n_features, self.center),
+        };
         acc.push_view(&view);
         let stats = acc.finish()?;
-        self.fit_stats(&stats, start.elapsed(), start)
+        self.fit_stats(&stats, t_gram.elapsed(), start, gpu)
+    }
+
+    /// The GPU context the backend asks for: None for the CPU; for Auto, None (with a warning) when no
+    /// adapter can be opened.
+    fn open_gpu(&self) -> Result<Option<Arc<GpuContext>>> {
+        match self.backend {
+            Backend::Cpu => Ok(None),
+            Backend::Gpu => GpuContext::open(self.adapter.as_deref()).map(|c| Some(Arc::new(c))),
+            Backend::Auto => match GpuContext::open(self.adapter.as_deref()) {
+                Ok(c) => Ok(Some(Arc::new(c))),
+                Err(e) => {
+                    log::warn!("no usable GPU ({e}): running on the CPU");
+                    Ok(None)
+                }
+            },
+        }
     }
 
     /// Checks the parameters against a data shape.
@@ -208,19 +238,30 @@ impl LaePca {
         Ok((lambda, alpha))
     }
 
-    fn fit_stats<T: Real>(&self, stats: &GramStats, gram: Duration, start: Instant) -> Result<Fit<T>> {
+    fn fit_stats<T: Real>(
+        &self,
+        stats: &GramStats,
+        gram: Duration,
+        start: Instant,
+        gpu: Option<Arc<GpuContext>>,
+    ) -> Result<Fit<T>> {
         let (m, k) = (stats.n_features(), self.k);
         let t_setup = Instant::now();
         let (lambda, alpha) = self.resolve_lambda_alpha(&stats.c)?;
+        // The GPU computes in f32 whatever T is.
+        let (default_tol, eps) = match gpu {
+            Some(_) => (f32::DEFAULT_TOL, <f32 as Real>::EPSILON),
+            None => (T::DEFAULT_TOL, T::EPSILON),
+        };
         let settings = LoopSettings {
             solver: self.solver,
             lambda,
             alpha,
-            tol: self.tol.unwrap_or(T::DEFAULT_TOL),
+            tol: self.tol.unwrap_or(default_tol),
             max_iter: self.max_iter,
             check_every: self.check_every,
             cg_steps: self.cg_steps.unwrap_or((m * k).min(16)),
-            noise_floor: 10.0 * T::EPSILON * ((m * k) as f64).sqrt(),
+            noise_floor: 10.0 * eps * ((m * k) as f64).sqrt(),
         };
         // W2 and W1ᵀ drawn N(0, 1/m): columns of about unit norm, the scale of the answer (s_i < 1).
         let mut rng = Rng::new(self.seed);
@@ -229,18 +270,22 @@ impl LaePca {
         let v0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * scale).collect();
         let setup = t_setup.elapsed();
 
-        let backend = match self.backend {
-            Backend::Cpu => Backend::Cpu,
-            Backend::Gpu => return Err(Error::NoAdapter("this build has no GPU path yet".into())),
-            Backend::Auto => {
-                log::warn!("no GPU path in this build: running on the CPU");
-                Backend::Cpu
+        let t_iter = Instant::now();
+        let (out, backend, adapter, upload, readback, submissions, readbacks) = match &gpu {
+            None => {
+                let mut engine = CpuEngine::<T>::new(&stats.c, k);
+                let out = run_loop(&mut engine, &settings, &w0, &v0)?;
+                (out, Backend::Cpu, None, Duration::ZERO, Duration::ZERO, 0, 0)
+            }
+            Some(ctx) => {
+                let mut engine = GpuEngine::new(ctx, &stats.c, k, self.check_every)?;
+                let out = run_loop(&mut engine, &settings, &w0, &v0)?;
+                ctx.take_error()?;
+                let info = Some(ctx.info.clone());
+                (out, Backend::Gpu, info, engine.upload_time, engine.readback_time, engine.submissions, engine.readbacks)
             }
         };
-        let t_iter = Instant::now();
-        let mut engine = CpuEngine::<T>::new(&stats.c, k);
-        let out = run_loop(&mut engine, &settings, &w0, &v0)?;
-        let iterate = t_iter.elapsed();
+        let iterate = t_iter.elapsed().saturating_sub(upload + readback);
 
         let t_finish = Instant::now();
         let fin = finish(&out.decoder, &stats.c, lambda);
@@ -262,6 +307,9 @@ impl LaePca {
             n_features: m,
             solver: self.solver,
             backend,
+            adapter,
+            submissions,
+            readbacks,
             lambda,
             alpha,
             tol: settings.tol,
@@ -270,9 +318,11 @@ impl LaePca {
             stalled: out.stalled,
             history: out.history,
             timings: Timings {
+                upload,
                 gram,
                 setup,
                 iterate,
+                readback,
                 finish: t_finish.elapsed(),
                 total: start.elapsed(),
                 ..Timings::default()

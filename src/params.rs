@@ -72,6 +72,7 @@ pub struct LaePca {
     pub(crate) backend: Backend,
     pub(crate) layout: Layout,
     pub(crate) center: bool,
+    pub(crate) adapter: Option<String>,
 }
 
 impl LaePca {
@@ -90,6 +91,7 @@ impl LaePca {
             backend: Backend::default(),
             layout: Layout::default(),
             center: true,
+            adapter: None,
         }
     }
     /// The iteration to run.
@@ -141,6 +143,12 @@ impl LaePca {
     /// How the data handed to `fit` is laid out.
     pub fn layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
+        self
+    }
+    /// The GPU adapter to use: the first whose name contains this text (case-insensitive). Without it,
+    /// the one `WGPU_ADAPTER_NAME` names, else wgpu's high-performance default.
+    pub fn adapter(mut self, name: impl Into<String>) -> Self {
+        self.adapter = Some(name.into());
         self
     }
     /// Whether to remove each feature's mean (default true).

@@ -1,0 +1,51 @@
+//! Phase timings of one fit on the GPU and on the CPU, and their agreement:
+//! `cargo run --release --example gpu_phases -- N M K [SOLVER]` (default 20000 512 16 exact-tied).
+
+use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
+use laepca::{Backend, LaePca, Solver};
+
+fn main() -> Result<(), laepca::Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    let (n, m, k) = (num(0, 20000), num(1, 512), num(2, 16));
+    let solver: Solver = args.get(3).map_or(Ok(Solver::ExactTied), |s| s.parse()).unwrap();
+    let t = std::time::Instant::now();
+    // Rank at most 256 keeps the generator cheap for large problems.
+    let r = m.min(n - 1).min(256);
+    let x = prescribed_spectrum(n, m, &geometric_spectrum(r, 1000.0, 0.97), 5.0, 1).x.map(|v| v as f32);
+    println!(
+        "problem: n = {n}, m = {m}, k = {k}, rank {r}, σ_i = 1000·0.97^i, solver {solver} (generated in {:.1?})",
+        t.elapsed()
+    );
+    let mut fits = Vec::new();
+    for backend in [Backend::Gpu, Backend::Cpu] {
+        let fit = LaePca::new(k).solver(solver).backend(backend).fit(&x)?;
+        let tm = &fit.timings;
+        println!(
+            "{:<4} {:<40} iters {:>5} conv {} stalled {} | upload {:>9.2?} gram {:>9.2?} setup {:>9.2?} loop {:>9.2?} readback {:>9.2?} finish {:>9.2?} total {:>9.2?} | loop submissions {} read-backs {}",
+            fit.backend.name(),
+            fit.adapter.as_ref().map_or("cpu".to_string(), |a| format!("{} ({})", a.name, a.backend)),
+            fit.iterations,
+            fit.converged,
+            fit.stalled,
+            tm.upload,
+            tm.gram,
+            tm.setup,
+            tm.iterate,
+            tm.readback,
+            tm.finish,
+            tm.total,
+            fit.submissions,
+            fit.readbacks
+        );
+        fits.push(fit);
+    }
+    let (g, c) = (&fits[0], &fits[1]);
+    let (gu, cu) = (g.components.map(|v| v as f64), c.components.map(|v| v as f64));
+    // Largest principal angle: asin ‖(I − CCᵀ) G‖₂ with orthonormal rows.
+    let resid = gu.transpose() - cu.transpose() * (&cu * gu.transpose());
+    let angle = resid.singular_values().max().min(1.0).asin();
+    let sv = (0..k).map(|i| ((g.singular_values[i] - c.singular_values[i]) / c.singular_values[i]).abs()).fold(0f32, f32::max);
+    println!("GPU vs CPU: largest principal angle {angle:.2e} rad, largest singular-value relative difference {sv:.2e}");
+    Ok(())
+}

@@ -1,0 +1,91 @@
+// Gram family: C += Xᵀ X for one chunk of samples.
+//
+// X is a chunk of `rows` samples, row-major, each row padded to `mp` features (a multiple of 4, zeros
+// beyond m) and already shifted (x − s) on the host. Only the tiles on or above the diagonal are
+// computed (the host mirrors the upper triangle when it reads C back). The chunk's partial sum is added
+// to the running total (c_hi, c_lo) with Knuth's TwoSum, so that the total over many chunks keeps the
+// digits a plain f32 sum would lose: c_hi + c_lo carries about twice f32's precision.
+
+struct Params {
+    rows: u32,
+    mp: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> c_hi: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c_lo: array<f32>;
+
+// Output tile: 64 x 64 per workgroup of 16 x 16 threads, 4 x 4 outputs per thread; 16 samples per step.
+const TILE: u32 = 64u;
+const STEP: u32 = 16u;
+
+var<workgroup> a_tile: array<vec4<f32>, 256>; // STEP samples x 16 vec4 (64 features of the tile's rows)
+var<workgroup> b_tile: array<vec4<f32>, 256>; // STEP samples x 16 vec4 (64 features of the tile's columns)
+
+@compute @workgroup_size(16, 16)
+fn gram_chunk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    // Tiles below the diagonal are the mirror of tiles above it.
+    if (wg.y < wg.x) {
+        return;
+    }
+    let mp4 = p.mp / 4u;
+    let i4 = wg.x * (TILE / 4u); // first vec4 column of the tile's rows
+    let j4 = wg.y * (TILE / 4u); // first vec4 column of the tile's columns
+    let t = lid.y * 16u + lid.x;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var r0 = 0u; r0 < p.rows; r0 += STEP) {
+        // Each thread loads one vec4 of each tile: sample r0 + t / 16, vec4 column t % 16.
+        let r = r0 + t / 16u;
+        let ca = i4 + t % 16u;
+        let cb = j4 + t % 16u;
+        var va = vec4<f32>(0.0);
+        var vb = vec4<f32>(0.0);
+        if (r < p.rows && ca < mp4) {
+            va = x[r * mp4 + ca];
+        }
+        if (r < p.rows && cb < mp4) {
+            vb = x[r * mp4 + cb];
+        }
+        a_tile[t] = va;
+        b_tile[t] = vb;
+        workgroupBarrier();
+        for (var s = 0u; s < STEP; s++) {
+            let a = a_tile[s * 16u + lid.y];
+            let b = b_tile[s * 16u + lid.x];
+            acc0 += a.x * b;
+            acc1 += a.y * b;
+            acc2 += a.z * b;
+            acc3 += a.w * b;
+        }
+        workgroupBarrier();
+    }
+    let i0 = (i4 + lid.y) * 4u;
+    let j0 = (j4 + lid.x) * 4u;
+    add_row(i0, j0, acc0);
+    add_row(i0 + 1u, j0, acc1);
+    add_row(i0 + 2u, j0, acc2);
+    add_row(i0 + 3u, j0, acc3);
+}
+
+// c[i, j..j+4] += v with a compensated (TwoSum) update.
+fn add_row(i: u32, j: u32, v: vec4<f32>) {
+    if (i >= p.mp || j >= p.mp) {
+        return;
+    }
+    for (var c = 0u; c < 4u; c++) {
+        let idx = i * p.mp + j + c;
+        let a = c_hi[idx];
+        let b = v[c];
+        let s = a + b;
+        let bb = s - a;
+        let err = (a - (s - bb)) + (b - bb);
+        c_hi[idx] = s;
+        c_lo[idx] += err;
+    }
+}

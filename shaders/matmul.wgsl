@@ -1,0 +1,107 @@
+// Matmul family: the three products of the solver loop. Tall matrices (m x k) are column-major with a
+// column stride of mp (m padded to a multiple of 4, zero rows beyond m); C is mp x mp and symmetric;
+// small matrices (k x k) are column-major.
+
+struct Params {
+    mp: u32,
+    k: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// Threads of the one-dimensional kernels (inner, mul_small), chosen per adapter.
+override WG: u32 = 256u;
+
+// c_mul: out (mp x k) = C (a, mp x mp) · X (b, mp x k).
+// A workgroup of 16 x 16 threads makes a 64 x 16 tile of out, 4 rows per thread, stepping 16 along the
+// shared dimension through workgroup memory.
+var<workgroup> c_tile: array<f32, 1024>; // 64 rows x 16
+var<workgroup> x_tile: array<f32, 256>;  // 16 x 16 columns
+
+@compute @workgroup_size(16, 16)
+fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = wg.x * 64u;
+    let col = wg.y * 16u + lid.x;
+    let t = lid.y * 16u + lid.x;
+    var acc = vec4<f32>(0.0);
+    for (var r0 = 0u; r0 < p.mp; r0 += 16u) {
+        // C tile: 64 rows x 16, four entries per thread (C is symmetric: row i of C is column i).
+        for (var q = 0u; q < 4u; q++) {
+            let e = t * 4u + q;
+            let i = row0 + e / 16u;
+            let r = r0 + e % 16u;
+            var v = 0.0;
+            if (i < p.mp && r < p.mp) {
+                v = a[i * p.mp + r];
+            }
+            c_tile[e] = v;
+        }
+        // X tile: 16 x 16, one entry per thread.
+        let xr = r0 + lid.y;
+        var xv = 0.0;
+        if (xr < p.mp && col < p.k) {
+            xv = b[col * p.mp + xr];
+        }
+        x_tile[lid.y * 16u + lid.x] = xv;
+        workgroupBarrier();
+        for (var s = 0u; s < 16u; s++) {
+            let w = x_tile[s * 16u + lid.x];
+            let base = lid.y * 4u * 16u + s;
+            acc += vec4<f32>(c_tile[base], c_tile[base + 16u], c_tile[base + 32u], c_tile[base + 48u]) * w;
+        }
+        workgroupBarrier();
+    }
+    if (col < p.k) {
+        for (var q = 0u; q < 4u; q++) {
+            let i = row0 + lid.y * 4u + q;
+            if (i < p.mp) {
+                out[col * p.mp + i] = acc[q];
+            }
+        }
+    }
+}
+
+// inner: out (k x k) = aᵀ b. One workgroup per entry; a fixed-order tree reduction (deterministic).
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn inner(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let ca = wg.x;
+    let cb = wg.y;
+    var s = 0.0;
+    for (var r = lid.x; r < p.mp; r += WG) {
+        s += a[ca * p.mp + r] * b[cb * p.mp + r];
+    }
+    partial[lid.x] = s;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (lid.x < half) {
+            partial[lid.x] += partial[lid.x + half];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        out[cb * p.k + ca] = partial[0];
+    }
+}
+
+// mul_small: out (mp x k) = a (mp x k) · b (k x k). One thread per entry of out.
+@compute @workgroup_size(WG)
+fn mul_small(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    if (e >= p.mp * p.k) {
+        return;
+    }
+    let i = e % p.mp;
+    let j = e / p.mp;
+    var s = 0.0;
+    for (var l = 0u; l < p.k; l++) {
+        s += a[l * p.mp + i] * b[j * p.k + l];
+    }
+    out[e] = s;
+}

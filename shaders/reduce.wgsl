@@ -1,0 +1,72 @@
+// Reduce family: Frobenius inner products and the stopping quantity, each in one workgroup with a
+// fixed-order tree reduction, so that the same input gives the same bits.
+
+struct Params {
+    len: u32,
+    // dot: the scalar to write; stop: the number of pairs (1 or 2)
+    slot: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a0: array<f32>;
+@group(0) @binding(2) var<storage, read> b0: array<f32>;
+@group(0) @binding(3) var<storage, read> a1: array<f32>;
+@group(0) @binding(4) var<storage, read> b1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> scalars: array<f32>;
+// history[0] counts the values recorded since the last read-back; they follow it.
+@group(0) @binding(6) var<storage, read_write> history: array<f32>;
+
+override WG: u32 = 256u;
+
+var<workgroup> partial: array<f32, WG>;
+
+fn tree_sum(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (lid < half) {
+            partial[lid] += partial[lid + half];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+// scalars[slot] = ⟨a0, b0⟩.
+@compute @workgroup_size(WG)
+fn dot(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var e = lid.x; e < p.len; e += WG) {
+        s += a0[e] * b0[e];
+    }
+    let total = tree_sum(lid.x, s);
+    if (lid.x == 0u) {
+        scalars[p.slot] = total;
+    }
+}
+
+// Appends ‖a0 − b0‖ (+ ‖a1 − b1‖ when slot = 2) to the history.
+@compute @workgroup_size(WG)
+fn stop_quantity(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s0 = 0.0;
+    var s1 = 0.0;
+    for (var e = lid.x; e < p.len; e += WG) {
+        let d0 = a0[e] - b0[e];
+        s0 += d0 * d0;
+        if (p.slot == 2u) {
+            let d1 = a1[e] - b1[e];
+            s1 += d1 * d1;
+        }
+    }
+    let n0 = tree_sum(lid.x, s0);
+    let n1 = tree_sum(lid.x, s1);
+    if (lid.x == 0u) {
+        let count = u32(history[0]);
+        history[count + 1u] = sqrt(n0) + sqrt(n1);
+        history[0] = f32(count + 1u);
+    }
+}

@@ -1,0 +1,68 @@
+// Small family: k x k solves for the exact solvers.
+//
+// inverse_spd: out = (s + shift·I)⁻¹ for a symmetric positive definite matrix, by Gauss–Jordan
+// elimination without pivoting (stable for SPD matrices), in one workgroup, rows shared among threads.
+// A matrix that is not positive definite gives non-finite entries, which the loop's next stopping
+// check reports as a divergence.
+
+struct Params {
+    k: u32,
+    shift: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> s: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+override WG: u32 = 64u;
+
+var<workgroup> pivot: f32;
+
+@compute @workgroup_size(WG)
+fn inverse_spd(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let k = p.k;
+    for (var e = lid.x; e < k * k; e += WG) {
+        var v = s[e];
+        if (e % k == e / k) {
+            v += p.shift;
+        }
+        out[e] = v;
+    }
+    storageBarrier();
+    workgroupBarrier();
+    for (var q = 0u; q < k; q++) {
+        if (lid.x == 0u) {
+            pivot = out[q * k + q];
+        }
+        storageBarrier();
+        workgroupBarrier();
+        let piv = pivot;
+        // Row q divided by the pivot; its diagonal entry becomes 1 / pivot.
+        for (var j = lid.x; j < k; j += WG) {
+            if (j == q) {
+                out[j * k + q] = 1.0 / piv;
+            } else {
+                out[j * k + q] = out[j * k + q] / piv;
+            }
+        }
+        storageBarrier();
+        workgroupBarrier();
+        // Every other row i loses f = a[i, q] times row q; its q-th entry becomes −f / pivot.
+        for (var i = lid.x; i < k; i += WG) {
+            if (i != q) {
+                let f = out[q * k + i];
+                for (var j = 0u; j < k; j++) {
+                    if (j == q) {
+                        out[j * k + i] = -f * out[q * k + q];
+                    } else {
+                        out[j * k + i] -= f * out[j * k + q];
+                    }
+                }
+            }
+        }
+        storageBarrier();
+        workgroupBarrier();
+    }
+}

@@ -1,0 +1,82 @@
+// Update family: the fused element-wise updates of every solver, out = Σ cᵢ tᵢ (up to four terms), and
+// scalar copies.
+//
+// A coefficient is a constant or a ratio of two scalars kept on the device (conjugate-gradient steps),
+// taken as 0 when the denominator is 0. A term can read `out` itself (source 4), so that updates in
+// place need no second binding of the same buffer.
+
+struct Term {
+    // 0: constant `value`; 1: scalars[num] / scalars[den]; 2: −scalars[num] / scalars[den]
+    kind: u32,
+    value: f32,
+    num: u32,
+    den: u32,
+    // 0..3: the bindings t0..t3; 4: out
+    source: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+struct Params {
+    len: u32,
+    terms: u32,
+    src: u32,
+    dst: u32,
+    term: array<Term, 4>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> t0: array<f32>;
+@group(0) @binding(2) var<storage, read> t1: array<f32>;
+@group(0) @binding(3) var<storage, read> t2: array<f32>;
+@group(0) @binding(4) var<storage, read> t3: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> scalars: array<f32>;
+
+override WG: u32 = 256u;
+
+fn coefficient(t: Term) -> f32 {
+    if (t.kind == 0u) {
+        return t.value;
+    }
+    let den = scalars[t.den];
+    var r = 0.0;
+    if (den != 0.0) {
+        r = scalars[t.num] / den;
+    }
+    if (t.kind == 2u) {
+        r = -r;
+    }
+    return r;
+}
+
+fn term_value(source: u32, e: u32) -> f32 {
+    switch source {
+        case 0u: { return t0[e]; }
+        case 1u: { return t1[e]; }
+        case 2u: { return t2[e]; }
+        case 3u: { return t3[e]; }
+        default: { return out[e]; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    if (e >= p.len) {
+        return;
+    }
+    var acc = 0.0;
+    for (var i = 0u; i < p.terms; i++) {
+        let t = p.term[i];
+        acc += coefficient(t) * term_value(t.source, e);
+    }
+    out[e] = acc;
+}
+
+// scalars[dst] = scalars[src].
+@compute @workgroup_size(1)
+fn copy_scalar() {
+    scalars[p.dst] = scalars[p.src];
+}

@@ -1,0 +1,241 @@
+//! The GPU path: device set-up, the kernel registry, the Gram accumulation and the GPU engine.
+//!
+//! Device set-up is kept apart from the GPU work: [`GpuContext`] owns the adapter, device and queue and
+//! turns wgpu's error reports (validation, out of memory, device lost) into [`Error::Gpu`] instead of
+//! wgpu's default panic; the engine and the Gram code take a context and record work into it.
+
+mod engine;
+mod gram;
+pub(crate) mod kernels;
+
+pub(crate) use engine::GpuEngine;
+pub(crate) use gram::GpuGram;
+
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// What `devices()` reports of one adapter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceInfo {
+    /// The adapter's name, e.g. "NVIDIA H200" or "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// The graphics API wgpu uses for it: "vulkan", "metal", "dx12" or "gl".
+    pub backend: String,
+    /// "discrete", "integrated", "cpu", "virtual" or "other".
+    pub device_type: String,
+    /// The largest buffer the adapter allows, in bytes.
+    pub max_buffer_size: u64,
+    /// The largest storage-buffer binding, in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// The most invocations in one workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+}
+
+impl DeviceInfo {
+    fn new(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> Self {
+        DeviceInfo {
+            name: info.name.clone(),
+            backend: info.backend.to_str().to_string(),
+            device_type: match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => "discrete",
+                wgpu::DeviceType::IntegratedGpu => "integrated",
+                wgpu::DeviceType::Cpu => "cpu",
+                wgpu::DeviceType::VirtualGpu => "virtual",
+                wgpu::DeviceType::Other => "other",
+            }
+            .to_string(),
+            max_buffer_size: limits.max_buffer_size,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        }
+    }
+
+    /// The largest number of features whose C (padded to a multiple of 4, f32) fits one binding.
+    pub fn max_features(&self) -> usize {
+        max_features(self.max_buffer_size.min(self.max_storage_buffer_binding_size))
+    }
+}
+
+fn max_features(limit_bytes: u64) -> usize {
+    let side = ((limit_bytes / 4) as f64).sqrt() as usize;
+    side / 4 * 4
+}
+
+fn instance() -> wgpu::Instance {
+    // WGPU_BACKEND (e.g. "vulkan", "metal", "dx12") restricts the backends.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu sees (honouring WGPU_BACKEND), with its key limits.
+pub fn devices() -> Vec<DeviceInfo> {
+    let instance = instance();
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()));
+    adapters.iter().map(|a| DeviceInfo::new(&a.get_info(), &a.limits())).collect()
+}
+
+/// An open device with its queue, pipelines and error reports.
+pub(crate) struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: DeviceInfo,
+    pipelines: Mutex<kernels::PipelineCache>,
+    /// The first error wgpu reported outside an error scope (validation, out of memory, device lost).
+    errors: Arc<Mutex<Option<String>>>,
+}
+
+impl GpuContext {
+    /// Opens the adapter whose name contains `adapter_name` (else the one WGPU_ADAPTER_NAME names, else
+    /// wgpu's default, preferring a high-performance GPU), with the adapter's own limits.
+    pub fn open(adapter_name: Option<&str>) -> Result<Self> {
+        let instance = instance();
+        let adapter = match adapter_name {
+            Some(wanted) => {
+                let all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()));
+                let needle = wanted.to_lowercase();
+                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+                all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&needle)).ok_or_else(|| {
+                    Error::NoAdapter(format!("no adapter named like '{wanted}' (adapters: {names:?})"))
+                })?
+            }
+            None => {
+                let options = wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env()
+                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                    ..Default::default()
+                };
+                match pollster::block_on(wgpu::util::initialize_adapter_from_env(&instance, None)) {
+                    Ok(a) => a,
+                    Err(_) => pollster::block_on(instance.request_adapter(&options))
+                        .map_err(|e| Error::NoAdapter(format!("wgpu found no adapter ({e})")))?,
+                }
+            }
+        };
+        let limits = adapter.limits();
+        let info = DeviceInfo::new(&adapter.get_info(), &limits);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("laepca"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("could not open {}: {e}", info.name)))?;
+        let errors = Arc::new(Mutex::new(None));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
+        });
+        // The largest power of two ≤ 256 the adapter allows for one-dimensional workgroups.
+        let mut workgroup = 256;
+        while workgroup > limits.max_compute_invocations_per_workgroup.min(limits.max_compute_workgroup_size_x) {
+            workgroup /= 2;
+        }
+        log::info!("GPU: {} ({}, {})", info.name, info.backend, info.device_type);
+        Ok(GpuContext { device, queue, info, pipelines: Mutex::new(kernels::PipelineCache::new(workgroup)), errors })
+    }
+
+    /// The compiled pipeline of `kernel` (compiled on first use, then cached).
+    pub fn pipeline(&self, kernel: kernels::Kernel) -> wgpu::ComputePipeline {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&self.device, kernel).clone()
+    }
+
+    /// The one-dimensional workgroup size chosen for this adapter.
+    pub fn workgroup(&self) -> u32 {
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).workgroup
+    }
+
+    /// The error wgpu reported since the device opened, if any.
+    pub fn take_error(&self) -> Result<()> {
+        let slot = self.errors.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match slot {
+            Some(msg) => Err(Error::Gpu(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks that n_features fits: C (mp x mp f32) in one storage binding and one buffer.
+    pub fn check_fits(&self, m: usize) -> Result<()> {
+        let mp = padded(m) as u64;
+        let needed = mp * mp * 4;
+        let (limit, limit_name) = if self.info.max_storage_buffer_binding_size <= self.info.max_buffer_size {
+            (self.info.max_storage_buffer_binding_size, "max_storage_buffer_binding_size")
+        } else {
+            (self.info.max_buffer_size, "max_buffer_size")
+        };
+        if needed > limit {
+            return Err(Error::TooLargeForDevice { m, needed, limit_name, limit, max_m: max_features(limit) });
+        }
+        Ok(())
+    }
+
+    pub fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16),
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Copies `bytes` of `src` into `staging` (MAP_READ | COPY_DST), submits `encoder` with the copy,
+    /// waits, and returns the bytes as f32.
+    pub fn read_f32(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<f32>> {
+        encoder.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.take_error()?;
+        match pollster::block_on(rx.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Gpu(format!("reading back: {e}"))),
+            None => return Err(Error::Gpu("reading back: the map request was dropped".into())),
+        }
+        let out = {
+            let view =
+                staging.slice(..bytes).get_mapped_range().map_err(|e| Error::Gpu(format!("reading back: {e:?}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// A staging buffer for read-backs of `bytes`.
+    pub fn staging(&self, bytes: u64) -> wgpu::Buffer {
+        self.buffer("staging", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)
+    }
+
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+}
+
+/// m rounded up to a multiple of 4 (vec4 loads of C's rows and of the data's rows).
+pub(crate) fn padded(m: usize) -> usize {
+    m.div_ceil(4) * 4
+}
+
+/// Workgroups for `n` invocations of `wg` threads, spread over x and y within the 65535 limit.
+pub(crate) fn grid_1d(n: usize, wg: u32) -> (u32, u32) {
+    let groups = n.div_ceil(wg as usize).max(1);
+    if groups <= 65535 {
+        (groups as u32, 1)
+    } else {
+        (65535, groups.div_ceil(65535) as u32)
+    }
+}
