@@ -8,11 +8,16 @@ fn main() -> Result<(), laepca::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (n, m, k) = (num(0, 20000), num(1, 512), num(2, 16));
-    let solver: Solver = args.get(3).map_or(Ok(Solver::ExactTied), |s| s.parse()).unwrap();
+    let solver: Solver = args
+        .get(3)
+        .map_or(Ok(Solver::ExactTied), |s| s.parse())
+        .unwrap();
     let t = std::time::Instant::now();
     // Rank at most 256 keeps the generator cheap for large problems.
     let r = m.min(n - 1).min(256);
-    let x = prescribed_spectrum(n, m, &geometric_spectrum(r, 1000.0, 0.97), 5.0, 1).x.map(|v| v as f32);
+    let x = prescribed_spectrum(n, m, &geometric_spectrum(r, 1000.0, 0.97), 5.0, 1)
+        .x
+        .map(|v| v as f32);
     println!(
         "problem: n = {n}, m = {m}, k = {k}, rank {r}, σ_i = 1000·0.97^i, solver {solver} (generated in {:.1?})",
         t.elapsed()
@@ -41,11 +46,16 @@ fn main() -> Result<(), laepca::Error> {
         fits.push(fit);
     }
     let (g, c) = (&fits[0], &fits[1]);
-    let (gu, cu) = (g.components.map(|v| v as f64), c.components.map(|v| v as f64));
+    let (gu, cu) = (
+        g.components.map(|v| v as f64),
+        c.components.map(|v| v as f64),
+    );
     // Largest principal angle: asin ‖(I − CCᵀ) G‖₂ with orthonormal rows.
     let resid = gu.transpose() - cu.transpose() * (&cu * gu.transpose());
     let angle = resid.singular_values().max().min(1.0).asin();
-    let sv = (0..k).map(|i| ((g.singular_values[i] - c.singular_values[i]) / c.singular_values[i]).abs()).fold(0f32, f32::max);
+    let sv = (0..k)
+        .map(|i| ((g.singular_values[i] - c.singular_values[i]) / c.singular_values[i]).abs())
+        .fold(0f32, f32::max);
     println!("GPU vs CPU: largest principal angle {angle:.2e} rad, largest singular-value relative difference {sv:.2e}");
     Ok(())
 }

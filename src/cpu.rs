@@ -119,7 +119,10 @@ impl<T: Real> Engine for CpuEngine<T> {
         self.scalars[dst.0] = self.scalars[src.0];
     }
     fn record_stop(&mut self, pairs: &[(Tall, Tall)]) {
-        let q: f64 = pairs.iter().map(|(a, b)| (&self.talls[a.0] - &self.talls[b.0]).norm().as_f64()).sum();
+        let q: f64 = pairs
+            .iter()
+            .map(|(a, b)| (&self.talls[a.0] - &self.talls[b.0]).norm().as_f64())
+            .sum();
         self.pending.push(q);
     }
     fn check(&mut self) -> Result<Vec<f64>> {

@@ -37,7 +37,10 @@ impl<'a, T: Real> SampleView<'a, T> {
         let expected = rows.checked_mul(cols);
         if expected != Some(data.len()) {
             return Err(Error::ShapeMismatch {
-                what: format!("a {rows} x {cols} matrix needs {rows}*{cols} values, the slice has {}", data.len()),
+                what: format!(
+                    "a {rows} x {cols} matrix needs {rows}*{cols} values, the slice has {}",
+                    data.len()
+                ),
             });
         }
         Ok(match layout {
@@ -55,8 +58,22 @@ impl<'a, T: Real> SampleView<'a, T> {
         }
     }
 
-    fn new(data: &'a [T], n: usize, m: usize, ss: usize, fs: usize, samples_are_rows: bool) -> Self {
-        SampleView { data, n_samples: n, n_features: m, sample_stride: ss, feature_stride: fs, samples_are_rows }
+    fn new(
+        data: &'a [T],
+        n: usize,
+        m: usize,
+        ss: usize,
+        fs: usize,
+        samples_are_rows: bool,
+    ) -> Self {
+        SampleView {
+            data,
+            n_samples: n,
+            n_features: m,
+            sample_stride: ss,
+            feature_stride: fs,
+            samples_are_rows,
+        }
     }
 
     #[inline]
@@ -82,7 +99,8 @@ impl<'a, T: Real> SampleView<'a, T> {
     pub fn first_non_finite(&self) -> Option<(usize, usize, f64)> {
         // Scan in memory order (fast), then report the entry in the caller's coordinates.
         let pos = self.data.iter().position(|v| !v.as_f64().is_finite())?;
-        let (sample, feature) = if self.feature_stride == 1 && self.sample_stride == self.n_features {
+        let (sample, feature) = if self.feature_stride == 1 && self.sample_stride == self.n_features
+        {
             (pos / self.n_features, pos % self.n_features)
         } else {
             (pos % self.n_samples, pos / self.n_samples)
@@ -156,8 +174,16 @@ impl GramAccumulator {
     }
 
     /// An accumulator whose block products run on the GPU of `ctx`.
-    pub(crate) fn on_gpu(ctx: std::sync::Arc<crate::gpu::GpuContext>, n_features: usize, center: bool) -> Result<Self> {
-        Ok(Self::with_engine(BlockEngine::Gpu(crate::gpu::GpuGram::new(ctx, n_features)?), n_features, center))
+    pub(crate) fn on_gpu(
+        ctx: std::sync::Arc<crate::gpu::GpuContext>,
+        n_features: usize,
+        center: bool,
+    ) -> Result<Self> {
+        Ok(Self::with_engine(
+            BlockEngine::Gpu(crate::gpu::GpuGram::new(ctx, n_features)?),
+            n_features,
+            center,
+        ))
     }
 
     fn with_engine(engine: BlockEngine, n_features: usize, center: bool) -> Self {
@@ -192,7 +218,11 @@ impl GramAccumulator {
         }
         let view = SampleView::row_major(rows, rows.len() / m, m, Layout::SamplesInRows)?;
         if let Some((row, col, value)) = view.first_non_finite() {
-            return Err(Error::NonFinite { row: row + self.n_samples, col, value });
+            return Err(Error::NonFinite {
+                row: row + self.n_samples,
+                col,
+                value,
+            });
         }
         self.push_view(&view);
         Ok(())
@@ -219,7 +249,8 @@ impl GramAccumulator {
             if self.center {
                 // Rounded to T, so that the shift the block subtracts is exactly the one the mean adds back.
                 DVector::from_fn(m, |j, _| {
-                    let mean = block.column(j).iter().map(|v| v.as_f64()).sum::<f64>() / block.nrows() as f64;
+                    let mean = block.column(j).iter().map(|v| v.as_f64()).sum::<f64>()
+                        / block.nrows() as f64;
                     T::of_f64(mean).as_f64()
                 })
             } else {
@@ -237,9 +268,12 @@ impl GramAccumulator {
         }
         match &mut self.engine {
             BlockEngine::Cpu => {
-                // The block's Gram matrix in T (a short sum), added into the f64 total.
+                // The block's Gram matrix in T (a short sum), added into the f64 total. `gemm` on two
+                // contiguous matrices runs in matrixmultiply's packed kernels (`gemm_tr` would take
+                // one dot product per entry); the transposed copy costs m·b against the product's m²·b.
+                let block_t = block.transpose();
                 let mut g = DMatrix::<T>::zeros(m, m);
-                g.gemm_tr(T::one(), &block, &block, T::zero());
+                g.gemm(T::one(), &block_t, &block, T::zero());
                 self.c.zip_apply(&g, |acc, v| *acc += v.as_f64());
             }
             BlockEngine::Gpu(gpu) => gpu.add(&block),
@@ -251,7 +285,10 @@ impl GramAccumulator {
     pub fn finish(self) -> Result<GramStats> {
         let m = self.n_features();
         if self.n_samples == 0 || m == 0 {
-            return Err(Error::EmptyData { n_samples: self.n_samples, n_features: m });
+            return Err(Error::EmptyData {
+                n_samples: self.n_samples,
+                n_features: m,
+            });
         }
         let n = self.n_samples as f64;
         let shift = self.shift.unwrap_or_else(|| DVector::zeros(m));
@@ -274,6 +311,10 @@ impl GramAccumulator {
                 c[(j, i)] = avg;
             }
         }
-        Ok(GramStats { c, mean, n_samples: self.n_samples })
+        Ok(GramStats {
+            c,
+            mean,
+            n_samples: self.n_samples,
+        })
     }
 }

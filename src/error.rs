@@ -10,7 +10,9 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum Error {
     /// `k` is zero or larger than `min(n_samples, n_features)`.
-    #[error("invalid number of components k = {k}: need 1 <= k <= min(n_samples, n_features) = {max}")]
+    #[error(
+        "invalid number of components k = {k}: need 1 <= k <= min(n_samples, n_features) = {max}"
+    )]
     InvalidK { k: usize, max: usize },
 
     /// The data has no samples or no features.
@@ -28,7 +30,11 @@ pub enum Error {
 
     /// A parameter outside its domain (λ ≤ 0, α ≤ 0, tol ≤ 0, max_iter = 0, ...).
     #[error("invalid parameter {name} = {value}: {reason}")]
-    InvalidParameter { name: &'static str, value: f64, reason: &'static str },
+    InvalidParameter {
+        name: &'static str,
+        value: f64,
+        reason: &'static str,
+    },
 
     /// λ is so large that some components collapse to zero: the regularised autoencoder keeps component
     /// i only while σ_i² > λ.
@@ -36,18 +42,30 @@ pub enum Error {
         "lambda = {lambda} collapses component(s) {components:?} (1-based; their squared singular values \
          are <= lambda); the largest lambda that keeps all {k} components is below sigma_{k}^2 = {max_lambda}"
     )]
-    LambdaTooLarge { lambda: f64, components: Vec<usize>, k: usize, max_lambda: f64 },
+    LambdaTooLarge {
+        lambda: f64,
+        components: Vec<usize>,
+        k: usize,
+        max_lambda: f64,
+    },
 
     /// The centred data has fewer than `k` directions of non-zero variance.
     #[error(
         "the data has rank {rank} after centring, fewer than k = {k} components: \
          components {first_zero}..={k} have zero variance; reduce k"
     )]
-    RankDeficient { k: usize, rank: usize, first_zero: usize },
+    RankDeficient {
+        k: usize,
+        rank: usize,
+        first_zero: usize,
+    },
 
     /// An iterate became NaN or infinite: the step size is too large for this data.
     #[error("the {solver} iteration diverged (non-finite iterate) by iteration {iteration}; reduce alpha")]
-    Diverged { solver: &'static str, iteration: usize },
+    Diverged {
+        solver: &'static str,
+        iteration: usize,
+    },
 
     /// No GPU adapter could be found (Backend::Gpu) or the requested one does not exist.
     #[error("no GPU adapter: {0}")]
@@ -58,7 +76,13 @@ pub enum Error {
         "n_features = {m} does not fit the device: C needs {needed} bytes but the device's limit \
          ({limit_name}) is {limit} bytes; the largest n_features that fits is {max_m}"
     )]
-    TooLargeForDevice { m: usize, needed: u64, limit_name: &'static str, limit: u64, max_m: usize },
+    TooLargeForDevice {
+        m: usize,
+        needed: u64,
+        limit_name: &'static str,
+        limit: u64,
+        max_m: usize,
+    },
 
     /// The GPU reported a validation error, ran out of memory or was lost.
     #[error("GPU error: {0}")]

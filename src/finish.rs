@@ -42,7 +42,10 @@ pub(crate) fn finish(decoder: &[f64], c: &DMatrix<f64>, lambda: f64) -> Finished
     Finished {
         directions,
         singular_values: order.iter().map(|&i| rayleigh[i].max(0.0).sqrt()).collect(),
-        singular_values_paper: order.iter().map(|&i| (lambda / (1.0 - s[i] * s[i])).sqrt()).collect(),
+        singular_values_paper: order
+            .iter()
+            .map(|&i| (lambda / (1.0 - s[i] * s[i])).sqrt())
+            .collect(),
         decoder_singular_values: order.iter().map(|&i| s[i]).collect(),
     }
 }

@@ -2,9 +2,9 @@
 
 use crate::cpu::CpuEngine;
 use crate::data::{GramAccumulator, GramStats, SampleView};
-use crate::gpu::{DeviceInfo, GpuContext, GpuEngine};
 use crate::error::{Error, Result};
 use crate::finish::finish;
+use crate::gpu::{DeviceInfo, GpuContext, GpuEngine};
 use crate::params::{Backend, LaePca};
 use crate::real::Real;
 use crate::rng::Rng;
@@ -92,10 +92,16 @@ impl<T: Real> Fit<T> {
     pub fn transform(&self, x: &DMatrix<T>) -> Result<DMatrix<T>> {
         if x.ncols() != self.n_features {
             return Err(Error::ShapeMismatch {
-                what: format!("the model has {} features, the data has {} columns", self.n_features, x.ncols()),
+                what: format!(
+                    "the model has {} features, the data has {} columns",
+                    self.n_features,
+                    x.ncols()
+                ),
             });
         }
-        if let Some((row, col, value)) = SampleView::matrix(x, crate::Layout::SamplesInRows).first_non_finite() {
+        if let Some((row, col, value)) =
+            SampleView::matrix(x, crate::Layout::SamplesInRows).first_non_finite()
+        {
             return Err(Error::NonFinite { row, col, value });
         }
         let mut centred = x.clone();
@@ -110,7 +116,10 @@ impl<T: Real> Fit<T> {
         let k = self.components.nrows();
         if scores.ncols() != k {
             return Err(Error::ShapeMismatch {
-                what: format!("the model has {k} components, the scores have {} columns", scores.ncols()),
+                what: format!(
+                    "the model has {k} components, the scores have {} columns",
+                    scores.ncols()
+                ),
             });
         }
         let mut x = scores * &self.components;
@@ -130,7 +139,10 @@ impl LaePca {
     /// Fits a row-major `rows x cols` slice laid out as [`layout`](LaePca::layout) says.
     pub fn fit_slice<T: Real>(&self, data: &[T], rows: usize, cols: usize) -> Result<Fit<T>> {
         if rows == 0 || cols == 0 {
-            return Err(Error::EmptyData { n_samples: rows, n_features: cols });
+            return Err(Error::EmptyData {
+                n_samples: rows,
+                n_features: cols,
+            });
         }
         self.fit_view(SampleView::row_major(data, rows, cols, self.layout)?)
     }
@@ -179,25 +191,41 @@ impl LaePca {
     /// Checks the parameters against a data shape.
     fn validate(&self, n: usize, m: usize) -> Result<()> {
         if n == 0 || m == 0 {
-            return Err(Error::EmptyData { n_samples: n, n_features: m });
+            return Err(Error::EmptyData {
+                n_samples: n,
+                n_features: m,
+            });
         }
         if self.k == 0 || self.k > n.min(m) {
-            return Err(Error::InvalidK { k: self.k, max: n.min(m) });
+            return Err(Error::InvalidK {
+                k: self.k,
+                max: n.min(m),
+            });
         }
         let positive = |name, v: Option<f64>| match v {
-            Some(v) if !(v > 0.0 && v.is_finite()) => {
-                Err(Error::InvalidParameter { name, value: v, reason: "must be positive and finite" })
-            }
+            Some(v) if !(v > 0.0 && v.is_finite()) => Err(Error::InvalidParameter {
+                name,
+                value: v,
+                reason: "must be positive and finite",
+            }),
             _ => Ok(()),
         };
         positive("lambda", self.lambda)?;
         positive("alpha", self.alpha)?;
         positive("tol", self.tol)?;
         if self.max_iter == 0 {
-            return Err(Error::InvalidParameter { name: "max_iter", value: 0.0, reason: "must be at least 1" });
+            return Err(Error::InvalidParameter {
+                name: "max_iter",
+                value: 0.0,
+                reason: "must be at least 1",
+            });
         }
         if self.check_every == 0 {
-            return Err(Error::InvalidParameter { name: "check_every", value: 0.0, reason: "must be at least 1" });
+            return Err(Error::InvalidParameter {
+                name: "check_every",
+                value: 0.0,
+                reason: "must be at least 1",
+            });
         }
         Ok(())
     }
@@ -209,17 +237,24 @@ impl LaePca {
         let scale = ritz[0].max(f64::MIN_POSITIVE);
         let negligible = |v: f64| v <= scale * 1e3 * f64::EPSILON * c.nrows() as f64;
         let lambda = match self.lambda {
+            // The cheap bound vouches for λ: σ_k² ≥ θ_k > λ.
             Some(l) if l < ritz[k - 1] => l,
+            None if !negligible(ritz[k - 1]) => 0.5 * ritz[k - 1],
             given => {
                 // The cheap bound cannot vouch for this λ (or the k-th value looks like zero): decide on
                 // accurate eigenvalues.
                 let eig = accurate_top_eigenvalues(c, k, self.seed);
                 if let Some(first_zero) = eig[..k].iter().position(|&v| negligible(v)) {
-                    return Err(Error::RankDeficient { k, rank: first_zero, first_zero: first_zero + 1 });
+                    return Err(Error::RankDeficient {
+                        k,
+                        rank: first_zero,
+                        first_zero: first_zero + 1,
+                    });
                 }
                 match given {
                     Some(l) => {
-                        let collapsed: Vec<usize> = (0..k).filter(|&i| eig[i] <= l).map(|i| i + 1).collect();
+                        let collapsed: Vec<usize> =
+                            (0..k).filter(|&i| eig[i] <= l).map(|i| i + 1).collect();
                         if !collapsed.is_empty() {
                             return Err(Error::LambdaTooLarge {
                                 lambda: l,
@@ -230,11 +265,15 @@ impl LaePca {
                         }
                         l
                     }
-                    None => 0.5 * ritz[k - 1].max(eig[k - 1] * 0.5),
+                    None => 0.5 * eig[k - 1],
                 }
             }
         };
-        let alpha = if self.solver.uses_alpha() { self.alpha.unwrap_or(0.1 / scale) } else { f64::NAN };
+        let alpha = if self.solver.uses_alpha() {
+            self.alpha.unwrap_or(0.1 / scale)
+        } else {
+            f64::NAN
+        };
         Ok((lambda, alpha))
     }
 
@@ -275,14 +314,30 @@ impl LaePca {
             None => {
                 let mut engine = CpuEngine::<T>::new(&stats.c, k);
                 let out = run_loop(&mut engine, &settings, &w0, &v0)?;
-                (out, Backend::Cpu, None, Duration::ZERO, Duration::ZERO, 0, 0)
+                (
+                    out,
+                    Backend::Cpu,
+                    None,
+                    Duration::ZERO,
+                    Duration::ZERO,
+                    0,
+                    0,
+                )
             }
             Some(ctx) => {
                 let mut engine = GpuEngine::new(ctx, &stats.c, k, self.check_every)?;
                 let out = run_loop(&mut engine, &settings, &w0, &v0)?;
                 ctx.take_error()?;
                 let info = Some(ctx.info.clone());
-                (out, Backend::Gpu, info, engine.upload_time, engine.readback_time, engine.submissions, engine.readbacks)
+                (
+                    out,
+                    Backend::Gpu,
+                    info,
+                    engine.upload_time,
+                    engine.readback_time,
+                    engine.submissions,
+                    engine.readbacks,
+                )
             }
         };
         let iterate = t_iter.elapsed().saturating_sub(upload + readback);
@@ -302,7 +357,9 @@ impl LaePca {
             explained_variance_ratio: to_t(&sig2.iter().map(|v| v / total_var).collect::<Vec<_>>()),
             mean: stats.mean.map(T::of_f64),
             decoder: DMatrix::from_column_slice(m, k, &out.decoder).map(T::of_f64),
-            encoder: DMatrix::from_column_slice(m, k, &out.encoder).transpose().map(T::of_f64),
+            encoder: DMatrix::from_column_slice(m, k, &out.encoder)
+                .transpose()
+                .map(T::of_f64),
             n_samples: stats.n_samples,
             n_features: m,
             solver: self.solver,
@@ -325,7 +382,6 @@ impl LaePca {
                 readback,
                 finish: t_finish.elapsed(),
                 total: start.elapsed(),
-                ..Timings::default()
             },
         };
         Ok(fit)

@@ -1,4 +1,5 @@
 //! The `laepca` command-line tool.
+#![allow(clippy::needless_range_loop)] // index loops over several arrays read clearer
 
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
 use laepca::{Backend, LaePca};
@@ -27,10 +28,15 @@ fn main() -> ExitCode {
 fn demo() -> ExitCode {
     let (n, m, k) = (4000, 200, 10);
     let sigma = geometric_spectrum(m, 100.0, 0.85);
-    println!("laepca demo: {n} samples x {m} features, k = {k}, singular values 100 * 0.85^i (known)");
+    println!(
+        "laepca demo: {n} samples x {m} features, k = {k}, singular values 100 * 0.85^i (known)"
+    );
     let data = prescribed_spectrum(n, m, &sigma, 10.0, 2026);
     let x32 = data.x.map(|v| v as f32);
-    println!("{:<8} {:<12} {:>14} {:>16} {:>10} {:>10}", "backend", "solver", "max angle", "max rel σ err", "iters", "time");
+    println!(
+        "{:<8} {:<12} {:>14} {:>16} {:>10} {:>10}",
+        "backend", "solver", "max angle", "max rel σ err", "iters", "time"
+    );
     let mut status = ExitCode::SUCCESS;
     for backend in [Backend::Gpu, Backend::Cpu] {
         let fit = match LaePca::new(k).backend(backend).fit(&x32) {

@@ -20,7 +20,12 @@ pub struct Prescribed {
 
 /// An n x r matrix with orthonormal columns, Haar-distributed (QR of a Gaussian matrix with the signs of
 /// R's diagonal moved into Q); with `orthogonal_to_ones`, also orthogonal to the all-ones vector.
-pub fn random_orthonormal(n: usize, r: usize, orthogonal_to_ones: bool, rng: &mut Rng) -> DMatrix<f64> {
+pub fn random_orthonormal(
+    n: usize,
+    r: usize,
+    orthogonal_to_ones: bool,
+    rng: &mut Rng,
+) -> DMatrix<f64> {
     let mut g = DMatrix::from_vec(n, r, rng.normals(n * r));
     if orthogonal_to_ones {
         for mut col in g.column_iter_mut() {
@@ -44,9 +49,18 @@ pub fn random_orthonormal(n: usize, r: usize, orthogonal_to_ones: bool, rng: &mu
 ///
 /// # Panics
 /// If `sigma.len() > min(n_samples - 1, n_features)`: this is a test generator, not a user-input path.
-pub fn prescribed_spectrum(n_samples: usize, n_features: usize, sigma: &[f64], mean: f64, seed: u64) -> Prescribed {
+pub fn prescribed_spectrum(
+    n_samples: usize,
+    n_features: usize,
+    sigma: &[f64],
+    mean: f64,
+    seed: u64,
+) -> Prescribed {
     let r = sigma.len();
-    assert!(r + 1 <= n_samples && r <= n_features, "need sigma.len() <= min(n - 1, m)");
+    assert!(
+        r < n_samples && r <= n_features,
+        "need sigma.len() <= min(n - 1, m)"
+    );
     let mut rng = Rng::new(seed);
     let u = random_orthonormal(n_samples, r, true, &mut rng);
     let v = random_orthonormal(n_features, r, false, &mut rng);
@@ -56,7 +70,11 @@ pub fn prescribed_spectrum(n_samples: usize, n_features: usize, sigma: &[f64], m
     }
     let mut x = us * v.transpose();
     x.add_scalar_mut(mean);
-    Prescribed { x, directions: v, sigma: sigma.to_vec() }
+    Prescribed {
+        x,
+        directions: v,
+        sigma: sigma.to_vec(),
+    }
 }
 
 /// σ_i = σ_1 · ratio^(i−1): a geometric spectrum with a constant gap σ_{i+1}/σ_i = ratio.

@@ -1,5 +1,6 @@
 //! Every solver against independent f64 references, on matrices with a prescribed spectrum and on the
 //! paper's own problem.
+#![allow(clippy::needless_range_loop)] // index loops over several arrays read clearer
 
 mod common;
 
@@ -21,10 +22,38 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { name: "tall", n: 300, m: 24, k: 4, sigma: geometric_spectrum(24, 40.0, 0.8), separated: true },
-        Case { name: "wide", n: 40, m: 100, k: 3, sigma: geometric_spectrum(39, 30.0, 0.75), separated: true },
-        Case { name: "m=1", n: 30, m: 1, k: 1, sigma: vec![7.0], separated: true },
-        Case { name: "k=m", n: 100, m: 5, k: 5, sigma: vec![9.0, 7.0, 5.0, 3.0, 2.0], separated: true },
+        Case {
+            name: "tall",
+            n: 300,
+            m: 24,
+            k: 4,
+            sigma: geometric_spectrum(24, 40.0, 0.8),
+            separated: true,
+        },
+        Case {
+            name: "wide",
+            n: 40,
+            m: 100,
+            k: 3,
+            sigma: geometric_spectrum(39, 30.0, 0.75),
+            separated: true,
+        },
+        Case {
+            name: "m=1",
+            n: 30,
+            m: 1,
+            k: 1,
+            sigma: vec![7.0],
+            separated: true,
+        },
+        Case {
+            name: "k=m",
+            n: 100,
+            m: 5,
+            k: 5,
+            sigma: vec![9.0, 7.0, 5.0, 3.0, 2.0],
+            separated: true,
+        },
         Case {
             name: "clustered",
             n: 200,
@@ -59,9 +88,15 @@ fn check_f64(case: &Case, solver: Solver) {
     // The prescribed values themselves, an independent second reference.
     for i in 0..case.k {
         let reference = vals[i].sqrt();
-        assert!((reference - case.sigma[i]).abs() <= 1e-10 * case.sigma[i], "{ctx}: generator");
+        assert!(
+            (reference - case.sigma[i]).abs() <= 1e-10 * case.sigma[i],
+            "{ctx}: generator"
+        );
         let err = (fit.singular_values[i] - reference).abs() / reference;
-        assert!(err <= 1e-8, "{ctx}: singular value {i} relative error {err:e}");
+        assert!(
+            err <= 1e-8,
+            "{ctx}: singular value {i} relative error {err:e}"
+        );
         if case.separated {
             let a = vector_angle(u.column(i).as_slice(), vecs.column(i).as_slice());
             assert!(a <= 1e-6, "{ctx}: direction {i} angle {a:e}");
@@ -74,7 +109,11 @@ fn check_f32(case: &Case, solver: Solver) {
     let data = prescribed_spectrum(case.n, case.m, &case.sigma, 5.0, 11);
     let (_, vecs) = reference_eigen(&centred_gram(&data.x), case.k);
     let x32: DMatrix<f32> = data.x.map(|v| v as f32);
-    let fit = LaePca::new(case.k).solver(solver).seed(3).fit(&x32).unwrap();
+    let fit = LaePca::new(case.k)
+        .solver(solver)
+        .seed(3)
+        .fit(&x32)
+        .unwrap();
     let ctx = format!("{} {solver} f32 ({} iterations)", case.name, fit.iterations);
     // In f32 the gradient solvers may stall above tol (updates below half an ulp): stopping there is
     // right, and the accuracy below is what counts.
@@ -83,7 +122,10 @@ fn check_f32(case: &Case, solver: Solver) {
     assert!(angle <= 1e-3, "{ctx}: subspace angle {angle:e}");
     for i in 0..case.k {
         let err = (fit.singular_values[i] as f64 - case.sigma[i]).abs() / case.sigma[i];
-        assert!(err <= 1e-4, "{ctx}: singular value {i} relative error {err:e}");
+        assert!(
+            err <= 1e-4,
+            "{ctx}: singular value {i} relative error {err:e}"
+        );
     }
 }
 
@@ -123,16 +165,29 @@ fn theorem_holds_at_convergence() {
     let data = prescribed_spectrum(150, 12, &sigma, 0.0, 5);
     let lambda = 0.3 * sigma[2] * sigma[2];
     for solver in Solver::ALL {
-        let fit = LaePca::new(3).solver(solver).lambda(lambda).tol(1e-13).max_iter(400_000).fit(&data.x).unwrap();
+        let fit = LaePca::new(3)
+            .solver(solver)
+            .lambda(lambda)
+            .tol(1e-13)
+            .max_iter(400_000)
+            .fit(&data.x)
+            .unwrap();
         assert!(fit.converged, "{solver}");
         let asym = (&fit.encoder - fit.decoder.transpose()).norm() / fit.decoder.norm();
         assert!(asym <= 1e-9, "{solver}: ‖W1 − W2ᵀ‖/‖W2‖ = {asym:e}");
         for i in 0..3 {
             let expected = 1.0 - lambda / (sigma[i] * sigma[i]);
             let s2 = fit.decoder_singular_values[i].powi(2);
-            assert!((s2 - expected).abs() <= 1e-9, "{solver}: s_{i}² = {s2}, 1 − λ/σ² = {expected}");
+            assert!(
+                (s2 - expected).abs() <= 1e-9,
+                "{solver}: s_{i}² = {s2}, 1 − λ/σ² = {expected}"
+            );
             let paper = fit.singular_values_paper[i];
-            assert!((paper - sigma[i]).abs() <= 1e-6 * sigma[i], "{solver}: paper formula {paper} vs {}", sigma[i]);
+            assert!(
+                (paper - sigma[i]).abs() <= 1e-6 * sigma[i],
+                "{solver}: paper formula {paper} vs {}",
+                sigma[i]
+            );
         }
     }
 }
@@ -145,16 +200,38 @@ fn paper_problem_matches_svd_in_paper_iterations() {
     let x = paper_problem();
     let (vals, vecs) = reference_eigen(&centred_gram(&x), 3);
     let sigma: Vec<f64> = vals.iter().map(|v| v.sqrt()).collect();
-    for (i, expected) in [102.12463875, 101.26363837, 100.64812555].iter().enumerate() {
-        assert!((sigma[i] - expected).abs() < 1e-8, "the paper's data: σ_{i} = {}", sigma[i]);
+    for (i, expected) in [102.12463875, 101.26363837, 100.64812555]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            (sigma[i] - expected).abs() < 1e-8,
+            "the paper's data: σ_{i} = {}",
+            sigma[i]
+        );
     }
-    let paper_iterations =
-        [(Solver::Untied, 20927), (Solver::Sync, 18476), (Solver::Tied, 9827), (Solver::ExactUntied, 1128)];
+    let paper_iterations = [
+        (Solver::Untied, 20927),
+        (Solver::Sync, 18476),
+        (Solver::Tied, 9827),
+        (Solver::ExactUntied, 1128),
+    ];
     for (solver, paper) in paper_iterations {
-        let fit = LaePca::new(2).solver(solver).lambda(50.0).alpha(1e-5).tol(1e-8).check_every(1).fit(&x).unwrap();
+        let fit = LaePca::new(2)
+            .solver(solver)
+            .lambda(50.0)
+            .alpha(1e-5)
+            .tol(1e-8)
+            .check_every(1)
+            .fit(&x)
+            .unwrap();
         assert!(fit.converged, "{solver}");
         let ratio = fit.iterations as f64 / paper as f64;
-        assert!((0.8..1.25).contains(&ratio), "{solver}: {} iterations against the paper's {paper}", fit.iterations);
+        assert!(
+            (0.8..1.25).contains(&ratio),
+            "{solver}: {} iterations against the paper's {paper}",
+            fit.iterations
+        );
         // The paper's own error measure: Σ_i min ‖u_i ± û_i‖.
         let u = columns(&fit.components);
         let err: f64 = (0..2)

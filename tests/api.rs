@@ -31,7 +31,16 @@ fn k_out_of_range() {
 #[test]
 fn empty_and_mismatched_shapes() {
     let (e, msg) = err(LaePca::new(1).fit(&DMatrix::<f64>::zeros(0, 5)));
-    assert!(matches!(e, Error::EmptyData { n_samples: 0, n_features: 5 }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::EmptyData {
+                n_samples: 0,
+                n_features: 5
+            }
+        ),
+        "{e:?}"
+    );
     assert!(msg.contains("empty"), "{msg}");
     let (e, _) = err(LaePca::new(1).fit_slice::<f64>(&[], 0, 0));
     assert!(matches!(e, Error::EmptyData { .. }), "{e:?}");
@@ -45,20 +54,48 @@ fn non_finite_values_are_located() {
     let mut x = data();
     x[(17, 3)] = f64::NAN;
     let (e, msg) = err(LaePca::new(2).fit(&x));
-    assert!(matches!(e, Error::NonFinite { row: 17, col: 3, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                row: 17,
+                col: 3,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(msg.contains("row 17, column 3"), "{msg}");
     // The same entry given features-in-rows is at row 3, column 17 of what the caller passed.
-    let (e, _) = err(LaePca::new(2).layout(Layout::FeaturesInRows).fit(&x.transpose()));
-    assert!(matches!(e, Error::NonFinite { row: 3, col: 17, .. }), "{e:?}");
+    let (e, _) = err(LaePca::new(2)
+        .layout(Layout::FeaturesInRows)
+        .fit(&x.transpose()));
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                row: 3,
+                col: 17,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     // A row-major slice.
     let mut v: Vec<f64> = (0..24).map(|i| i as f64).collect();
     v[4 * 3 + 2] = f64::NEG_INFINITY;
     let (e, _) = err(LaePca::new(1).fit_slice(&v, 6, 4));
-    assert!(matches!(e, Error::NonFinite { row: 3, col: 2, value } if value == f64::NEG_INFINITY), "{e:?}");
+    assert!(
+        matches!(e, Error::NonFinite { row: 3, col: 2, value } if value == f64::NEG_INFINITY),
+        "{e:?}"
+    );
     let mut acc = GramAccumulator::new(4, true);
     acc.push_rows(&v[..8]).unwrap();
     let e = acc.push_rows(&v[8..]).unwrap_err();
-    assert!(matches!(e, Error::NonFinite { row: 3, col: 2, .. }), "rows count across pushes: {e:?}");
+    assert!(
+        matches!(e, Error::NonFinite { row: 3, col: 2, .. }),
+        "rows count across pushes: {e:?}"
+    );
 }
 
 #[test]
@@ -75,7 +112,10 @@ fn parameters_out_of_domain() {
         (LaePca::new(2).check_every(0), "check_every"),
     ] {
         let (e, msg) = err(builder.fit(&x));
-        assert!(matches!(e, Error::InvalidParameter { name: n, .. } if n == name), "{e:?}");
+        assert!(
+            matches!(e, Error::InvalidParameter { name: n, .. } if n == name),
+            "{e:?}"
+        );
         assert!(msg.contains(name), "{msg}");
     }
 }
@@ -87,7 +127,11 @@ fn lambda_that_collapses_components_is_named() {
     // σ² = 100, 64, 36, 16, 4: λ = 40 keeps components 1 and 2 and kills 3.
     let (e, msg) = err(LaePca::new(3).lambda(40.0).fit(&x));
     match &e {
-        Error::LambdaTooLarge { components, max_lambda, .. } => {
+        Error::LambdaTooLarge {
+            components,
+            max_lambda,
+            ..
+        } => {
             assert_eq!(components, &vec![3]);
             assert!((max_lambda - 36.0).abs() < 1e-9, "{max_lambda}");
         }
@@ -95,7 +139,10 @@ fn lambda_that_collapses_components_is_named() {
     }
     assert!(msg.contains("[3]") && msg.contains("36"), "{msg}");
     let (e, _) = err(LaePca::new(3).lambda(70.0).fit(&x));
-    assert!(matches!(&e, Error::LambdaTooLarge { components, .. } if components == &vec![2, 3]), "{e:?}");
+    assert!(
+        matches!(&e, Error::LambdaTooLarge { components, .. } if components == &vec![2, 3]),
+        "{e:?}"
+    );
     // Just below σ_3² is accepted.
     assert!(LaePca::new(3).lambda(35.0).fit(&x).is_ok());
 }
@@ -105,14 +152,22 @@ fn rank_deficient_data() {
     // 4 samples: after centring the rank is at most 3.
     let x = prescribed_spectrum(4, 6, &[3.0, 2.0, 1.0], 1.0, 3).x;
     let (e, msg) = err(LaePca::new(4).fit(&x));
-    assert!(matches!(e, Error::RankDeficient { k: 4, rank: 3, .. }), "{e:?}");
+    assert!(
+        matches!(e, Error::RankDeficient { k: 4, rank: 3, .. }),
+        "{e:?}"
+    );
     assert!(msg.contains("rank 3"), "{msg}");
 }
 
 #[test]
 fn max_iter_is_reported_and_divergence_is_an_error() {
     let x = data();
-    let fit = LaePca::new(2).solver(Solver::Tied).max_iter(7).check_every(5).fit(&x).unwrap();
+    let fit = LaePca::new(2)
+        .solver(Solver::Tied)
+        .max_iter(7)
+        .check_every(5)
+        .fit(&x)
+        .unwrap();
     assert!(!fit.converged && !fit.stalled);
     assert_eq!(fit.iterations, 7);
     assert_eq!(fit.history.len(), 7);
@@ -126,10 +181,18 @@ fn layouts_and_slices_agree() {
     let x = data();
     let base = LaePca::new(3).seed(9);
     let a = base.clone().fit(&x).unwrap();
-    let b = base.clone().layout(Layout::FeaturesInRows).fit(&x.transpose()).unwrap();
+    let b = base
+        .clone()
+        .layout(Layout::FeaturesInRows)
+        .fit(&x.transpose())
+        .unwrap();
     let row_major: Vec<f64> = x.transpose().as_slice().to_vec(); // x's rows, one after another
     let c = base.clone().fit_slice(&row_major, 60, 8).unwrap();
-    let d = base.clone().layout(Layout::FeaturesInRows).fit_slice(x.as_slice(), 8, 60).unwrap();
+    let d = base
+        .clone()
+        .layout(Layout::FeaturesInRows)
+        .fit_slice(x.as_slice(), 8, 60)
+        .unwrap();
     for other in [&b, &c, &d] {
         assert!((&a.components - &other.components).norm() < 1e-12);
         assert!((&a.singular_values - &other.singular_values).norm() < 1e-12);
@@ -142,9 +205,10 @@ fn gram_accumulation_keeps_digits_with_a_large_mean() {
     let p = prescribed_spectrum(5000, 12, &geometric_spectrum(12, 80.0, 0.9), 1000.0, 4);
     let reference = centred_gram(&p.x);
     let x32: Vec<f32> = p.x.transpose().iter().map(|&v| v as f32).collect(); // row-major
-    // The f32 rounding of the input itself is part of what any method sees: compare to the f64 Gram of
-    // the rounded data.
-    let rounded = DMatrix::from_row_slice(5000, 12, &x32.iter().map(|&v| v as f64).collect::<Vec<_>>());
+                                                                             // The f32 rounding of the input itself is part of what any method sees: compare to the f64 Gram of
+                                                                             // the rounded data.
+    let rounded =
+        DMatrix::from_row_slice(5000, 12, &x32.iter().map(|&v| v as f64).collect::<Vec<_>>());
     let reference_rounded = centred_gram(&rounded);
     let mut acc = GramAccumulator::new(12, true);
     for chunk in x32.chunks(12 * 777) {
@@ -180,7 +244,10 @@ fn sklearn_conventions() {
     let c = centred_gram(&x);
     for i in 0..4 {
         let row = fit.components.row(i);
-        let big = row.iter().copied().fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
+        let big = row
+            .iter()
+            .copied()
+            .fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
         assert!(big > 0.0, "largest entry of component {i} must be positive");
         assert!((row.norm() - 1.0).abs() < 1e-12);
         let s2 = fit.singular_values[i].powi(2);
@@ -212,12 +279,20 @@ fn transform_and_inverse() {
     }
     assert!((&scores - &xc * fit.components.transpose()).norm() < 1e-9);
     let e = fit.transform(&DMatrix::<f64>::zeros(3, 7)).unwrap_err();
-    assert!(matches!(e, Error::ShapeMismatch { .. }) && e.to_string().contains("8 features"), "{e}");
-    let e = fit.inverse_transform(&DMatrix::<f64>::zeros(3, 2)).unwrap_err();
+    assert!(
+        matches!(e, Error::ShapeMismatch { .. }) && e.to_string().contains("8 features"),
+        "{e}"
+    );
+    let e = fit
+        .inverse_transform(&DMatrix::<f64>::zeros(3, 2))
+        .unwrap_err();
     assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
     let mut bad = x.clone();
     bad[(2, 5)] = f64::INFINITY;
-    assert!(matches!(fit.transform(&bad).unwrap_err(), Error::NonFinite { row: 2, col: 5, .. }));
+    assert!(matches!(
+        fit.transform(&bad).unwrap_err(),
+        Error::NonFinite { row: 2, col: 5, .. }
+    ));
 }
 
 #[test]
@@ -229,10 +304,21 @@ fn same_seed_same_bits() {
         let b = LaePca::new(3).solver(solver).seed(42).fit(&x32).unwrap();
         assert_eq!(a.components.as_slice(), b.components.as_slice(), "{solver}");
         assert_eq!(a.decoder.as_slice(), b.decoder.as_slice(), "{solver}");
-        assert_eq!(a.singular_values.as_slice(), b.singular_values.as_slice(), "{solver}");
-        assert_eq!(a.history.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.history.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            a.singular_values.as_slice(),
+            b.singular_values.as_slice(),
+            "{solver}"
+        );
+        assert_eq!(
+            a.history.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.history.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         let c = LaePca::new(3).solver(solver).seed(43).fit(&x32).unwrap();
-        assert_ne!(a.decoder.as_slice(), c.decoder.as_slice(), "{solver}: the seed must matter");
+        assert_ne!(
+            a.decoder.as_slice(),
+            c.decoder.as_slice(),
+            "{solver}: the seed must matter"
+        );
     }
 }
 

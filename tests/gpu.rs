@@ -29,26 +29,72 @@ struct Shape {
 }
 
 const SHAPES: [Shape; 5] = [
-    Shape { name: "m not a multiple of the tile", n: 300, m: 37, k: 5 },
-    Shape { name: "k = 1", n: 200, m: 20, k: 1 },
-    Shape { name: "k = m", n: 120, m: 6, k: 6 },
-    Shape { name: "n < m", n: 40, m: 70, k: 3 },
-    Shape { name: "several chunks, ragged last", n: 2 * 4096 + 123, m: 20, k: 2 },
+    Shape {
+        name: "m not a multiple of the tile",
+        n: 300,
+        m: 37,
+        k: 5,
+    },
+    Shape {
+        name: "k = 1",
+        n: 200,
+        m: 20,
+        k: 1,
+    },
+    Shape {
+        name: "k = m",
+        n: 120,
+        m: 6,
+        k: 6,
+    },
+    Shape {
+        name: "n < m",
+        n: 40,
+        m: 70,
+        k: 3,
+    },
+    Shape {
+        name: "several chunks, ragged last",
+        n: 2 * 4096 + 123,
+        m: 20,
+        k: 2,
+    },
 ];
 
 fn agree(shape: &Shape, solver: Solver) {
     let r = shape.m.min(shape.n - 1);
-    let p = prescribed_spectrum(shape.n, shape.m, &geometric_spectrum(r, 50.0, 0.85), 3.0, 17);
+    let p = prescribed_spectrum(
+        shape.n,
+        shape.m,
+        &geometric_spectrum(r, 50.0, 0.85),
+        3.0,
+        17,
+    );
     let x: DMatrix<f32> = p.x.map(|v| v as f32);
-    let base = LaePca::new(shape.k).solver(solver).tol(1e-4).seed(5).max_iter(20_000);
+    let base = LaePca::new(shape.k)
+        .solver(solver)
+        .tol(1e-4)
+        .seed(5)
+        .max_iter(20_000);
     let cpu: Fit<f32> = base.clone().backend(Backend::Cpu).fit(&x).unwrap();
     let gpu: Fit<f32> = base.backend(Backend::Gpu).fit(&x).unwrap();
-    let ctx = format!("{} / {solver}: cpu {} iterations, gpu {}", shape.name, cpu.iterations, gpu.iterations);
+    let ctx = format!(
+        "{} / {solver}: cpu {} iterations, gpu {}",
+        shape.name, cpu.iterations, gpu.iterations
+    );
     assert_eq!(gpu.backend, Backend::Gpu);
     assert!(gpu.adapter.is_some());
-    assert!(cpu.converged && gpu.converged, "{ctx}: converged cpu {} gpu {}", cpu.converged, gpu.converged);
+    assert!(
+        cpu.converged && gpu.converged,
+        "{ctx}: converged cpu {} gpu {}",
+        cpu.converged,
+        gpu.converged
+    );
     let slack = (cpu.iterations as f64 * 0.05).max(20.0);
-    assert!((gpu.iterations as f64 - cpu.iterations as f64).abs() <= slack, "{ctx}");
+    assert!(
+        (gpu.iterations as f64 - cpu.iterations as f64).abs() <= slack,
+        "{ctx}"
+    );
     let angle = largest_principal_angle(&columns(&cpu.components), &columns(&gpu.components));
     assert!(angle <= 1e-3, "{ctx}: subspace angle {angle:e}");
     for i in 0..shape.k {
@@ -56,7 +102,16 @@ fn agree(shape: &Shape, solver: Solver) {
         assert!((a - b).abs() <= 1e-4 * a, "{ctx}: σ_{i} {a} vs {b}");
     }
     // Only scalars cross during the loop: one read-back per check, plus the final weights.
-    assert_eq!(gpu.readbacks, gpu.iterations.div_ceil(10) + 1 + usize::from(matches!(solver, Solver::Untied | Solver::Sync | Solver::ExactUntied | Solver::ExactSync)), "{ctx}");
+    assert_eq!(
+        gpu.readbacks,
+        gpu.iterations.div_ceil(10)
+            + 1
+            + usize::from(matches!(
+                solver,
+                Solver::Untied | Solver::Sync | Solver::ExactUntied | Solver::ExactSync
+            )),
+        "{ctx}"
+    );
 }
 
 #[test]
@@ -80,7 +135,8 @@ fn gpu_gram_with_a_large_mean() {
     let (n, m) = (10_000, 33);
     let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 120.0, 0.9), 1000.0, 8);
     let rows: Vec<f32> = p.x.transpose().iter().map(|&v| v as f32).collect(); // row-major
-    let rounded = DMatrix::from_row_slice(n, m, &rows.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    let rounded =
+        DMatrix::from_row_slice(n, m, &rows.iter().map(|&v| v as f64).collect::<Vec<_>>());
     let reference = centred_gram(&rounded);
     let mut acc = GramAccumulator::new_gpu(m, true, None).unwrap();
     for chunk in rows.chunks(m * 3000) {
@@ -99,8 +155,18 @@ fn gpu_is_deterministic() {
     if !have_gpu() {
         return;
     }
-    let x = prescribed_spectrum(200, 30, &geometric_spectrum(30, 20.0, 0.7), 1.0, 3).x.map(|v| v as f32);
-    let fit = || LaePca::new(4).solver(Solver::ExactUntied).tol(1e-4).backend(Backend::Gpu).seed(1).fit(&x).unwrap();
+    let x = prescribed_spectrum(200, 30, &geometric_spectrum(30, 20.0, 0.7), 1.0, 3)
+        .x
+        .map(|v| v as f32);
+    let fit = || {
+        LaePca::new(4)
+            .solver(Solver::ExactUntied)
+            .tol(1e-4)
+            .backend(Backend::Gpu)
+            .seed(1)
+            .fit(&x)
+            .unwrap()
+    };
     let (a, b) = (fit(), fit());
     assert_eq!(a.decoder.as_slice(), b.decoder.as_slice());
     assert_eq!(a.history, b.history);
@@ -116,23 +182,44 @@ fn gpu_errors() {
     let wide = DMatrix::<f32>::from_fn(2, max_m + 4, |i, j| ((i * 7 + j) % 5) as f32);
     let e = LaePca::new(1).backend(Backend::Gpu).fit(&wide).unwrap_err();
     match &e {
-        Error::TooLargeForDevice { m, max_m: reported, .. } => {
+        Error::TooLargeForDevice {
+            m, max_m: reported, ..
+        } => {
             assert_eq!(*m, max_m + 4);
             assert!(*reported >= max_m - 4 && *reported < *m, "{e}");
         }
         other => panic!("{other:?}"),
     }
-    assert!(e.to_string().contains("largest n_features that fits"), "{e}");
+    assert!(
+        e.to_string().contains("largest n_features that fits"),
+        "{e}"
+    );
     // NaN in the data.
-    let mut x = prescribed_spectrum(50, 8, &geometric_spectrum(8, 5.0, 0.8), 0.0, 1).x.map(|v| v as f32);
+    let mut x = prescribed_spectrum(50, 8, &geometric_spectrum(8, 5.0, 0.8), 0.0, 1)
+        .x
+        .map(|v| v as f32);
     x[(4, 6)] = f32::NAN;
     let e = LaePca::new(2).backend(Backend::Gpu).fit(&x).unwrap_err();
-    assert!(matches!(e, Error::NonFinite { row: 4, col: 6, .. }), "{e:?}");
+    assert!(
+        matches!(e, Error::NonFinite { row: 4, col: 6, .. }),
+        "{e:?}"
+    );
     x[(4, 6)] = 0.5;
     // No such adapter: an error with Gpu, a fall-back with Auto.
-    let e = LaePca::new(2).backend(Backend::Gpu).adapter("no-such-adapter-xyz").fit(&x).unwrap_err();
-    assert!(matches!(e, Error::NoAdapter(_)) && e.to_string().contains("no-such-adapter-xyz"), "{e}");
-    let fit = LaePca::new(2).backend(Backend::Auto).adapter("no-such-adapter-xyz").fit(&x).unwrap();
+    let e = LaePca::new(2)
+        .backend(Backend::Gpu)
+        .adapter("no-such-adapter-xyz")
+        .fit(&x)
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::NoAdapter(_)) && e.to_string().contains("no-such-adapter-xyz"),
+        "{e}"
+    );
+    let fit = LaePca::new(2)
+        .backend(Backend::Auto)
+        .adapter("no-such-adapter-xyz")
+        .fit(&x)
+        .unwrap();
     assert_eq!(fit.backend, Backend::Cpu);
     assert!(fit.adapter.is_none());
 }

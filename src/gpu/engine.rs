@@ -26,6 +26,9 @@ enum Buf {
     Dummy,
 }
 
+/// A dispatch's identity: the kernel, its storage bindings and its uniform parameters.
+type BindKey = (Kernel, Vec<(u32, Buf)>, Vec<u8>);
+
 pub(crate) struct GpuEngine<'a> {
     ctx: &'a GpuContext,
     m: usize,
@@ -45,7 +48,7 @@ pub(crate) struct GpuEngine<'a> {
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
     params: HashMap<Vec<u8>, wgpu::Buffer>,
-    bind_groups: HashMap<(Kernel, Vec<(u32, Buf)>, Vec<u8>), wgpu::BindGroup>,
+    bind_groups: HashMap<BindKey, wgpu::BindGroup>,
     /// Command submissions and read-backs made by the loop (checks and the final read-back).
     pub submissions: usize,
     pub readbacks: usize,
@@ -57,7 +60,12 @@ pub(crate) struct GpuEngine<'a> {
 impl<'a> GpuEngine<'a> {
     /// An engine over C (f64, m x m; sent once as f32) for k components, checking at most every
     /// `check_every` iterations.
-    pub fn new(ctx: &'a GpuContext, c: &DMatrix<f64>, k: usize, check_every: usize) -> Result<Self> {
+    pub fn new(
+        ctx: &'a GpuContext,
+        c: &DMatrix<f64>,
+        k: usize,
+        check_every: usize,
+    ) -> Result<Self> {
         let start = Instant::now();
         let m = c.nrows();
         ctx.check_fits(m)?;
@@ -70,7 +78,8 @@ impl<'a> GpuEngine<'a> {
                 padded_c[i * mp + j] = c[(i, j)] as f32;
             }
         }
-        ctx.queue.write_buffer(&c_buf, 0, bytemuck::cast_slice(&padded_c));
+        ctx.queue
+            .write_buffer(&c_buf, 0, bytemuck::cast_slice(&padded_c));
         let history_capacity = check_every + 1;
         let history_bytes = ((history_capacity + 1) * 4) as u64;
         let engine = GpuEngine {
@@ -115,7 +124,13 @@ impl<'a> GpuEngine<'a> {
     }
 
     /// Records one dispatch of `kernel` with the uniform `params` and the storage `bindings`.
-    fn dispatch(&mut self, kernel: Kernel, params: Vec<u8>, bindings: Vec<(u32, Buf)>, groups: (u32, u32)) {
+    fn dispatch(
+        &mut self,
+        kernel: Kernel,
+        params: Vec<u8>,
+        bindings: Vec<(u32, Buf)>,
+        groups: (u32, u32),
+    ) {
         let key = (kernel, bindings, params);
         if !self.bind_groups.contains_key(&key) {
             let ctx = self.ctx;
@@ -125,9 +140,15 @@ impl<'a> GpuEngine<'a> {
                 self.params.insert(key.2.clone(), b);
             }
             let uniform = &self.params[&key.2];
-            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            }];
             for &(binding, buf) in &key.1 {
-                entries.push(wgpu::BindGroupEntry { binding, resource: self.buffer(buf).as_entire_binding() });
+                entries.push(wgpu::BindGroupEntry {
+                    binding,
+                    resource: self.buffer(buf).as_entire_binding(),
+                });
             }
             let layout = ctx.pipeline(kernel).get_bind_group_layout(0);
             let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -141,7 +162,10 @@ impl<'a> GpuEngine<'a> {
         if self.pass.is_none() {
             let mut encoder = self.ctx.encoder("laepca loop");
             let pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("laepca loop"), timestamp_writes: None })
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("laepca loop"),
+                    timestamp_writes: None,
+                })
                 .forget_lifetime();
             self.encoder = Some(encoder);
             self.pass = Some(pass);
@@ -155,7 +179,9 @@ impl<'a> GpuEngine<'a> {
     /// Ends the open pass and hands back its encoder (a fresh one when nothing was recorded).
     fn take_encoder(&mut self) -> wgpu::CommandEncoder {
         drop(self.pass.take());
-        self.encoder.take().unwrap_or_else(|| self.ctx.encoder("laepca"))
+        self.encoder
+            .take()
+            .unwrap_or_else(|| self.ctx.encoder("laepca"))
     }
 
     /// Submits what is recorded (so that a following `write_buffer` lands after it).
@@ -186,17 +212,28 @@ impl Engine for GpuEngine<'_> {
     }
 
     fn new_tall(&mut self) -> Tall {
-        let b = self.ctx.buffer("tall", (self.mp * self.k * 4) as u64, U::STORAGE | U::COPY_DST | U::COPY_SRC);
+        let b = self.ctx.buffer(
+            "tall",
+            (self.mp * self.k * 4) as u64,
+            U::STORAGE | U::COPY_DST | U::COPY_SRC,
+        );
         self.talls.push(b);
         Tall(self.talls.len() - 1)
     }
     fn new_small(&mut self) -> Small {
-        let b = self.ctx.buffer("small", (self.k * self.k * 4) as u64, U::STORAGE | U::COPY_DST);
+        let b = self.ctx.buffer(
+            "small",
+            (self.k * self.k * 4) as u64,
+            U::STORAGE | U::COPY_DST,
+        );
         self.smalls.push(b);
         Small(self.smalls.len() - 1)
     }
     fn new_scalar(&mut self) -> Scalar {
-        assert!(self.n_scalars < SCALAR_CAPACITY, "the solvers use at most {SCALAR_CAPACITY} scalars");
+        assert!(
+            self.n_scalars < SCALAR_CAPACITY,
+            "the solvers use at most {SCALAR_CAPACITY} scalars"
+        );
         self.n_scalars += 1;
         Scalar(self.n_scalars - 1)
     }
@@ -210,7 +247,9 @@ impl Engine for GpuEngine<'_> {
                 data[j * self.mp + i] = values[j * self.m + i] as f32;
             }
         }
-        self.ctx.queue.write_buffer(&self.talls[dst.0], 0, bytemuck::cast_slice(&data));
+        self.ctx
+            .queue
+            .write_buffer(&self.talls[dst.0], 0, bytemuck::cast_slice(&data));
         self.upload_time += start.elapsed();
         Ok(())
     }
@@ -220,7 +259,9 @@ impl Engine for GpuEngine<'_> {
         let encoder = self.take_encoder();
         let bytes = (self.mp * self.k * 4) as u64;
         let staging = self.ctx.staging(bytes);
-        let data = self.ctx.read_f32(encoder, &self.talls[src.0], &staging, bytes)?;
+        let data = self
+            .ctx
+            .read_f32(encoder, &self.talls[src.0], &staging, bytes)?;
         self.submissions += 1;
         self.readbacks += 1;
         let mut out = vec![0f64; self.m * self.k];
@@ -236,22 +277,40 @@ impl Engine for GpuEngine<'_> {
     fn c_mul(&mut self, x: Tall, out: Tall) {
         let groups = (self.mp.div_ceil(64) as u32, self.k.div_ceil(16) as u32);
         let params = words(&[self.mp as u32, self.k as u32, 0, 0]);
-        self.dispatch(Kernel::CMul, params, vec![(1, Buf::C), (2, Buf::Tall(x.0)), (3, Buf::Tall(out.0))], groups);
+        self.dispatch(
+            Kernel::CMul,
+            params,
+            vec![(1, Buf::C), (2, Buf::Tall(x.0)), (3, Buf::Tall(out.0))],
+            groups,
+        );
     }
     fn inner(&mut self, a: Tall, b: Tall, out: Small) {
         let params = words(&[self.mp as u32, self.k as u32, 0, 0]);
-        let binds = vec![(1, Buf::Tall(a.0)), (2, Buf::Tall(b.0)), (3, Buf::Small(out.0))];
+        let binds = vec![
+            (1, Buf::Tall(a.0)),
+            (2, Buf::Tall(b.0)),
+            (3, Buf::Small(out.0)),
+        ];
         self.dispatch(Kernel::Inner, params, binds, (self.k as u32, self.k as u32));
     }
     fn mul_small(&mut self, a: Tall, s: Small, out: Tall) {
         let params = words(&[self.mp as u32, self.k as u32, 0, 0]);
-        let binds = vec![(1, Buf::Tall(a.0)), (2, Buf::Small(s.0)), (3, Buf::Tall(out.0))];
+        let binds = vec![
+            (1, Buf::Tall(a.0)),
+            (2, Buf::Small(s.0)),
+            (3, Buf::Tall(out.0)),
+        ];
         let grid = self.grid();
         self.dispatch(Kernel::MulSmall, params, binds, grid);
     }
     fn inverse_spd(&mut self, s: Small, shift: f64, out: Small) {
         let params = words(&[self.k as u32, (shift as f32).to_bits(), 0, 0]);
-        self.dispatch(Kernel::InverseSpd, params, vec![(1, Buf::Small(s.0)), (2, Buf::Small(out.0))], (1, 1));
+        self.dispatch(
+            Kernel::InverseSpd,
+            params,
+            vec![(1, Buf::Small(s.0)), (2, Buf::Small(out.0))],
+            (1, 1),
+        );
     }
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]) {
         assert!(terms.len() <= 4, "combine takes at most four terms");
@@ -280,8 +339,14 @@ impl Engine for GpuEngine<'_> {
         }
         term_words.resize(4 * 8, 0);
         header.extend(term_words);
-        let mut binds: Vec<(u32, Buf)> =
-            (0..4).map(|i| (1 + i as u32, inputs.get(i).map_or(Buf::Dummy, |&t| Buf::Tall(t)))).collect();
+        let mut binds: Vec<(u32, Buf)> = (0..4)
+            .map(|i| {
+                (
+                    1 + i as u32,
+                    inputs.get(i).map_or(Buf::Dummy, |&t| Buf::Tall(t)),
+                )
+            })
+            .collect();
         binds.push((5, Buf::Tall(out.0)));
         binds.push((6, Buf::Scalars));
         let grid = self.grid();
@@ -296,12 +361,25 @@ impl Engine for GpuEngine<'_> {
         let mut params = vec![0u32; 4 + 32];
         params[2] = src.0 as u32;
         params[3] = dst.0 as u32;
-        self.dispatch(Kernel::CopyScalar, words(&params), vec![(6, Buf::Scalars)], (1, 1));
+        self.dispatch(
+            Kernel::CopyScalar,
+            words(&params),
+            vec![(6, Buf::Scalars)],
+            (1, 1),
+        );
     }
     fn record_stop(&mut self, pairs: &[(Tall, Tall)]) {
         assert!((1..=2).contains(&pairs.len()), "one or two pairs");
-        assert!(self.recorded < self.history_capacity, "check before the history fills");
-        let second = pairs.get(1).copied().map_or((Buf::Dummy, Buf::Dummy), |(a, b)| (Buf::Tall(a.0), Buf::Tall(b.0)));
+        assert!(
+            self.recorded < self.history_capacity,
+            "check before the history fills"
+        );
+        let second = pairs
+            .get(1)
+            .copied()
+            .map_or((Buf::Dummy, Buf::Dummy), |(a, b)| {
+                (Buf::Tall(a.0), Buf::Tall(b.0))
+            });
         let params = words(&[self.len(), pairs.len() as u32, 0, 0]);
         let binds = vec![
             (1, Buf::Tall(pairs[0].0 .0)),
@@ -316,16 +394,23 @@ impl Engine for GpuEngine<'_> {
     fn check(&mut self) -> Result<Vec<f64>> {
         let encoder = self.take_encoder();
         let bytes = ((self.recorded + 1) * 4) as u64;
-        let data = self.ctx.read_f32(encoder, &self.history, &self.history_staging, bytes)?;
+        let data = self
+            .ctx
+            .read_f32(encoder, &self.history, &self.history_staging, bytes)?;
         self.submissions += 1;
         self.readbacks += 1;
         let count = data[0] as usize;
         if count != self.recorded {
-            return Err(Error::Gpu(format!("the GPU recorded {count} stopping values, {} expected", self.recorded)));
+            return Err(Error::Gpu(format!(
+                "the GPU recorded {count} stopping values, {} expected",
+                self.recorded
+            )));
         }
         self.recorded = 0;
         // Reset the counter; the write lands before the next submission.
-        self.ctx.queue.write_buffer(&self.history, 0, bytemuck::cast_slice(&[0f32]));
+        self.ctx
+            .queue
+            .write_buffer(&self.history, 0, bytemuck::cast_slice(&[0f32]));
         Ok(data[1..=count].iter().map(|&v| v as f64).collect())
     }
 }

@@ -27,7 +27,10 @@ pub(crate) struct GpuGram {
 
 impl std::fmt::Debug for GpuGram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuGram").field("adapter", &self.ctx.info.name).field("m", &self.m).finish()
+        f.debug_struct("GpuGram")
+            .field("adapter", &self.ctx.info.name)
+            .field("m", &self.m)
+            .finish()
     }
 }
 
@@ -35,15 +38,31 @@ impl GpuGram {
     pub fn new(ctx: Arc<GpuContext>, m: usize) -> Result<Self> {
         ctx.check_fits(m)?;
         let mp = padded(m);
-        let limit = ctx.info.max_storage_buffer_binding_size.min(ctx.info.max_buffer_size);
+        let limit = ctx
+            .info
+            .max_storage_buffer_binding_size
+            .min(ctx.info.max_buffer_size);
         let rows_fit = (limit / (mp as u64 * 4)) as usize;
         let chunk_rows = MAX_CHUNK_ROWS.min(rows_fit).max(1);
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
-        let chunk = ctx.buffer("data chunk", (chunk_rows * mp * 4) as u64, U::STORAGE | U::COPY_DST);
+        let chunk = ctx.buffer(
+            "data chunk",
+            (chunk_rows * mp * 4) as u64,
+            U::STORAGE | U::COPY_DST,
+        );
         let c_hi = ctx.buffer("C (high part)", (mp * mp * 4) as u64, storage);
         let c_lo = ctx.buffer("C (low part)", (mp * mp * 4) as u64, storage);
         ctx.take_error()?;
-        Ok(GpuGram { ctx, m, mp, chunk_rows, chunk, c_hi, c_lo, submissions: 0 })
+        Ok(GpuGram {
+            ctx,
+            m,
+            mp,
+            chunk_rows,
+            chunk,
+            c_hi,
+            c_lo,
+            submissions: 0,
+        })
     }
 
     /// Samples per block the accumulator should hand over.
@@ -61,25 +80,42 @@ impl GpuGram {
             }
         }
         let ctx = &self.ctx;
-        ctx.queue.write_buffer(&self.chunk, 0, bytemuck::cast_slice(&data));
+        ctx.queue
+            .write_buffer(&self.chunk, 0, bytemuck::cast_slice(&data));
         let params = [rows as u32, self.mp as u32, 0, 0];
         let uniform = ctx.buffer("gram params", 16, U::UNIFORM | U::COPY_DST);
-        ctx.queue.write_buffer(&uniform, 0, bytemuck::cast_slice(&params));
+        ctx.queue
+            .write_buffer(&uniform, 0, bytemuck::cast_slice(&params));
         let pipeline = ctx.pipeline(Kernel::GramChunk);
         let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("gram"),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: self.chunk.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: self.c_hi.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 3, resource: self.c_lo.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: uniform.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: self.chunk.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: self.c_hi.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: self.c_lo.as_entire_binding(),
+                },
             ],
         });
         let tiles = self.mp.div_ceil(64) as u32;
         let mut encoder = ctx.encoder("gram");
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gram"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("gram"),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(tiles, tiles, 1);
@@ -93,8 +129,12 @@ impl GpuGram {
     pub fn total(&self) -> Result<DMatrix<f64>> {
         let bytes = (self.mp * self.mp * 4) as u64;
         let staging = self.ctx.staging(bytes);
-        let hi = self.ctx.read_f32(self.ctx.encoder("read C"), &self.c_hi, &staging, bytes)?;
-        let lo = self.ctx.read_f32(self.ctx.encoder("read C"), &self.c_lo, &staging, bytes)?;
+        let hi = self
+            .ctx
+            .read_f32(self.ctx.encoder("read C"), &self.c_hi, &staging, bytes)?;
+        let lo = self
+            .ctx
+            .read_f32(self.ctx.encoder("read C"), &self.c_lo, &staging, bytes)?;
         let mp = self.mp;
         Ok(DMatrix::from_fn(self.m, self.m, |i, j| {
             let (r, c) = if i <= j { (i, j) } else { (j, i) };

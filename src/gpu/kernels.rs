@@ -14,8 +14,6 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [Family::Gram, Family::Matmul, Family::Small, Family::Update, Family::Reduce];
-
     /// The file name and its text.
     pub fn source(self) -> (&'static str, &'static str) {
         match self {
@@ -43,18 +41,6 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 9] = [
-        Kernel::GramChunk,
-        Kernel::CMul,
-        Kernel::Inner,
-        Kernel::MulSmall,
-        Kernel::InverseSpd,
-        Kernel::Combine,
-        Kernel::CopyScalar,
-        Kernel::Dot,
-        Kernel::StopQuantity,
-    ];
-
     pub fn family(self) -> Family {
         match self {
             Kernel::GramChunk => Family::Gram,
@@ -79,18 +65,6 @@ impl Kernel {
         }
     }
 
-    /// The bindings the entry point uses (an automatic layout holds only these).
-    pub fn bindings(self) -> &'static [u32] {
-        match self {
-            Kernel::GramChunk | Kernel::CMul | Kernel::Inner | Kernel::MulSmall => &[0, 1, 2, 3],
-            Kernel::InverseSpd => &[0, 1, 2],
-            Kernel::Combine => &[0, 1, 2, 3, 4, 5, 6],
-            Kernel::CopyScalar => &[0, 6],
-            Kernel::Dot => &[0, 1, 2, 5],
-            Kernel::StopQuantity => &[0, 1, 2, 3, 4, 6],
-        }
-    }
-
     /// Whether the entry point has the `WG` override (its workgroup size, chosen per adapter).
     pub fn has_workgroup_override(self) -> bool {
         !matches!(self, Kernel::GramChunk | Kernel::CMul | Kernel::CopyScalar)
@@ -107,7 +81,11 @@ pub struct PipelineCache {
 
 impl PipelineCache {
     pub fn new(workgroup: u32) -> Self {
-        PipelineCache { modules: HashMap::new(), pipelines: HashMap::new(), workgroup }
+        PipelineCache {
+            modules: HashMap::new(),
+            pipelines: HashMap::new(),
+            workgroup,
+        }
     }
 
     pub fn get(&mut self, device: &wgpu::Device, kernel: Kernel) -> &wgpu::ComputePipeline {
@@ -127,7 +105,11 @@ impl PipelineCache {
                 module,
                 entry_point: Some(kernel.entry_point()),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: if kernel.has_workgroup_override() { &constants } else { &[] },
+                    constants: if kernel.has_workgroup_override() {
+                        &constants
+                    } else {
+                        &[]
+                    },
                     zero_initialize_workgroup_memory: true,
                 },
                 cache: None,

@@ -45,14 +45,17 @@ impl DeviceInfo {
             }
             .to_string(),
             max_buffer_size: limits.max_buffer_size,
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         }
     }
 
     /// The largest number of features whose C (padded to a multiple of 4, f32) fits one binding.
     pub fn max_features(&self) -> usize {
-        max_features(self.max_buffer_size.min(self.max_storage_buffer_binding_size))
+        max_features(
+            self.max_buffer_size
+                .min(self.max_storage_buffer_binding_size),
+        )
     }
 }
 
@@ -69,8 +72,12 @@ fn instance() -> wgpu::Instance {
 /// Every adapter wgpu sees (honouring WGPU_BACKEND), with its key limits.
 pub fn devices() -> Vec<DeviceInfo> {
     let instance = instance();
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()));
-    adapters.iter().map(|a| DeviceInfo::new(&a.get_info(), &a.limits())).collect()
+    let adapters =
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()));
+    adapters
+        .iter()
+        .map(|a| DeviceInfo::new(&a.get_info(), &a.limits()))
+        .collect()
 }
 
 /// An open device with its queue, pipelines and error reports.
@@ -90,12 +97,18 @@ impl GpuContext {
         let instance = instance();
         let adapter = match adapter_name {
             Some(wanted) => {
-                let all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()));
+                let all = pollster::block_on(
+                    instance.enumerate_adapters(wgpu::Backends::all().with_env()),
+                );
                 let needle = wanted.to_lowercase();
                 let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&needle)).ok_or_else(|| {
-                    Error::NoAdapter(format!("no adapter named like '{wanted}' (adapters: {names:?})"))
-                })?
+                all.into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "no adapter named like '{wanted}' (adapters: {names:?})"
+                        ))
+                    })?
             }
             None => {
                 let options = wgpu::RequestAdapterOptions {
@@ -131,11 +144,26 @@ impl GpuContext {
         });
         // The largest power of two ≤ 256 the adapter allows for one-dimensional workgroups.
         let mut workgroup = 256;
-        while workgroup > limits.max_compute_invocations_per_workgroup.min(limits.max_compute_workgroup_size_x) {
+        while workgroup
+            > limits
+                .max_compute_invocations_per_workgroup
+                .min(limits.max_compute_workgroup_size_x)
+        {
             workgroup /= 2;
         }
-        log::info!("GPU: {} ({}, {})", info.name, info.backend, info.device_type);
-        Ok(GpuContext { device, queue, info, pipelines: Mutex::new(kernels::PipelineCache::new(workgroup)), errors })
+        log::info!(
+            "GPU: {} ({}, {})",
+            info.name,
+            info.backend,
+            info.device_type
+        );
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            pipelines: Mutex::new(kernels::PipelineCache::new(workgroup)),
+            errors,
+        })
     }
 
     /// The compiled pipeline of `kernel` (compiled on first use, then cached).
@@ -146,7 +174,10 @@ impl GpuContext {
 
     /// The one-dimensional workgroup size chosen for this adapter.
     pub fn workgroup(&self) -> u32 {
-        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).workgroup
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .workgroup
     }
 
     /// The error wgpu reported since the device opened, if any.
@@ -162,13 +193,23 @@ impl GpuContext {
     pub fn check_fits(&self, m: usize) -> Result<()> {
         let mp = padded(m) as u64;
         let needed = mp * mp * 4;
-        let (limit, limit_name) = if self.info.max_storage_buffer_binding_size <= self.info.max_buffer_size {
-            (self.info.max_storage_buffer_binding_size, "max_storage_buffer_binding_size")
-        } else {
-            (self.info.max_buffer_size, "max_buffer_size")
-        };
+        let (limit, limit_name) =
+            if self.info.max_storage_buffer_binding_size <= self.info.max_buffer_size {
+                (
+                    self.info.max_storage_buffer_binding_size,
+                    "max_storage_buffer_binding_size",
+                )
+            } else {
+                (self.info.max_buffer_size, "max_buffer_size")
+            };
         if needed > limit {
-            return Err(Error::TooLargeForDevice { m, needed, limit_name, limit, max_m: max_features(limit) });
+            return Err(Error::TooLargeForDevice {
+                m,
+                needed,
+                limit_name,
+                limit,
+                max_m: max_features(limit),
+            });
         }
         Ok(())
     }
@@ -194,9 +235,11 @@ impl GpuContext {
         encoder.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        staging
+            .slice(..bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
@@ -204,11 +247,17 @@ impl GpuContext {
         match pollster::block_on(rx.receive()) {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::Gpu(format!("reading back: {e}"))),
-            None => return Err(Error::Gpu("reading back: the map request was dropped".into())),
+            None => {
+                return Err(Error::Gpu(
+                    "reading back: the map request was dropped".into(),
+                ))
+            }
         }
         let out = {
-            let view =
-                staging.slice(..bytes).get_mapped_range().map_err(|e| Error::Gpu(format!("reading back: {e:?}")))?;
+            let view = staging
+                .slice(..bytes)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("reading back: {e:?}")))?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
@@ -217,11 +266,16 @@ impl GpuContext {
 
     /// A staging buffer for read-backs of `bytes`.
     pub fn staging(&self, bytes: u64) -> wgpu::Buffer {
-        self.buffer("staging", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)
+        self.buffer(
+            "staging",
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )
     }
 
     pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
-        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     }
 }
 

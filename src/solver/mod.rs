@@ -55,8 +55,14 @@ pub enum Solver {
 
 impl Solver {
     /// All solvers, in the paper's order.
-    pub const ALL: [Solver; 6] =
-        [Solver::Untied, Solver::Sync, Solver::Tied, Solver::ExactUntied, Solver::ExactSync, Solver::ExactTied];
+    pub const ALL: [Solver; 6] = [
+        Solver::Untied,
+        Solver::Sync,
+        Solver::Tied,
+        Solver::ExactUntied,
+        Solver::ExactSync,
+        Solver::ExactTied,
+    ];
 
     /// The solver's name (as the command line spells it).
     pub fn name(self) -> &'static str {
@@ -149,7 +155,12 @@ struct Cg {
 }
 
 /// Runs `settings.solver` from the initial decoder `w0` and encoder `v0` (m x k, column-major).
-pub(crate) fn run_loop<E: Engine>(e: &mut E, s: &LoopSettings, w0: &[f64], v0: &[f64]) -> Result<LoopResult> {
+pub(crate) fn run_loop<E: Engine>(
+    e: &mut E,
+    s: &LoopSettings,
+    w0: &[f64],
+    v0: &[f64],
+) -> Result<LoopResult> {
     let mut st = State {
         v: e.new_tall(),
         w: e.new_tall(),
@@ -190,7 +201,10 @@ pub(crate) fn run_loop<E: Engine>(e: &mut E, s: &LoopSettings, w0: &[f64], v0: &
         iterations += block;
         let values = e.check()?;
         if let Some(pos) = values.iter().position(|q| !q.is_finite()) {
-            return Err(Error::Diverged { solver: s.solver.name(), iteration: iterations - block + pos + 1 });
+            return Err(Error::Diverged {
+                solver: s.solver.name(),
+                iteration: iterations - block + pos + 1,
+            });
         }
         history.extend_from_slice(&values);
         if values.last().is_some_and(|&q| q < s.tol) {
@@ -208,7 +222,14 @@ pub(crate) fn run_loop<E: Engine>(e: &mut E, s: &LoopSettings, w0: &[f64], v0: &
     } else {
         e.download(st.v)?
     };
-    Ok(LoopResult { decoder, encoder, iterations, converged, stalled, history })
+    Ok(LoopResult {
+        decoder,
+        encoder,
+        iterations,
+        converged,
+        stalled,
+        history,
+    })
 }
 
 /// One iteration of the chosen variant.
@@ -221,11 +242,25 @@ fn step<E: Engine>(e: &mut E, s: &LoopSettings, st: &mut State) {
             e.c_mul(st.w, st.cw);
             e.inner(st.w, st.w, st.g);
             e.mul_small(st.cv, st.g, st.tmp);
-            e.combine(st.v_next, &[(keep, st.v), (Coef::Const(-a), st.tmp), (Coef::Const(a), st.cw)]);
+            e.combine(
+                st.v_next,
+                &[
+                    (keep, st.v),
+                    (Coef::Const(-a), st.tmp),
+                    (Coef::Const(a), st.cw),
+                ],
+            );
             e.c_mul(st.v_next, st.cv);
             e.inner(st.v_next, st.cv, st.h);
             e.mul_small(st.w, st.h, st.tmp);
-            e.combine(st.w_next, &[(keep, st.w), (Coef::Const(-a), st.tmp), (Coef::Const(a), st.cv)]);
+            e.combine(
+                st.w_next,
+                &[
+                    (keep, st.w),
+                    (Coef::Const(-a), st.tmp),
+                    (Coef::Const(a), st.cv),
+                ],
+            );
             e.record_stop(&[(st.v_next, st.w_next)]);
             swap_both(st);
         }
@@ -235,9 +270,23 @@ fn step<E: Engine>(e: &mut E, s: &LoopSettings, st: &mut State) {
             e.inner(st.w, st.w, st.g);
             e.inner(st.v, st.cv, st.h);
             e.mul_small(st.cv, st.g, st.tmp);
-            e.combine(st.v_next, &[(keep, st.v), (Coef::Const(-a), st.tmp), (Coef::Const(a), st.cw)]);
+            e.combine(
+                st.v_next,
+                &[
+                    (keep, st.v),
+                    (Coef::Const(-a), st.tmp),
+                    (Coef::Const(a), st.cw),
+                ],
+            );
             e.mul_small(st.w, st.h, st.tmp);
-            e.combine(st.w_next, &[(keep, st.w), (Coef::Const(-a), st.tmp), (Coef::Const(a), st.cv)]);
+            e.combine(
+                st.w_next,
+                &[
+                    (keep, st.w),
+                    (Coef::Const(-a), st.tmp),
+                    (Coef::Const(a), st.cv),
+                ],
+            );
             e.record_stop(&[(st.v_next, st.v), (st.w_next, st.w)]);
             swap_both(st);
         }
@@ -245,7 +294,14 @@ fn step<E: Engine>(e: &mut E, s: &LoopSettings, st: &mut State) {
             e.c_mul(st.w, st.cw);
             e.inner(st.w, st.cw, st.h);
             e.mul_small(st.w, st.h, st.tmp);
-            e.combine(st.w_next, &[(keep, st.w), (Coef::Const(-a), st.tmp), (Coef::Const(a), st.cw)]);
+            e.combine(
+                st.w_next,
+                &[
+                    (keep, st.w),
+                    (Coef::Const(-a), st.tmp),
+                    (Coef::Const(a), st.cw),
+                ],
+            );
             e.record_stop(&[(st.w_next, st.w)]);
             std::mem::swap(&mut st.w, &mut st.w_next);
         }
@@ -282,7 +338,9 @@ const STALL_WINDOW: usize = 200;
 ///
 /// (No new minimum alone would not do: the quantity rises for a while when the iterate escapes a saddle.)
 fn is_stalled(history: &[f64], noise_floor: f64) -> bool {
-    let Some((last, before)) = history.split_last() else { return false };
+    let Some((last, before)) = history.split_last() else {
+        return false;
+    };
     if before.iter().rev().take(STALL_LOOKBACK).any(|q| q == last) {
         return true;
     }

@@ -12,7 +12,7 @@ use nalgebra::{DMatrix, SymmetricEigen};
 pub(crate) fn ritz_values(c: &DMatrix<f64>, k: usize, steps: usize, seed: u64) -> Vec<f64> {
     let m = c.nrows();
     let b = m.min(k + 8);
-    let mut rng = Rng::new(seed ^ 0x5EED_0F_5EC7);
+    let mut rng = Rng::new(seed ^ 0x005E_ED0F_5EC7);
     let mut x = DMatrix::from_vec(m, b, rng.normals(m * b)).qr().q();
     for _ in 0..steps {
         x = (c * &x).qr().q();

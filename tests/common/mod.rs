@@ -39,7 +39,11 @@ pub fn largest_principal_angle(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
 /// The angle between two unit vectors, sign-blind.
 pub fn vector_angle(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let sa: Vec<f64> = a.iter().zip(b).map(|(x, y)| if dot >= 0.0 { y - x } else { y + x }).collect();
+    let sa: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| if dot >= 0.0 { y - x } else { y + x })
+        .collect();
     let d = sa.iter().map(|v| v * v).sum::<f64>().sqrt();
     2.0 * (0.5 * d).min(1.0).asin()
 }
@@ -62,9 +66,15 @@ impl NumpyLegacy {
         let mut mt = [0u32; 624];
         mt[0] = seed;
         for i in 1..624 {
-            mt[i] = 1_812_433_253u32.wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30)).wrapping_add(i as u32);
+            mt[i] = 1_812_433_253u32
+                .wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30))
+                .wrapping_add(i as u32);
         }
-        NumpyLegacy { mt, idx: 624, cached: None }
+        NumpyLegacy {
+            mt,
+            idx: 624,
+            cached: None,
+        }
     }
 
     fn next_u32(&mut self) -> u32 {

@@ -1,0 +1,340 @@
+//! Offline checks of the WGSL compute shaders in `shaders/` (no GPU needed).
+//!
+//! For every shader file this test
+//! 1. parses it with naga's WGSL front end and validates it with
+//!    `ValidationFlags::all()` and `Capabilities::empty()` (the narrowest set:
+//!    no optional capability at all, i.e. only what every WebGPU
+//!    implementation must accept; narrower than `Capabilities::default()`),
+//! 2. resolves its pipeline-overridable constants with
+//!    `naga::back::pipeline_constants::process_overrides`, once per entry
+//!    point, for `WG = 256` and `WG = 64` (a file without an `override WG`
+//!    just once, with no constants), the way wgpu does it when it builds a
+//!    compute pipeline,
+//! 3. translates every compute entry point of the resolved module to SPIR-V,
+//!    MSL 2.0, HLSL shader model 5.1 and GLSL ES 3.10 (one entry point at a
+//!    time), and asserts that each translation succeeds and is not empty.
+//!
+//! Every failure names the file, the entry point, the `WG` value and the
+//! backend, and a file's failures are all reported together.
+
+use std::error::Error;
+use std::fmt::Write as _;
+
+use naga::back::{glsl, hlsl, msl, spv};
+use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
+use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
+use naga::{Module, ShaderStage};
+
+/// Every shader of the crate. `shader_directory_is_fully_listed` fails if
+/// `shaders/` holds a `.wgsl` file that is not listed here.
+const SHADERS: &[(&str, &str)] = &[
+    ("gram.wgsl", include_str!("../shaders/gram.wgsl")),
+    ("matmul.wgsl", include_str!("../shaders/matmul.wgsl")),
+    ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
+    ("small.wgsl", include_str!("../shaders/small.wgsl")),
+    ("update.wgsl", include_str!("../shaders/update.wgsl")),
+];
+
+/// Name of the workgroup-size override some shaders declare.
+const WG_OVERRIDE: &str = "WG";
+
+/// The workgroup sizes each shader with an `override WG` is resolved for.
+const WORKGROUP_SIZES: &[u32] = &[256, 64];
+
+/// The bounds-check policies wgpu applies by default (no unchecked access).
+fn bounds_checks() -> BoundsCheckPolicies {
+    BoundsCheckPolicies {
+        index: BoundsCheckPolicy::Restrict,
+        buffer: BoundsCheckPolicy::Restrict,
+        image_load: BoundsCheckPolicy::Restrict,
+        binding_array: BoundsCheckPolicy::Restrict,
+    }
+}
+
+/// `error` and the chain of its sources, on one line.
+fn error_chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// Parses and validates `source`; `Err` holds naga's diagnostic.
+fn parse_and_validate(file: &str, source: &str) -> Result<(Module, ModuleInfo), String> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| {
+        format!(
+            "{file}: WGSL parse failed:\n{}",
+            e.emit_to_string_with_path(source, file)
+        )
+    })?;
+    // Capabilities::empty(): a portable WebGPU compute shader needs no
+    // optional capability (no f64, f16, subgroups, immediates, ...).
+    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+        .validate(&module)
+        .map_err(|e| {
+            format!(
+                "{file}: validation failed:\n{}",
+                e.emit_to_string_with_path(source, file)
+            )
+        })?;
+    Ok((module, info))
+}
+
+fn to_spirv(module: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
+    let options = spv::Options {
+        bounds_check_policies: bounds_checks(),
+        ..spv::Options::default()
+    };
+    let pipeline = spv::PipelineOptions {
+        shader_stage: ShaderStage::Compute,
+        entry_point: entry.to_string(),
+    };
+    let words =
+        spv::write_vec(module, info, &options, Some(&pipeline)).map_err(|e| error_chain(&e))?;
+    if words.first() != Some(&0x0723_0203) {
+        return Err(format!(
+            "output is not a SPIR-V module ({} words)",
+            words.len()
+        ));
+    }
+    Ok(())
+}
+
+fn to_msl(module: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
+    let options = msl::Options {
+        lang_version: (2, 0),
+        bounds_check_policies: bounds_checks(),
+        ..msl::Options::default()
+    };
+    let pipeline = msl::PipelineOptions {
+        entry_point: Some((ShaderStage::Compute, entry.to_string())),
+        ..msl::PipelineOptions::default()
+    };
+    let (text, translation) =
+        msl::write_string(module, info, &options, &pipeline).map_err(|e| error_chain(&e))?;
+    // The MSL writer reports per-entry-point failures here, not as an `Err`.
+    for name in translation.entry_point_names {
+        name.map_err(|e| error_chain(&e))?;
+    }
+    if text.trim().is_empty() {
+        return Err("empty output".to_string());
+    }
+    Ok(())
+}
+
+fn to_hlsl(module: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
+    let options = hlsl::Options {
+        shader_model: hlsl::ShaderModel::V5_1,
+        ..hlsl::Options::default()
+    };
+    let pipeline = hlsl::PipelineOptions {
+        entry_point: Some((ShaderStage::Compute, entry.to_string())),
+    };
+    let mut text = String::new();
+    let reflection = hlsl::Writer::new(&mut text, &options, &pipeline)
+        .write(module, info, None)
+        .map_err(|e| error_chain(&e))?;
+    // The HLSL writer reports per-entry-point failures here, not as an `Err`.
+    for name in reflection.entry_point_names {
+        name.map_err(|e| error_chain(&e))?;
+    }
+    if text.trim().is_empty() {
+        return Err("empty output".to_string());
+    }
+    Ok(())
+}
+
+fn to_glsl(module: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
+    let options = glsl::Options {
+        // GLSL ES 3.10 is the lowest GLSL with compute shaders (what wgpu's
+        // GLES backend needs for compute).
+        version: glsl::Version::new_gles(310),
+        ..glsl::Options::default()
+    };
+    let pipeline = glsl::PipelineOptions {
+        shader_stage: ShaderStage::Compute,
+        entry_point: entry.to_string(),
+        multiview: None,
+    };
+    let mut text = String::new();
+    glsl::Writer::new(
+        &mut text,
+        module,
+        info,
+        &options,
+        &pipeline,
+        bounds_checks(),
+    )
+    .and_then(|mut writer| writer.write())
+    .map_err(|e| error_chain(&e))?;
+    if text.trim().is_empty() {
+        return Err("empty output".to_string());
+    }
+    Ok(())
+}
+
+type Backend = fn(&Module, &ModuleInfo, &str) -> Result<(), String>;
+
+const BACKENDS: &[(&str, Backend)] = &[
+    ("SPIR-V", to_spirv),
+    ("MSL 2.0", to_msl),
+    ("HLSL SM 5.1", to_hlsl),
+    ("GLSL ES 310", to_glsl),
+];
+
+/// Runs every check on one shader and returns its failures (empty: all good).
+fn check_shader(file: &str, source: &str) -> Vec<String> {
+    let (module, info) = match parse_and_validate(file, source) {
+        Ok(parsed) => parsed,
+        Err(message) => return vec![message],
+    };
+    let mut failures = Vec::new();
+
+    let entries: Vec<&str> = module
+        .entry_points
+        .iter()
+        .filter(|ep| ep.stage == ShaderStage::Compute)
+        .map(|ep| ep.name.as_str())
+        .collect();
+    if entries.is_empty() {
+        failures.push(format!("{file}: no compute entry point"));
+    }
+    for ep in module.entry_points.iter() {
+        if ep.stage != ShaderStage::Compute {
+            failures.push(format!(
+                "{file}: entry point `{}` is a {:?} shader, not a compute shader",
+                ep.name, ep.stage
+            ));
+        }
+    }
+
+    let has_wg = module
+        .overrides
+        .iter()
+        .any(|(_, o)| o.name.as_deref() == Some(WG_OVERRIDE));
+    let constant_sets: Vec<(String, naga::back::PipelineConstants)> = if has_wg {
+        WORKGROUP_SIZES
+            .iter()
+            .map(|&wg| {
+                let mut constants = naga::back::PipelineConstants::default();
+                constants.insert(WG_OVERRIDE.to_string(), f64::from(wg));
+                (format!("{WG_OVERRIDE} = {wg}"), constants)
+            })
+            .collect()
+    } else {
+        vec![(
+            "no overrides".to_string(),
+            naga::back::PipelineConstants::default(),
+        )]
+    };
+
+    for (label, constants) in &constant_sets {
+        for &entry in &entries {
+            let resolved = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((ShaderStage::Compute, entry)),
+                constants,
+            );
+            let (resolved_module, resolved_info) = match resolved {
+                Ok(resolved) => resolved,
+                Err(e) => {
+                    failures.push(format!(
+                        "{file}: entry point `{entry}` ({label}): process_overrides failed: {}",
+                        error_chain(&e)
+                    ));
+                    continue;
+                }
+            };
+            // An entry point sized `@workgroup_size(WG)` must now have WG as its size.
+            let sized_by_override = module.entry_points.iter().any(|ep| {
+                ep.name == entry
+                    && ep
+                        .workgroup_size_overrides
+                        .is_some_and(|sizes| sizes.iter().any(Option::is_some))
+            });
+            if let (true, Some(wg)) = (sized_by_override, constants.get(WG_OVERRIDE)) {
+                let resolved_ep = resolved_module
+                    .entry_points
+                    .iter()
+                    .find(|ep| ep.name == entry);
+                let size = resolved_ep.map(|ep| ep.workgroup_size);
+                let unresolved =
+                    resolved_ep.is_some_and(|ep| ep.workgroup_size_overrides.is_some());
+                if unresolved || size.map(|s| f64::from(s[0])) != Some(*wg) {
+                    failures.push(format!(
+                        "{file}: entry point `{entry}` ({label}): resolved workgroup size is {size:?}"
+                    ));
+                }
+            }
+            for (backend, translate) in BACKENDS {
+                if let Err(e) = translate(&resolved_module, &resolved_info, entry) {
+                    failures.push(format!(
+                        "{file}: entry point `{entry}` ({label}): {backend} translation failed: {e}"
+                    ));
+                }
+            }
+        }
+    }
+    failures
+}
+
+fn assert_shader_ok(file: &str) {
+    let (_, source) = SHADERS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .unwrap_or_else(|| panic!("{file} is not listed in SHADERS"));
+    let failures = check_shader(file, source);
+    assert!(
+        failures.is_empty(),
+        "{} failure(s) in shaders/{file}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn shader_directory_is_fully_listed() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"))
+        .map(|entry| entry.expect("cannot read a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "wgsl"))
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = SHADERS.iter().map(|(name, _)| name.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "the .wgsl files in {dir} (left) differ from SHADERS in tests/shaders.rs (right)"
+    );
+}
+
+#[test]
+fn gram_wgsl() {
+    assert_shader_ok("gram.wgsl");
+}
+
+#[test]
+fn matmul_wgsl() {
+    assert_shader_ok("matmul.wgsl");
+}
+
+#[test]
+fn reduce_wgsl() {
+    assert_shader_ok("reduce.wgsl");
+}
+
+#[test]
+fn small_wgsl() {
+    assert_shader_ok("small.wgsl");
+}
+
+#[test]
+fn update_wgsl() {
+    assert_shader_ok("update.wgsl");
+}
