@@ -1,0 +1,211 @@
+//! The command line: arguments (clap), dispatch, and the one-line error report.
+
+mod demo;
+mod devices;
+mod fit;
+mod output;
+mod plot;
+mod progress;
+mod transform;
+
+use clap::{Args, Parser, Subcommand};
+use laepca::{Backend, Solver};
+use std::fmt::Display;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// PCA by L2-regularised linear autoencoders (LAE-PCA) on the GPU and the CPU.
+///
+/// Data files have samples in rows and features in columns (unless --features-in-rows); the results
+/// follow scikit-learn's conventions (centred data, components as rows, explained_variance_ratio).
+#[derive(Parser, Debug)]
+#[command(name = "laepca", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fit the top-k principal components of a data file; write them (.npy) and summary.json to DIR
+    Fit(FitArgs),
+    /// Project data onto the components of a fitted model: writes the n x k scores as .npy
+    Transform(TransformArgs),
+    /// List the GPU adapters wgpu sees, with their limits
+    Devices,
+    /// Fit a dataset with a known spectrum on the GPU (if any) and the CPU; print the errors
+    Demo,
+}
+
+/// Which solver `--solver` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolverChoice {
+    /// The best solver the library has.
+    Auto,
+    Given(Solver),
+}
+
+impl SolverChoice {
+    /// The solver to hand to the library.
+    pub fn resolve(self) -> Solver {
+        match self {
+            // The library's own choice once it has one ("auto"), else its default.
+            SolverChoice::Auto => "auto".parse::<Solver>().unwrap_or_default(),
+            SolverChoice::Given(s) => s,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            SolverChoice::Auto => "auto",
+            SolverChoice::Given(s) => s.name(),
+        }
+    }
+}
+
+fn parse_solver(s: &str) -> Result<SolverChoice, String> {
+    match s {
+        "auto" => Ok(SolverChoice::Auto),
+        "exact" => Ok(SolverChoice::Given(Solver::ExactTied)),
+        _ => s.parse::<Solver>().map(SolverChoice::Given).map_err(|_| {
+            format!(
+                "unknown solver '{s}' (expected auto, untied, sync, tied, exact (= exact-tied), \
+                 exact-untied, exact-sync or exact-tied)"
+            )
+        }),
+    }
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    s.parse::<Backend>()
+}
+
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct FitArgs {
+    /// The data file: .npy, .csv, .tsv, .mtx, or IDX (.idx, *-ubyte); the text and IDX formats may be
+    /// gzipped (.gz)
+    pub input: PathBuf,
+    /// The number of components
+    #[arg(short = 'k', value_name = "K")]
+    pub k: usize,
+    /// The output directory (created if needed)
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "DIR",
+        default_value = "laepca-out"
+    )]
+    pub out: PathBuf,
+    /// The iteration: auto, untied, sync, tied, exact (= exact-tied), exact-untied, exact-sync,
+    /// exact-tied
+    #[arg(long, value_name = "SOLVER", default_value = "auto", value_parser = parse_solver)]
+    pub solver: SolverChoice,
+    /// The L2 weight λ (on the scale of C = XᵀX; default: half a lower bound of σ_k²)
+    #[arg(long, value_name = "L")]
+    pub lambda: Option<f64>,
+    /// The step size α of the gradient solvers (default 0.1/‖C‖₂)
+    #[arg(long, value_name = "A")]
+    pub alpha: Option<f64>,
+    /// The stopping threshold (default 1e-8 in f64, 1e-6 in f32 and on the GPU)
+    #[arg(long, value_name = "EPS")]
+    pub tol: Option<f64>,
+    /// The most iterations (default 100000)
+    #[arg(long, value_name = "N")]
+    pub max_iter: Option<usize>,
+    /// The seed of the initial weights
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Where to compute: auto (a GPU if wgpu finds one, else the CPU), gpu or cpu
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
+    pub backend: Backend,
+    /// The GPU adapter to use: the first whose name contains this text (see `laepca devices`)
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+    /// Do not remove the features' means
+    #[arg(long)]
+    pub no_center: bool,
+    /// The file holds features in rows and samples in columns (the paper's layout; read whole)
+    #[arg(long)]
+    pub features_in_rows: bool,
+    /// Also write the scores (n x k) to DIR/scores.npy
+    #[arg(long)]
+    pub scores: bool,
+    /// Also write DIR/convergence.svg and DIR/scree.svg
+    #[arg(long)]
+    pub plot: bool,
+    /// Print the summary (summary.json) to stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TransformArgs {
+    /// The directory `laepca fit` wrote (components.npy and mean.npy are read)
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// The data file (same formats as fit), samples in rows
+    pub input: PathBuf,
+    /// The scores file to write (.npy, n x k, float32)
+    #[arg(short = 'o', long = "output", value_name = "SCORES.npy")]
+    pub out: PathBuf,
+    /// The file holds features in rows and samples in columns (read whole)
+    #[arg(long)]
+    pub features_in_rows: bool,
+}
+
+/// A failure to report: one line on stderr and a non-zero exit.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<laepca::io::IoError> for Failure {
+    fn from(e: laepca::io::IoError) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+/// `result.context(what)`: a failure reading "what: error".
+pub trait Context<T> {
+    fn context(self, what: impl Display) -> Result<T, Failure>;
+}
+
+impl<T, E: Display> Context<T> for Result<T, E> {
+    fn context(self, what: impl Display) -> Result<T, Failure> {
+        self.map_err(|e| Failure(format!("{what}: {e}")))
+    }
+}
+
+/// Prints to stdout, ignoring a closed pipe (`laepca fit ... --json | head`).
+pub fn print_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // A bug must still read as one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("laepca: internal error (a bug, please report it): {info}");
+    }));
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Fit(args) => fit::run(args),
+        Command::Transform(args) => transform::run(args),
+        Command::Devices => devices::run(),
+        Command::Demo => demo::run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("laepca: error: {failure}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! Reading data matrices from files, and writing results as .npy.
+//!
+//! | format | extensions | how it is read |
+//! |---|---|---|
+//! | NumPy | `.npy` | float32/64, (u)int8/16/32/64, bool; either byte order; C or Fortran order; 2-D only. **Streamed**: row chunks through one bounded buffer (no memory map) |
+//! | delimited text | `.csv` (commas), `.tsv` (tabs), optionally `.gz` | numbers only; a first line without any number is a header; `#` lines and blank lines skipped; read whole |
+//! | Matrix Market | `.mtx`, optionally `.gz` | `matrix coordinate` or `array`; `real`, `double`, `integer` or `pattern`; `general`, `symmetric` or `skew-symmetric`; densified (read whole) |
+//! | IDX (MNIST) | `.idx`, `*-ubyte` (e.g. `train-images-idx3-ubyte`), optionally `.gz` | u8, i8, i16, i32, f32, f64; n x d1 x d2... flattened to one row of d1·d2·... values per item; **streamed** |
+//!
+//! A [`Reader`] gives the shape up front and then rows in chunks ([`Reader::read_rows`]), converted to
+//! `f32` or `f64` (see [`Reader::precision`] for the type that keeps every value), so that a file larger
+//! than memory can be pushed into a [`GramAccumulator`](crate::GramAccumulator) chunk by chunk:
+//!
+//! ```no_run
+//! use laepca::{io::Reader, GramAccumulator, LaePca};
+//!
+//! let mut reader = Reader::open("big.npy")?;
+//! let mut acc = GramAccumulator::new(reader.cols(), true);
+//! let mut chunk = Vec::<f32>::new();
+//! while reader.read_rows(&mut chunk, reader.chunk_rows())? > 0 {
+//!     acc.push_rows(&chunk)?;
+//! }
+//! let fit = LaePca::new(10).fit_gram::<f32>(&acc.finish()?)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Results are written with [`write_npy`] (float32, C order) or staged with [`NpyWriter`] /
+//! [`stage_bytes`] and renamed into place by [`StagedFile::commit`]: a temporary file in the same
+//! directory, then a rename, so that a reader never sees half a file.
+
+mod error;
+mod idx;
+mod mtx;
+mod npy;
+mod text;
+mod write;
+
+pub use error::{IoError, Result};
+pub use npy::{read_npy, NpyArray};
+pub use write::{stage_bytes, stage_npy, write_atomic, write_npy, NpyWriter, StagedFile};
+
+use crate::Real;
+use nalgebra::DMatrix;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// The bytes of file data one chunk of [`Reader::chunk_rows`] rows holds at most (as f64: 8 MiB).
+pub const CHUNK_BYTES: usize = 8 << 20;
+
+/// A data file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// NumPy `.npy`.
+    Npy,
+    /// Comma-separated values.
+    Csv,
+    /// Tab-separated values.
+    Tsv,
+    /// Matrix Market `.mtx`.
+    MatrixMarket,
+    /// IDX (MNIST's format).
+    Idx,
+}
+
+impl Format {
+    /// A short name: npy, csv, tsv, mtx or idx.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Npy => "npy",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::MatrixMarket => "mtx",
+            Format::Idx => "idx",
+        }
+    }
+
+    /// The format a file name says (a trailing `.gz` is looked through, except for `.npy`).
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Format> {
+        let path = path.as_ref();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let gz = name.ends_with(".gz");
+        let stem = name.strip_suffix(".gz").unwrap_or(&name);
+        let ext = stem.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        let format = match ext {
+            "npy" if !gz => Format::Npy,
+            "csv" => Format::Csv,
+            "tsv" | "tab" => Format::Tsv,
+            "mtx" => Format::MatrixMarket,
+            "idx" => Format::Idx,
+            _ if stem.ends_with("ubyte")
+                || (ext.starts_with("idx") && ext[3..].chars().all(|c| c.is_ascii_digit())) =>
+            {
+                Format::Idx
+            }
+            _ => {
+                return Err(IoError::UnknownFormat {
+                    path: path.to_path_buf(),
+                })
+            }
+        };
+        Ok(format)
+    }
+}
+
+/// The float type that holds every value of a file exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// float32 files, (u)int8/16 and bool: `f32` loses nothing.
+    F32,
+    /// float64, (u)int32/64 and text: read as `f64`.
+    F64,
+}
+
+impl Precision {
+    /// "f32" or "f64".
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+}
+
+/// A matrix held in memory (text formats), row-major, with the source line of each row if any.
+#[derive(Debug)]
+pub(crate) struct Dense {
+    pub rows: usize,
+    pub cols: usize,
+    pub values: Vec<f64>,
+    pub lines: Option<Vec<usize>>,
+}
+
+enum Source {
+    Npy(npy::NpyReader),
+    Idx(idx::IdxReader),
+    Memory(Dense),
+}
+
+/// A data matrix file, open for reading in row chunks: rows are what the file has as rows (samples,
+/// unless the caller lays the data out with features in rows).
+pub struct Reader {
+    path: PathBuf,
+    format: Format,
+    rows: usize,
+    cols: usize,
+    dtype: String,
+    precision: Precision,
+    next: usize,
+    source: Source,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("dtype", &self.dtype)
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read (an early end is not an error
+/// here: the caller knows how much it expected).
+pub(crate) fn read_full(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A truncated gzip stream ends with this kind: the caller reports the truncation.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Opens a file, decompressing it on the fly when it starts with the gzip magic bytes.
+fn open_stream(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    let file = File::open(path).map_err(|source| IoError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut buffered = BufReader::with_capacity(1 << 20, file);
+    let head = buffered.fill_buf().map_err(|source| IoError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let gz = flate2::bufread::MultiGzDecoder::new(buffered);
+        Ok(Box::new(BufReader::with_capacity(1 << 20, gz)))
+    } else {
+        Ok(Box::new(buffered))
+    }
+}
+
+impl Reader {
+    /// Opens a data file; its format comes from its name (see [`Format::from_path`]). The header (or, for
+    /// text formats, the whole file) is read and checked here.
+    pub fn open(path: impl AsRef<Path>) -> Result<Reader> {
+        let path = path.as_ref();
+        let format = Format::from_path(path)?;
+        if path.is_dir() {
+            return Err(IoError::Open {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("it is a directory"),
+            });
+        }
+        let (rows, cols, dtype, precision, source) = match format {
+            Format::Npy => {
+                let r = npy::NpyReader::open(path)?;
+                let dtype = format!(
+                    "{}{}",
+                    r.dtype.name(),
+                    if r.fortran { ", Fortran order" } else { "" }
+                );
+                (r.rows, r.cols, dtype, r.dtype.precision(), Source::Npy(r))
+            }
+            Format::Idx => {
+                let r = idx::IdxReader::open(Box::new(open_stream(path)?), path)?;
+                let dims = r
+                    .dims
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" x ");
+                let dtype = format!("{} ({dims})", r.dtype_name());
+                (r.rows, r.cols, dtype, r.precision(), Source::Idx(r))
+            }
+            Format::Csv | Format::Tsv | Format::MatrixMarket => {
+                let mut input = open_stream(path)?;
+                let d = match format {
+                    Format::Csv => text::read_delimited(&mut input, ',', path)?,
+                    Format::Tsv => text::read_delimited(&mut input, '\t', path)?,
+                    _ => mtx::read_mtx(&mut input, path)?,
+                };
+                let dtype = if format == Format::MatrixMarket {
+                    "dense f64"
+                } else {
+                    "text"
+                };
+                (
+                    d.rows,
+                    d.cols,
+                    dtype.to_string(),
+                    Precision::F64,
+                    Source::Memory(d),
+                )
+            }
+        };
+        Ok(Reader {
+            path: path.to_path_buf(),
+            format,
+            rows,
+            cols,
+            dtype,
+            precision,
+            next: 0,
+            source,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The file's format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+    /// Rows of the matrix.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Columns of the matrix.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// The stored value type, e.g. "float32", "uint8 (60000 x 28 x 28)", "text".
+    pub fn dtype(&self) -> &str {
+        &self.dtype
+    }
+    /// The float type that holds every value exactly (f32 for float32 and small integers).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+    /// Rows delivered so far.
+    pub fn rows_read(&self) -> usize {
+        self.next
+    }
+    /// A chunk size (rows) whose values take at most [`CHUNK_BYTES`] as f64 (at least one row).
+    pub fn chunk_rows(&self) -> usize {
+        (CHUNK_BYTES / (self.cols.max(1) * 8)).max(1)
+    }
+    /// The 1-based line of the file that holds `row` (text formats only).
+    pub fn source_line(&self, row: usize) -> Option<usize> {
+        match &self.source {
+            Source::Memory(Dense {
+                lines: Some(lines), ..
+            }) => lines.get(row).copied(),
+            _ => None,
+        }
+    }
+
+    /// Appends up to `max_rows` next rows to `out` (row-major); returns how many (0 at the end).
+    fn append_rows<T: Real>(&mut self, out: &mut Vec<T>, max_rows: usize) -> Result<usize> {
+        let take = max_rows.min(self.rows - self.next);
+        if take == 0 {
+            return Ok(0);
+        }
+        match &mut self.source {
+            Source::Npy(r) => r.read_rows(self.next, take, out)?,
+            Source::Idx(r) => r.read_rows(self.next, take, out)?,
+            Source::Memory(d) => out.extend(
+                d.values[self.next * d.cols..(self.next + take) * d.cols]
+                    .iter()
+                    .map(|&v| T::of_f64(v)),
+            ),
+        }
+        self.next += take;
+        Ok(take)
+    }
+
+    /// Replaces `out` with up to `max_rows` next rows (row-major, `rows x cols()` values); returns how
+    /// many rows (0 at the end of the file).
+    pub fn read_rows<T: Real>(&mut self, out: &mut Vec<T>, max_rows: usize) -> Result<usize> {
+        out.clear();
+        self.append_rows(out, max_rows)
+    }
+
+    /// Reads all the remaining rows.
+    pub fn read_all<T: Real>(&mut self) -> Result<Matrix<T>> {
+        let remaining = self.rows - self.next;
+        let total = remaining
+            .checked_mul(self.cols)
+            .ok_or_else(|| IoError::TooLarge {
+                path: self.path.clone(),
+                detail: format!("{} x {} values overflow", self.rows, self.cols),
+            })?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(total)
+            .map_err(|_| IoError::TooLarge {
+                path: self.path.clone(),
+                detail: format!(
+                    "a {} x {} matrix needs {:.1} GB of memory",
+                    self.rows,
+                    self.cols,
+                    (total * std::mem::size_of::<T>()) as f64 / 1e9
+                ),
+            })?;
+        let chunk = self.chunk_rows();
+        while self.append_rows(&mut data, chunk)? > 0 {}
+        Ok(Matrix {
+            rows: remaining,
+            cols: self.cols,
+            data,
+        })
+    }
+}
+
+/// A matrix read whole: `rows x cols`, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix<T> {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<T>,
+}
+
+impl<T: Real> Matrix<T> {
+    /// As an nalgebra matrix (a column-major copy).
+    pub fn to_dmatrix(&self) -> DMatrix<T> {
+        DMatrix::from_row_slice(self.rows, self.cols, &self.data)
+    }
+}
+
+/// Reads a whole data matrix file (any format of [`Reader`]).
+pub fn read_matrix<T: Real>(path: impl AsRef<Path>) -> Result<Matrix<T>> {
+    Reader::open(path)?.read_all()
+}
+
+#[cfg(test)]
+mod tests;

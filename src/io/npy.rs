@@ -1,0 +1,749 @@
+//! NumPy's .npy format (versions 1, 2 and 3): the header, the dtypes, and a row-chunk reader that keeps
+//! one bounded buffer (C order: one contiguous read per chunk; Fortran order: one read per column).
+
+use super::error::{IoError, Result};
+use super::{read_full, Precision};
+use crate::Real;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 6] = b"\x93NUMPY";
+
+/// The element types read from .npy files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Bool,
+    U1,
+    I1,
+    U2,
+    I2,
+    U4,
+    I4,
+    U8,
+    I8,
+    F4,
+    F8,
+}
+
+/// An element type and its byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Dtype {
+    pub kind: Kind,
+    pub big_endian: bool,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self.kind {
+            Kind::Bool | Kind::U1 | Kind::I1 => 1,
+            Kind::U2 | Kind::I2 => 2,
+            Kind::U4 | Kind::I4 | Kind::F4 => 4,
+            Kind::U8 | Kind::I8 | Kind::F8 => 8,
+        }
+    }
+
+    /// NumPy's name of the type, with the byte order when it is big-endian.
+    pub fn name(self) -> String {
+        let base = match self.kind {
+            Kind::Bool => "bool",
+            Kind::U1 => "uint8",
+            Kind::I1 => "int8",
+            Kind::U2 => "uint16",
+            Kind::I2 => "int16",
+            Kind::U4 => "uint32",
+            Kind::I4 => "int32",
+            Kind::U8 => "uint64",
+            Kind::I8 => "int64",
+            Kind::F4 => "float32",
+            Kind::F8 => "float64",
+        };
+        if self.big_endian && self.size() > 1 {
+            format!("{base} (big-endian)")
+        } else {
+            base.to_string()
+        }
+    }
+
+    /// The narrowest float type that holds every value exactly (64-bit integers: nearly).
+    pub fn precision(self) -> Precision {
+        match self.kind {
+            Kind::Bool | Kind::U1 | Kind::I1 | Kind::U2 | Kind::I2 | Kind::F4 => Precision::F32,
+            Kind::U4 | Kind::I4 | Kind::U8 | Kind::I8 | Kind::F8 => Precision::F64,
+        }
+    }
+}
+
+/// Decodes whole elements of `bytes` and appends them to `out`.
+pub(super) fn decode<T: Real>(dtype: Dtype, bytes: &[u8], out: &mut Vec<T>) {
+    macro_rules! run {
+        ($t:ty, $n:expr) => {{
+            out.reserve(bytes.len() / $n);
+            let chunks = bytes.chunks_exact($n);
+            if dtype.big_endian {
+                out.extend(chunks.map(|c| {
+                    let mut a = [0u8; $n];
+                    a.copy_from_slice(c);
+                    T::of_f64(<$t>::from_be_bytes(a) as f64)
+                }));
+            } else {
+                out.extend(chunks.map(|c| {
+                    let mut a = [0u8; $n];
+                    a.copy_from_slice(c);
+                    T::of_f64(<$t>::from_le_bytes(a) as f64)
+                }));
+            }
+        }};
+    }
+    match dtype.kind {
+        Kind::Bool => out.extend(
+            bytes
+                .iter()
+                .map(|&b| T::of_f64(if b != 0 { 1.0 } else { 0.0 })),
+        ),
+        Kind::U1 => run!(u8, 1),
+        Kind::I1 => run!(i8, 1),
+        Kind::U2 => run!(u16, 2),
+        Kind::I2 => run!(i16, 2),
+        Kind::U4 => run!(u32, 4),
+        Kind::I4 => run!(i32, 4),
+        Kind::U8 => run!(u64, 8),
+        Kind::I8 => run!(i64, 8),
+        Kind::F4 => run!(f32, 4),
+        Kind::F8 => run!(f64, 8),
+    }
+}
+
+/// Reads a dtype string such as `<f4`, `>i8` or `|u1`.
+pub(super) fn parse_descr(descr: &str, path: &Path) -> Result<Dtype> {
+    let unsupported = |detail: &str| IoError::UnsupportedDtype {
+        path: path.to_path_buf(),
+        dtype: format!("'{descr}'"),
+        detail: detail.to_string(),
+    };
+    let (order, code) = match descr.chars().next() {
+        Some(c @ ('<' | '>' | '|' | '=')) => (c, &descr[1..]),
+        _ => ('|', descr),
+    };
+    let big_endian = match order {
+        '>' => true,
+        '=' => cfg!(target_endian = "big"),
+        _ => false,
+    };
+    let kind = match code {
+        "b1" | "?" => Kind::Bool,
+        "u1" | "B" => Kind::U1,
+        "i1" | "b" => Kind::I1,
+        "u2" | "H" => Kind::U2,
+        "i2" | "h" => Kind::I2,
+        "u4" | "I" => Kind::U4,
+        "i4" | "i" => Kind::I4,
+        "u8" | "Q" => Kind::U8,
+        "i8" | "q" => Kind::I8,
+        "f4" | "f" => Kind::F4,
+        "f8" | "d" => Kind::F8,
+        "f2" | "e" => {
+            return Err(unsupported(
+                "float16 is not read; save the array as float32 (x.astype('float32'))",
+            ))
+        }
+        c if c.starts_with('c') => return Err(unsupported("complex numbers are not supported")),
+        c if c.starts_with('U') || c.starts_with('S') || c.starts_with('a') => {
+            return Err(unsupported(
+                "strings are not numbers; convert the array to float32 or float64",
+            ))
+        }
+        c if c.starts_with('O') => {
+            return Err(unsupported(
+                "object arrays (pickled Python objects) are not read",
+            ))
+        }
+        c if c.starts_with('M') || c.starts_with('m') => {
+            return Err(unsupported("dates and time deltas are not data values"))
+        }
+        c if c.starts_with('V') => {
+            return Err(unsupported("structured (record) arrays are not supported"))
+        }
+        _ => {
+            return Err(unsupported(
+                "expected float32/float64, (u)int8/16/32/64 or bool",
+            ))
+        }
+    };
+    Ok(Dtype { kind, big_endian })
+}
+
+/// A parsed .npy header.
+#[derive(Clone, Debug)]
+pub(super) struct Header {
+    pub dtype: Dtype,
+    pub fortran: bool,
+    pub shape: Vec<usize>,
+    /// Where the data starts, in bytes from the start of the file.
+    pub data_offset: u64,
+}
+
+impl Header {
+    /// Bytes of data the header announces (None on overflow).
+    pub fn data_bytes(&self) -> Option<u64> {
+        let mut n = self.dtype.size() as u64;
+        for &d in &self.shape {
+            n = n.checked_mul(d as u64)?;
+        }
+        Some(n)
+    }
+}
+
+/// The shape as NumPy prints it: `(3,)`, `(2, 3)`.
+pub(super) fn shape_str(shape: &[usize]) -> String {
+    match shape {
+        [] => "()".to_string(),
+        [a] => format!("({a},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Reads the magic, the version and the header dictionary.
+pub(super) fn read_header(r: &mut impl Read, path: &Path) -> Result<Header> {
+    let bad = |detail: String| IoError::BadHeader {
+        path: path.to_path_buf(),
+        format: ".npy",
+        detail,
+    };
+    let read_err = |source| IoError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut pre = [0u8; 8];
+    let got = read_full(r, &mut pre).map_err(read_err)?;
+    if got < 6 || &pre[..6] != MAGIC {
+        return Err(bad(
+            "it does not start with the .npy magic string \\x93NUMPY".to_string(),
+        ));
+    }
+    if got < 8 {
+        return Err(IoError::Truncated {
+            path: path.to_path_buf(),
+            detail: "the file ends inside the .npy header".to_string(),
+        });
+    }
+    let (major, minor) = (pre[6], pre[7]);
+    let len_bytes = match major {
+        1 => 2,
+        2 | 3 => 4,
+        _ => {
+            return Err(bad(format!(
+                "unsupported .npy format version {major}.{minor} (expected 1.0, 2.0 or 3.0)"
+            )))
+        }
+    };
+    let mut len_buf = [0u8; 4];
+    let got = read_full(r, &mut len_buf[..len_bytes]).map_err(read_err)?;
+    if got < len_bytes {
+        return Err(IoError::Truncated {
+            path: path.to_path_buf(),
+            detail: "the file ends inside the .npy header".to_string(),
+        });
+    }
+    let header_len = u32::from_le_bytes(len_buf) as usize;
+    let mut text = vec![0u8; header_len];
+    let got = read_full(r, &mut text).map_err(read_err)?;
+    if got < header_len {
+        return Err(IoError::Truncated {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the .npy header announces {header_len} bytes but the file ends after {got}"
+            ),
+        });
+    }
+    let text = String::from_utf8(text)
+        .map_err(|_| bad("the header is not text (invalid UTF-8)".to_string()))?;
+    let dict = parse_dict(&text).map_err(|e| {
+        bad(format!(
+            "cannot parse the header {:?}: {e}",
+            text.trim_end()
+        ))
+    })?;
+    let get = |key: &str| dict.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    let dtype = match get("descr") {
+        Some(PyValue::Str(s)) => parse_descr(s, path)?,
+        Some(PyValue::List) => {
+            return Err(IoError::UnsupportedDtype {
+                path: path.to_path_buf(),
+                dtype: "(a list of fields)".to_string(),
+                detail: "structured (record) arrays are not supported".to_string(),
+            })
+        }
+        Some(_) => return Err(bad("'descr' is not a string".to_string())),
+        None => return Err(bad("the header has no 'descr'".to_string())),
+    };
+    let fortran = match get("fortran_order") {
+        Some(PyValue::Bool(b)) => *b,
+        Some(_) => return Err(bad("'fortran_order' is not True or False".to_string())),
+        None => return Err(bad("the header has no 'fortran_order'".to_string())),
+    };
+    let shape = match get("shape") {
+        Some(PyValue::Tuple(t)) => t.clone(),
+        Some(_) => return Err(bad("'shape' is not a tuple of integers".to_string())),
+        None => return Err(bad("the header has no 'shape'".to_string())),
+    };
+    Ok(Header {
+        dtype,
+        fortran,
+        shape,
+        data_offset: (6 + 2 + len_bytes + header_len) as u64,
+    })
+}
+
+/// A value of the header dictionary.
+#[derive(Clone, Debug, PartialEq)]
+enum PyValue {
+    Str(String),
+    Bool(bool),
+    Tuple(Vec<usize>),
+    /// A list (a structured dtype); its content is skipped.
+    List,
+}
+
+/// Parses the Python literal `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`.
+fn parse_dict(text: &str) -> std::result::Result<Vec<(String, PyValue)>, String> {
+    let s = text.as_bytes();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < s.len() && s[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    let parse_str = |i: &mut usize| -> std::result::Result<String, String> {
+        let q = s[*i];
+        let start = *i + 1;
+        let end = s[start..]
+            .iter()
+            .position(|&c| c == q)
+            .ok_or("an unterminated string")?;
+        *i = start + end + 1;
+        Ok(String::from_utf8_lossy(&s[start..start + end]).into_owned())
+    };
+    skip_ws(&mut i);
+    if s.get(i) != Some(&b'{') {
+        return Err("it does not start with '{'".to_string());
+    }
+    i += 1;
+    let mut out = Vec::new();
+    loop {
+        skip_ws(&mut i);
+        match s.get(i) {
+            Some(b'}') => break,
+            Some(b'\'' | b'"') => {}
+            _ => return Err("expected a quoted key or '}'".to_string()),
+        }
+        let key = parse_str(&mut i)?;
+        skip_ws(&mut i);
+        if s.get(i) != Some(&b':') {
+            return Err(format!("expected ':' after '{key}'"));
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let value = match s.get(i) {
+            Some(b'\'' | b'"') => PyValue::Str(parse_str(&mut i)?),
+            Some(b'(') => {
+                i += 1;
+                let mut dims = Vec::new();
+                loop {
+                    skip_ws(&mut i);
+                    match s.get(i) {
+                        Some(b')') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(c) if c.is_ascii_digit() => {
+                            let start = i;
+                            while i < s.len() && s[i].is_ascii_digit() {
+                                i += 1;
+                            }
+                            let digits = std::str::from_utf8(&s[start..i]).unwrap_or("");
+                            let d: usize = digits
+                                .parse()
+                                .map_err(|_| format!("the dimension {digits} is too large"))?;
+                            dims.push(d);
+                            if s.get(i) == Some(&b'L') {
+                                i += 1; // Python 2's long suffix
+                            }
+                            skip_ws(&mut i);
+                            match s.get(i) {
+                                Some(b',') => i += 1,
+                                Some(b')') => {}
+                                _ => return Err("expected ',' or ')' in the shape".to_string()),
+                            }
+                        }
+                        _ => return Err("expected a non-negative integer in the shape".to_string()),
+                    }
+                }
+                PyValue::Tuple(dims)
+            }
+            Some(b'[') => {
+                // Skip a (possibly nested) list, minding quoted brackets.
+                let mut depth = 0usize;
+                loop {
+                    match s.get(i) {
+                        None => return Err("an unterminated list".to_string()),
+                        Some(b'[') => depth += 1,
+                        Some(b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        Some(b'\'' | b'"') => {
+                            parse_str(&mut i)?;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                PyValue::List
+            }
+            _ if s[i..].starts_with(b"True") => {
+                i += 4;
+                PyValue::Bool(true)
+            }
+            _ if s[i..].starts_with(b"False") => {
+                i += 5;
+                PyValue::Bool(false)
+            }
+            _ => return Err(format!("cannot read the value of '{key}'")),
+        };
+        out.push((key, value));
+        skip_ws(&mut i);
+        match s.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => break,
+            _ => return Err("expected ',' or '}'".to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Opens a .npy file and checks that its data is all there.
+fn open_checked(path: &Path) -> Result<(File, Header)> {
+    let mut file = File::open(path).map_err(|source| IoError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let header = read_header(&mut file, path)?;
+    let len = file
+        .metadata()
+        .map_err(|source| IoError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    let need = header.data_bytes().ok_or_else(|| IoError::TooLarge {
+        path: path.to_path_buf(),
+        detail: format!("the shape {} overflows", shape_str(&header.shape)),
+    })?;
+    let have = len.saturating_sub(header.data_offset);
+    if have < need {
+        return Err(IoError::Truncated {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the header announces a {} array of shape {} ({need} bytes of data) but the file \
+                 holds {have} bytes of data",
+                header.dtype.name(),
+                shape_str(&header.shape)
+            ),
+        });
+    }
+    Ok((file, header))
+}
+
+/// A 2-D .npy file read in row chunks.
+pub(super) struct NpyReader {
+    file: File,
+    path: PathBuf,
+    pub dtype: Dtype,
+    pub fortran: bool,
+    pub rows: usize,
+    pub cols: usize,
+    offset: u64,
+    /// The file position after the last C-order read (to skip redundant seeks).
+    pos: Option<u64>,
+    bytes: Vec<u8>,
+}
+
+impl NpyReader {
+    /// Opens a .npy file holding a 2-D array.
+    pub fn open(path: &Path) -> Result<Self> {
+        let (file, header) = open_checked(path)?;
+        let (rows, cols) = match header.shape[..] {
+            [r, c] => (r, c),
+            [] => {
+                return Err(IoError::NotAMatrix {
+                    path: path.to_path_buf(),
+                    detail: "a 0-d array (a single number), not a 2-D matrix (samples x features)"
+                        .to_string(),
+                })
+            }
+            [n] => {
+                return Err(IoError::NotAMatrix {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "a 1-D array of shape ({n},), not a 2-D matrix (samples x features): save \
+                         it as x.reshape(-1, 1) for one feature or x.reshape(1, -1) for one sample"
+                    ),
+                })
+            }
+            ref s => {
+                return Err(IoError::NotAMatrix {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "a {}-D array of shape {}, not a 2-D matrix (samples x features): reshape \
+                         it, e.g. x.reshape({}, -1) for one row per sample",
+                        s.len(),
+                        shape_str(s),
+                        s[0]
+                    ),
+                })
+            }
+        };
+        Ok(NpyReader {
+            file,
+            path: path.to_path_buf(),
+            dtype: header.dtype,
+            fortran: header.fortran,
+            rows,
+            cols,
+            offset: header.data_offset,
+            pos: None,
+            bytes: Vec::new(),
+        })
+    }
+
+    fn seek(&mut self, to: u64) -> Result<()> {
+        if self.pos != Some(to) {
+            self.file
+                .seek(SeekFrom::Start(to))
+                .map_err(|source| IoError::Read {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes into the buffer; an early end is reported as truncation at `row`.
+    fn fill(&mut self, len: usize, row_of: impl Fn(usize) -> usize) -> Result<()> {
+        self.bytes.resize(len, 0);
+        let got = read_full(&mut self.file, &mut self.bytes).map_err(|source| IoError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        if got < len {
+            return Err(IoError::Truncated {
+                path: self.path.clone(),
+                detail: format!(
+                    "the data ends in row {} of {} (the file shrank while it was read?)",
+                    row_of(got),
+                    self.rows
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends rows `start..start + take` (row-major) to `out`.
+    pub fn read_rows<T: Real>(
+        &mut self,
+        start: usize,
+        take: usize,
+        out: &mut Vec<T>,
+    ) -> Result<()> {
+        let size = self.dtype.size();
+        if take == 0 || self.cols == 0 {
+            return Ok(());
+        }
+        if !self.fortran {
+            let at = self.offset + (start * self.cols * size) as u64;
+            self.seek(at)?;
+            self.pos = None;
+            let len = take * self.cols * size;
+            let row_bytes = self.cols * size;
+            self.fill(len, |got| start + got / row_bytes)?;
+            self.pos = Some(at + len as u64);
+            decode(self.dtype, &self.bytes, out);
+        } else {
+            // Column j of a Fortran-order array is contiguous: read the chunk's part of each column.
+            let base = out.len();
+            out.resize(base + take * self.cols, T::of_f64(0.0));
+            let mut column = Vec::with_capacity(take);
+            for j in 0..self.cols {
+                let at = self.offset + ((j * self.rows + start) * size) as u64;
+                self.pos = None;
+                self.seek(at)?;
+                self.fill(take * size, |got| start + got / size)?;
+                column.clear();
+                decode(self.dtype, &self.bytes, &mut column);
+                for (i, v) in column.iter().enumerate() {
+                    out[base + i * self.cols + j] = *v;
+                }
+            }
+            self.pos = None;
+        }
+        Ok(())
+    }
+}
+
+/// A whole .npy array of any dimension: its shape and its values in C (row-major) order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyArray<T> {
+    pub shape: Vec<usize>,
+    pub data: Vec<T>,
+}
+
+/// Reads a whole .npy array of any dimension (e.g. a model's 1-D `mean.npy`), in C order.
+pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<NpyArray<T>> {
+    let path = path.as_ref();
+    let (mut file, header) = open_checked(path)?;
+    let need = header.data_bytes().unwrap_or(0) as usize;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(need)
+        .map_err(|_| IoError::TooLarge {
+            path: path.to_path_buf(),
+            detail: format!("cannot allocate {need} bytes for the array"),
+        })?;
+    bytes.resize(need, 0);
+    let got = read_full(&mut file, &mut bytes).map_err(|source| IoError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if got < need {
+        return Err(IoError::Truncated {
+            path: path.to_path_buf(),
+            detail: format!("expected {need} bytes of data, read {got}"),
+        });
+    }
+    let mut values = Vec::new();
+    decode(header.dtype, &bytes, &mut values);
+    drop(bytes);
+    let shape = header.shape;
+    let data = if header.fortran && shape.len() > 1 {
+        fortran_to_c(&values, &shape)
+    } else {
+        values
+    };
+    Ok(NpyArray { shape, data })
+}
+
+/// Reorders a column-major (Fortran) array of any dimension to row-major (C) order.
+fn fortran_to_c<T: Copy>(values: &[T], shape: &[usize]) -> Vec<T> {
+    let nd = shape.len();
+    // Fortran strides (in elements).
+    let mut strides = vec![1usize; nd];
+    for d in 1..nd {
+        strides[d] = strides[d - 1] * shape[d - 1];
+    }
+    let mut out = Vec::with_capacity(values.len());
+    let mut index = vec![0usize; nd];
+    for _ in 0..values.len() {
+        let at: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
+        out.push(values[at]);
+        // Advance the C-order index (last dimension fastest).
+        for d in (0..nd).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    out
+}
+
+/// The .npy header (version 1.0) of a little-endian float32 C-order array of `shape`, padded so that
+/// the data starts at a multiple of 64 bytes.
+pub(super) fn header_bytes(shape: &[usize]) -> Vec<u8> {
+    let dict = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': {}, }}",
+        shape_str(shape)
+    );
+    let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
+    let total = unpadded.div_ceil(64) * 64;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    let header_len = (total - 10) as u16;
+    out.extend_from_slice(&header_len.to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(total - 1, b' ');
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dict_parser_reads_numpy_headers() {
+        let d =
+            parse_dict("{'descr': '<f8', 'fortran_order': True, 'shape': (3, 4), }   \n").unwrap();
+        assert_eq!(d[0], ("descr".into(), PyValue::Str("<f8".into())));
+        assert_eq!(d[1], ("fortran_order".into(), PyValue::Bool(true)));
+        assert_eq!(d[2], ("shape".into(), PyValue::Tuple(vec![3, 4])));
+        let d = parse_dict("{\"shape\": (5,), \"descr\": [('a', '<i4'), ('b', '<f8')]}").unwrap();
+        assert_eq!(d[0].1, PyValue::Tuple(vec![5]));
+        assert_eq!(d[1].1, PyValue::List);
+        let d = parse_dict("{'shape': (), 'x': (2L, 3L)}").unwrap();
+        assert_eq!(d[0].1, PyValue::Tuple(vec![]));
+        assert_eq!(d[1].1, PyValue::Tuple(vec![2, 3]));
+        assert!(parse_dict("descr").is_err());
+        assert!(parse_dict("{'descr': '<f4'").is_err());
+        assert!(parse_dict("{'shape': (3, x)}").is_err());
+    }
+
+    #[test]
+    fn header_is_aligned() {
+        for shape in [vec![3usize], vec![1000, 500], vec![123456789, 987654321]] {
+            let h = header_bytes(&shape);
+            assert_eq!(h.len() % 64, 0);
+            assert_eq!(*h.last().unwrap(), b'\n');
+            let parsed = read_header(&mut &h[..], Path::new("x.npy")).unwrap();
+            assert_eq!(parsed.shape, shape);
+            assert_eq!(parsed.data_offset as usize, h.len());
+            assert_eq!(
+                parsed.dtype,
+                Dtype {
+                    kind: Kind::F4,
+                    big_endian: false
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn fortran_reorder() {
+        // A 2 x 3 array [[0, 1, 2], [3, 4, 5]] in Fortran order is 0 3 1 4 2 5.
+        assert_eq!(
+            fortran_to_c(&[0, 3, 1, 4, 2, 5], &[2, 3]),
+            vec![0, 1, 2, 3, 4, 5]
+        );
+        // 2 x 2 x 2: element (i, j, l) at i + 2j + 4l.
+        let f: Vec<usize> = (0..8).collect();
+        let c = fortran_to_c(&f, &[2, 2, 2]);
+        let expect: Vec<usize> = (0..8)
+            .map(|n| (n >> 2) + 2 * ((n >> 1) & 1) + 4 * (n & 1))
+            .collect();
+        assert_eq!(c, expect);
+    }
+}

@@ -1,0 +1,170 @@
+//! Delimited text (.csv with commas, .tsv with tabs): numbers only, an optional header line, `#` comment
+//! lines and blank lines skipped. Read whole (8 bytes a value); errors give the 1-based line and column.
+
+use super::error::{IoError, Result};
+use super::Dense;
+use std::io::BufRead;
+use std::path::Path;
+
+/// Parses one field: surrounding spaces and double quotes are dropped; NaN and inf are read (the fit
+/// rejects them with their row and column).
+fn parse_field(field: &str) -> std::result::Result<f64, String> {
+    let f = field.trim();
+    let f = f
+        .strip_prefix('"')
+        .and_then(|g| g.strip_suffix('"'))
+        .map(str::trim)
+        .unwrap_or(f);
+    if f.is_empty() {
+        return Err("empty field (missing values are not supported)".to_string());
+    }
+    f.parse::<f64>()
+        .map_err(|_| format!("'{}' is not a number", truncate(f, 40)))
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// Reads a delimited text file into a dense row-major matrix with each row's line number.
+pub(super) fn read_delimited(
+    input: &mut dyn BufRead,
+    delimiter: char,
+    path: &Path,
+) -> Result<Dense> {
+    let mut values = Vec::new();
+    let mut lines = Vec::new();
+    let mut cols = 0usize;
+    let mut first_line = 0usize;
+    let mut header_decided = false;
+    let mut header = None;
+    let mut raw = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        raw.clear();
+        let n = input
+            .read_until(b'\n', &mut raw)
+            .map_err(|source| IoError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let text = std::str::from_utf8(&raw).map_err(|e| IoError::Parse {
+            path: path.to_path_buf(),
+            line: line_no,
+            column: 1,
+            detail: format!("not valid UTF-8 text (byte {})", e.valid_up_to() + 1),
+        })?;
+        let text = text.trim_end_matches(['\n', '\r']);
+        let text = if line_no == 1 {
+            text.trim_start_matches('\u{feff}') // a byte-order mark
+        } else {
+            text
+        };
+        if text.trim().is_empty() || text.trim_start().starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = text.split(delimiter).collect();
+        if !header_decided {
+            header_decided = true;
+            // A first line none of whose fields is a number is a header (column names).
+            if fields.iter().all(|f| parse_field(f).is_err()) {
+                header = Some(line_no);
+                continue;
+            }
+        }
+        if cols == 0 {
+            cols = fields.len();
+            first_line = line_no;
+        } else if fields.len() != cols {
+            return Err(IoError::Ragged {
+                path: path.to_path_buf(),
+                line: line_no,
+                found: fields.len(),
+                expected: cols,
+                first_line,
+            });
+        }
+        for (j, f) in fields.iter().enumerate() {
+            let v = parse_field(f).map_err(|detail| IoError::Parse {
+                path: path.to_path_buf(),
+                line: line_no,
+                column: j + 1,
+                detail,
+            })?;
+            values.push(v);
+        }
+        lines.push(line_no);
+    }
+    if let Some(h) = header {
+        log::debug!("{}: line {h} is a header", path.display());
+    }
+    Ok(Dense {
+        rows: lines.len(),
+        cols,
+        values,
+        lines: Some(lines),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str, d: char) -> Result<Dense> {
+        read_delimited(&mut text.as_bytes(), d, Path::new("t.csv"))
+    }
+
+    #[test]
+    fn header_comments_quotes_and_crlf() {
+        let d = read(
+            "\u{feff}a,b,\"c\"\r\n# comment\n1, 2 ,\"3\"\r\n\n4,5e1,-6\n",
+            ',',
+        )
+        .unwrap();
+        assert_eq!((d.rows, d.cols), (2, 3));
+        assert_eq!(d.values, vec![1.0, 2.0, 3.0, 4.0, 50.0, -6.0]);
+        assert_eq!(d.lines, Some(vec![3, 5]));
+        let d = read("1\t2\n3\t4", '\t').unwrap();
+        assert_eq!(d.values, vec![1.0, 2.0, 3.0, 4.0]);
+        // NaN is read (rejected later with its row and column).
+        let d = read("1,nan\n", ',').unwrap();
+        assert!(d.values[1].is_nan());
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = read("x,y\n1,2\n3,abc\n", ',').unwrap_err().to_string();
+        assert_eq!(e, "t.csv: line 3, column 2: 'abc' is not a number");
+        let e = read("1,2\n3,,4\n", ',').unwrap_err();
+        assert!(
+            matches!(
+                e,
+                IoError::Ragged {
+                    line: 2,
+                    found: 3,
+                    expected: 2,
+                    first_line: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = read("1,2\n3,\n", ',').unwrap_err().to_string();
+        assert!(e.contains("line 2, column 2: empty field"), "{e}");
+        // A mixed first line is data, not a header: its bad field is reported.
+        let e = read("id,1\n2,3\n", ',').unwrap_err().to_string();
+        assert!(e.contains("line 1, column 1: 'id' is not a number"), "{e}");
+        let e = read_delimited(&mut &b"1,2\n\xff,3\n"[..], ',', Path::new("t.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2, column 1: not valid UTF-8"), "{e}");
+    }
+}
