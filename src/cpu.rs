@@ -49,6 +49,10 @@ impl<T: Real> Engine for CpuEngine<T> {
         self.c.nrows()
     }
 
+    fn k(&self) -> usize {
+        self.k
+    }
+
     fn new_tall(&mut self) -> Tall {
         self.talls.push(DMatrix::zeros(self.m(), self.k));
         Tall(self.talls.len() - 1)

@@ -77,7 +77,7 @@ impl<'a, T: Real> SampleView<'a, T> {
     }
 
     #[inline]
-    fn at(&self, sample: usize, feature: usize) -> T {
+    pub(crate) fn at(&self, sample: usize, feature: usize) -> T {
         self.data[sample * self.sample_stride + feature * self.feature_stride]
     }
 
@@ -88,11 +88,6 @@ impl<'a, T: Real> SampleView<'a, T> {
         } else {
             (feature, sample)
         }
-    }
-
-    /// Samples `start..start + len` as a `len x m` block.
-    pub fn block(&self, start: usize, len: usize) -> DMatrix<T> {
-        DMatrix::from_fn(len, self.n_features, |i, j| self.at(start + i, j))
     }
 
     /// The first non-finite entry, in the caller's (row, column) coordinates.
@@ -237,48 +232,76 @@ impl GramAccumulator {
         let mut start = 0;
         while start < view.n_samples {
             let len = block_rows.min(view.n_samples - start);
-            self.push_block(view.block(start, len));
+            self.push_block(view, start, len);
             start += len;
         }
     }
 
-    /// Adds one `b x m` block of samples (finite values).
-    fn push_block<T: Real>(&mut self, mut block: DMatrix<T>) {
+    /// Adds samples `start..start + len` of a view (finite values): each sample is read once, shifted
+    /// and written as a row of the block the engine takes (row-major, in T for the CPU, padded f32
+    /// rows for the GPU), while the shifted column sums accumulate in f64.
+    fn push_block<T: Real>(&mut self, view: &SampleView<'_, T>, start: usize, len: usize) {
         let m = self.n_features();
+        let center = self.center;
         let shift = self.shift.get_or_insert_with(|| {
-            if self.center {
+            let mut mean = DVector::zeros(m);
+            if center {
+                for r in start..start + len {
+                    for j in 0..m {
+                        mean[j] += view.at(r, j).as_f64();
+                    }
+                }
                 // Rounded to T, so that the shift the block subtracts is exactly the one the mean adds back.
-                DVector::from_fn(m, |j, _| {
-                    let mean = block.column(j).iter().map(|v| v.as_f64()).sum::<f64>()
-                        / block.nrows() as f64;
-                    T::of_f64(mean).as_f64()
-                })
-            } else {
-                DVector::zeros(m)
+                mean.apply(|v| *v = T::of_f64(*v / len as f64).as_f64());
             }
+            mean
         });
-        for (j, mut col) in block.column_iter_mut().enumerate() {
-            let s = T::of_f64(shift[j]);
-            let mut sum = 0.0;
-            for v in col.iter_mut() {
-                *v -= s;
-                sum += v.as_f64();
+        let shift_t: Vec<T> = shift.iter().map(|&v| T::of_f64(v)).collect();
+        let sums = self.shifted_sum.as_mut_slice();
+        // Row r of the block at out[r * stride..][..m], shifted; column sums into `sums`.
+        fn fill<T: Real, U: Copy>(
+            view: &SampleView<'_, T>,
+            start: usize,
+            len: usize,
+            shift: &[T],
+            sums: &mut [f64],
+            out: &mut [U],
+            stride: usize,
+            convert: impl Fn(T) -> U,
+        ) {
+            for r in 0..len {
+                let row = &mut out[r * stride..r * stride + shift.len()];
+                for (j, (o, &s)) in row.iter_mut().zip(shift).enumerate() {
+                    let v = view.at(start + r, j) - s;
+                    sums[j] += v.as_f64();
+                    *o = convert(v);
+                }
             }
-            self.shifted_sum[j] += sum;
         }
         match &mut self.engine {
             BlockEngine::Cpu => {
-                // The block's Gram matrix in T (a short sum), added into the f64 total. `gemm` on two
-                // contiguous matrices runs in matrixmultiply's packed kernels (`gemm_tr` would take
-                // one dot product per entry); the transposed copy costs m·b against the product's m²·b.
-                let block_t = block.transpose();
+                // Row-major samples are the columns of an m x len matrix Bᵀ; the block's Gram matrix
+                // Bᵀ B in T (a short sum) is added into the f64 total. `gemm` on two contiguous
+                // matrices runs in matrixmultiply's packed kernels; the transposed copy costs m·len
+                // against the product's m²·len.
+                let mut rows = vec![T::zero(); len * m];
+                fill(view, start, len, &shift_t, sums, &mut rows, m, |v| v);
+                let block_t = DMatrix::from_vec(m, len, rows);
+                let block = block_t.transpose();
                 let mut g = DMatrix::<T>::zeros(m, m);
                 g.gemm(T::one(), &block_t, &block, T::zero());
                 self.c.zip_apply(&g, |acc, v| *acc += v.as_f64());
             }
-            BlockEngine::Gpu(gpu) => gpu.add(&block),
+            BlockEngine::Gpu(gpu) => {
+                let stride = gpu.padded_features();
+                let mut rows = vec![0f32; len * stride];
+                fill(view, start, len, &shift_t, sums, &mut rows, stride, |v| {
+                    v.as_f64() as f32
+                });
+                gpu.add(&rows, len);
+            }
         }
-        self.n_samples += block.nrows();
+        self.n_samples += len;
     }
 
     /// The centred Gram matrix and the mean. Errors on an accumulator that saw no sample.

@@ -34,6 +34,8 @@ pub enum Coef {
 pub trait Engine {
     /// The number of features m (rows of C).
     fn m(&self) -> usize;
+    /// The number of components k (columns of every tall matrix).
+    fn k(&self) -> usize;
 
     /// A new m x k matrix, zero.
     fn new_tall(&mut self) -> Tall;

@@ -5,7 +5,7 @@
 //! loses digits when λ ≪ σ² (1 − s² cancels), and by the Rayleigh quotient `σ_i² = u_iᵀ C u_i` with the
 //! f64 Gram matrix, whose error is only quadratic in the direction's error. The latter is the answer.
 
-use nalgebra::{DMatrix, DVector, SVD};
+use nalgebra::{DMatrix, DVector, SymmetricEigen, SVD};
 
 /// The recovered components, sorted by decreasing variance.
 #[derive(Clone, Debug)]
@@ -20,15 +20,27 @@ pub(crate) struct Finished {
     pub decoder_singular_values: Vec<f64>,
 }
 
-/// Finishes from the decoder (m x k, column-major) and the f64 Gram matrix.
-pub(crate) fn finish(decoder: &[f64], c: &DMatrix<f64>, lambda: f64) -> Finished {
+/// Finishes from the decoder (m x k, column-major) and the f64 Gram matrix. With `rayleigh_ritz`, the
+/// directions are the Ritz vectors of C on the decoder's span (the best directions that span holds)
+/// rather than the decoder's left singular vectors.
+pub(crate) fn finish(
+    decoder: &[f64],
+    c: &DMatrix<f64>,
+    lambda: f64,
+    rayleigh_ritz: bool,
+) -> Finished {
     let m = c.nrows();
     let k = decoder.len() / m;
     let w = DMatrix::from_column_slice(m, k, decoder);
     let svd = SVD::new(w, true, false);
-    let u = svd.u.expect("SVD was asked for U");
+    let mut u = svd.u.expect("SVD was asked for U");
     let s = svd.singular_values;
-    let cu = c * &u;
+    let mut cu = c * &u;
+    if rayleigh_ritz {
+        let ritz = SymmetricEigen::new(u.transpose() * &cu);
+        u = &u * &ritz.eigenvectors;
+        cu = &cu * &ritz.eigenvectors;
+    }
     let rayleigh: Vec<f64> = (0..k).map(|i| u.column(i).dot(&cu.column(i))).collect();
 
     let mut order: Vec<usize> = (0..k).collect();

@@ -5,7 +5,7 @@ use crate::data::{GramAccumulator, GramStats, SampleView};
 use crate::error::{Error, Result};
 use crate::finish::finish;
 use crate::gpu::{DeviceInfo, GpuContext, GpuEngine};
-use crate::params::{Backend, LaePca};
+use crate::params::{Backend, LaePca, Phase, Progress};
 use crate::real::Real;
 use crate::rng::Rng;
 use crate::solver::{run_loop, spectrum, LoopSettings, Solver};
@@ -88,13 +88,69 @@ pub struct Fit<T: Real> {
 }
 
 impl<T: Real> Fit<T> {
+    /// The fitted projection (components and mean), e.g. to save and apply later.
+    pub fn projection(&self) -> Projection<T> {
+        Projection {
+            components: self.components.clone(),
+            mean: self.mean.clone(),
+        }
+    }
+
     /// Scores of new samples (rows, n x m): `(x − mean) componentsᵀ`, n x k.
     pub fn transform(&self, x: &DMatrix<T>) -> Result<DMatrix<T>> {
-        if x.ncols() != self.n_features {
+        Projection::transform_with(&self.components, &self.mean, x)
+    }
+
+    /// Back from scores (n x k) to the data space: `scores · components + mean`, n x m.
+    pub fn inverse_transform(&self, scores: &DMatrix<T>) -> Result<DMatrix<T>> {
+        Projection::inverse_transform_with(&self.components, &self.mean, scores)
+    }
+}
+
+/// A PCA projection: k components (rows, k x m) and the mean (m) they are centred on. What a fit leaves
+/// for `transform`; it can also be rebuilt from saved arrays.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Projection<T: Real> {
+    pub components: DMatrix<T>,
+    pub mean: DVector<T>,
+}
+
+impl<T: Real> Projection<T> {
+    /// A projection from saved arrays; errors if the mean's length is not the components' width.
+    pub fn new(components: DMatrix<T>, mean: DVector<T>) -> Result<Self> {
+        if components.ncols() != mean.len() {
             return Err(Error::ShapeMismatch {
                 what: format!(
-                    "the model has {} features, the data has {} columns",
-                    self.n_features,
+                    "{} components of {} features, but a mean of {}",
+                    components.nrows(),
+                    components.ncols(),
+                    mean.len()
+                ),
+            });
+        }
+        Ok(Projection { components, mean })
+    }
+
+    /// Scores of samples (rows, n x m): `(x − mean) componentsᵀ`, n x k.
+    pub fn transform(&self, x: &DMatrix<T>) -> Result<DMatrix<T>> {
+        Self::transform_with(&self.components, &self.mean, x)
+    }
+
+    /// Back from scores (n x k) to the data space: `scores · components + mean`, n x m.
+    pub fn inverse_transform(&self, scores: &DMatrix<T>) -> Result<DMatrix<T>> {
+        Self::inverse_transform_with(&self.components, &self.mean, scores)
+    }
+
+    fn transform_with(
+        components: &DMatrix<T>,
+        mean: &DVector<T>,
+        x: &DMatrix<T>,
+    ) -> Result<DMatrix<T>> {
+        let m = components.ncols();
+        if x.ncols() != m {
+            return Err(Error::ShapeMismatch {
+                what: format!(
+                    "the model has {m} features, the data has {} columns",
                     x.ncols()
                 ),
             });
@@ -106,14 +162,17 @@ impl<T: Real> Fit<T> {
         }
         let mut centred = x.clone();
         for mut row in centred.row_iter_mut() {
-            row -= self.mean.transpose();
+            row -= mean.transpose();
         }
-        Ok(centred * self.components.transpose())
+        Ok(centred * components.transpose())
     }
 
-    /// Back from scores (n x k) to the data space: `scores · components + mean`, n x m.
-    pub fn inverse_transform(&self, scores: &DMatrix<T>) -> Result<DMatrix<T>> {
-        let k = self.components.nrows();
+    fn inverse_transform_with(
+        components: &DMatrix<T>,
+        mean: &DVector<T>,
+        scores: &DMatrix<T>,
+    ) -> Result<DMatrix<T>> {
+        let k = components.nrows();
         if scores.ncols() != k {
             return Err(Error::ShapeMismatch {
                 what: format!(
@@ -122,9 +181,9 @@ impl<T: Real> Fit<T> {
                 ),
             });
         }
-        let mut x = scores * &self.components;
+        let mut x = scores * components;
         for mut row in x.row_iter_mut() {
-            row += self.mean.transpose();
+            row += mean.transpose();
         }
         Ok(x)
     }
@@ -162,6 +221,17 @@ impl LaePca {
             return Err(Error::NonFinite { row, col, value });
         }
         let gpu = self.open_gpu()?;
+        if let Some(hook) = &self.progress {
+            let p = Progress {
+                phase: Phase::Gram,
+                samples: 0,
+                iteration: 0,
+                max_iter: self.max_iter,
+                stopping_quantity: None,
+                tol: 0.0,
+            };
+            (hook.0)(&p);
+        }
         let t_gram = Instant::now();
         let mut acc = match &gpu {
             Some(ctx) => GramAccumulator::on_gpu(ctx.clone(), view.n_features, self.center)?,
@@ -179,6 +249,15 @@ impl LaePca {
             Backend::Cpu => Ok(None),
             Backend::Gpu => GpuContext::open(self.adapter.as_deref()).map(|c| Some(Arc::new(c))),
             Backend::Auto => match GpuContext::open(self.adapter.as_deref()) {
+                // A software rasteriser (Mesa's lavapipe, WARP) is slower than the CPU engine: Auto
+                // takes it only when it was asked for by name.
+                Ok(c) if c.info.device_type == "cpu" && self.adapter.is_none() => {
+                    log::warn!(
+                        "the only GPU adapter is a software one ({}): running on the CPU",
+                        c.info.name
+                    );
+                    Ok(None)
+                }
                 Ok(c) => Ok(Some(Arc::new(c))),
                 Err(e) => {
                     log::warn!("no usable GPU ({e}): running on the CPU");
@@ -231,9 +310,10 @@ impl LaePca {
     }
 
     /// Resolves λ (checked against the spectrum) and α from C.
-    fn resolve_lambda_alpha(&self, c: &DMatrix<f64>) -> Result<(f64, f64)> {
+    /// Resolves λ, α and the auto solver's momentum β from C.
+    fn resolve_parameters(&self, c: &DMatrix<f64>) -> Result<(f64, f64, f64)> {
         let k = self.k;
-        let ritz = spectrum::ritz_values(c, k, 6, self.seed);
+        let ritz = spectrum::ritz_values(c, k, RITZ_STEPS, self.seed);
         let scale = ritz[0].max(f64::MIN_POSITIVE);
         let negligible = |v: f64| v <= scale * 1e3 * f64::EPSILON * c.nrows() as f64;
         let lambda = match self.lambda {
@@ -274,7 +354,15 @@ impl LaePca {
         } else {
             f64::NAN
         };
-        Ok((lambda, alpha))
+        // β = θ_{k+1}²/4, the optimum of the three-term recurrence for the estimate θ_{k+1} ≤ λ_{k+1}
+        // (an underestimate only slows it), kept below θ_k²/4 where the wanted part would stall.
+        let momentum = match ritz.get(k) {
+            Some(&next) if self.solver == Solver::Auto => {
+                0.25 * next.max(0.0).powi(2).min(0.9999 * ritz[k - 1].powi(2))
+            }
+            _ => 0.0,
+        };
+        Ok((lambda, alpha, momentum))
     }
 
     fn fit_stats<T: Real>(
@@ -286,11 +374,19 @@ impl LaePca {
     ) -> Result<Fit<T>> {
         let (m, k) = (stats.n_features(), self.k);
         let t_setup = Instant::now();
-        let (lambda, alpha) = self.resolve_lambda_alpha(&stats.c)?;
+        let (lambda, alpha, momentum) = self.resolve_parameters(&stats.c)?;
         // The GPU computes in f32 whatever T is.
+        let auto = self.solver == Solver::Auto;
         let (default_tol, eps) = match gpu {
-            Some(_) => (f32::DEFAULT_TOL, <f32 as Real>::EPSILON),
-            None => (T::DEFAULT_TOL, T::EPSILON),
+            Some(_) => (
+                if auto {
+                    f32::AUTO_TOL
+                } else {
+                    f32::DEFAULT_TOL
+                },
+                <f32 as Real>::EPSILON,
+            ),
+            None => (if auto { T::AUTO_TOL } else { T::DEFAULT_TOL }, T::EPSILON),
         };
         let settings = LoopSettings {
             solver: self.solver,
@@ -300,20 +396,64 @@ impl LaePca {
             max_iter: self.max_iter,
             check_every: self.check_every,
             cg_steps: self.cg_steps.unwrap_or((m * k).min(16)),
-            noise_floor: 10.0 * eps * ((m * k) as f64).sqrt(),
+            momentum,
+            // The paper's quantities are absolute norms over m·k entries; the auto one is a sine.
+            // (‖W‖_F ≈ √k: the rounding noise of a change of W is some ulps of √k.)
+            noise_floor: if auto {
+                1e3 * eps
+            } else {
+                100.0 * eps * (k as f64).sqrt()
+            },
         };
         // W2 and W1ᵀ drawn N(0, 1/m): columns of about unit norm, the scale of the answer (s_i < 1).
         let mut rng = Rng::new(self.seed);
         let scale = 1.0 / (m as f64).sqrt();
-        let w0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * scale).collect();
+        let mut w0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * scale).collect();
+        if let Some(start) = &self.warm_start {
+            if start.ncols() != m {
+                return Err(Error::ShapeMismatch {
+                    what: format!(
+                        "the warm start has {} features, the data {m}",
+                        start.ncols()
+                    ),
+                });
+            }
+            if let Some(pos) = start.iter().position(|v| !v.is_finite()) {
+                let (row, col) = (pos % start.nrows(), pos / start.nrows());
+                return Err(Error::NonFinite {
+                    row,
+                    col,
+                    value: start[(row, col)],
+                });
+            }
+            for j in 0..start.nrows().min(k) {
+                for i in 0..m {
+                    w0[j * m + i] = start[(j, i)];
+                }
+            }
+        }
         let v0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * scale).collect();
         let setup = t_setup.elapsed();
 
+        let report = |phase, iteration, stopping_quantity| {
+            if let Some(hook) = &self.progress {
+                (hook.0)(&Progress {
+                    phase,
+                    samples: stats.n_samples,
+                    iteration,
+                    max_iter: settings.max_iter,
+                    stopping_quantity,
+                    tol: settings.tol,
+                });
+            }
+        };
+        let mut on_check = |iteration, q| report(Phase::Iterate, iteration, Some(q));
+        report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
         let (out, backend, adapter, upload, readback, submissions, readbacks) = match &gpu {
             None => {
                 let mut engine = CpuEngine::<T>::new(&stats.c, k);
-                let out = run_loop(&mut engine, &settings, &w0, &v0)?;
+                let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 (
                     out,
                     Backend::Cpu,
@@ -326,7 +466,7 @@ impl LaePca {
             }
             Some(ctx) => {
                 let mut engine = GpuEngine::new(ctx, &stats.c, k, self.check_every)?;
-                let out = run_loop(&mut engine, &settings, &w0, &v0)?;
+                let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let info = Some(ctx.info.clone());
                 (
@@ -342,8 +482,14 @@ impl LaePca {
         };
         let iterate = t_iter.elapsed().saturating_sub(upload + readback);
 
+        report(Phase::Finish, out.iterations, out.history.last().copied());
         let t_finish = Instant::now();
-        let fin = finish(&out.decoder, &stats.c, lambda);
+        let fin = finish(
+            &out.decoder,
+            &stats.c,
+            lambda,
+            self.solver.uses_rayleigh_ritz(),
+        );
         let total_var = stats.trace();
         let dof = (stats.n_samples.max(2) - 1) as f64;
         let to_t = |v: &[f64]| DVector::from_iterator(v.len(), v.iter().map(|&x| T::of_f64(x)));
@@ -387,6 +533,9 @@ impl LaePca {
         Ok(fit)
     }
 }
+
+/// Subspace-iteration steps for the Ritz estimates of C's top eigenvalues (λ, α and β come from them).
+const RITZ_STEPS: usize = 10;
 
 /// C's top eigenvalues, accurately: all of them for moderate m, else a long subspace iteration.
 fn accurate_top_eigenvalues(c: &DMatrix<f64>, k: usize, seed: u64) -> Vec<f64> {

@@ -36,6 +36,7 @@ mod error;
 mod finish;
 mod fit;
 mod gpu;
+pub mod io;
 mod params;
 mod real;
 pub mod rng;
@@ -44,8 +45,13 @@ pub mod synthetic;
 
 pub use data::{GramAccumulator, GramStats, Layout};
 pub use error::{Error, Result};
-pub use fit::{Fit, Timings};
+pub use fit::{Fit, Projection, Timings};
 pub use gpu::{devices, DeviceInfo};
-pub use params::{Backend, LaePca};
+pub use params::{Backend, LaePca, Phase, Progress, ProgressHook};
 pub use real::Real;
 pub use solver::Solver;
+
+// The README's examples compile and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

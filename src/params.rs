@@ -2,6 +2,49 @@
 
 use crate::data::Layout;
 use crate::solver::Solver;
+use std::sync::Arc;
+
+/// The phase a fit is in, for progress reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Accumulating the Gram matrix (`samples` so far).
+    Gram,
+    /// The solver loop (`iteration` and the last `stopping_quantity`, at each check).
+    Iterate,
+    /// The small SVD and the variances.
+    Finish,
+}
+
+/// A progress report, sent at phase changes and at every stopping check.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    pub phase: Phase,
+    /// Samples accumulated so far (Gram phase).
+    pub samples: usize,
+    /// Iterations so far and the most allowed (Iterate phase).
+    pub iteration: usize,
+    pub max_iter: usize,
+    /// The stopping quantity at the last check and the tolerance it is held to.
+    pub stopping_quantity: Option<f64>,
+    pub tol: f64,
+}
+
+/// A callback for progress reports (see [`LaePca::on_progress`]).
+#[derive(Clone)]
+pub struct ProgressHook(pub(crate) Arc<dyn Fn(&Progress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
+}
+
+impl PartialEq for ProgressHook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
 
 /// Where the iterations run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -12,7 +55,8 @@ pub enum Backend {
     Cpu,
     /// A GPU through wgpu (Vulkan, Metal, DX12), in f32. An error when no adapter exists.
     Gpu,
-    /// The GPU when an adapter exists, else the CPU with a logged warning.
+    /// The GPU when a hardware adapter exists (a software one only when named with
+    /// [`LaePca::adapter`]), else the CPU with a logged warning.
     Auto,
 }
 
@@ -73,6 +117,8 @@ pub struct LaePca {
     pub(crate) layout: Layout,
     pub(crate) center: bool,
     pub(crate) adapter: Option<String>,
+    pub(crate) progress: Option<ProgressHook>,
+    pub(crate) warm_start: Option<nalgebra::DMatrix<f64>>,
 }
 
 impl LaePca {
@@ -92,6 +138,8 @@ impl LaePca {
             layout: Layout::default(),
             center: true,
             adapter: None,
+            progress: None,
+            warm_start: None,
         }
     }
     /// The iteration to run.
@@ -149,6 +197,19 @@ impl LaePca {
     /// the one `WGPU_ADAPTER_NAME` names, else wgpu's high-performance default.
     pub fn adapter(mut self, name: impl Into<String>) -> Self {
         self.adapter = Some(name.into());
+        self
+    }
+    /// Calls `f` at each phase change and each stopping check (e.g. to drive a progress bar). It runs on
+    /// the fitting thread: keep it cheap.
+    pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(ProgressHook(Arc::new(f)));
+        self
+    }
+    /// Starts the decoder from earlier directions (rows, k' x m, e.g. a previous fit's `components`):
+    /// its first `min(k', k)` columns are these, any others random. Fitting again with more components,
+    /// or on updated data, then starts close to the answer.
+    pub fn warm_start(mut self, components: nalgebra::DMatrix<f64>) -> Self {
+        self.warm_start = Some(components);
         self
     }
     /// Whether to remove each feature's mean (default true).

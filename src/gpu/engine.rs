@@ -211,6 +211,10 @@ impl Engine for GpuEngine<'_> {
         self.m
     }
 
+    fn k(&self) -> usize {
+        self.k
+    }
+
     fn new_tall(&mut self) -> Tall {
         let b = self.ctx.buffer(
             "tall",

@@ -4,7 +4,6 @@
 use super::kernels::Kernel;
 use super::{padded, GpuContext};
 use crate::error::Result;
-use crate::real::Real;
 use nalgebra::DMatrix;
 use std::sync::Arc;
 use wgpu::BufferUsages as U;
@@ -70,15 +69,14 @@ impl GpuGram {
         self.chunk_rows
     }
 
-    /// Adds one block (b x m, shifted samples, b ≤ block_rows).
-    pub fn add<T: Real>(&mut self, block: &DMatrix<T>) {
-        let rows = block.nrows();
-        let mut data = vec![0f32; rows * self.mp];
-        for (j, col) in block.column_iter().enumerate() {
-            for (i, v) in col.iter().enumerate() {
-                data[i * self.mp + j] = v.as_f64() as f32;
-            }
-        }
+    /// The row stride of the blocks [`add`](Self::add) takes: m padded to a multiple of 4.
+    pub fn padded_features(&self) -> usize {
+        self.mp
+    }
+
+    /// Adds one block of `rows` shifted samples, row-major with rows of `padded_features()` values
+    /// (zeros beyond m), rows ≤ block_rows.
+    pub fn add(&mut self, data: &[f32], rows: usize) {
         let ctx = &self.ctx;
         ctx.queue
             .write_buffer(&self.chunk, 0, bytemuck::cast_slice(&data));
