@@ -1,4 +1,5 @@
-//! The auto solver against the paper's variants on the problems (iterations and accuracy).
+//! The auto solver on the problems (iterations and accuracy), with `--paper-variants` also
+//! the paper's six variants on the m = 1024 problem, with `--gpu` also on the GPU.
 #[path = "../tests/common/mod.rs"]
 mod common;
 use laepca::synthetic::*;
@@ -49,6 +50,7 @@ fn report(
 
 fn main() {
     let gpu = std::env::args().any(|a| a == "--gpu");
+    let paper_variants = std::env::args().any(|a| a == "--paper-variants");
     let x = common::paper_problem();
     let m = 1024;
     let k = 32;
@@ -67,6 +69,11 @@ fn main() {
         .chain(gpu.then_some((Backend::Gpu, true)))
     {
         report("paper", &x, 2, &[Solver::Auto], backend, f32_);
-        report("m1024", &p.x, k, &[Solver::Auto], backend, f32_);
+        let solvers: &[Solver] = if paper_variants {
+            &Solver::ALL
+        } else {
+            &[Solver::Auto]
+        };
+        report("m1024", &p.x, k, solvers, backend, f32_);
     }
 }
