@@ -2,8 +2,9 @@
 //
 // inverse_spd: out = (s + shift·I)⁻¹ for a symmetric positive definite matrix, by Gauss–Jordan
 // elimination without pivoting (stable for SPD matrices), in one workgroup, rows shared among threads.
-// A matrix that is not positive definite gives non-finite entries, which the loop's next stopping
-// check reports as a divergence.
+// The solvers only pass VᵀCV + λI and WᵀW, positive definite by construction; a zero pivot (a singular
+// matrix, e.g. from a diverging iterate) gives non-finite entries, which the next stopping check reports
+// as a divergence. An indefinite, non-singular matrix would give a finite but meaningless result.
 
 struct Params {
     k: u32,

@@ -261,18 +261,17 @@ impl GramAccumulator {
         // Row r of the block at out[r * stride..][..m], shifted; column sums into `sums`.
         fn fill<T: Real, U: Copy>(
             view: &SampleView<'_, T>,
-            start: usize,
-            len: usize,
+            samples: std::ops::Range<usize>,
             shift: &[T],
             sums: &mut [f64],
             out: &mut [U],
             stride: usize,
             convert: impl Fn(T) -> U,
         ) {
-            for r in 0..len {
+            for (r, sample) in samples.enumerate() {
                 let row = &mut out[r * stride..r * stride + shift.len()];
                 for (j, (o, &s)) in row.iter_mut().zip(shift).enumerate() {
-                    let v = view.at(start + r, j) - s;
+                    let v = view.at(sample, j) - s;
                     sums[j] += v.as_f64();
                     *o = convert(v);
                 }
@@ -285,7 +284,15 @@ impl GramAccumulator {
                 // matrices runs in matrixmultiply's packed kernels; the transposed copy costs m·len
                 // against the product's m²·len.
                 let mut rows = vec![T::zero(); len * m];
-                fill(view, start, len, &shift_t, sums, &mut rows, m, |v| v);
+                fill(
+                    view,
+                    start..start + len,
+                    &shift_t,
+                    sums,
+                    &mut rows,
+                    m,
+                    |v| v,
+                );
                 let block_t = DMatrix::from_vec(m, len, rows);
                 let block = block_t.transpose();
                 let mut g = DMatrix::<T>::zeros(m, m);
@@ -295,9 +302,15 @@ impl GramAccumulator {
             BlockEngine::Gpu(gpu) => {
                 let stride = gpu.padded_features();
                 let mut rows = vec![0f32; len * stride];
-                fill(view, start, len, &shift_t, sums, &mut rows, stride, |v| {
-                    v.as_f64() as f32
-                });
+                fill(
+                    view,
+                    start..start + len,
+                    &shift_t,
+                    sums,
+                    &mut rows,
+                    stride,
+                    |v| v.as_f64() as f32,
+                );
                 gpu.add(&rows, len);
             }
         }

@@ -55,7 +55,9 @@ pub trait Engine {
     fn inner(&mut self, a: Tall, b: Tall, out: Small);
     /// `out = a s` (m x k). `out` must differ from `a`.
     fn mul_small(&mut self, a: Tall, s: Small, out: Tall);
-    /// `out = (s + shift·I)⁻¹` for a symmetric positive definite `s + shift·I` (Cholesky).
+    /// `out = (s + shift·I)⁻¹` for a symmetric positive definite `s + shift·I` (Cholesky on the CPU,
+    /// Gauss–Jordan without pivoting on the GPU). An indefinite matrix is the caller's error: the CPU
+    /// returns NaN, the GPU a meaningless (possibly finite) matrix.
     fn inverse_spd(&mut self, s: Small, shift: f64, out: Small);
     /// `out = Σ cᵢ tᵢ`, element-wise; `out` may be one of the `tᵢ`. At most four terms.
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]);

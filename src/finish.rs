@@ -32,15 +32,19 @@ pub(crate) fn finish(
     let m = c.nrows();
     let k = decoder.len() / m;
     let w = DMatrix::from_column_slice(m, k, decoder);
-    let svd = SVD::new(w, true, false);
-    let mut u = svd.u.expect("SVD was asked for U");
-    let s = svd.singular_values;
+    let mut u = SVD::new(w.clone(), true, false)
+        .u
+        .expect("SVD was asked for U");
     let mut cu = c * &u;
     if rayleigh_ritz {
         let ritz = SymmetricEigen::new(u.transpose() * &cu);
         u = &u * &ritz.eigenvectors;
         cu = &cu * &ritz.eigenvectors;
     }
+    // The decoder's singular value along each final direction, ‖W2ᵀ u_i‖: W2's i-th singular value
+    // when u_i is its i-th left singular vector, and still paired with u_i after a Rayleigh–Ritz rotation.
+    let wt_u = w.transpose() * &u;
+    let s: Vec<f64> = (0..k).map(|i| wt_u.column(i).norm()).collect();
     let rayleigh: Vec<f64> = (0..k).map(|i| u.column(i).dot(&cu.column(i))).collect();
 
     let mut order: Vec<usize> = (0..k).collect();

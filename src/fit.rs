@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// Wall-clock time of each phase of a fit.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Timings {
-    /// Moving the data and C to the device (zero on the CPU).
+    /// Moving C and the initial weights to the device (zero on the CPU; the data's chunks go to the
+    /// device inside `gram`).
     pub upload: Duration,
     /// Computing C (and the mean).
     pub gram: Duration,
@@ -43,7 +44,9 @@ pub struct Fit<T: Real> {
     /// The same by the paper's formula `sqrt(λ / (1 − s_i²))` from the decoder's singular values s_i, for
     /// study (it loses digits when λ ≪ σ²).
     pub singular_values_paper: DVector<f64>,
-    /// The decoder's singular values s_i (the theorem: `s_i² = 1 − λ/σ_i²`).
+    /// The decoder's singular value along each component, `‖W2ᵀ u_i‖`: W2's singular values for the
+    /// paper's variants (the theorem: `s_i² = 1 − λ/σ_i²`); for auto, whose momentum moves the
+    /// decoder's scale off the theorem's, only a diagnostic.
     pub decoder_singular_values: DVector<f64>,
     /// `σ_i² / (n − 1)`.
     pub explained_variance: DVector<T>,
@@ -67,7 +70,7 @@ pub struct Fit<T: Real> {
     /// GPU command submissions and read-backs during the solver loop (zero on the CPU).
     pub submissions: usize,
     pub readbacks: usize,
-    /// The λ and α used (α is NaN for the exact solvers).
+    /// The λ and α used (α is NaN for the solvers without a gradient step: auto and the exact ones).
     pub lambda: f64,
     pub alpha: f64,
     /// The tolerance used.
@@ -76,12 +79,14 @@ pub struct Fit<T: Real> {
     pub iterations: usize,
     /// Whether the stopping quantity fell below `tol` before `max_iter`.
     pub converged: bool,
-    /// Whether the loop stopped because the iterate no longer changed in the working precision (the
-    /// stopping quantity repeated to the bit) before reaching `tol`: in f32 the gradient solvers can stall
-    /// above a small `tol` with updates below half an ulp of the weights. Not converged, but no more
-    /// iterations would change the result.
+    /// Whether the loop stopped at the rounding floor of its working precision before reaching `tol`:
+    /// the stopping quantity repeated to the bit (the iterate no longer changes, or cycles), or it sat
+    /// below its noise level without progress for a window of iterations (1000 for the paper's
+    /// variants; 50 without halving for auto). Not converged; more iterations would only move the
+    /// result within rounding noise.
     pub stalled: bool,
-    /// The stopping quantity after each iteration.
+    /// The stopping quantity after each iteration (a block the auto solver undid after a divergence
+    /// counts in `iterations` but leaves no entries).
     pub history: Vec<f64>,
     /// Per-phase wall-clock times.
     pub timings: Timings,
@@ -118,16 +123,7 @@ pub struct Projection<T: Real> {
 impl<T: Real> Projection<T> {
     /// A projection from saved arrays; errors if the mean's length is not the components' width.
     pub fn new(components: DMatrix<T>, mean: DVector<T>) -> Result<Self> {
-        if components.ncols() != mean.len() {
-            return Err(Error::ShapeMismatch {
-                what: format!(
-                    "{} components of {} features, but a mean of {}",
-                    components.nrows(),
-                    components.ncols(),
-                    mean.len()
-                ),
-            });
-        }
+        check_mean(&components, &mean)?;
         Ok(Projection { components, mean })
     }
 
@@ -147,6 +143,7 @@ impl<T: Real> Projection<T> {
         x: &DMatrix<T>,
     ) -> Result<DMatrix<T>> {
         let m = components.ncols();
+        check_mean(components, mean)?;
         if x.ncols() != m {
             return Err(Error::ShapeMismatch {
                 what: format!(
@@ -173,6 +170,7 @@ impl<T: Real> Projection<T> {
         scores: &DMatrix<T>,
     ) -> Result<DMatrix<T>> {
         let k = components.nrows();
+        check_mean(components, mean)?;
         if scores.ncols() != k {
             return Err(Error::ShapeMismatch {
                 what: format!(
@@ -187,6 +185,21 @@ impl<T: Real> Projection<T> {
         }
         Ok(x)
     }
+}
+
+/// The mean must have one entry per feature (column) of the components.
+fn check_mean<T: Real>(components: &DMatrix<T>, mean: &DVector<T>) -> Result<()> {
+    if components.ncols() != mean.len() {
+        return Err(Error::ShapeMismatch {
+            what: format!(
+                "{} components of {} features, but a mean of {}",
+                components.nrows(),
+                components.ncols(),
+                mean.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl LaePca {
@@ -206,10 +219,39 @@ impl LaePca {
         self.fit_view(SampleView::row_major(data, rows, cols, self.layout)?)
     }
 
-    /// Fits precomputed statistics (e.g. from a [`GramAccumulator`] fed from a file in chunks).
+    /// Fits precomputed statistics (e.g. from a [`GramAccumulator`] fed from a file in chunks). A
+    /// non-square C, a mean of the wrong length or a non-finite entry of C (its row and column) or of the
+    /// mean (row 0, its index) is an error.
     pub fn fit_gram<T: Real>(&self, stats: &GramStats) -> Result<Fit<T>> {
         let start = Instant::now();
-        self.validate(stats.n_samples, stats.n_features())?;
+        // The fields are public: check what the accumulator would have guaranteed.
+        let m = stats.c.nrows();
+        if stats.c.ncols() != m || stats.mean.len() != m {
+            return Err(Error::ShapeMismatch {
+                what: format!(
+                    "statistics with a {} x {} Gram matrix and a mean of {}",
+                    m,
+                    stats.c.ncols(),
+                    stats.mean.len()
+                ),
+            });
+        }
+        if let Some(pos) = stats.c.iter().position(|v| !v.is_finite()) {
+            let (row, col) = (pos % m, pos / m);
+            return Err(Error::NonFinite {
+                row,
+                col,
+                value: stats.c[(row, col)],
+            });
+        }
+        if let Some(col) = stats.mean.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                row: 0,
+                col,
+                value: stats.mean[col],
+            });
+        }
+        self.validate(stats.n_samples, m)?;
         let gpu = self.open_gpu()?;
         self.fit_stats(stats, Duration::ZERO, start, gpu)
     }
@@ -299,6 +341,13 @@ impl LaePca {
                 reason: "must be at least 1",
             });
         }
+        if self.cg_steps == Some(0) {
+            return Err(Error::InvalidParameter {
+                name: "cg_steps",
+                value: 0.0,
+                reason: "must be at least 1",
+            });
+        }
         if self.check_every == 0 {
             return Err(Error::InvalidParameter {
                 name: "check_every",
@@ -309,9 +358,8 @@ impl LaePca {
         Ok(())
     }
 
-    /// Resolves λ (checked against the spectrum) and α from C.
     /// Resolves λ, α and the auto solver's momentum β from C.
-    fn resolve_parameters(&self, c: &DMatrix<f64>) -> Result<(f64, f64, f64)> {
+    fn resolve_parameters(&self, c: &DMatrix<f64>) -> Result<(f64, f64, f64, f64)> {
         let k = self.k;
         let ritz = spectrum::ritz_values(c, k, RITZ_STEPS, self.seed);
         let scale = ritz[0].max(f64::MIN_POSITIVE);
@@ -362,7 +410,7 @@ impl LaePca {
             }
             _ => 0.0,
         };
-        Ok((lambda, alpha, momentum))
+        Ok((lambda, alpha, momentum, scale))
     }
 
     fn fit_stats<T: Real>(
@@ -374,7 +422,10 @@ impl LaePca {
     ) -> Result<Fit<T>> {
         let (m, k) = (stats.n_features(), self.k);
         let t_setup = Instant::now();
-        let (lambda, alpha, momentum) = self.resolve_parameters(&stats.c)?;
+        let (lambda, alpha, momentum, scale) = self.resolve_parameters(&stats.c)?;
+        // The loop runs on C / θ₁ (‖C‖₂ ≈ 1): with λ / θ₁, α·θ₁ and β / θ₁² the iterates are the same,
+        // but no intermediate (β ~ σ⁴) can overflow f32 whatever the data's units.
+        let c_loop = &stats.c / scale;
         // The GPU computes in f32 whatever T is.
         let auto = self.solver == Solver::Auto;
         let (default_tol, eps) = match gpu {
@@ -390,13 +441,13 @@ impl LaePca {
         };
         let settings = LoopSettings {
             solver: self.solver,
-            lambda,
-            alpha,
+            lambda: lambda / scale,
+            alpha: alpha * scale,
             tol: self.tol.unwrap_or(default_tol),
             max_iter: self.max_iter,
             check_every: self.check_every,
             cg_steps: self.cg_steps.unwrap_or((m * k).min(16)),
-            momentum,
+            momentum: momentum / (scale * scale),
             // The paper's quantities are absolute norms over m·k entries; the auto one is a sine.
             // (‖W‖_F ≈ √k: the rounding noise of a change of W is some ulps of √k.)
             noise_floor: if auto {
@@ -452,7 +503,7 @@ impl LaePca {
         let t_iter = Instant::now();
         let (out, backend, adapter, upload, readback, submissions, readbacks) = match &gpu {
             None => {
-                let mut engine = CpuEngine::<T>::new(&stats.c, k);
+                let mut engine = CpuEngine::<T>::new(&c_loop, k);
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 (
                     out,
@@ -465,7 +516,7 @@ impl LaePca {
                 )
             }
             Some(ctx) => {
-                let mut engine = GpuEngine::new(ctx, &stats.c, k, self.check_every)?;
+                let mut engine = GpuEngine::new(ctx, &c_loop, k, self.check_every)?;
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let info = Some(ctx.info.clone());

@@ -91,10 +91,10 @@ impl std::str::FromStr for Backend {
 ///
 /// | setting | default |
 /// |---|---|
-/// | `solver` | [`Solver::ExactTied`] (needs no step size) |
+/// | `solver` | [`Solver::Auto`] (no parameter to tune) |
 /// | `lambda` | half the k-th Ritz value of C after a few subspace-iteration steps: a lower bound of σ_k²/2, so every component survives |
 /// | `alpha` (gradient solvers) | `0.1 / θ₁` with θ₁ ≈ ‖C‖₂ (the ratio of the paper's α = 1e-5 to its σ₁² ≈ 1.04e4) |
-/// | `tol` | 1e-8 in f64, 1e-6 in f32 (and on the GPU): the paper's absolute threshold on its stopping quantity |
+/// | `tol` | auto: 1e-8 in f64, 2e-6 in f32 and on the GPU (a sine of the span's change); the paper's variants: 1e-8 in f64, 1e-6 in f32 and on the GPU (the paper's absolute threshold on its quantity) |
 /// | `max_iter` | 100 000 |
 /// | `check_every` | 10 iterations between stopping checks (the only GPU read-backs) |
 /// | `cg_steps` | `min(m·k, 16)` conjugate-gradient steps per exact encoder update |

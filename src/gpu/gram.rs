@@ -79,7 +79,7 @@ impl GpuGram {
     pub fn add(&mut self, data: &[f32], rows: usize) {
         let ctx = &self.ctx;
         ctx.queue
-            .write_buffer(&self.chunk, 0, bytemuck::cast_slice(&data));
+            .write_buffer(&self.chunk, 0, bytemuck::cast_slice(data));
         let params = [rows as u32, self.mp as u32, 0, 0];
         let uniform = ctx.buffer("gram params", 16, U::UNIFORM | U::COPY_DST);
         ctx.queue

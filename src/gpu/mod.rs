@@ -59,7 +59,11 @@ impl DeviceInfo {
     }
 }
 
+/// The shaders index C with u32: at most 2³² entries (16 GiB of f32), whatever the adapter allows.
+const MAX_C_BYTES: u64 = 4 << 32;
+
 fn max_features(limit_bytes: u64) -> usize {
+    let limit_bytes = limit_bytes.min(MAX_C_BYTES);
     let side = ((limit_bytes / 4) as f64).sqrt() as usize;
     side / 4 * 4
 }
@@ -202,6 +206,11 @@ impl GpuContext {
             } else {
                 (self.info.max_buffer_size, "max_buffer_size")
             };
+        let (limit, limit_name) = if limit > MAX_C_BYTES {
+            (MAX_C_BYTES, "u32 indexing in the shaders")
+        } else {
+            (limit, limit_name)
+        };
         if needed > limit {
             return Err(Error::TooLargeForDevice {
                 m,

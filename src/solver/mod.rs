@@ -100,7 +100,6 @@ impl Solver {
         matches!(self, Solver::Untied | Solver::Sync | Solver::Tied)
     }
 
-    /// Whether the encoder starts tied to the decoder (`W1 = W2ᵀ`).
     /// Whether the result's directions come from a Rayleigh–Ritz step on the decoder's span (else they
     /// are the decoder's left singular vectors, as in the paper).
     pub fn uses_rayleigh_ritz(self) -> bool {
@@ -112,6 +111,7 @@ impl Solver {
         matches!(self, Solver::Auto | Solver::Tied | Solver::ExactTied)
     }
 
+    /// Whether the encoder starts tied to the decoder (`W1 = W2ᵀ`).
     fn starts_tied(self) -> bool {
         !matches!(self, Solver::Untied | Solver::ExactUntied)
     }
@@ -525,4 +525,46 @@ fn apply_encoder_operator<E: Engine>(e: &mut E, s: &LoopSettings, st: &State, x:
     e.c_mul(x, st.tmp);
     e.mul_small(st.tmp, st.g, out);
     e.combine(out, &[(Coef::Const(1.0), out), (Coef::Const(s.lambda), x)]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stall_rules() {
+        let paper = Solver::Tied.stall();
+        let auto = Solver::Auto.stall();
+        // A repeated value, to the bit, within the look-back: stalled at any level.
+        assert!(is_stalled(&[3.0, 2.0, 1.0, 2.0], 0.0, paper));
+        assert!(!is_stalled(&[3.0, 2.0, 1.0, 0.5], 0.0, paper));
+        // Steady decrease below the floor: never stalled.
+        let decreasing: Vec<f64> = (0..3000).map(|i| 1e-3 * 0.999f64.powi(i)).collect();
+        assert!(!is_stalled(&decreasing, 1.0, paper));
+        let fast: Vec<f64> = (0..200).map(|i| 0.93f64.powi(i)).collect();
+        assert!(
+            !is_stalled(&fast, 1.0, auto),
+            "halving within the window is progress"
+        );
+        assert!(
+            is_stalled(&decreasing[..100], 1.0, auto),
+            "below the floor, 5% in 50 steps is not"
+        );
+        // Noise at the floor: the auto rule stops after its window without halving, the paper's rule
+        // only after a whole window without a new minimum.
+        let noisy: Vec<f64> = (0..1200)
+            .map(|i| 1e-6 * (1.0 + 0.1 * (i as f64 * 0.618_033_988_7).fract()))
+            .collect();
+        assert!(is_stalled(&noisy[..60], 1e-3, auto));
+        assert!(
+            !is_stalled(&noisy[..60], 1e-9, auto),
+            "above the noise floor it is progress, slow or not"
+        );
+        assert!(is_stalled(&noisy, 1e-3, paper));
+        // A rise far above the floor (a saddle) is not a stall.
+        let saddle: Vec<f64> = (0..1500)
+            .map(|i| if i < 100 { 1e-2 } else { 1e-1 + i as f64 })
+            .collect();
+        assert!(!is_stalled(&saddle, 1e-3, paper));
+    }
 }
