@@ -158,18 +158,20 @@ fn gpu_is_deterministic() {
     let x = prescribed_spectrum(200, 30, &geometric_spectrum(30, 20.0, 0.7), 1.0, 3)
         .x
         .map(|v| v as f32);
-    let fit = || {
-        LaePca::new(4)
-            .solver(Solver::ExactUntied)
-            .tol(1e-4)
-            .backend(Backend::Gpu)
-            .seed(1)
-            .fit(&x)
-            .unwrap()
-    };
-    let (a, b) = (fit(), fit());
-    assert_eq!(a.decoder.as_slice(), b.decoder.as_slice());
-    assert_eq!(a.history, b.history);
+    for solver in [Solver::Auto, Solver::ExactUntied] {
+        let fit = || {
+            LaePca::new(4)
+                .solver(solver)
+                .tol(1e-4)
+                .backend(Backend::Gpu)
+                .seed(1)
+                .fit(&x)
+                .unwrap()
+        };
+        let (a, b) = (fit(), fit());
+        assert_eq!(a.decoder.as_slice(), b.decoder.as_slice(), "{solver}");
+        assert_eq!(a.history, b.history, "{solver}");
+    }
 }
 
 #[test]
@@ -178,7 +180,15 @@ fn gpu_errors() {
         return;
     }
     // m beyond what one binding can hold: the error names the limit and the largest m that fits.
-    let max_m = devices().iter().map(|d| d.max_features()).max().unwrap();
+    // The limit of the adapter a fit opens (not of every adapter wgpu lists).
+    let small = DMatrix::<f32>::from_fn(8, 4, |i, j| ((i * 3 + j * 5) % 7) as f32);
+    let opened = LaePca::new(1)
+        .backend(Backend::Gpu)
+        .fit(&small)
+        .unwrap()
+        .adapter
+        .unwrap();
+    let max_m = opened.max_features();
     let wide = DMatrix::<f32>::from_fn(2, max_m + 4, |i, j| ((i * 7 + j) % 5) as f32);
     let e = LaePca::new(1).backend(Backend::Gpu).fit(&wide).unwrap_err();
     match &e {
