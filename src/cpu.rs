@@ -13,6 +13,8 @@ pub(crate) struct CpuEngine<T: Real> {
     smalls: Vec<DMatrix<T>>,
     scalars: Vec<T>,
     pending: Vec<f64>,
+    /// Reused by `combine` (its output may be one of its inputs), so the loop allocates nothing.
+    scratch: Vec<T>,
 }
 
 impl<T: Real> CpuEngine<T> {
@@ -24,6 +26,7 @@ impl<T: Real> CpuEngine<T> {
             smalls: Vec::new(),
             scalars: Vec::new(),
             pending: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -106,15 +109,18 @@ impl<T: Real> Engine for CpuEngine<T> {
         };
     }
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]) {
-        let coefs: Vec<T> = terms.iter().map(|(c, _)| self.coef(*c)).collect();
         let len = self.m() * self.k;
-        let mut o = vec![T::zero(); len];
-        for (c, (_, t)) in coefs.iter().zip(terms) {
+        let mut o = std::mem::take(&mut self.scratch);
+        o.clear();
+        o.resize(len, T::zero());
+        for &(c, t) in terms {
+            let c = self.coef(c);
             for (acc, v) in o.iter_mut().zip(self.talls[t.0].iter()) {
-                *acc += *c * *v;
+                *acc += c * *v;
             }
         }
         self.talls[out.0].copy_from_slice(&o);
+        self.scratch = o;
     }
     fn dot(&mut self, a: Tall, b: Tall, out: Scalar) {
         self.scalars[out.0] = self.talls[a.0].dot(&self.talls[b.0]);
