@@ -20,6 +20,10 @@ pub(crate) struct GpuGram {
     chunk: wgpu::Buffer,
     c_hi: wgpu::Buffer,
     c_lo: wgpu::Buffer,
+    /// The chunk's parameters (rows, mp), rewritten before each chunk.
+    params: wgpu::Buffer,
+    pipeline: wgpu::ComputePipeline,
+    group: wgpu::BindGroup,
     /// Submissions so far (one per chunk).
     pub submissions: usize,
 }
@@ -51,6 +55,30 @@ impl GpuGram {
         );
         let c_hi = ctx.buffer("C (high part)", (mp * mp * 4) as u64, storage);
         let c_lo = ctx.buffer("C (low part)", (mp * mp * 4) as u64, storage);
+        let params = ctx.buffer("gram params", 16, U::UNIFORM | U::COPY_DST);
+        let pipeline = ctx.pipeline(Kernel::GramChunk);
+        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("gram"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: params.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: chunk.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: c_hi.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: c_lo.as_entire_binding(),
+                },
+            ],
+        });
         ctx.take_error()?;
         Ok(GpuGram {
             ctx,
@@ -60,6 +88,9 @@ impl GpuGram {
             chunk,
             c_hi,
             c_lo,
+            params,
+            pipeline,
+            group,
             submissions: 0,
         })
     }
@@ -80,33 +111,10 @@ impl GpuGram {
         let ctx = &self.ctx;
         ctx.queue
             .write_buffer(&self.chunk, 0, bytemuck::cast_slice(data));
+        // The same parameter buffer every chunk: the previous chunk was submitted before this write.
         let params = [rows as u32, self.mp as u32, 0, 0];
-        let uniform = ctx.buffer("gram params", 16, U::UNIFORM | U::COPY_DST);
         ctx.queue
-            .write_buffer(&uniform, 0, bytemuck::cast_slice(&params));
-        let pipeline = ctx.pipeline(Kernel::GramChunk);
-        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("gram"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: uniform.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: self.chunk.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: self.c_hi.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: self.c_lo.as_entire_binding(),
-                },
-            ],
-        });
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&params));
         let tiles = self.mp.div_ceil(64) as u32;
         let mut encoder = ctx.encoder("gram");
         {
@@ -114,8 +122,8 @@ impl GpuGram {
                 label: Some("gram"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &group, &[]);
+            pass.set_pipeline(&self.pipeline);
+            pass.set_bind_group(0, &self.group, &[]);
             pass.dispatch_workgroups(tiles, tiles, 1);
         }
         // One submission per chunk: the next chunk's write must land after this dispatch ran.
