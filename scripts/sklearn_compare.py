@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
-"""scikit-learn's PCA against laepca's CPU path on Fashion-MNIST, on the same machine in the same run.
+"""laepca's CPU path against scikit-learn's PCA, interleaved in one run on the same machine.
 
-The matrix: the 60000 x 784 training images, pixels / 255 as float32, k = 16 (scikit-learn's usual
-preparation; the benchmark builds the same matrix bit for bit). scikit-learn fits PCA with svd_solver
-"covariance_eigh" (its automatic choice for this shape) and "randomized" on the float32 matrix, and
-"covariance_eigh" on the float64 matrix as the reference for the explained-variance ratios. laepca's
-CPU path (the library's default solver, f32 data) is timed by the benchmark binary
-(benches/compare.rs, `--only fashion-mnist --no-gpu`), which reports the median of 3 runs after a warm-up.
+Data sets (both float32, samples in rows):
+  fashion   the 60000 x 784 Fashion-MNIST training images, pixels / 255 (Debian's dataset-fashion-mnist)
+  synthetic 50000 x 2048: rank 64 (geometric spectrum 10 .. 1) + N(0, 0.1²) noise + mean 5, seed 0
 
-numpy and scikit-learn come from a local virtual environment, not from the project:
+For each data set the script writes the matrix once as .npy, then alternates, `--runs` times (median
+quoted): scikit-learn's `PCA(k, svd_solver="covariance_eigh").fit` on the in-memory float32 matrix (its
+automatic choice for tall data), and `laepca fit FILE.npy -k K --backend cpu --json`, of which only the
+fit phases are counted (gram + setup + iterate + finish from the summary's timings_ms; the file read is
+reported apart as `load`). Accuracy: the largest relative error of the k explained-variance ratios
+against scikit-learn's covariance_eigh on the float64 matrix.
 
-    python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install numpy scikit-learn
-    /tmp/skvenv/bin/python scripts/sklearn_compare.py [--laepca-bin target/release/deps/compare-HASH]
+It also times loading: laepca's `load` phase against np.load (.npy), gzip.open().read() + frombuffer
+(the gzipped IDX file) and np.loadtxt (a CSV of the first 5000 Fashion-MNIST rows).
 
-Without --laepca-bin the script builds the bench binary with cargo.
+numpy and scikit-learn come from a virtual environment, not from the project:
+
+    python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install numpy scikit-learn threadpoolctl
+    cargo build --release
+    /tmp/skvenv/bin/python scripts/sklearn_compare.py [--laepca target/release/laepca] [--runs 5]
 """
 
 import argparse
@@ -33,6 +39,7 @@ from sklearn.decomposition import PCA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+FIT_PHASES = ("gram", "setup", "iterate", "finish")
 
 
 def load_fashion(path):
@@ -42,56 +49,25 @@ def load_fashion(path):
     if magic != 0x0803:
         sys.exit(f"{path}: not an IDX3 u8 file (magic {magic:#x})")
     pixels = np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows * cols)
-    # The same float32 values as the benchmark's `v as f32 / 255.0`.
     return pixels.astype(np.float32) / np.float32(255.0)
 
 
-def timed_fits(make, x, runs):
-    """A warm-up fit, then `runs` timed fits; the median time and the last model."""
-    make().fit(x)
-    times, model = [], None
-    for _ in range(runs):
-        model = make()
-        t = time.perf_counter()
-        model.fit(x)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), times, model
+def synthetic():
+    rng = np.random.default_rng(0)
+    n, m, r = 50000, 2048, 64
+    u = rng.standard_normal((n, r)).astype(np.float32)
+    v = rng.standard_normal((r, m)).astype(np.float32)
+    s = np.geomspace(10, 1, r).astype(np.float32)
+    noise = rng.standard_normal((n, m)).astype(np.float32)
+    return ((u * s) @ v / np.float32(np.sqrt(m)) + np.float32(0.1) * noise + np.float32(5)).astype(np.float32)
 
 
-def bench_binary(given):
-    if given:
-        return given
-    print("building the bench binary with cargo ...", file=sys.stderr)
+def laepca_fit(binary, path, k):
     out = subprocess.run(
-        ["cargo", "bench", "--bench", "compare", "--no-run", "--message-format=json"],
-        cwd=ROOT,
-        check=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        [binary, "fit", path, "-k", str(k), "--backend", "cpu", "--json"],
+        check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     ).stdout
-    exe = None
-    for line in out.splitlines():
-        msg = json.loads(line)
-        if msg.get("executable") and msg.get("target", {}).get("name") == "compare":
-            exe = msg["executable"]
-    if not exe:
-        sys.exit("could not find the bench binary in cargo's output")
-    return exe
-
-
-def laepca_cpu(binary, fashion, runs, solvers):
-    with tempfile.TemporaryDirectory() as out:
-        cmd = [
-            binary, "--only", "fashion-mnist", "--no-gpu", "--no-eigen", "--no-plots",
-            "--solvers", solvers, "--runs", str(runs), "--fashion", fashion, "--out", out,
-        ]
-        print("running:", " ".join(cmd), file=sys.stderr)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        with open(os.path.join(out, "results.json")) as f:
-            report = json.load(f)
-    problem = next(p for p in report["problems"] if p["family"] == "fashion")
-    return problem
+    return json.loads(out)
 
 
 def rel_err(evr, ref):
@@ -99,65 +75,97 @@ def rel_err(evr, ref):
     return float(np.max(np.abs(evr - ref) / ref))
 
 
+def timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def compare(name, x, k, runs, binary, tmp):
+    path = os.path.join(tmp, f"{name}.npy")
+    np.save(path, x)
+    ref = PCA(k, svd_solver="covariance_eigh").fit(x.astype(np.float64)).explained_variance_ratio_
+    sk_times, lae_times, lae_phases, lae_loads, np_loads = [], [], [], [], []
+    # A warm-up of each, then the two in turn.
+    PCA(k, svd_solver="covariance_eigh").fit(x)
+    laepca_fit(binary, path, k)
+    for _ in range(runs):
+        model = PCA(k, svd_solver="covariance_eigh")
+        sk_times.append(timed(lambda: model.fit(x)))
+        summary = laepca_fit(binary, path, k)
+        t = summary["timings_ms"]
+        lae_times.append(sum(t[p] for p in FIT_PHASES) / 1e3)
+        lae_phases.append({p: t[p] / 1e3 for p in FIT_PHASES})
+        lae_loads.append(t["load"] / 1e3)
+        np_loads.append(timed(lambda: np.load(path)))
+    sk, lae = statistics.median(sk_times), statistics.median(lae_times)
+    phases = {p: statistics.median(r[p] for r in lae_phases) for p in FIT_PHASES}
+    print(f"\n{name}: {x.shape[0]} x {x.shape[1]} float32, k = {k}, median of {runs} "
+          f"(laepca: {summary['solver']}, {summary['iterations']} iterations)")
+    print(f"  laepca phases: " + ", ".join(f"{p} {v:.3f} s" for p, v in phases.items()))
+    print(f"  laepca fit runs: {', '.join(f'{v:.3f}' for v in lae_times)} s")
+    print(f"  sklearn fit runs: {', '.join(f'{v:.3f}' for v in sk_times)} s")
+    print(f"  load .npy: laepca {statistics.median(lae_loads):.3f} s, np.load {statistics.median(np_loads):.3f} s")
+    return (name, lae, sk, rel_err(summary["explained_variance_ratio"], ref), rel_err(model.explained_variance_ratio_, ref))
+
+
+def load_times(binary, fashion, runs, tmp):
+    """laepca's load phase against NumPy on the gzipped IDX file and on a CSV."""
+    def idx_numpy():
+        with gzip.open(fashion, "rb") as f:
+            data = f.read()
+        return np.frombuffer(data, dtype=np.uint8, offset=16)
+
+    csv = os.path.join(tmp, "fashion5000.csv")
+    np.savetxt(csv, load_fashion(fashion)[:5000], fmt="%.6g", delimiter=",")
+    rows = []
+    for label, path, numpy_load in [
+        ("IDX .gz (60000 x 784 u8)", fashion, idx_numpy),
+        ("CSV (5000 x 784)", csv, lambda: np.loadtxt(csv, delimiter=",", dtype=np.float32)),
+    ]:
+        lae, ref = [], []
+        for _ in range(runs):
+            lae.append(laepca_fit(binary, path, 16)["timings_ms"]["load"] / 1e3)
+            ref.append(timed(numpy_load))
+        rows.append((label, statistics.median(lae), statistics.median(ref)))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--laepca-bin", help="the bench binary (target/release/deps/compare-HASH)")
+    ap.add_argument("--laepca", default=os.path.join(ROOT, "target", "release", "laepca"))
     ap.add_argument("--fashion", default=os.environ.get("LAEPCA_FASHION_MNIST", DEFAULT_FASHION))
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("-k", type=int, default=16)
-    ap.add_argument("--laepca-solvers", default="default",
-                    help="laepca solvers to time, comma-separated (`default`: the library's default)")
+    ap.add_argument("--only", choices=["fashion", "synthetic"], help="one data set only")
     args = ap.parse_args()
-    if not os.path.exists(args.fashion):
-        sys.exit(f"{args.fashion} not found: install the Debian package dataset-fashion-mnist")
-    binary = bench_binary(args.laepca_bin)
-
-    x32 = load_fashion(args.fashion)
-    x64 = x32.astype(np.float64)
-    print(f"Fashion-MNIST {x32.shape[0]} x {x32.shape[1]}, k = {args.k}; numpy {np.__version__}, "
-          f"scikit-learn {sklearn.__version__}; {os.cpu_count()} CPUs")
-
-    ref = PCA(args.k, svd_solver="covariance_eigh").fit(x64).explained_variance_ratio_
-
-    rows = []
-    for name, solver, x, extra in [
-        ("sklearn covariance_eigh float32", "covariance_eigh", x32, {}),
-        ("sklearn randomized float32", "randomized", x32, {"random_state": 0}),
-    ]:
-        med, times, model = timed_fits(lambda: PCA(args.k, svd_solver=solver, **extra), x, args.runs)
-        rows.append((name, med, times, model.explained_variance_ratio_))
-
-    problem = laepca_cpu(binary, args.fashion, args.runs, args.laepca_solvers)
-    bench_ref = problem["reference_explained_variance_ratio"]
-    laepca_rows = []
-    for r in problem["rows"]:
-        if r["status"] != "ok":
-            print(f"laepca {r['name']}: {r['status']}: {r['note']}")
-            continue
-        name = f"laepca CPU {r['solver']} {r['precision']} ({r['iterations']} it, " + (
-            "converged" if r["converged"] else "stalled" if r["stalled"] else "not converged") + ")"
-        t = r["times_s"]
-        laepca_rows.append((name, t["total"], [t["total"]], r["explained_variance_ratio"]))
-        print(f"  {name}: gram {t['gram']:.3f} s, setup {t['setup']:.3f} s, loop {t['iterate']:.3f} s, "
-              f"finish {t['finish']:.3f} s, other {t['other']:.3f} s (median of {r['runs']})")
-
-    print()
-    print(f"| method | median of {args.runs} (s) | explained_variance_ratio_[0] | max rel. error of the {args.k} "
-          "ratios vs f64 | laepca-CPU / this |")
+    if not os.path.exists(args.laepca):
+        sys.exit(f"{args.laepca} not found: run `cargo build --release` first")
+    try:
+        from threadpoolctl import threadpool_info
+        blas = ", ".join(f"{i['internal_api']} {i.get('architecture', '')} ({i['num_threads']} threads)"
+                         for i in threadpool_info() if i["user_api"] == "blas")
+    except ImportError:
+        blas = "unknown BLAS"
+    print(f"numpy {np.__version__} ({blas}), scikit-learn {sklearn.__version__}; {os.cpu_count()} CPUs")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "fashion"):
+            if not os.path.exists(args.fashion):
+                sys.exit(f"{args.fashion} not found: install the Debian package dataset-fashion-mnist")
+            results.append(compare("fashion", load_fashion(args.fashion), args.k, args.runs, args.laepca, tmp))
+        if args.only in (None, "synthetic"):
+            results.append(compare("synthetic", synthetic(), args.k, args.runs, args.laepca, tmp))
+        loads = load_times(args.laepca, args.fashion, args.runs, tmp) if args.only in (None, "fashion") else []
+    print(f"\n| data | laepca CPU fit (s) | scikit-learn covariance_eigh (s) | ratio | "
+          f"EVR error vs float64: laepca / scikit-learn |")
     print("|---|---|---|---|---|")
-    lae_time = laepca_rows[0][1] if laepca_rows else float("nan")
-    for name, med, _, evr in rows + laepca_rows:
-        print(f"| {name} | {med:.3f} | {evr[0]:.8f} | {rel_err(evr, ref):.1e} | {lae_time / med:.2f} |")
-    print(f"| sklearn covariance_eigh float64 (reference) | - | {ref[0]:.8f} | 0 | - |")
-    print()
-    print(f"the benchmark's own f64 reference (nalgebra on the f64 Gram) differs from scikit-learn's float64 "
-          f"covariance_eigh by {rel_err(bench_ref, ref):.1e} relative")
-    for name, med, times, _ in rows:
-        print(f"{name}: runs {', '.join(f'{t:.3f}' for t in times)} s")
-    if laepca_rows:
-        cov = rows[0][1]
-        print(f"\nlaepca CPU / sklearn covariance_eigh float32 time: {lae_time / cov:.2f} "
-              f"(expectation: within 1.5)")
+    for name, lae, sk, lae_err, sk_err in results:
+        print(f"| {name} | {lae:.3f} | {sk:.3f} | {lae / sk:.2f} | {lae_err:.1e} / {sk_err:.1e} |")
+    if loads:
+        print("\n| file | laepca load (s) | NumPy (s) | ratio |\n|---|---|---|---|")
+        for label, lae, ref in loads:
+            print(f"| {label} | {lae:.3f} | {ref:.3f} | {lae / ref:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-//! The CPU engine: each [`Engine`] call runs at once with nalgebra, in the working precision `T`.
+//! The CPU engine: each [`Engine`] call runs at once, in the working precision `T` (the products through
+//! [`crate::cpu_kernels`], the k x k solves with nalgebra).
 
+use crate::cpu_kernels::{parallelism, product, product_tn};
 use crate::engine::{Coef, Engine, Scalar, Small, Tall};
 use crate::error::Result;
 use crate::real::Real;
@@ -82,18 +84,35 @@ impl<T: Real> Engine for CpuEngine<T> {
 
     fn c_mul(&mut self, x: Tall, out: Tall) {
         debug_assert_ne!(x, out);
+        let (m, k) = (self.m(), self.k);
         let mut o = std::mem::take(&mut self.talls[out.0]);
-        o.gemm(T::one(), &self.c, &self.talls[x.0], T::zero());
+        let c = self.c.as_slice();
+        product(
+            c,
+            self.talls[x.0].as_slice(),
+            o.as_mut_slice(),
+            (m, m, k),
+            parallelism(),
+        );
         self.talls[out.0] = o;
     }
     fn inner(&mut self, a: Tall, b: Tall, out: Small) {
-        let s = &mut self.smalls[out.0];
-        s.gemm_tr(T::one(), &self.talls[a.0], &self.talls[b.0], T::zero());
+        let (m, k) = (self.m(), self.k);
+        let (a, b) = (self.talls[a.0].as_slice(), self.talls[b.0].as_slice());
+        product_tn(
+            a,
+            b,
+            self.smalls[out.0].as_mut_slice(),
+            (k, m, k),
+            parallelism(),
+        );
     }
     fn mul_small(&mut self, a: Tall, s: Small, out: Tall) {
         debug_assert_ne!(a, out);
+        let (m, k) = (self.m(), self.k);
         let mut o = std::mem::take(&mut self.talls[out.0]);
-        o.gemm(T::one(), &self.talls[a.0], &self.smalls[s.0], T::zero());
+        let (a, s) = (self.talls[a.0].as_slice(), self.smalls[s.0].as_slice());
+        product(a, s, o.as_mut_slice(), (m, k, k), parallelism());
         self.talls[out.0] = o;
     }
     fn inverse_spd(&mut self, s: Small, shift: f64, out: Small) {

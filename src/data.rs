@@ -81,6 +81,39 @@ impl<'a, T: Real> SampleView<'a, T> {
         self.data[sample * self.sample_stride + feature * self.feature_stride]
     }
 
+    /// Copies samples `start..start + count` as row-major rows into `dst` (count x n_features), and
+    /// returns the first non-finite entry met as (sample offset from `start`, feature), if any.
+    pub(crate) fn copy_samples(
+        &self,
+        start: usize,
+        count: usize,
+        dst: &mut [T],
+    ) -> Option<(usize, usize)> {
+        let m = self.n_features;
+        let mut bad = None;
+        for (r, row) in dst.chunks_exact_mut(m).take(count).enumerate() {
+            let sample = start + r;
+            if self.feature_stride == 1 {
+                let src = &self.data[sample * self.sample_stride..][..m];
+                row.copy_from_slice(src);
+            } else {
+                for (j, o) in row.iter_mut().enumerate() {
+                    *o = self.at(sample, j);
+                }
+            }
+            // One pass over the row while it is in cache: x·0 is 0 for finite x and NaN otherwise, so
+            // the sum is exactly 0 unless the row holds a non-finite value.
+            let sum: f64 = row.iter().map(|v| v.as_f64() * 0.0).sum();
+            if sum != 0.0 {
+                if let Some(j) = row.iter().position(|v| !v.as_f64().is_finite()) {
+                    bad = Some((r, j));
+                    break;
+                }
+            }
+        }
+        bad
+    }
+
     /// (row, column) of an entry in the caller's layout.
     pub fn user_coords(&self, sample: usize, feature: usize) -> (usize, usize) {
         if self.samples_are_rows {
@@ -128,19 +161,63 @@ impl GramStats {
 }
 
 /// Samples per block: long enough for an efficient matrix product, short enough that the block's sum in
-/// f32 stays accurate (relative error ~ sqrt(BLOCK) · ε).
+/// f32 stays accurate (relative error ~ sqrt(BLOCK) · ε). Blocks are cut from the stream of samples, not
+/// from each push, so the result does not depend on how the samples were split into pushes.
 pub const GRAM_BLOCK: usize = 512;
 
 /// Where block Gram matrices are computed.
 #[derive(Debug)]
 enum BlockEngine {
-    /// nalgebra in the working precision, [`GRAM_BLOCK`] samples a block.
-    Cpu,
+    /// faer's triangular product in the working precision, [`GRAM_BLOCK`] samples a block.
+    Cpu(CpuBlocks),
     /// WGSL kernels, chunks as large as the device allows (up to 4096 samples).
     Gpu(crate::gpu::GpuGram),
 }
 
+/// The CPU engine's pending block and work space, in each precision samples arrive in (allocated on
+/// first use, then reused: no allocation per block).
+#[derive(Debug, Default)]
+struct CpuBlocks {
+    f32: BlockBuffers<f32>,
+    f64: BlockBuffers<f64>,
+}
+
+#[derive(Debug, Default)]
+struct BlockBuffers<T> {
+    /// Up to [`GRAM_BLOCK`] samples as pushed (row-major), shifted in place when the block is added.
+    rows: Vec<T>,
+    /// Samples held in `rows`.
+    filled: usize,
+    /// The block's Gram matrix (m x m, column-major; lower triangle).
+    product: Vec<T>,
+}
+
+impl CpuBlocks {
+    fn buffers<T: Real>(&mut self) -> &mut BlockBuffers<T> {
+        let any: &mut dyn std::any::Any =
+            if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+                &mut self.f32
+            } else {
+                &mut self.f64
+            };
+        any.downcast_mut()
+            .expect("Real is implemented for f32 and f64 only")
+    }
+
+    /// Samples pending in the other precision than T (pushes of mixed precision flush at the switch).
+    fn pending_other<T: Real>(&self) -> bool {
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+            self.f64.filled > 0
+        } else {
+            self.f32.filled > 0
+        }
+    }
+}
+
 /// Streamed accumulation of [`GramStats`]: push blocks of samples, then [`finish`](Self::finish).
+///
+/// A push that meets a non-finite value fails, and so does every later push and `finish` of the same
+/// accumulator (part of the failed push may have been added).
 #[derive(Debug)]
 pub struct GramAccumulator {
     engine: BlockEngine,
@@ -148,15 +225,17 @@ pub struct GramAccumulator {
     shift: Option<DVector<f64>>,
     /// Σ (x − s) over the samples so far.
     shifted_sum: DVector<f64>,
-    /// Σ (x − s)(x − s)ᵀ over the samples so far.
+    /// Σ (x − s)(x − s)ᵀ over the samples so far (the CPU engine fills the lower triangle only).
     c: DMatrix<f64>,
     n_samples: usize,
+    /// The error of a failed push, returned again by every later call.
+    failed: Option<Error>,
 }
 
 impl GramAccumulator {
     /// An empty accumulator for `n_features` features; with `center`, the mean is removed.
     pub fn new(n_features: usize, center: bool) -> Self {
-        Self::with_engine(BlockEngine::Cpu, n_features, center)
+        Self::with_engine(BlockEngine::Cpu(CpuBlocks::default()), n_features, center)
     }
 
     /// An accumulator whose block products run on a GPU (the adapter whose name contains `adapter`, else
@@ -189,6 +268,7 @@ impl GramAccumulator {
             shifted_sum: DVector::zeros(n_features),
             c: DMatrix::zeros(n_features, n_features),
             n_samples: 0,
+            failed: None,
         }
     }
 
@@ -199,7 +279,15 @@ impl GramAccumulator {
 
     /// Samples seen so far.
     pub fn n_samples(&self) -> usize {
-        self.n_samples
+        self.n_samples + self.pending()
+    }
+
+    /// Samples waiting in the CPU engine's partial block.
+    fn pending(&self) -> usize {
+        match &self.engine {
+            BlockEngine::Cpu(b) => b.f32.filled + b.f64.filled,
+            BlockEngine::Gpu(_) => 0,
+        }
     }
 
     /// Adds row-major samples (`rows.len()` must be a multiple of n_features). Checks that every value is
@@ -212,34 +300,207 @@ impl GramAccumulator {
             });
         }
         let view = SampleView::row_major(rows, rows.len() / m, m, Layout::SamplesInRows)?;
-        if let Some((row, col, value)) = view.first_non_finite() {
-            return Err(Error::NonFinite {
-                row: row + self.n_samples,
-                col,
-                value,
-            });
+        self.push_view(&view)
+    }
+
+    /// Adds all samples of a view, checking that every value is finite.
+    pub(crate) fn push_view<T: Real>(&mut self, view: &SampleView<'_, T>) -> Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
         }
-        self.push_view(&view);
+        let result = match self.engine {
+            BlockEngine::Cpu(_) => self.push_view_cpu(view),
+            BlockEngine::Gpu(ref g) => {
+                let block_rows = g.block_rows();
+                match view.first_non_finite() {
+                    Some((row, col, value)) => Err(Error::NonFinite {
+                        row: row + self.n_samples,
+                        col,
+                        value,
+                    }),
+                    None => {
+                        let mut start = 0;
+                        while start < view.n_samples {
+                            let len = block_rows.min(view.n_samples - start);
+                            self.push_block(view, start, len);
+                            start += len;
+                        }
+                        Ok(())
+                    }
+                }
+            }
+        };
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    /// The CPU engine: samples are copied (and checked) into the pending block; every full block is
+    /// added at once.
+    fn push_view_cpu<T: Real>(&mut self, view: &SampleView<'_, T>) -> Result<()> {
+        let m = self.n_features();
+        let BlockEngine::Cpu(blocks) = &mut self.engine else {
+            unreachable!("called for the CPU engine")
+        };
+        if blocks.pending_other::<T>() {
+            self.flush_cpu::<f32>()?;
+            self.flush_cpu::<f64>()?;
+        }
+        let mut sample = 0;
+        while sample < view.n_samples {
+            let seen = self.n_samples + self.pending();
+            let BlockEngine::Cpu(blocks) = &mut self.engine else {
+                unreachable!("called for the CPU engine")
+            };
+            let buf = blocks.buffers::<T>();
+            if buf.rows.is_empty() {
+                buf.rows = vec![T::zero(); GRAM_BLOCK * m];
+            }
+            let take = (GRAM_BLOCK - buf.filled).min(view.n_samples - sample);
+            let dst = &mut buf.rows[buf.filled * m..(buf.filled + take) * m];
+            if let Some((r, feature)) = view.copy_samples(sample, take, dst) {
+                let (row, col) = view.user_coords(sample + r, feature);
+                // Counted over all pushes (in the caller's layout: rows are samples or features).
+                let row = if view.samples_are_rows {
+                    row + seen
+                } else {
+                    row
+                };
+                let col = if view.samples_are_rows {
+                    col
+                } else {
+                    col + seen
+                };
+                return Err(Error::NonFinite {
+                    row,
+                    col,
+                    value: view.at(sample + r, feature).as_f64(),
+                });
+            }
+            buf.filled += take;
+            sample += take;
+            if buf.filled == GRAM_BLOCK {
+                self.flush_cpu::<T>()?;
+            }
+        }
         Ok(())
     }
 
-    /// Adds all samples of a validated view, block by block.
-    pub(crate) fn push_view<T: Real>(&mut self, view: &SampleView<'_, T>) {
-        let block_rows = match &self.engine {
-            BlockEngine::Cpu => GRAM_BLOCK,
-            BlockEngine::Gpu(g) => g.block_rows(),
+    /// Adds the CPU engine's pending block of precision T (if any) to the totals: shift, column sums,
+    /// the triangular product in T, and its sum into the f64 total.
+    ///
+    /// Each column of the block is scaled by a power of two so that its largest magnitude is about 1
+    /// when it would otherwise overflow or underflow T's range in the product (data of magnitude 1e19 or
+    /// 1e-30 in f32); powers of two scale exactly, so the result is the unscaled one wherever that is
+    /// representable, and the scale is taken out in f64.
+    fn flush_cpu<T: Real>(&mut self) -> Result<()> {
+        let m = self.n_features();
+        let center = self.center;
+        let first = self.n_samples;
+        let BlockEngine::Cpu(blocks) = &mut self.engine else {
+            return Ok(()); // the GPU engine holds no pending block
         };
-        let mut start = 0;
-        while start < view.n_samples {
-            let len = block_rows.min(view.n_samples - start);
-            self.push_block(view, start, len);
-            start += len;
+        let buf = blocks.buffers::<T>();
+        let len = buf.filled;
+        if len == 0 {
+            return Ok(());
         }
+        let rows = &mut buf.rows[..len * m];
+        let shift = self.shift.get_or_insert_with(|| {
+            let mut mean = DVector::zeros(m);
+            if center {
+                for row in rows.chunks_exact(m) {
+                    for (acc, v) in mean.iter_mut().zip(row) {
+                        *acc += v.as_f64();
+                    }
+                }
+                // Rounded to T, so that the shift the block subtracts is exactly the one the mean adds back.
+                mean.apply(|v| *v = T::of_f64(*v / len as f64).as_f64());
+            }
+            mean
+        });
+        let shift_t: Vec<T> = shift.iter().map(|&v| T::of_f64(v)).collect();
+        let mut sums = vec![0f64; m];
+        let mut largest = vec![0f64; m];
+        for row in rows.chunks_exact_mut(m) {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v -= shift_t[j];
+                let x = v.as_f64();
+                sums[j] += x;
+                largest[j] = largest[j].max(x.abs());
+            }
+        }
+        if let Some(j) = sums.iter().position(|s| !s.is_finite()) {
+            return Err(Error::Overflow {
+                what: format!(
+                    "the centred values of column {j} (samples {first}..{}) overflow {}",
+                    first + len,
+                    std::any::type_name::<T>()
+                ),
+            });
+        }
+        // Per-column powers of two that bring the largest magnitude near 1, where the product needs it.
+        let safe = T::SAFE_GRAM_RANGE;
+        let scales: Option<Vec<f64>> = largest
+            .iter()
+            .any(|&a| a != 0.0 && !(safe.0..=safe.1).contains(&a))
+            .then(|| {
+                largest
+                    .iter()
+                    .map(|&a| {
+                        if a == 0.0 {
+                            1.0
+                        } else {
+                            2f64.powi(a.log2().floor() as i32 + 1)
+                        }
+                    })
+                    .collect()
+            });
+        if let Some(scales) = &scales {
+            let inverse: Vec<T> = scales.iter().map(|s| T::of_f64(1.0 / s)).collect();
+            for row in rows.chunks_exact_mut(m) {
+                for (v, &f) in row.iter_mut().zip(&inverse) {
+                    *v *= f;
+                }
+            }
+        }
+        if buf.product.is_empty() {
+            buf.product = vec![T::zero(); m * m];
+        }
+        crate::cpu_kernels::gram_lower(
+            rows,
+            len,
+            m,
+            &mut buf.product,
+            crate::cpu_kernels::parallelism(),
+        );
+        let total = self.c.as_mut_slice();
+        for j in 0..m {
+            let (dst, src) = (
+                &mut total[j * m + j..(j + 1) * m],
+                &buf.product[j * m + j..(j + 1) * m],
+            );
+            match &scales {
+                None => dst.iter_mut().zip(src).for_each(|(a, v)| *a += v.as_f64()),
+                Some(f) => dst
+                    .iter_mut()
+                    .zip(src)
+                    .zip(&f[j..])
+                    .for_each(|((a, v), fi)| *a += v.as_f64() * (fi * f[j])),
+            }
+        }
+        for (acc, s) in self.shifted_sum.iter_mut().zip(&sums) {
+            *acc += s;
+        }
+        buf.filled = 0;
+        self.n_samples += len;
+        Ok(())
     }
 
-    /// Adds samples `start..start + len` of a view (finite values): each sample is read once, shifted
-    /// and written as a row of the block the engine takes (row-major, in T for the CPU, padded f32
-    /// rows for the GPU), while the shifted column sums accumulate in f64.
+    /// Adds samples `start..start + len` of a view (finite values) on the GPU: each sample is read once,
+    /// shifted and written as a padded f32 row of the chunk, while the shifted column sums accumulate in
+    /// f64.
     fn push_block<T: Real>(&mut self, view: &SampleView<'_, T>, start: usize, len: usize) {
         let m = self.n_features();
         let center = self.center;
@@ -258,67 +519,30 @@ impl GramAccumulator {
         });
         let shift_t: Vec<T> = shift.iter().map(|&v| T::of_f64(v)).collect();
         let sums = self.shifted_sum.as_mut_slice();
-        // Row r of the block at out[r * stride..][..m], shifted; column sums into `sums`.
-        fn fill<T: Real, U: Copy>(
-            view: &SampleView<'_, T>,
-            samples: std::ops::Range<usize>,
-            shift: &[T],
-            sums: &mut [f64],
-            out: &mut [U],
-            stride: usize,
-            convert: impl Fn(T) -> U,
-        ) {
-            for (r, sample) in samples.enumerate() {
-                let row = &mut out[r * stride..r * stride + shift.len()];
-                for (j, (o, &s)) in row.iter_mut().zip(shift).enumerate() {
-                    let v = view.at(sample, j) - s;
-                    sums[j] += v.as_f64();
-                    *o = convert(v);
-                }
+        let BlockEngine::Gpu(gpu) = &mut self.engine else {
+            unreachable!("called for the GPU engine")
+        };
+        let stride = gpu.padded_features();
+        let mut rows = vec![0f32; len * stride];
+        for (r, sample) in (start..start + len).enumerate() {
+            let row = &mut rows[r * stride..r * stride + m];
+            for (j, (o, &s)) in row.iter_mut().zip(&shift_t).enumerate() {
+                let v = view.at(sample, j) - s;
+                sums[j] += v.as_f64();
+                *o = v.as_f64() as f32;
             }
         }
-        match &mut self.engine {
-            BlockEngine::Cpu => {
-                // Row-major samples are the columns of an m x len matrix Bᵀ; the block's Gram matrix
-                // Bᵀ B in T (a short sum) is added into the f64 total. `gemm` on two contiguous
-                // matrices runs in matrixmultiply's packed kernels; the transposed copy costs m·len
-                // against the product's m²·len.
-                let mut rows = vec![T::zero(); len * m];
-                fill(
-                    view,
-                    start..start + len,
-                    &shift_t,
-                    sums,
-                    &mut rows,
-                    m,
-                    |v| v,
-                );
-                let block_t = DMatrix::from_vec(m, len, rows);
-                let block = block_t.transpose();
-                let mut g = DMatrix::<T>::zeros(m, m);
-                g.gemm(T::one(), &block_t, &block, T::zero());
-                self.c.zip_apply(&g, |acc, v| *acc += v.as_f64());
-            }
-            BlockEngine::Gpu(gpu) => {
-                let stride = gpu.padded_features();
-                let mut rows = vec![0f32; len * stride];
-                fill(
-                    view,
-                    start..start + len,
-                    &shift_t,
-                    sums,
-                    &mut rows,
-                    stride,
-                    |v| v.as_f64() as f32,
-                );
-                gpu.add(&rows, len);
-            }
-        }
+        gpu.add(&rows, len);
         self.n_samples += len;
     }
 
     /// The centred Gram matrix and the mean. Errors on an accumulator that saw no sample.
-    pub fn finish(self) -> Result<GramStats> {
+    pub fn finish(mut self) -> Result<GramStats> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        self.flush_cpu::<f32>()?;
+        self.flush_cpu::<f64>()?;
         let m = self.n_features();
         if self.n_samples == 0 || m == 0 {
             return Err(Error::EmptyData {
@@ -329,7 +553,16 @@ impl GramAccumulator {
         let n = self.n_samples as f64;
         let shift = self.shift.unwrap_or_else(|| DVector::zeros(m));
         let mut c = match &self.engine {
-            BlockEngine::Cpu => self.c,
+            BlockEngine::Cpu(_) => {
+                // The blocks filled the lower triangle: mirror it.
+                let mut c = self.c;
+                for j in 0..m {
+                    for i in j + 1..m {
+                        c[(j, i)] = c[(i, j)];
+                    }
+                }
+                c
+            }
             BlockEngine::Gpu(gpu) => gpu.total()?,
         };
         let mean = if self.center {
@@ -342,10 +575,19 @@ impl GramAccumulator {
         // Exact symmetry (the block products are symmetric up to rounding).
         for j in 0..m {
             for i in 0..j {
-                let avg = 0.5 * (c[(i, j)] + c[(j, i)]);
+                let avg = 0.5 * c[(i, j)] + 0.5 * c[(j, i)]; // = 0.5 (a + b), without overflowing
                 c[(i, j)] = avg;
                 c[(j, i)] = avg;
             }
+        }
+        if let Some(pos) = c.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Overflow {
+                what: format!(
+                    "the Gram matrix of the (finite) data exceeds the f64 range at ({}, {})",
+                    pos % m,
+                    pos / m
+                ),
+            });
         }
         Ok(GramStats {
             c,

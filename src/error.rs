@@ -28,6 +28,10 @@ pub enum Error {
     #[error("non-finite value {value} in the data at row {row}, column {col}")]
     NonFinite { row: usize, col: usize, value: f64 },
 
+    /// A quantity the data implies is too large for floating point, although the data itself is finite.
+    #[error("overflow: {what}; rescale the data")]
+    Overflow { what: String },
+
     /// A parameter outside its domain (λ ≤ 0, α ≤ 0, tol ≤ 0, max_iter = 0, ...).
     #[error("invalid parameter {name} = {value}: {reason}")]
     InvalidParameter {

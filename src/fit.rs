@@ -259,8 +259,12 @@ impl LaePca {
     fn fit_view<T: Real>(&self, view: SampleView<'_, T>) -> Result<Fit<T>> {
         let start = Instant::now();
         self.validate(view.n_samples, view.n_features)?;
-        if let Some((row, col, value)) = view.first_non_finite() {
-            return Err(Error::NonFinite { row, col, value });
+        // Non-finite values are found while the samples are copied into the Gram blocks; on the GPU
+        // the device would be opened in vain, so look first there.
+        if self.backend != Backend::Cpu {
+            if let Some((row, col, value)) = view.first_non_finite() {
+                return Err(Error::NonFinite { row, col, value });
+            }
         }
         let gpu = self.open_gpu()?;
         if let Some(hook) = &self.progress {
@@ -279,7 +283,7 @@ impl LaePca {
             Some(ctx) => GramAccumulator::on_gpu(ctx.clone(), view.n_features, self.center)?,
             None => GramAccumulator::new(view.n_features, self.center),
         };
-        acc.push_view(&view);
+        acc.push_view(&view)?;
         let stats = acc.finish()?;
         self.fit_stats(&stats, t_gram.elapsed(), start, gpu)
     }
@@ -363,7 +367,7 @@ impl LaePca {
         let k = self.k;
         let ritz = spectrum::ritz_values(c, k, RITZ_STEPS, self.seed);
         let scale = ritz[0].max(f64::MIN_POSITIVE);
-        let negligible = |v: f64| v <= scale * 1e3 * f64::EPSILON * c.nrows() as f64;
+        let negligible = |v: f64| v / scale <= 1e3 * f64::EPSILON * c.nrows() as f64;
         let lambda = match self.lambda {
             // The cheap bound vouches for λ: σ_k² ≥ θ_k > λ.
             Some(l) if l < ritz[k - 1] => l,
@@ -403,10 +407,12 @@ impl LaePca {
             f64::NAN
         };
         // β = θ_{k+1}²/4, the optimum of the three-term recurrence for the estimate θ_{k+1} ≤ λ_{k+1}
-        // (an underestimate only slows it), kept below θ_k²/4 where the wanted part would stall.
+        // (an underestimate only slows it), kept below θ_k²/4 where the wanted part would stall. In
+        // units of θ₁² (the loop's C / θ₁), so that no square of an eigenvalue can overflow or underflow.
         let momentum = match ritz.get(k) {
             Some(&next) if self.solver == Solver::Auto => {
-                0.25 * next.max(0.0).powi(2).min(0.9999 * ritz[k - 1].powi(2))
+                let (next, kth) = (next / scale, ritz[k - 1] / scale);
+                0.25 * next.max(0.0).powi(2).min(0.9999 * kth.powi(2))
             }
             _ => 0.0,
         };
@@ -447,7 +453,7 @@ impl LaePca {
             max_iter: self.max_iter,
             check_every: self.check_every,
             cg_steps: self.cg_steps.unwrap_or((m * k).min(16)),
-            momentum: momentum / (scale * scale),
+            momentum, // already relative to θ₁²
             // The paper's quantities are absolute norms over m·k entries; the auto one is a sine.
             // (‖W‖_F ≈ √k: the rounding noise of a change of W is some ulps of √k.)
             noise_floor: if auto {

@@ -30,6 +30,7 @@
 //! ```
 
 mod cpu;
+mod cpu_kernels;
 pub mod data;
 mod engine;
 mod error;

@@ -5,7 +5,9 @@ use nalgebra::RealField;
 /// A floating-point type the CPU path can compute in: `f32` or `f64`.
 ///
 /// The GPU path always computes in `f32`; a fit asked for in `f64` on the GPU gets its results widened.
-pub trait Real: RealField + Copy + bytemuck::Pod + Send + Sync + std::fmt::Debug + 'static {
+pub trait Real:
+    RealField + faer::traits::RealField + Copy + bytemuck::Pod + Send + Sync + std::fmt::Debug + 'static
+{
     /// Machine epsilon of the type, as f64.
     const EPSILON: f64;
     /// The default stopping tolerance for the paper's variants in this precision (see `LaePca::tol`).
@@ -13,6 +15,9 @@ pub trait Real: RealField + Copy + bytemuck::Pod + Send + Sync + std::fmt::Debug
     /// The default stopping tolerance of [`Solver::Auto`](crate::Solver::Auto), whose stopping quantity
     /// is relative (the sine of the span's change per iteration).
     const AUTO_TOL: f64;
+    /// Magnitudes whose products and block sums stay well inside the type's normal range: the Gram
+    /// block of a column whose largest magnitude lies outside is computed on a power-of-two rescaled copy.
+    const SAFE_GRAM_RANGE: (f64, f64);
     /// Converts (rounding) from f64.
     fn of_f64(x: f64) -> Self;
     /// Converts (exactly) to f64.
@@ -23,6 +28,8 @@ impl Real for f32 {
     const EPSILON: f64 = f32::EPSILON as f64;
     const DEFAULT_TOL: f64 = 1e-6;
     const AUTO_TOL: f64 = 2e-6;
+    // 2^±30: squares 2^±60, sums of a block 2^69 ≪ 2^127, and 2^−60 ≫ the smallest normal 2^−126.
+    const SAFE_GRAM_RANGE: (f64, f64) = (9.313225746154785e-10, 1073741824.0);
     fn of_f64(x: f64) -> Self {
         x as f32
     }
@@ -35,6 +42,8 @@ impl Real for f64 {
     const EPSILON: f64 = f64::EPSILON;
     const DEFAULT_TOL: f64 = 1e-8;
     const AUTO_TOL: f64 = 1e-8;
+    // 2^±200: squares 2^±400, far inside 2^±1022.
+    const SAFE_GRAM_RANGE: (f64, f64) = (6.223015277861142e-61, 1.6069380442589903e60);
     fn of_f64(x: f64) -> Self {
         x
     }
