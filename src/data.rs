@@ -140,6 +140,23 @@ enum BlockEngine {
     Gpu(crate::gpu::GpuGram),
 }
 
+/// The zeroed m x m f64 storage of C, size-checked: an m that does not fit memory is an error that says
+/// how much C needs, not an abort.
+fn gram_storage(m: usize) -> Result<Vec<f64>> {
+    crate::alloc::filled(
+        || format!("n_features = {m}: the Gram matrix C (m x m, f64)"),
+        m.checked_mul(m),
+        None,
+        0.0,
+    )
+    .map_err(|e| Error::TooLarge {
+        detail: format!(
+            "{e}; C grows with the square of the features: reduce them (select, bin or project \
+             them) or use a machine with more memory"
+        ),
+    })
+}
+
 /// Streamed accumulation of [`GramStats`]: push blocks of samples, then [`finish`](Self::finish).
 #[derive(Debug)]
 pub struct GramAccumulator {
@@ -154,8 +171,9 @@ pub struct GramAccumulator {
 }
 
 impl GramAccumulator {
-    /// An empty accumulator for `n_features` features; with `center`, the mean is removed.
-    pub fn new(n_features: usize, center: bool) -> Self {
+    /// An empty accumulator for `n_features` features; with `center`, the mean is removed. Errors
+    /// ([`Error::TooLarge`]) when C (m x m, f64) does not fit in the memory available.
+    pub fn new(n_features: usize, center: bool) -> Result<Self> {
         Self::with_engine(BlockEngine::Cpu, n_features, center)
     }
 
@@ -174,20 +192,24 @@ impl GramAccumulator {
         n_features: usize,
         center: bool,
     ) -> Result<Self> {
-        Ok(Self::with_engine(
-            BlockEngine::Gpu(crate::gpu::GpuGram::new(ctx, n_features)?),
-            n_features,
-            center,
-        ))
+        // C's host copy is checked before the device is asked for its buffers.
+        let c = gram_storage(n_features)?;
+        let engine = BlockEngine::Gpu(crate::gpu::GpuGram::new(ctx, n_features)?);
+        Ok(Self::with_storage(engine, n_features, center, c))
     }
 
-    fn with_engine(engine: BlockEngine, n_features: usize, center: bool) -> Self {
+    fn with_engine(engine: BlockEngine, n_features: usize, center: bool) -> Result<Self> {
+        let c = gram_storage(n_features)?;
+        Ok(Self::with_storage(engine, n_features, center, c))
+    }
+
+    fn with_storage(engine: BlockEngine, m: usize, center: bool, c: Vec<f64>) -> Self {
         GramAccumulator {
             engine,
             center,
             shift: None,
-            shifted_sum: DVector::zeros(n_features),
-            c: DMatrix::zeros(n_features, n_features),
+            shifted_sum: DVector::zeros(m),
+            c: DMatrix::from_vec(m, m, c),
             n_samples: 0,
         }
     }

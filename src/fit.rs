@@ -121,9 +121,31 @@ pub struct Projection<T: Real> {
 }
 
 impl<T: Real> Projection<T> {
-    /// A projection from saved arrays; errors if the mean's length is not the components' width.
+    /// A projection from saved arrays. Errors ([`Error::InvalidModel`]) unless it is one a fit can
+    /// give: at least one component, no more components than features, the mean's length the
+    /// components' width, every value finite.
     pub fn new(components: DMatrix<T>, mean: DVector<T>) -> Result<Self> {
         check_mean(&components, &mean)?;
+        let (k, m) = components.shape();
+        let invalid = |detail: String| Err(Error::InvalidModel { detail });
+        if k == 0 || k > m {
+            return invalid(format!(
+                "{k} components of {m} features (a fit gives 1 to {m} components)"
+            ));
+        }
+        if let Some(pos) = components.iter().position(|v| !v.as_f64().is_finite()) {
+            let (row, col) = (pos % k, pos / k);
+            return invalid(format!(
+                "non-finite value {} in the components at row {row}, column {col}",
+                components[(row, col)].as_f64()
+            ));
+        }
+        if let Some(i) = mean.iter().position(|v| !v.as_f64().is_finite()) {
+            return invalid(format!(
+                "non-finite value {} in the mean at index {i}",
+                mean[i].as_f64()
+            ));
+        }
         Ok(Projection { components, mean })
     }
 
@@ -252,8 +274,14 @@ impl LaePca {
             });
         }
         self.validate(stats.n_samples, m)?;
+        check_semidefinite(&stats.c)?;
         let gpu = self.open_gpu()?;
-        self.fit_stats(stats, Duration::ZERO, start, gpu)
+        match self.fit_stats(stats, Duration::ZERO, start, gpu) {
+            // A hand-built C that passed the cheap checks may still be indefinite: say so rather
+            // than blame the iteration.
+            Err(e @ Error::Diverged { .. }) => Err(indefinite(&stats.c).unwrap_or(e)),
+            other => other,
+        }
     }
 
     fn fit_view<T: Real>(&self, view: SampleView<'_, T>) -> Result<Fit<T>> {
@@ -277,7 +305,7 @@ impl LaePca {
         let t_gram = Instant::now();
         let mut acc = match &gpu {
             Some(ctx) => GramAccumulator::on_gpu(ctx.clone(), view.n_features, self.center)?,
-            None => GramAccumulator::new(view.n_features, self.center),
+            None => GramAccumulator::new(view.n_features, self.center)?,
         };
         acc.push_view(&view);
         let stats = acc.finish()?;
@@ -421,6 +449,7 @@ impl LaePca {
         gpu: Option<Arc<GpuContext>>,
     ) -> Result<Fit<T>> {
         let (m, k) = (stats.n_features(), self.k);
+        let check_every = self.check_every.min(self.max_iter);
         let t_setup = Instant::now();
         let (lambda, alpha, momentum, scale) = self.resolve_parameters(&stats.c)?;
         // The loop runs on C / θ₁ (‖C‖₂ ≈ 1): with λ / θ₁, α·θ₁ and β / θ₁² the iterates are the same,
@@ -445,7 +474,8 @@ impl LaePca {
             alpha: alpha * scale,
             tol: self.tol.unwrap_or(default_tol),
             max_iter: self.max_iter,
-            check_every: self.check_every,
+            // A check interval beyond max_iter means one check at the end.
+            check_every,
             cg_steps: self.cg_steps.unwrap_or((m * k).min(16)),
             momentum: momentum / (scale * scale),
             // The paper's quantities are absolute norms over m·k entries; the auto one is a sine.
@@ -471,7 +501,7 @@ impl LaePca {
             }
             if let Some(pos) = start.iter().position(|v| !v.is_finite()) {
                 let (row, col) = (pos % start.nrows(), pos / start.nrows());
-                return Err(Error::NonFinite {
+                return Err(Error::NonFiniteWarmStart {
                     row,
                     col,
                     value: start[(row, col)],
@@ -516,7 +546,7 @@ impl LaePca {
                 )
             }
             Some(ctx) => {
-                let mut engine = GpuEngine::new(ctx, &c_loop, k, self.check_every)?;
+                let mut engine = GpuEngine::new(ctx, &c_loop, k, check_every)?;
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let info = Some(ctx.info.clone());
@@ -583,6 +613,49 @@ impl LaePca {
         };
         Ok(fit)
     }
+}
+
+/// Rounding noise of an accumulated C relative to its largest diagonal entry (f32 block products, with
+/// a wide margin): a true Gram matrix violates no semi-definiteness test by more.
+const GRAM_NOISE: f64 = 1e-4;
+
+/// The cheap (O(m²)) necessary conditions of positive semi-definiteness: no negative diagonal entry,
+/// and every 2 x 2 principal minor non-negative, `c_ij² ≤ c_ii c_jj`, up to rounding noise.
+fn check_semidefinite(c: &DMatrix<f64>) -> Result<()> {
+    let m = c.nrows();
+    let slack = GRAM_NOISE * (0..m).map(|i| c[(i, i)].abs()).fold(0.0, f64::max);
+    for j in 0..m {
+        if c[(j, j)] < -slack {
+            return Err(Error::NotSemidefinite {
+                detail: format!("its diagonal entry ({j}, {j}) is {:e}", c[(j, j)]),
+            });
+        }
+        for i in 0..j {
+            let bound = (c[(i, i)] + slack) * (c[(j, j)] + slack);
+            if c[(i, j)] * c[(i, j)] > bound || c[(j, i)] * c[(j, i)] > bound {
+                return Err(Error::NotSemidefinite {
+                    detail: format!(
+                        "its entry ({i}, {j}) = {:e} exceeds sqrt(c_ii c_jj) = {:e}",
+                        c[(i, j)],
+                        (c[(i, i)] * c[(j, j)]).max(0.0).sqrt()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After a divergence on a given C: the error for an indefinite C (its eigenvalues, for moderate m).
+fn indefinite(c: &DMatrix<f64>) -> Option<Error> {
+    if c.nrows() > 2048 {
+        return None;
+    }
+    let eig = spectrum::eigenvalues(c);
+    let (top, lowest) = (eig.first()?.abs(), *eig.last()?);
+    (lowest < -GRAM_NOISE * top).then(|| Error::NotSemidefinite {
+        detail: format!("its smallest eigenvalue is {lowest:e}, its largest {top:e}"),
+    })
 }
 
 /// Subspace-iteration steps for the Ritz estimates of C's top eigenvalues (λ, α and β come from them).

@@ -29,6 +29,7 @@
 //! # Ok::<(), laepca::Error>(())
 //! ```
 
+pub mod alloc;
 mod cpu;
 pub mod data;
 mod engine;

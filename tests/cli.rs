@@ -895,10 +895,14 @@ fn bad_files_fail_cleanly() {
     // Parameters out of their domain.
     let mut a = fit(&good, "2");
     a.extend(args(&["--lambda", "-1"]));
-    fails(&a, 1, "invalid --lambda -1");
+    fails(
+        &a,
+        1,
+        "invalid parameter --lambda = -1: it must be positive",
+    );
     let mut a = fit(&good, "2");
     a.extend(args(&["--tol", "0"]));
-    fails(&a, 1, "invalid --tol 0");
+    fails(&a, 1, "invalid parameter --tol = 0: it must be positive");
     let mut a = fit(&good, "2");
     a.extend(args(&["--max-iter", "0"]));
     fails(&a, 1, "invalid --max-iter 0");
