@@ -19,6 +19,8 @@ pub enum Limit {
     Input { holds: u64 },
     /// More than the memory available (`available` bytes).
     Memory { available: u64 },
+    /// The allocator refused it (an address-space limit, a container's limit).
+    Refused,
 }
 
 /// A refused allocation: what it was for, the bytes it needs and the limit it exceeds.
@@ -57,6 +59,11 @@ impl fmt::Display for SizeError {
                 "{} needs {n} of memory but {} is available",
                 self.what,
                 human_bytes(available)
+            ),
+            (Limit::Refused, Some(n)) => write!(
+                f,
+                "{} needs {n} of memory and the system refused it (a ulimit or a container limit?)",
+                self.what
             ),
         }
     }
@@ -130,9 +137,7 @@ fn refused<T>(what: impl Fn() -> String, count: usize) -> SizeError {
     SizeError {
         what: what(),
         needed: (count as u64).checked_mul(std::mem::size_of::<T>() as u64),
-        limit: Limit::Memory {
-            available: available_memory().unwrap_or(0),
-        },
+        limit: Limit::Refused,
     }
 }
 
@@ -150,11 +155,11 @@ pub(crate) fn reserve<T>(
     let total = v.len().checked_add(additional);
     check(&what, total, std::mem::size_of::<T>(), None)?;
     let total = total.unwrap_or(usize::MAX);
+    // (Not falling back to exact growth: near the limit that would realloc every row and leave the
+    // process no memory for anything else.)
     let grown = total.max(v.len().saturating_mul(2));
-    if v.try_reserve_exact(grown - v.len()).is_err()
-        && v.try_reserve_exact(total - v.len()).is_err()
-    {
-        return Err(refused::<T>(what, total));
+    if v.try_reserve_exact(grown - v.len()).is_err() {
+        return Err(refused::<T>(what, grown));
     }
     Ok(())
 }
@@ -190,8 +195,8 @@ mod tests {
         assert_eq!(e.limit, Limit::Overflow);
         let e = check(|| "x".into(), Some(usize::MAX / 4), 8, None).unwrap_err();
         assert_eq!(e.limit, Limit::Overflow);
-        // 2^61 values of 8 bytes: more than any machine's memory, refused before the allocator.
-        let e = filled(|| "C".into(), Some(1 << 61), None, 0f64).unwrap_err();
+        // 2^58 values of 8 bytes (2.3 EB): more than any memory, refused with its size.
+        let e = filled(|| "C".into(), Some(1 << 58), None, 0f64).unwrap_err();
         assert!(e.to_string().starts_with("C needs"), "{e}");
         let mut v = vec![1u8; 4];
         assert!(reserve(&mut v, usize::MAX - 2, || "line".into()).is_err());

@@ -619,11 +619,33 @@ impl LaePca {
 /// a wide margin): a true Gram matrix violates no semi-definiteness test by more.
 const GRAM_NOISE: f64 = 1e-4;
 
-/// The cheap (O(m²)) necessary conditions of positive semi-definiteness: no negative diagonal entry,
-/// and every 2 x 2 principal minor non-negative, `c_ij² ≤ c_ii c_jj`, up to rounding noise.
+/// Up to this m, a given C is checked by a Cholesky factorisation (m³/3 flops: 20 ms at 512).
+const CHOLESKY_CHECK_MAX_M: usize = 512;
+
+/// Checks that a given C is positive semi-definite up to rounding noise: for m ≤
+/// [`CHOLESKY_CHECK_MAX_M`] completely (a Cholesky factorisation of C plus the noise on its diagonal);
+/// above, by the cheap O(m²) necessary conditions (no negative diagonal entry, every 2 x 2 principal
+/// minor non-negative, `c_ij² ≤ c_ii c_jj`), and by its eigenvalues if the iteration diverges.
 fn check_semidefinite(c: &DMatrix<f64>) -> Result<()> {
     let m = c.nrows();
     let slack = GRAM_NOISE * (0..m).map(|i| c[(i, i)].abs()).fold(0.0, f64::max);
+    if m <= CHOLESKY_CHECK_MAX_M {
+        let mut shifted = c.clone();
+        for i in 0..m {
+            shifted[(i, i)] += slack.max(f64::MIN_POSITIVE);
+        }
+        // Only the lower triangle is read: the upper one must match it.
+        let asymmetric = (0..m).any(|j| (0..j).any(|i| (c[(i, j)] - c[(j, i)]).abs() > slack));
+        if asymmetric || shifted.cholesky().is_none() {
+            return Err(Error::NotSemidefinite {
+                detail: if asymmetric {
+                    "it is not symmetric".to_string()
+                } else {
+                    "its Cholesky factorisation fails: it has a negative eigenvalue".to_string()
+                },
+            });
+        }
+    }
     for j in 0..m {
         if c[(j, j)] < -slack {
             return Err(Error::NotSemidefinite {

@@ -52,17 +52,40 @@ fn unregister(path: &Path) {
     }
 }
 
-/// Removes a file or a directory tree, ignoring errors (it may be gone already).
+/// Removes a temporary file or directory, ignoring errors (it may be gone already). A directory is
+/// first renamed to `{path}.dead`, so that no thread can create files in it any more, then emptied
+/// entry by entry (another thread removing the same entries is no obstacle) and removed.
 fn remove(path: &Path) {
+    let mut dead = path.as_os_str().to_owned();
+    dead.push(".dead");
+    let dead = PathBuf::from(dead);
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => {
-            let _ = std::fs::remove_dir_all(path);
+            if std::fs::rename(path, &dead).is_err() {
+                remove_tree(path);
+            }
         }
         Ok(_) => {
             let _ = std::fs::remove_file(path);
         }
         Err(_) => {}
     }
+    // Also when another thread renamed it first.
+    remove_tree(&dead);
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir_all(&p);
+            } else {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// A temporary name for `name` in `dir`: `.{name}.{tag}-{pid}-{n}`.
@@ -166,9 +189,13 @@ pub fn install() {
             libc::raise(sig);
             libc::_exit(128 + sig);
         };
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("signals".to_string())
             .spawn(move || waiter());
+        if spawned.is_err() {
+            // No thread to take them: let the signals act as before.
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        }
     }
 }
 

@@ -178,28 +178,31 @@ fn accumulate<T: Real>(
     let (back_tx, back_rx) = mpsc::channel::<Vec<T>>();
     let load = std::thread::scope(|s| {
         let rdr = &mut *reader;
-        let producer = s.spawn(move || {
-            let mut load = Duration::ZERO;
-            loop {
-                let mut buf = back_rx.try_recv().unwrap_or_default();
-                let t = Instant::now();
-                let got = rdr.read_rows(&mut buf, chunk);
-                load += t.elapsed();
-                match got {
-                    Ok(0) => break,
-                    Ok(_) => {
-                        if tx.send(Ok(buf)).is_err() {
+        let producer = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(s, move || {
+                let mut load = Duration::ZERO;
+                loop {
+                    let mut buf = back_rx.try_recv().unwrap_or_default();
+                    let t = Instant::now();
+                    let got = rdr.read_rows(&mut buf, chunk);
+                    load += t.elapsed();
+                    match got {
+                        Ok(0) => break,
+                        Ok(_) => {
+                            if tx.send(Ok(buf)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
                             break;
                         }
                     }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        break;
-                    }
                 }
-            }
-            load
-        });
+                load
+            });
+        let producer = producer?;
         // `rx` is consumed here, so an early break lets the reader thread's send fail and end.
         for msg in rx {
             match msg {
@@ -220,9 +223,11 @@ fn accumulate<T: Real>(
                 }
             }
         }
-        producer.join()
+        Ok(producer.join())
     });
-    let load = load.map_err(|_| Failure("internal error: the reader thread failed".to_string()))?;
+    let load = load
+        .map_err(|e: std::io::Error| Failure(format!("cannot start the reader thread: {e}")))?
+        .map_err(|_| Failure("internal error: the reader thread failed".to_string()))?;
     match failure {
         Some(StreamError::Io(e)) => return Err(e.into()),
         Some(StreamError::Data(e)) => return Err(data_error(e, reader)),

@@ -250,7 +250,11 @@ fn move_aside(fs: &dyn Switch, from: &Path, to: &Path) -> std::io::Result<()> {
         let _ = fs.rename(&aside, to);
         return Err(e);
     }
-    fs.rename(&aside, from)
+    // The switch is done; the old content goes with `from` (or, failing that, directly).
+    if fs.rename(&aside, from).is_err() {
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -316,10 +320,10 @@ mod tests {
         run(&dest, "old", &Rename).unwrap();
         let old = content(&dest);
         assert_eq!(old.len(), 2);
-        // Each step of the portable exchange fails in turn: 1 = the first rename (onto the
-        // non-empty directory, which fails anyway), 2 = moving the old content aside, 3 = moving
-        // the new in (the old one is put back).
-        for fail_at in [1, 2, 3] {
+        // The steps of the portable exchange fail in turn (call 1 is the plain rename onto the
+        // non-empty directory, which fails anyway): 2 = moving the old content aside, 3 = moving the
+        // new in (the old one is put back). Both leave the old results and no litter.
+        for fail_at in [2, 3] {
             let fs = Failing {
                 calls: Cell::new(0),
                 fail_at,
@@ -327,6 +331,24 @@ mod tests {
             let e = run(&dest, "new", &fs).unwrap_err();
             assert!(e.0.contains("previous content is unchanged"), "{e}");
             assert_eq!(content(&dest), old, "fail_at {fail_at}");
+            assert!(
+                litter(parent.path()).is_empty(),
+                "{:?}",
+                litter(parent.path())
+            );
+        }
+        // 4 = moving the old content to the staging name, after the switch: the new results are in
+        // place and the old ones removed all the same. (1: the plain rename fails, the exchange runs.)
+        for (fail_at, text) in [(4, "newer"), (1, "new")] {
+            let fs = Failing {
+                calls: Cell::new(0),
+                fail_at,
+            };
+            run(&dest, text, &fs).unwrap();
+            assert!(
+                content(&dest).iter().all(|(_, t)| t == text),
+                "fail_at {fail_at}"
+            );
             assert!(
                 litter(parent.path()).is_empty(),
                 "{:?}",

@@ -109,6 +109,15 @@ impl IdxReader {
         crate::alloc::check(described, values, size, holds).or_else(|e| match e.limit {
             // Memory is no limit here: the data is streamed.
             crate::alloc::Limit::Memory { .. } => Ok(()),
+            // A plain file's size is exact: name the row where its data ends.
+            crate::alloc::Limit::Input { .. } if !input.is_gzip() => Err(IoError::Truncated {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "the header announces {} rows of {cols} values but the data ends in row {}",
+                    dims[0],
+                    holds.unwrap_or(0) / cols.max(1) as u64
+                ),
+            }),
             _ => Err(IoError::size(path, e)),
         })?;
         Ok(IdxReader {

@@ -53,6 +53,11 @@ impl Input {
         })
     }
 
+    /// Whether the file is gzip-compressed.
+    pub fn is_gzip(&self) -> bool {
+        self.gzip
+    }
+
     /// The most bytes the stream can deliver (None: unknown).
     pub fn holds(&self) -> Option<u64> {
         self.holds
