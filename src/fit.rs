@@ -449,6 +449,16 @@ impl LaePca {
         gpu: Option<Arc<GpuContext>>,
     ) -> Result<Fit<T>> {
         let (m, k) = (stats.n_features(), self.k);
+        // The loop's scaled copy of C and the engine's copy (C itself exists already).
+        crate::alloc::check(
+            || format!("n_features = {m}: the fit's two working copies of C (m x m)"),
+            m.checked_mul(m).and_then(|v| v.checked_mul(2)),
+            std::mem::size_of::<f64>(),
+            None,
+        )
+        .map_err(|e| Error::TooLarge {
+            detail: e.to_string(),
+        })?;
         let check_every = self.check_every.min(self.max_iter);
         let t_setup = Instant::now();
         let (lambda, alpha, momentum, scale) = self.resolve_parameters(&stats.c)?;

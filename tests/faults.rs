@@ -20,14 +20,19 @@ fn laepca(args: &[&str]) -> Command {
     c
 }
 
-/// A data file whose `--scores` pass takes a while: 400000 x 8 float32 (12.8 MB).
-fn big_input(dir: &Path) -> PathBuf {
-    let x = DMatrix::from_fn(400_000, 8, |i, j| {
-        (((i * 7919 + j * 104_729) % 1000) as f64) * (1.0 + j as f64)
+/// A scratch directory with `n x m` float32 data in it (x.npy) and an empty `results/` for the
+/// output `results/out`: (scratch, input, results, out).
+fn setup(n: usize, m: usize) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let x = DMatrix::from_fn(n, m, |i, j| {
+        (((i * 7919 + j * 104_729 + i * j) % 1000) as f64) * (1.0 + j as f64)
     });
-    let p = dir.join("big.npy");
-    write_f32_npy(&p, &x);
-    p
+    let input = dir.path().join("x.npy");
+    write_f32_npy(&input, &x);
+    let parent = dir.path().join("results");
+    std::fs::create_dir(&parent).unwrap();
+    let out = parent.join("out");
+    (dir, input, parent, out)
 }
 
 fn fit_args<'a>(input: &'a str, out: &'a str, k: &'a str) -> Vec<&'a str> {
@@ -121,11 +126,8 @@ fn signal(child: &Child, sig: i32) {
 #[test]
 fn killed_and_signalled_runs_leave_a_complete_set_and_no_litter() {
     use std::os::unix::process::ExitStatusExt;
-    let dir = tempfile::tempdir().unwrap();
-    let input = big_input(dir.path());
-    let parent = dir.path().join("results");
-    std::fs::create_dir(&parent).unwrap();
-    let out = parent.join("out");
+    // An input whose --scores pass takes a while: 400000 x 8 float32 (12.8 MB).
+    let (_dir, input, parent, out) = setup(400_000, 8);
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
     assert!(laepca(&fit_args(i, o, "2")).status().unwrap().success());
     assert_eq!(result_set(&out), 2);
@@ -182,15 +184,7 @@ fn killed_and_signalled_runs_leave_a_complete_set_and_no_litter() {
 
 #[test]
 fn concurrent_fits_into_one_directory_never_mix() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = DMatrix::from_fn(3000, 10, |i, j| {
-        (((i * 31 + j * 17) % 97) as f64) * (1.0 + j as f64)
-    });
-    let input = dir.path().join("x.npy");
-    write_f32_npy(&input, &x);
-    let parent = dir.path().join("results");
-    std::fs::create_dir(&parent).unwrap();
-    let out = parent.join("out");
+    let (_dir, input, parent, out) = setup(3000, 10);
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
     for round in 0..3 {
         let ks = ["1", "2", "3", "4", "5", "6"];
@@ -213,13 +207,7 @@ fn concurrent_fits_into_one_directory_never_mix() {
 
 #[test]
 fn stale_temporaries_are_removed_and_old_extras_do_not_survive() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = DMatrix::from_fn(200, 6, |i, j| ((i * 13 + j * 5 + i * j) % 41) as f64);
-    let input = dir.path().join("x.npy");
-    write_f32_npy(&input, &x);
-    let parent = dir.path().join("results");
-    std::fs::create_dir(&parent).unwrap();
-    let out = parent.join("out");
+    let (_dir, input, parent, out) = setup(200, 6);
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
     let mut with_plots = fit_args(i, o, "2");
     with_plots.push("--plot");

@@ -191,7 +191,7 @@ pub fn install() {
         };
         let spawned = std::thread::Builder::new()
             .name("signals".to_string())
-            .spawn(move || waiter());
+            .spawn(waiter);
         if spawned.is_err() {
             // No thread to take them: let the signals act as before.
             libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());

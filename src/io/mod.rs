@@ -303,7 +303,7 @@ impl Reader {
             return Ok(0);
         }
         let (cols, path) = (self.cols, &self.path);
-        let values = take.checked_mul(cols).unwrap_or(usize::MAX);
+        let values = take.saturating_mul(cols);
         crate::alloc::reserve(out, values, || format!("{take} rows of {cols} values"))
             .map_err(|e| IoError::size(path, e))?;
         match &mut self.source {
@@ -330,11 +330,9 @@ impl Reader {
     pub fn read_all<T: Real>(&mut self) -> Result<Matrix<T>> {
         let (remaining, cols) = (self.rows - self.next, self.cols);
         let mut data = Vec::new();
-        crate::alloc::reserve(
-            &mut data,
-            remaining.checked_mul(cols).unwrap_or(usize::MAX),
-            || format!("the whole {remaining} x {cols} matrix"),
-        )
+        crate::alloc::reserve(&mut data, remaining.saturating_mul(cols), || {
+            format!("the whole {remaining} x {cols} matrix")
+        })
         .map_err(|e| IoError::size(&self.path, e))?;
         let chunk = self.chunk_rows();
         while self.append_rows(&mut data, chunk)? > 0 {}
