@@ -297,7 +297,7 @@ impl Data {
         }
     }
     fn gram(&self, m: usize) -> GramStats {
-        let mut acc = GramAccumulator::new(m, true);
+        let mut acc = GramAccumulator::new(m, true).expect("C fits in memory");
         match self {
             Data::F32(d) => acc.push_rows(d),
             Data::F64(d) => acc.push_rows(d),
@@ -1014,7 +1014,7 @@ fn run(args: Args, adapter: Option<AdapterJson>, started: Instant) -> Result<(),
             let rows: Vec<f32> = pixels[..n * m].iter().map(|&v| v as f32 / 255.0).collect();
             drop(pixels);
             let wide: Vec<f64> = rows.iter().map(|&v| v as f64).collect();
-            let mut acc = GramAccumulator::new(m, true);
+            let mut acc = GramAccumulator::new(m, true).expect("C fits in memory");
             acc.push_rows(&wide).expect("finite pixels");
             let stats = acc.finish().expect("images");
             drop(wide);

@@ -214,6 +214,30 @@ impl CpuBlocks {
     }
 }
 
+/// The zeroed m x m f64 storage of C, size-checked: an m that does not fit memory is an error that says
+/// how much C needs, not an abort.
+fn gram_storage(m: usize) -> Result<Vec<f64>> {
+    crate::alloc::filled(
+        || format!("n_features = {m}: the Gram matrix C (m x m, f64)"),
+        m.checked_mul(m),
+        None,
+        0.0,
+    )
+    .map_err(|e| Error::TooLarge {
+        detail: format!(
+            "{e}; C grows with the square of the features: reduce them (select, bin or project \
+             them) or use a machine with more memory"
+        ),
+    })
+}
+
+/// Zeroed work space of the CPU engine, size-checked like C.
+fn block_storage<T: Real>(what: &str, count: Option<usize>) -> Result<Vec<T>> {
+    crate::alloc::filled(|| what.to_string(), count, None, T::zero()).map_err(|e| Error::TooLarge {
+        detail: e.to_string(),
+    })
+}
+
 /// Streamed accumulation of [`GramStats`]: push blocks of samples, then [`finish`](Self::finish).
 ///
 /// A push that meets a non-finite value fails, and so does every later push and `finish` of the same
@@ -233,8 +257,9 @@ pub struct GramAccumulator {
 }
 
 impl GramAccumulator {
-    /// An empty accumulator for `n_features` features; with `center`, the mean is removed.
-    pub fn new(n_features: usize, center: bool) -> Self {
+    /// An empty accumulator for `n_features` features; with `center`, the mean is removed. Errors
+    /// ([`Error::TooLarge`]) when C (m x m, f64) does not fit in the memory available.
+    pub fn new(n_features: usize, center: bool) -> Result<Self> {
         Self::with_engine(BlockEngine::Cpu(CpuBlocks::default()), n_features, center)
     }
 
@@ -253,20 +278,24 @@ impl GramAccumulator {
         n_features: usize,
         center: bool,
     ) -> Result<Self> {
-        Ok(Self::with_engine(
-            BlockEngine::Gpu(crate::gpu::GpuGram::new(ctx, n_features)?),
-            n_features,
-            center,
-        ))
+        // C's host copy is checked before the device is asked for its buffers.
+        let c = gram_storage(n_features)?;
+        let engine = BlockEngine::Gpu(crate::gpu::GpuGram::new(ctx, n_features)?);
+        Ok(Self::with_storage(engine, n_features, center, c))
     }
 
-    fn with_engine(engine: BlockEngine, n_features: usize, center: bool) -> Self {
+    fn with_engine(engine: BlockEngine, n_features: usize, center: bool) -> Result<Self> {
+        let c = gram_storage(n_features)?;
+        Ok(Self::with_storage(engine, n_features, center, c))
+    }
+
+    fn with_storage(engine: BlockEngine, m: usize, center: bool, c: Vec<f64>) -> Self {
         GramAccumulator {
             engine,
             center,
             shift: None,
-            shifted_sum: DVector::zeros(n_features),
-            c: DMatrix::zeros(n_features, n_features),
+            shifted_sum: DVector::zeros(m),
+            c: DMatrix::from_vec(m, m, c),
             n_samples: 0,
             failed: None,
         }
@@ -355,7 +384,7 @@ impl GramAccumulator {
             };
             let buf = blocks.buffers::<T>();
             if buf.rows.is_empty() {
-                buf.rows = vec![T::zero(); GRAM_BLOCK * m];
+                buf.rows = block_storage("the samples of one Gram block", GRAM_BLOCK.checked_mul(m))?;
             }
             let take = (GRAM_BLOCK - buf.filled).min(view.n_samples - sample);
             let dst = &mut buf.rows[buf.filled * m..(buf.filled + take) * m];
@@ -466,7 +495,7 @@ impl GramAccumulator {
             }
         }
         if buf.product.is_empty() {
-            buf.product = vec![T::zero(); m * m];
+            buf.product = block_storage("the Gram matrix of one block", m.checked_mul(m))?;
         }
         crate::cpu_kernels::gram_lower(
             rows,

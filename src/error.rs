@@ -33,7 +33,7 @@ pub enum Error {
     Overflow { what: String },
 
     /// A parameter outside its domain (λ ≤ 0, α ≤ 0, tol ≤ 0, max_iter = 0, ...).
-    #[error("invalid parameter {name} = {value}: {reason}")]
+    #[error("invalid parameter {name} = {}: {reason}", Num(*value))]
     InvalidParameter {
         name: &'static str,
         value: f64,
@@ -43,8 +43,9 @@ pub enum Error {
     /// λ is so large that some components collapse to zero: the regularised autoencoder keeps component
     /// i only while σ_i² > λ.
     #[error(
-        "lambda = {lambda} collapses component(s) {components:?} (1-based; their squared singular values \
-         are <= lambda); the largest lambda that keeps all {k} components is below sigma_{k}^2 = {max_lambda}"
+        "lambda = {} collapses component(s) {components:?} (1-based; their squared singular values \
+         are <= lambda); the largest lambda that keeps all {k} components is below sigma_{k}^2 = {}",
+        Num(*lambda), Num(*max_lambda)
     )]
     LambdaTooLarge {
         lambda: f64,
@@ -64,12 +65,35 @@ pub enum Error {
         first_zero: usize,
     },
 
-    /// An iterate became NaN or infinite: the step size is too large for this data.
-    #[error("the {solver} iteration diverged (non-finite iterate) by iteration {iteration}; reduce alpha")]
+    /// An iterate became NaN or infinite: for the gradient solvers the step size is too large for
+    /// this data; for the others (no step size) the Gram matrix is not a valid one.
+    #[error(
+        "the {solver} iteration diverged (non-finite iterate) by iteration {iteration}; {}",
+        diverged_hint(solver)
+    )]
     Diverged {
         solver: &'static str,
         iteration: usize,
     },
+
+    /// A NaN or infinite value in the warm start's components (row and column from 0).
+    #[error("non-finite value {value} in the warm start at row {row}, column {col}")]
+    NonFiniteWarmStart { row: usize, col: usize, value: f64 },
+
+    /// The Gram matrix handed to `fit_gram` is not positive semi-definite, so it is no `XᵀX`.
+    #[error(
+        "the Gram matrix is not positive semi-definite ({detail}), so it is not the XᵀX of any data: \
+         build it with GramAccumulator"
+    )]
+    NotSemidefinite { detail: String },
+
+    /// A saved projection (components and mean) that no fit can have produced.
+    #[error("invalid model: {detail}")]
+    InvalidModel { detail: String },
+
+    /// A buffer the input asks for is larger than the input can hold or than the memory available.
+    #[error("too large: {detail}")]
+    TooLarge { detail: String },
 
     /// No GPU adapter could be found (Backend::Gpu) or the requested one does not exist.
     #[error("no GPU adapter: {0}")]
@@ -91,6 +115,31 @@ pub enum Error {
     /// The GPU reported a validation error, ran out of memory or was lost.
     #[error("GPU error: {0}")]
     Gpu(String),
+}
+
+/// What to do about a divergence: only the gradient solvers have a step size to reduce.
+fn diverged_hint(solver: &str) -> &'static str {
+    match solver {
+        "untied" | "sync" | "tied" => "reduce alpha",
+        _ => {
+            "this solver has no step size: the Gram matrix is probably not a valid (finite, \
+              positive semi-definite) one"
+        }
+    }
+}
+
+/// A number in a message: plain when short, else in scientific notation (never 309 digits).
+pub(crate) struct Num(pub f64);
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = self.0.abs();
+        if a == 0.0 || !a.is_finite() || (1e-4..1e15).contains(&a) {
+            write!(f, "{}", self.0)
+        } else {
+            write!(f, "{:e}", self.0)
+        }
+    }
 }
 
 /// Shorthand for `Result<T, laepca::Error>`.

@@ -121,9 +121,31 @@ pub struct Projection<T: Real> {
 }
 
 impl<T: Real> Projection<T> {
-    /// A projection from saved arrays; errors if the mean's length is not the components' width.
+    /// A projection from saved arrays. Errors ([`Error::InvalidModel`]) unless it is one a fit can
+    /// give: at least one component, no more components than features, the mean's length the
+    /// components' width, every value finite.
     pub fn new(components: DMatrix<T>, mean: DVector<T>) -> Result<Self> {
         check_mean(&components, &mean)?;
+        let (k, m) = components.shape();
+        let invalid = |detail: String| Err(Error::InvalidModel { detail });
+        if k == 0 || k > m {
+            return invalid(format!(
+                "{k} components of {m} features (a fit gives 1 to {m} components)"
+            ));
+        }
+        if let Some(pos) = components.iter().position(|v| !v.as_f64().is_finite()) {
+            let (row, col) = (pos % k, pos / k);
+            return invalid(format!(
+                "non-finite value {} in the components at row {row}, column {col}",
+                components[(row, col)].as_f64()
+            ));
+        }
+        if let Some(i) = mean.iter().position(|v| !v.as_f64().is_finite()) {
+            return invalid(format!(
+                "non-finite value {} in the mean at index {i}",
+                mean[i].as_f64()
+            ));
+        }
         Ok(Projection { components, mean })
     }
 
@@ -252,8 +274,14 @@ impl LaePca {
             });
         }
         self.validate(stats.n_samples, m)?;
+        check_semidefinite(&stats.c)?;
         let gpu = self.open_gpu()?;
-        self.fit_stats(stats, Duration::ZERO, start, gpu)
+        match self.fit_stats(stats, Duration::ZERO, start, gpu) {
+            // A hand-built C that passed the cheap checks may still be indefinite: say so rather
+            // than blame the iteration.
+            Err(e @ Error::Diverged { .. }) => Err(indefinite(&stats.c).unwrap_or(e)),
+            other => other,
+        }
     }
 
     fn fit_view<T: Real>(&self, view: SampleView<'_, T>) -> Result<Fit<T>> {
@@ -281,7 +309,7 @@ impl LaePca {
         let t_gram = Instant::now();
         let mut acc = match &gpu {
             Some(ctx) => GramAccumulator::on_gpu(ctx.clone(), view.n_features, self.center)?,
-            None => GramAccumulator::new(view.n_features, self.center),
+            None => GramAccumulator::new(view.n_features, self.center)?,
         };
         acc.push_view(&view)?;
         let stats = acc.finish()?;
@@ -427,6 +455,17 @@ impl LaePca {
         gpu: Option<Arc<GpuContext>>,
     ) -> Result<Fit<T>> {
         let (m, k) = (stats.n_features(), self.k);
+        // The loop's scaled copy of C and the engine's copy (C itself exists already).
+        crate::alloc::check(
+            || format!("n_features = {m}: the fit's two working copies of C (m x m)"),
+            m.checked_mul(m).and_then(|v| v.checked_mul(2)),
+            std::mem::size_of::<f64>(),
+            None,
+        )
+        .map_err(|e| Error::TooLarge {
+            detail: e.to_string(),
+        })?;
+        let check_every = self.check_every.min(self.max_iter);
         let t_setup = Instant::now();
         let (lambda, alpha, momentum, scale) = self.resolve_parameters(&stats.c)?;
         // The loop runs on C / θ₁ (‖C‖₂ ≈ 1): with λ / θ₁, α·θ₁ and β / θ₁² the iterates are the same,
@@ -451,7 +490,8 @@ impl LaePca {
             alpha: alpha * scale,
             tol: self.tol.unwrap_or(default_tol),
             max_iter: self.max_iter,
-            check_every: self.check_every,
+            // A check interval beyond max_iter means one check at the end.
+            check_every,
             cg_steps: self.cg_steps.unwrap_or((m * k).min(16)),
             momentum, // already relative to θ₁²
             // The paper's quantities are absolute norms over m·k entries; the auto one is a sine.
@@ -477,7 +517,7 @@ impl LaePca {
             }
             if let Some(pos) = start.iter().position(|v| !v.is_finite()) {
                 let (row, col) = (pos % start.nrows(), pos / start.nrows());
-                return Err(Error::NonFinite {
+                return Err(Error::NonFiniteWarmStart {
                     row,
                     col,
                     value: start[(row, col)],
@@ -522,7 +562,7 @@ impl LaePca {
                 )
             }
             Some(ctx) => {
-                let mut engine = GpuEngine::new(ctx, &c_loop, k, self.check_every)?;
+                let mut engine = GpuEngine::new(ctx, &c_loop, k, check_every)?;
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let info = Some(ctx.info.clone());
@@ -589,6 +629,71 @@ impl LaePca {
         };
         Ok(fit)
     }
+}
+
+/// Rounding noise of an accumulated C relative to its largest diagonal entry (f32 block products, with
+/// a wide margin): a true Gram matrix violates no semi-definiteness test by more.
+const GRAM_NOISE: f64 = 1e-4;
+
+/// Up to this m, a given C is checked by a Cholesky factorisation (m³/3 flops: 20 ms at 512).
+const CHOLESKY_CHECK_MAX_M: usize = 512;
+
+/// Checks that a given C is positive semi-definite up to rounding noise: for m ≤
+/// [`CHOLESKY_CHECK_MAX_M`] completely (a Cholesky factorisation of C plus the noise on its diagonal);
+/// above, by the cheap O(m²) necessary conditions (no negative diagonal entry, every 2 x 2 principal
+/// minor non-negative, `c_ij² ≤ c_ii c_jj`), and by its eigenvalues if the iteration diverges.
+fn check_semidefinite(c: &DMatrix<f64>) -> Result<()> {
+    let m = c.nrows();
+    let slack = GRAM_NOISE * (0..m).map(|i| c[(i, i)].abs()).fold(0.0, f64::max);
+    if m <= CHOLESKY_CHECK_MAX_M {
+        let mut shifted = c.clone();
+        for i in 0..m {
+            shifted[(i, i)] += slack.max(f64::MIN_POSITIVE);
+        }
+        // Only the lower triangle is read: the upper one must match it.
+        let asymmetric = (0..m).any(|j| (0..j).any(|i| (c[(i, j)] - c[(j, i)]).abs() > slack));
+        if asymmetric || shifted.cholesky().is_none() {
+            return Err(Error::NotSemidefinite {
+                detail: if asymmetric {
+                    "it is not symmetric".to_string()
+                } else {
+                    "its Cholesky factorisation fails: it has a negative eigenvalue".to_string()
+                },
+            });
+        }
+    }
+    for j in 0..m {
+        if c[(j, j)] < -slack {
+            return Err(Error::NotSemidefinite {
+                detail: format!("its diagonal entry ({j}, {j}) is {:e}", c[(j, j)]),
+            });
+        }
+        for i in 0..j {
+            let bound = (c[(i, i)] + slack) * (c[(j, j)] + slack);
+            if c[(i, j)] * c[(i, j)] > bound || c[(j, i)] * c[(j, i)] > bound {
+                return Err(Error::NotSemidefinite {
+                    detail: format!(
+                        "its entry ({i}, {j}) = {:e} exceeds sqrt(c_ii c_jj) = {:e}",
+                        c[(i, j)],
+                        (c[(i, i)] * c[(j, j)]).max(0.0).sqrt()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After a divergence on a given C: the error for an indefinite C (its eigenvalues, for moderate m).
+fn indefinite(c: &DMatrix<f64>) -> Option<Error> {
+    if c.nrows() > 2048 {
+        return None;
+    }
+    let eig = spectrum::eigenvalues(c);
+    let (top, lowest) = (eig.first()?.abs(), *eig.last()?);
+    (lowest < -GRAM_NOISE * top).then(|| Error::NotSemidefinite {
+        detail: format!("its smallest eigenvalue is {lowest:e}, its largest {top:e}"),
+    })
 }
 
 /// Subspace-iteration steps for the Ritz estimates of C's top eigenvalues (λ, α and β come from them).

@@ -29,6 +29,7 @@
 //! # Ok::<(), laepca::Error>(())
 //! ```
 
+pub mod alloc;
 mod cpu;
 mod cpu_kernels;
 pub mod data;

@@ -168,7 +168,8 @@ impl LaePca {
         self
     }
     /// Iterations between two stopping checks (on the GPU, between two read-backs). A fit stops at the
-    /// first check whose stopping quantity is below `tol`, so its iteration count is a multiple of this.
+    /// first check whose stopping quantity is below `tol`, so its iteration count is a multiple of this
+    /// (or max_iter). An interval beyond `max_iter` means one check at the end.
     pub fn check_every(mut self, n: usize) -> Self {
         self.check_every = n;
         self

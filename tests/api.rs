@@ -89,7 +89,7 @@ fn non_finite_values_are_located() {
         matches!(e, Error::NonFinite { row: 3, col: 2, value } if value == f64::NEG_INFINITY),
         "{e:?}"
     );
-    let mut acc = GramAccumulator::new(4, true);
+    let mut acc = GramAccumulator::new(4, true).unwrap();
     acc.push_rows(&v[..8]).unwrap();
     let e = acc.push_rows(&v[8..]).unwrap_err();
     assert!(
@@ -210,7 +210,7 @@ fn gram_accumulation_keeps_digits_with_a_large_mean() {
     let rounded =
         DMatrix::from_row_slice(5000, 12, &x32.iter().map(|&v| v as f64).collect::<Vec<_>>());
     let reference_rounded = centred_gram(&rounded);
-    let mut acc = GramAccumulator::new(12, true);
+    let mut acc = GramAccumulator::new(12, true).unwrap();
     for chunk in x32.chunks(12 * 777) {
         acc.push_rows(chunk).unwrap();
     }
@@ -220,7 +220,7 @@ fn gram_accumulation_keeps_digits_with_a_large_mean() {
     assert!((&reference - &reference_rounded).norm() / reference.norm() < 1e-3);
     assert!((stats.mean[0] - rounded.column(0).mean()).abs() < 1e-9);
     // And the fit from the statistics equals the fit from the data (same blocks: one push).
-    let mut acc = GramAccumulator::new(12, true);
+    let mut acc = GramAccumulator::new(12, true).unwrap();
     acc.push_rows(&x32).unwrap();
     let from_stats: Fit<f32> = LaePca::new(2).fit_gram(&acc.finish().unwrap()).unwrap();
     let from_slice: Fit<f32> = LaePca::new(2).fit_slice(&x32, 5000, 12).unwrap();

@@ -5,14 +5,13 @@
 mod common;
 
 use assert_cmd::Command;
+use common::files::*;
 use common::*;
-use flate2::write::GzEncoder;
 use laepca::io::read_npy;
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
 use laepca::{Backend, LaePca, Real};
 use nalgebra::DMatrix;
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
 
 const N: usize = 200;
@@ -35,145 +34,6 @@ fn int_data(seed: u64) -> DMatrix<f64> {
 
 fn s(p: &Path) -> String {
     p.display().to_string()
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Writers for every input format.
-
-fn npy_bytes(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let shape = match shape {
-        [a] => format!("({a},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let dict = format!(
-        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-        if fortran { "True" } else { "False" }
-    );
-    let mut h = dict.into_bytes();
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(b' ');
-    }
-    h.push(b'\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(data);
-    out
-}
-
-/// A matrix as a .npy file of `descr` in C or Fortran order, each value encoded by `enc`.
-fn write_npy_as(
-    path: &Path,
-    x: &DMatrix<f64>,
-    descr: &str,
-    fortran: bool,
-    enc: fn(f64) -> Vec<u8>,
-) {
-    let mut bytes = Vec::new();
-    if fortran {
-        for v in x.iter() {
-            bytes.extend(enc(*v)); // nalgebra is column-major
-        }
-    } else {
-        for i in 0..x.nrows() {
-            for v in x.row(i).iter() {
-                bytes.extend(enc(*v));
-            }
-        }
-    }
-    std::fs::write(
-        path,
-        npy_bytes(descr, fortran, &[x.nrows(), x.ncols()], &bytes),
-    )
-    .unwrap();
-}
-
-fn f32_le(v: f64) -> Vec<u8> {
-    (v as f32).to_le_bytes().to_vec()
-}
-
-fn write_f32_npy(path: &Path, x: &DMatrix<f64>) {
-    write_npy_as(path, x, "<f4", false, f32_le);
-}
-
-fn write_delimited(path: &Path, x: &DMatrix<f64>, delim: &str, header: bool) {
-    let mut text = String::new();
-    if header {
-        text += &(0..x.ncols())
-            .map(|j| format!("feature{j}"))
-            .collect::<Vec<_>>()
-            .join(delim);
-        text += "\n";
-    }
-    for i in 0..x.nrows() {
-        text += &x
-            .row(i)
-            .iter()
-            .map(|v| format!("{v}"))
-            .collect::<Vec<_>>()
-            .join(delim);
-        text += "\n";
-    }
-    if path.extension().is_some_and(|e| e == "gz") {
-        std::fs::write(path, gz(text.as_bytes())).unwrap();
-    } else {
-        std::fs::write(path, text).unwrap();
-    }
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-fn write_mtx_coordinate(path: &Path, x: &DMatrix<f64>) {
-    let mut entries = Vec::new();
-    for j in 0..x.ncols() {
-        for i in 0..x.nrows() {
-            if x[(i, j)] != 0.0 {
-                entries.push(format!("{} {} {}", i + 1, j + 1, x[(i, j)]));
-            }
-        }
-    }
-    let text = format!(
-        "%%MatrixMarket matrix coordinate real general\n% written by the tests\n{} {} {}\n{}\n",
-        x.nrows(),
-        x.ncols(),
-        entries.len(),
-        entries.join("\n")
-    );
-    std::fs::write(path, text).unwrap();
-}
-
-fn write_mtx_array(path: &Path, x: &DMatrix<f64>) {
-    let values: Vec<String> = x.iter().map(|v| format!("{v}")).collect(); // column-major
-    let text = format!(
-        "%%MatrixMarket matrix array integer general\n{} {}\n{}\n",
-        x.nrows(),
-        x.ncols(),
-        values.join("\n")
-    );
-    std::fs::write(path, text).unwrap();
-}
-
-/// An IDX u8 image file of x.nrows() images of `h x w` (h·w = x.ncols()), gzipped.
-fn write_idx_images_gz(path: &Path, x: &DMatrix<f64>, h: u32, w: u32) {
-    let mut bytes = vec![0, 0, 0x08, 3];
-    for d in [x.nrows() as u32, h, w] {
-        bytes.extend_from_slice(&d.to_be_bytes());
-    }
-    for i in 0..x.nrows() {
-        bytes.extend(x.row(i).iter().map(|&v| v as u8));
-    }
-    std::fs::write(path, gz(&bytes)).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -895,10 +755,14 @@ fn bad_files_fail_cleanly() {
     // Parameters out of their domain.
     let mut a = fit(&good, "2");
     a.extend(args(&["--lambda", "-1"]));
-    fails(&a, 1, "invalid --lambda -1");
+    fails(
+        &a,
+        1,
+        "invalid parameter --lambda = -1: it must be positive",
+    );
     let mut a = fit(&good, "2");
     a.extend(args(&["--tol", "0"]));
-    fails(&a, 1, "invalid --tol 0");
+    fails(&a, 1, "invalid parameter --tol = 0: it must be positive");
     let mut a = fit(&good, "2");
     a.extend(args(&["--max-iter", "0"]));
     fails(&a, 1, "invalid --max-iter 0");

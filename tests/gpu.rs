@@ -245,3 +245,21 @@ fn devices_are_listed() {
         assert!(d.max_features() >= 4096, "{d:?}");
     }
 }
+
+#[test]
+fn check_every_usize_max_does_not_overflow() {
+    if !have_gpu() {
+        return;
+    }
+    let x = DMatrix::from_fn(60, 5, |i, j| {
+        (((i * 13 + j * 7 + i * j) % 23) as f64) * (1.0 + j as f64)
+    });
+    let fit = LaePca::new(2)
+        .solver(Solver::Tied)
+        .backend(Backend::Gpu)
+        .max_iter(30)
+        .check_every(usize::MAX)
+        .fit(&x)
+        .unwrap();
+    assert_eq!(fit.iterations, 30);
+}

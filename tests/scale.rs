@@ -109,12 +109,12 @@ fn the_gram_does_not_depend_on_how_samples_are_pushed() {
     let rows: Vec<f32> = x.transpose().iter().copied().collect(); // row-major
     let m = 12;
     let whole = {
-        let mut acc = GramAccumulator::new(m, true);
+        let mut acc = GramAccumulator::new(m, true).unwrap();
         acc.push_rows(&rows).unwrap();
         acc.finish().unwrap()
     };
     for chunk_rows in [1, 7, 511, 512, 513, 1499] {
-        let mut acc = GramAccumulator::new(m, true);
+        let mut acc = GramAccumulator::new(m, true).unwrap();
         for chunk in rows.chunks(chunk_rows * m) {
             acc.push_rows(chunk).unwrap();
         }
@@ -126,7 +126,7 @@ fn the_gram_does_not_depend_on_how_samples_are_pushed() {
 
 #[test]
 fn a_failed_push_fails_the_accumulator() {
-    let mut acc = GramAccumulator::new(2, true);
+    let mut acc = GramAccumulator::new(2, true).unwrap();
     acc.push_rows(&[1.0f32, 2.0, 3.0, 4.0]).unwrap();
     let e = acc.push_rows(&[5.0f32, f32::INFINITY]).unwrap_err();
     assert!(

@@ -1,6 +1,8 @@
 //! `laepca fit`: read (streaming .npy and IDX row chunks into the Gram accumulation), fit, write.
 
-use super::output::{guard_inputs, ms, AdapterJson, Outputs, Summary, TimingsMs};
+use super::output::{
+    check_destination, guard_inputs, ms, AdapterJson, Outputs, Summary, TimingsMs,
+};
 use super::plot::{convergence_svg, scree_svg};
 use super::progress::Bar;
 use super::{print_out, Context, Failure, FitArgs};
@@ -44,12 +46,7 @@ pub fn run(args: &FitArgs) -> Result<ExitCode, Failure> {
         };
         return Err(Failure(format!("{name}: {e}")));
     }
-    if args.out.exists() && !args.out.is_dir() {
-        return Err(Failure(format!(
-            "the output {} exists and is not a directory",
-            args.out.display()
-        )));
-    }
+    check_destination(&args.out, &OUTPUT_NAMES)?;
     for file in OUTPUT_NAMES {
         guard_inputs(&args.out.join(file), &[&args.input])?;
     }
@@ -82,9 +79,12 @@ fn check_parameters(args: &FitArgs) -> Result<(), Failure> {
     ] {
         if let Some(v) = value {
             if !(v > 0.0 && v.is_finite()) {
-                return Err(Failure(format!(
-                    "invalid {flag} {v}: it must be positive and finite"
-                )));
+                let e = Error::InvalidParameter {
+                    name: flag,
+                    value: v,
+                    reason: "it must be positive and finite",
+                };
+                return Err(Failure(e.to_string()));
             }
         }
     }
@@ -140,17 +140,18 @@ fn data_error(e: Error, reader: &Reader) -> Failure {
 }
 
 /// The Gram accumulator for the backend: on the GPU when asked (auto: when one can be opened).
-fn accumulator(args: &FitArgs, m: usize) -> Result<GramAccumulator, Failure> {
-    let center = !args.no_center;
+fn accumulator(args: &FitArgs, reader: &Reader) -> Result<GramAccumulator, Failure> {
+    let (m, center) = (reader.cols(), !args.no_center);
+    let on_cpu = || GramAccumulator::new(m, center).map_err(|e| data_error(e, reader));
     match args.backend {
-        Backend::Cpu => Ok(GramAccumulator::new(m, center)),
+        Backend::Cpu => on_cpu(),
         Backend::Gpu => GramAccumulator::new_gpu(m, center, args.adapter.as_deref())
             .context("cannot use the GPU (--backend gpu)"),
         _ => match GramAccumulator::new_gpu(m, center, args.adapter.as_deref()) {
             Ok(acc) => Ok(acc),
             Err(e) => {
                 log::warn!("no usable GPU ({e}): accumulating the Gram matrix on the CPU");
-                Ok(GramAccumulator::new(m, center))
+                on_cpu()
             }
         },
     }
@@ -168,7 +169,7 @@ fn accumulate<T: Real>(
     reader: &mut Reader,
     bar: &Bar,
 ) -> Result<(GramStats, Duration, Duration), Failure> {
-    let mut acc = accumulator(args, reader.cols())?;
+    let mut acc = accumulator(args, reader)?;
     bar.gram(Some(reader.rows() as u64));
     let chunk = reader.chunk_rows();
     let mut gram = Duration::ZERO;
@@ -177,28 +178,31 @@ fn accumulate<T: Real>(
     let (back_tx, back_rx) = mpsc::channel::<Vec<T>>();
     let load = std::thread::scope(|s| {
         let rdr = &mut *reader;
-        let producer = s.spawn(move || {
-            let mut load = Duration::ZERO;
-            loop {
-                let mut buf = back_rx.try_recv().unwrap_or_default();
-                let t = Instant::now();
-                let got = rdr.read_rows(&mut buf, chunk);
-                load += t.elapsed();
-                match got {
-                    Ok(0) => break,
-                    Ok(_) => {
-                        if tx.send(Ok(buf)).is_err() {
+        let producer = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(s, move || {
+                let mut load = Duration::ZERO;
+                loop {
+                    let mut buf = back_rx.try_recv().unwrap_or_default();
+                    let t = Instant::now();
+                    let got = rdr.read_rows(&mut buf, chunk);
+                    load += t.elapsed();
+                    match got {
+                        Ok(0) => break,
+                        Ok(_) => {
+                            if tx.send(Ok(buf)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
                             break;
                         }
                     }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        break;
-                    }
                 }
-            }
-            load
-        });
+                load
+            });
+        let producer = producer?;
         // `rx` is consumed here, so an early break lets the reader thread's send fail and end.
         for msg in rx {
             match msg {
@@ -219,9 +223,11 @@ fn accumulate<T: Real>(
                 }
             }
         }
-        producer.join()
+        Ok(producer.join())
     });
-    let load = load.map_err(|_| Failure("internal error: the reader thread failed".to_string()))?;
+    let load = load
+        .map_err(|e: std::io::Error| Failure(format!("cannot start the reader thread: {e}")))?
+        .map_err(|_| Failure("internal error: the reader thread failed".to_string()))?;
     match failure {
         Some(StreamError::Io(e)) => return Err(e.into()),
         Some(StreamError::Data(e)) => return Err(data_error(e, reader)),
@@ -286,7 +292,7 @@ fn fit_as<T: Real>(
 
     bar.message("write", "writing the results");
     let t_write = Instant::now();
-    let mut out = Outputs::new(&args.out)?;
+    let mut out = Outputs::new(&args.out, &OUTPUT_NAMES)?;
     out.npy("components.npy", &[k, m], &rows_f32(&fit.components))?;
     out.npy("singular_values.npy", &[k], &to_f32(&fit.singular_values))?;
     out.npy(
@@ -430,8 +436,7 @@ fn write_scores<T: Real>(
             }
         }
     }
-    out.add(writer.finish()?);
-    Ok(())
+    out.add(writer.finish()?)
 }
 
 fn secs(ms: f64) -> String {

@@ -1,5 +1,6 @@
 //! The command line: arguments (clap), dispatch, and the one-line error report.
 
+mod cleanup;
 mod demo;
 mod devices;
 mod fit;
@@ -102,13 +103,13 @@ pub struct FitArgs {
     #[arg(long, value_name = "SOLVER", default_value = "auto", value_parser = parse_solver)]
     pub solver: SolverChoice,
     /// The L2 weight λ (on the scale of C = XᵀX; default: half a lower bound of σ_k²)
-    #[arg(long, value_name = "L")]
+    #[arg(long, value_name = "L", allow_hyphen_values = true)]
     pub lambda: Option<f64>,
     /// The step size α of the gradient solvers (default 0.1/‖C‖₂)
-    #[arg(long, value_name = "A")]
+    #[arg(long, value_name = "A", allow_hyphen_values = true)]
     pub alpha: Option<f64>,
     /// The stopping threshold (default 1e-8 in f64, 1e-6 in f32 and on the GPU)
-    #[arg(long, value_name = "EPS")]
+    #[arg(long, value_name = "EPS", allow_hyphen_values = true)]
     pub tol: Option<f64>,
     /// The most iterations (default 100000)
     #[arg(long, value_name = "N")]
@@ -188,7 +189,23 @@ pub fn print_out(text: &str) {
     let _ = out.flush();
 }
 
+/// A message made one printable line: control characters from the input (a newline in a file name, an
+/// escape sequence in a field) are shown escaped, not sent to the terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 pub fn main() -> ExitCode {
+    // First, before any thread exists: SIGINT, SIGTERM and SIGHUP then remove the temporary outputs.
+    cleanup::install();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // A bug must still read as one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
@@ -204,7 +221,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("laepca: error: {failure}");
+            eprintln!("laepca: error: {}", printable(&failure.0));
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,6 @@
 //! Writing results: all-or-nothing staging of the output files, the input-overwrite guard, the summary.
 
+use super::cleanup::Temp;
 use super::{Context, Failure};
 use laepca::io::StagedFile;
 use serde::Serialize;
@@ -38,82 +39,333 @@ pub fn guard_inputs(output: &Path, inputs: &[&Path]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Output files written to temporary names, renamed into place together by [`Outputs::commit`]. Dropped
-/// before (a failed run), the temporary files are deleted, and a directory this run created is removed
-/// again when it is empty.
+/// The run's result set, written into a fresh staging directory next to the output directory and
+/// switched in by [`Outputs::commit`] at once: the output directory then holds this run's files and only
+/// them (an earlier run's scores.npy or plots do not survive beside new components), and a reader, a
+/// crash or a concurrent run never sees a mix of two runs. Dropped before the commit (a failed run), the
+/// staging directory is removed, as it is on SIGINT, SIGTERM and SIGHUP (see [`super::cleanup`]).
 pub struct Outputs {
-    dir: PathBuf,
-    created_dir: bool,
-    staged: Vec<StagedFile>,
-    committed: bool,
+    dest: PathBuf,
+    staging: Temp,
+    names: Vec<String>,
+}
+
+/// The tag of staging directories: `.{DIR}.laepca-{pid}-{n}` beside DIR.
+const STAGING_TAG: &str = "laepca";
+
+/// Whether `name` is something `laepca fit` leaves in its directory: an output, or a temporary file of
+/// an older version that staged files inside it.
+fn is_ours(name: &str, outputs: &[&str]) -> bool {
+    outputs
+        .iter()
+        .any(|o| name == *o || super::cleanup::is_temp_of(name, o, "tmp"))
 }
 
 impl Outputs {
-    /// Creates `dir` if needed.
-    pub fn new(dir: &Path) -> Result<Self, Failure> {
-        if dir.exists() && !dir.is_dir() {
+    /// Prepares the switch of `dir` (created if needed, with its parents): `dir` must be new, empty or
+    /// hold only `outputs` (a directory with other files is refused, since its whole content is
+    /// replaced). Stale staging directories of killed runs are removed.
+    pub fn new(dir: &Path, outputs: &[&str]) -> Result<Self, Failure> {
+        let (name, dest) = check_destination(dir, outputs)?;
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).context(format!("cannot create {}", parent.display()))?;
+        super::cleanup::remove_stale(&parent, &name, STAGING_TAG);
+        let staging = Temp::register(super::cleanup::temp_name(&parent, &name, STAGING_TAG));
+        std::fs::create_dir(staging.path())
+            .context(format!("cannot create a directory in {}", parent.display()))?;
+        Ok(Outputs {
+            dest,
+            staging,
+            names: Vec::new(),
+        })
+    }
+
+    /// Where the file `name` is written (in the staging directory).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.staging.path().join(name)
+    }
+
+    /// A file written into the staging directory; its (atomic) rename there is harmless.
+    pub fn add(&mut self, staged: StagedFile) -> Result<(), Failure> {
+        let name = staged
+            .dest()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        staged.commit()?;
+        self.names.push(name);
+        Ok(())
+    }
+
+    pub fn bytes(&mut self, name: &str, bytes: &[u8]) -> Result<(), Failure> {
+        let staged = laepca::io::stage_bytes(self.path(name), bytes)?;
+        self.add(staged)
+    }
+
+    pub fn npy(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<(), Failure> {
+        let staged = laepca::io::stage_npy(self.path(name), shape, values)?;
+        self.add(staged)
+    }
+
+    /// The file names, in the order they were written.
+    pub fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    /// Switches the output directory to the staged results.
+    pub fn commit(self) -> Result<(), Failure> {
+        self.commit_with(&Rename)
+    }
+
+    /// [`commit`](Self::commit) through `fs` (a seam for the failure tests).
+    fn commit_with(self, fs: &dyn Switch) -> Result<(), Failure> {
+        let failed = |e: std::io::Error| {
+            Failure(format!(
+                "cannot put the results into {}: {e} (its previous content is unchanged)",
+                self.dest.display()
+            ))
+        };
+        sync_dir(self.staging.path());
+        let staging = self.staging.path().to_path_buf();
+        // A new (or empty) directory: one rename. It fails when the directory exists and is not empty
+        // (another run got there first): then exchange.
+        if fs.rename(&staging, &self.dest).is_ok() {
+            self.staging.keep();
+        } else {
+            fs.exchange(&staging, &self.dest).map_err(failed)?;
+            // The staging path now holds the previous results: dropping it removes them.
+            drop(self.staging);
+        }
+        if let Some(parent) = self.dest.parent() {
+            sync_dir(parent);
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `dir` may receive the results (see [`Outputs::new`]): returns its name and its path
+/// (links followed).
+pub fn check_destination(dir: &Path, outputs: &[&str]) -> Result<(String, PathBuf), Failure> {
+    if dir.file_name().is_none() {
+        return Err(Failure(format!(
+            "the output {} must name a directory (not . or ..)",
+            dir.display()
+        )));
+    }
+    // A link is followed: its target's content is switched.
+    let dest = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if dest.exists() {
+        if !dest.is_dir() {
             return Err(Failure(format!(
                 "the output {} exists and is not a directory",
                 dir.display()
             )));
         }
-        let created_dir = !dir.exists();
-        std::fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
-        Ok(Outputs {
-            dir: dir.to_path_buf(),
-            created_dir,
-            staged: Vec::new(),
-            committed: false,
-        })
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    pub fn add(&mut self, staged: StagedFile) {
-        self.staged.push(staged);
-    }
-
-    pub fn bytes(&mut self, name: &str, bytes: &[u8]) -> Result<(), Failure> {
-        let staged = laepca::io::stage_bytes(self.path(name), bytes)?;
-        self.add(staged);
-        Ok(())
-    }
-
-    pub fn npy(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<(), Failure> {
-        let staged = laepca::io::stage_npy(self.path(name), shape, values)?;
-        self.add(staged);
-        Ok(())
-    }
-
-    /// The file names, in the order they were staged.
-    pub fn names(&self) -> Vec<String> {
-        self.staged
-            .iter()
-            .filter_map(|s| s.dest().file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .collect()
-    }
-
-    /// Renames every staged file into place.
-    pub fn commit(mut self) -> Result<(), Failure> {
-        self.committed = true;
-        for s in std::mem::take(&mut self.staged) {
-            s.commit()?;
+        let entries = std::fs::read_dir(&dest).context(format!("cannot read {}", dir.display()))?;
+        for entry in entries.flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if !is_ours(&n, outputs) {
+                return Err(Failure(format!(
+                    "the output directory {} holds {n}, which `laepca fit` did not write: its \
+                     whole content is replaced by the results, so choose a new or empty \
+                     directory",
+                    dir.display()
+                )));
+            }
         }
-        Ok(())
+    }
+    Ok((name, dest))
+}
+
+/// Makes a directory's entries durable (best effort: not every platform syncs directories).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 
-impl Drop for Outputs {
-    fn drop(&mut self) {
-        if !self.committed {
-            self.staged.clear(); // deletes the temporary files
-            if self.created_dir {
-                let _ = std::fs::remove_dir(&self.dir); // only if empty
+/// The two directory operations of a commit.
+trait Switch {
+    /// Renames `from` to `to` (which may exist only as an empty directory).
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    /// Swaps two existing directories atomically where the system can (Linux's renameat2 with
+    /// RENAME_EXCHANGE); elsewhere `to` is moved aside and `from` renamed in its place (a moment
+    /// without `to`, never a mix), and `to`'s old content ends at `from`.
+    fn exchange(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+}
+
+struct Rename;
+
+impl Switch for Rename {
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn exchange(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::ffi::CString;
+            use std::os::unix::ffi::OsStrExt;
+            let a = CString::new(from.as_os_str().as_bytes())?;
+            let b = CString::new(to.as_os_str().as_bytes())?;
+            // SAFETY: two valid NUL-terminated paths; renameat2 only reads them.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_renameat2,
+                    libc::AT_FDCWD,
+                    a.as_ptr(),
+                    libc::AT_FDCWD,
+                    b.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            // Only a file system without the exchange falls back to the two renames.
+            if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+                return Err(e);
             }
         }
+        move_aside(self, from, to)
+    }
+}
+
+/// The portable exchange: `to` to a temporary name, `from` to `to`, the old content to `from`; a
+/// failure of the second step puts `to` back.
+fn move_aside(fs: &dyn Switch, from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut aside = from.as_os_str().to_owned();
+    aside.push(".old");
+    let aside = PathBuf::from(aside);
+    fs.rename(to, &aside)?;
+    if let Err(e) = fs.rename(from, to) {
+        let _ = fs.rename(&aside, to);
+        return Err(e);
+    }
+    // The switch is done; the old content goes with `from` (or, failing that, directly).
+    if fs.rename(&aside, from).is_err() {
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    const NAMES: [&str; 2] = ["components.npy", "summary.json"];
+
+    /// Renames that fail from the `fail_at`-th call on (counted from 1), and no exchange syscall.
+    struct Failing {
+        calls: Cell<usize>,
+        fail_at: usize,
+    }
+
+    impl Switch for Failing {
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            self.calls.set(self.calls.get() + 1);
+            if self.calls.get() == self.fail_at {
+                return Err(std::io::Error::other("injected failure"));
+            }
+            std::fs::rename(from, to)
+        }
+        fn exchange(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            move_aside(self, from, to)
+        }
+    }
+
+    fn run(dest: &Path, text: &str, fs: &dyn Switch) -> Result<(), Failure> {
+        let mut out = Outputs::new(dest, &NAMES)?;
+        for n in NAMES {
+            out.bytes(n, text.as_bytes())?;
+        }
+        out.commit_with(fs)
+    }
+
+    fn content(dest: &Path) -> Vec<(String, String)> {
+        let mut v: Vec<_> = std::fs::read_dir(dest)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                (n, std::fs::read_to_string(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn litter(parent: &Path) -> Vec<String> {
+        std::fs::read_dir(parent)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect()
+    }
+
+    #[test]
+    fn failing_renames_leave_the_old_results_and_no_litter() {
+        let parent = tempfile::tempdir().unwrap();
+        let dest = parent.path().join("out");
+        run(&dest, "old", &Rename).unwrap();
+        let old = content(&dest);
+        assert_eq!(old.len(), 2);
+        // The steps of the portable exchange fail in turn (call 1 is the plain rename onto the
+        // non-empty directory, which fails anyway): 2 = moving the old content aside, 3 = moving the
+        // new in (the old one is put back). Both leave the old results and no litter.
+        for fail_at in [2, 3] {
+            let fs = Failing {
+                calls: Cell::new(0),
+                fail_at,
+            };
+            let e = run(&dest, "new", &fs).unwrap_err();
+            assert!(e.0.contains("previous content is unchanged"), "{e}");
+            assert_eq!(content(&dest), old, "fail_at {fail_at}");
+            assert!(
+                litter(parent.path()).is_empty(),
+                "{:?}",
+                litter(parent.path())
+            );
+        }
+        // 4 = moving the old content to the staging name, after the switch: the new results are in
+        // place and the old ones removed all the same. (1: the plain rename fails, the exchange runs.)
+        for (fail_at, text) in [(4, "newer"), (1, "new")] {
+            let fs = Failing {
+                calls: Cell::new(0),
+                fail_at,
+            };
+            run(&dest, text, &fs).unwrap();
+            assert!(
+                content(&dest).iter().all(|(_, t)| t == text),
+                "fail_at {fail_at}"
+            );
+            assert!(
+                litter(parent.path()).is_empty(),
+                "{:?}",
+                litter(parent.path())
+            );
+        }
+        // The real switch: the whole set is replaced, a stale file of the old set included.
+        std::fs::write(dest.join(".summary.json.tmp-1-0"), "litter").unwrap();
+        run(&dest, "new", &Rename).unwrap();
+        assert!(content(&dest).iter().all(|(_, t)| t == "new"));
+        assert_eq!(content(&dest).len(), 2);
+        assert!(litter(parent.path()).is_empty());
+        // A directory with someone else's file is refused, untouched.
+        std::fs::write(dest.join("notes.txt"), "mine").unwrap();
+        let e = run(&dest, "x", &Rename).unwrap_err();
+        assert!(e.0.contains("holds notes.txt"), "{e}");
+        assert_eq!(content(&dest).len(), 3);
     }
 }
 

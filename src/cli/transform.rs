@@ -1,5 +1,6 @@
 //! `laepca transform`: scores of new data with a fitted model, streamed chunk by chunk.
 
+use super::cleanup;
 use super::output::guard_inputs;
 use super::{print_out, Context, Failure, TransformArgs};
 use laepca::io::{read_npy, NpyWriter, Reader};
@@ -94,7 +95,18 @@ pub fn run(args: &TransformArgs) -> Result<ExitCode, Failure> {
         };
         return Err(Failure(format!("{name}: {e}")));
     }
+    let name_of_out = args
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out_dir = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    cleanup::remove_stale(&out_dir, &name_of_out, "tmp");
     let mut writer = NpyWriter::create(&args.out, &[n, k])?;
+    let temp = cleanup::Temp::register(writer.temp_path().to_path_buf());
     let mut put = |x: &DMatrix<f64>, first_row: usize| -> Result<(), Failure> {
         let scores = projection.transform(x).map_err(|e| match e {
             Error::NonFinite { row, col, value } => {
@@ -131,6 +143,7 @@ pub fn run(args: &TransformArgs) -> Result<ExitCode, Failure> {
         }
     }
     writer.finish()?.commit()?;
+    temp.keep();
     print_out(&format!(
         "wrote {}: {n} x {k} scores (float32)\n",
         args.out.display()

@@ -80,8 +80,11 @@ impl<'a> GpuEngine<'a> {
         }
         ctx.queue
             .write_buffer(&c_buf, 0, bytemuck::cast_slice(&padded_c));
-        let history_capacity = check_every + 1;
-        let history_bytes = ((history_capacity + 1) * 4) as u64;
+        // check_every comes from the user: saturate (a size the device refuses), never wrap.
+        let history_capacity = check_every.saturating_add(1);
+        let history_bytes = (history_capacity as u64)
+            .saturating_add(1)
+            .saturating_mul(4);
         let engine = GpuEngine {
             ctx,
             m,

@@ -1,5 +1,6 @@
 //! The error type of [`crate::io`]: every message names the file.
 
+use crate::alloc::{Limit, SizeError};
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -88,6 +89,10 @@ pub enum IoError {
     #[error("{}: too large: {detail}", path.display())]
     TooLarge { path: PathBuf, detail: String },
 
+    /// A gzip file whose data does not decode, or whose checksum or length does not match its trailer.
+    #[error("{}: corrupt gzip data: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+
     /// Any other inconsistency of the content (an index out of range, the wrong number of values).
     #[error("{}: {detail}", path.display())]
     Invalid { path: PathBuf, detail: String },
@@ -108,7 +113,21 @@ impl IoError {
             | IoError::Parse { path, .. }
             | IoError::Ragged { path, .. }
             | IoError::TooLarge { path, .. }
+            | IoError::Corrupt { path, .. }
             | IoError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+impl IoError {
+    /// A refused allocation: what the input cannot hold is a truncated (or corrupt) file, the rest is
+    /// too large.
+    pub(crate) fn size(path: &std::path::Path, e: SizeError) -> IoError {
+        let path = path.to_path_buf();
+        let detail = e.to_string();
+        match e.limit {
+            Limit::Input { .. } => IoError::Truncated { path, detail },
+            _ => IoError::TooLarge { path, detail },
         }
     }
 }

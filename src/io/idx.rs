@@ -4,14 +4,14 @@
 
 use super::error::{IoError, Result};
 use super::npy::{decode, Dtype, Kind};
+use super::stream::Input;
 use super::{read_full, Precision};
 use crate::Real;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// An IDX file read in row chunks from a (possibly decompressing) stream.
 pub(super) struct IdxReader {
-    input: Box<dyn Read + Send>,
+    input: Input,
     path: PathBuf,
     pub dtype: Dtype,
     pub rows: usize,
@@ -22,19 +22,15 @@ pub(super) struct IdxReader {
 }
 
 impl IdxReader {
-    /// Reads the header from `input` (already decompressed).
-    pub fn open(mut input: Box<dyn Read + Send>, path: &Path) -> Result<Self> {
+    /// Reads the header from `input` and checks that the stream can hold the data it announces.
+    pub fn open(mut input: Input, path: &Path) -> Result<Self> {
         let bad = |detail: String| IoError::BadHeader {
             path: path.to_path_buf(),
             format: "IDX",
             detail,
         };
-        let read_err = |source| IoError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
         let mut magic = [0u8; 4];
-        let got = read_full(&mut input, &mut magic).map_err(read_err)?;
+        let got = read_full(&mut input, &mut magic).map_err(|e| input.corrupt(e))?;
         if got < 4 || magic[0] != 0 || magic[1] != 0 {
             return Err(bad(
                 "it does not start with an IDX magic number (00 00, type, dimensions)".to_string(),
@@ -62,7 +58,7 @@ impl IdxReader {
             return Err(bad("it declares 0 dimensions".to_string()));
         }
         let mut raw = vec![0u8; 4 * ndim];
-        let got = read_full(&mut input, &mut raw).map_err(read_err)?;
+        let got = read_full(&mut input, &mut raw).map_err(|e| input.corrupt(e))?;
         if got < raw.len() {
             return Err(IoError::Truncated {
                 path: path.to_path_buf(),
@@ -89,6 +85,41 @@ impl IdxReader {
                 path: path.to_path_buf(),
                 detail: format!("the dimensions {dims:?} overflow"),
             })?;
+        // The data the header announces must fit in what the stream can hold (the file's size, or
+        // the most a gzip file of its size decompresses to).
+        let size = Dtype {
+            kind,
+            big_endian: true,
+        }
+        .size();
+        let header = 4 + raw.len() as u64;
+        let values = dims[0].checked_mul(cols);
+        let described = || {
+            format!(
+                "the data the header announces ({} values of {size} bytes)",
+                dims.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" x ")
+            )
+        };
+        let holds = input
+            .holds()
+            .map(|h| h.saturating_sub(header) / size as u64);
+        crate::alloc::check(described, values, size, holds).or_else(|e| match e.limit {
+            // Memory is no limit here: the data is streamed.
+            crate::alloc::Limit::Memory { .. } => Ok(()),
+            // A plain file's size is exact: name the row where its data ends.
+            crate::alloc::Limit::Input { .. } if !input.is_gzip() => Err(IoError::Truncated {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "the header announces {} rows of {cols} values but the data ends in row {}",
+                    dims[0],
+                    holds.unwrap_or(0) / cols.max(1) as u64
+                ),
+            }),
+            _ => Err(IoError::size(path, e)),
+        })?;
         Ok(IdxReader {
             input,
             path: path.to_path_buf(),
@@ -131,13 +162,16 @@ impl IdxReader {
         take: usize,
         out: &mut Vec<T>,
     ) -> Result<()> {
+        // Both fit: open checked rows x cols x size against the stream.
         let row_bytes = self.cols * self.dtype.size();
         let len = take * row_bytes;
+        self.bytes.clear();
+        crate::alloc::reserve(&mut self.bytes, len, || {
+            format!("a read buffer of {len} bytes")
+        })
+        .map_err(|e| IoError::size(&self.path, e))?;
         self.bytes.resize(len, 0);
-        let got = read_full(&mut self.input, &mut self.bytes).map_err(|source| IoError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
+        let got = read_full(&mut self.input, &mut self.bytes).map_err(|e| self.input.corrupt(e))?;
         if got < len {
             return Err(IoError::Truncated {
                 path: self.path.clone(),
@@ -148,6 +182,19 @@ impl IdxReader {
                     start + got / row_bytes.max(1)
                 ),
             });
+        }
+        if start + take == self.rows {
+            // The last row: read on to the end, so that a gzip trailer is checked (CRC and length).
+            let left = self.input.finish()?;
+            if left > 0 {
+                return Err(IoError::Invalid {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "{left} bytes follow the {} rows of {} values the header announces",
+                        self.rows, self.cols
+                    ),
+                });
+            }
         }
         decode(self.dtype, &self.bytes, out);
         Ok(())

@@ -15,7 +15,7 @@
 //! use laepca::{io::Reader, GramAccumulator, LaePca};
 //!
 //! let mut reader = Reader::open("big.npy")?;
-//! let mut acc = GramAccumulator::new(reader.cols(), true);
+//! let mut acc = GramAccumulator::new(reader.cols(), true)?;
 //! let mut chunk = Vec::<f32>::new();
 //! while reader.read_rows(&mut chunk, reader.chunk_rows())? > 0 {
 //!     acc.push_rows(&chunk)?;
@@ -32,6 +32,7 @@ mod error;
 mod idx;
 mod mtx;
 mod npy;
+mod stream;
 mod text;
 mod write;
 
@@ -41,9 +42,9 @@ pub use write::{stage_bytes, stage_npy, write_atomic, write_npy, NpyWriter, Stag
 
 use crate::Real;
 use nalgebra::DMatrix;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use stream::Input;
 
 /// The bytes of file data one chunk of [`Reader::chunk_rows`] rows holds at most (as f64: 8 MiB).
 pub const CHUNK_BYTES: usize = 8 << 20;
@@ -184,25 +185,6 @@ pub(crate) fn read_full(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io
     Ok(got)
 }
 
-/// Opens a file, decompressing it on the fly when it starts with the gzip magic bytes.
-fn open_stream(path: &Path) -> Result<Box<dyn BufRead + Send>> {
-    let file = File::open(path).map_err(|source| IoError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut buffered = BufReader::with_capacity(1 << 20, file);
-    let head = buffered.fill_buf().map_err(|source| IoError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let gz = flate2::bufread::MultiGzDecoder::new(buffered);
-        Ok(Box::new(BufReader::with_capacity(1 << 20, gz)))
-    } else {
-        Ok(Box::new(buffered))
-    }
-}
-
 impl Reader {
     /// Opens a data file; its format comes from its name (see [`Format::from_path`]). The header (or, for
     /// text formats, the whole file) is read and checked here.
@@ -226,7 +208,7 @@ impl Reader {
                 (r.rows, r.cols, dtype, r.dtype.precision(), Source::Npy(r))
             }
             Format::Idx => {
-                let r = idx::IdxReader::open(Box::new(open_stream(path)?), path)?;
+                let r = idx::IdxReader::open(Input::open(path)?, path)?;
                 let dims = r
                     .dims
                     .iter()
@@ -237,12 +219,15 @@ impl Reader {
                 (r.rows, r.cols, dtype, r.precision(), Source::Idx(r))
             }
             Format::Csv | Format::Tsv | Format::MatrixMarket => {
-                let mut input = open_stream(path)?;
-                let d = match format {
-                    Format::Csv => text::read_delimited(&mut input, ',', path)?,
-                    Format::Tsv => text::read_delimited(&mut input, '\t', path)?,
-                    _ => mtx::read_mtx(&mut input, path)?,
+                let mut input = Input::open(path)?;
+                let holds = input.holds();
+                let read = match format {
+                    Format::Csv => text::read_delimited(&mut input, ',', path),
+                    Format::Tsv => text::read_delimited(&mut input, '\t', path),
+                    _ => mtx::read_mtx(&mut input, path, holds),
                 };
+                // A parse error in a corrupt gzip file is about garbage: report the corruption.
+                let d = read.map_err(|e| input.explain(e))?;
                 let dtype = if format == Format::MatrixMarket {
                     "dense f64"
                 } else {
@@ -317,6 +302,10 @@ impl Reader {
         if take == 0 {
             return Ok(0);
         }
+        let (cols, path) = (self.cols, &self.path);
+        let values = take.saturating_mul(cols);
+        crate::alloc::reserve(out, values, || format!("{take} rows of {cols} values"))
+            .map_err(|e| IoError::size(path, e))?;
         match &mut self.source {
             Source::Npy(r) => r.read_rows(self.next, take, out)?,
             Source::Idx(r) => r.read_rows(self.next, take, out)?,
@@ -339,24 +328,12 @@ impl Reader {
 
     /// Reads all the remaining rows.
     pub fn read_all<T: Real>(&mut self) -> Result<Matrix<T>> {
-        let remaining = self.rows - self.next;
-        let total = remaining
-            .checked_mul(self.cols)
-            .ok_or_else(|| IoError::TooLarge {
-                path: self.path.clone(),
-                detail: format!("{} x {} values overflow", self.rows, self.cols),
-            })?;
+        let (remaining, cols) = (self.rows - self.next, self.cols);
         let mut data = Vec::new();
-        data.try_reserve_exact(total)
-            .map_err(|_| IoError::TooLarge {
-                path: self.path.clone(),
-                detail: format!(
-                    "a {} x {} matrix needs {:.1} GB of memory",
-                    self.rows,
-                    self.cols,
-                    (total * std::mem::size_of::<T>()) as f64 / 1e9
-                ),
-            })?;
+        crate::alloc::reserve(&mut data, remaining.saturating_mul(cols), || {
+            format!("the whole {remaining} x {cols} matrix")
+        })
+        .map_err(|e| IoError::size(&self.path, e))?;
         let chunk = self.chunk_rows();
         while self.append_rows(&mut data, chunk)? > 0 {}
         Ok(Matrix {

@@ -3,6 +3,7 @@
 //! repeated at the same place are summed.
 
 use super::error::{IoError, Result};
+use super::text::read_line;
 use super::Dense;
 use std::io::BufRead;
 use std::path::Path;
@@ -18,6 +19,7 @@ struct Lines<'a> {
     input: &'a mut dyn BufRead,
     path: &'a Path,
     line: usize,
+    raw: Vec<u8>,
     buf: String,
 }
 
@@ -25,18 +27,20 @@ impl Lines<'_> {
     /// Moves to the next line that is not blank and not a `%` comment (false at the end).
     fn next_content(&mut self) -> Result<bool> {
         loop {
-            self.buf.clear();
-            let n = self
-                .input
-                .read_line(&mut self.buf)
-                .map_err(|source| IoError::Read {
-                    path: self.path.to_path_buf(),
-                    source,
-                })?;
-            if n == 0 {
+            if read_line(self.input, &mut self.raw, self.line + 1, self.path)? == 0 {
                 return Ok(false);
             }
             self.line += 1;
+            self.buf.clear();
+            match std::str::from_utf8(&self.raw) {
+                Ok(t) => self.buf.push_str(t),
+                Err(e) => {
+                    return Err(self.parse_err(
+                        1,
+                        format!("not valid UTF-8 text (byte {})", e.valid_up_to() + 1),
+                    ))
+                }
+            }
             let t = self.buf.trim();
             if !t.is_empty() && !t.starts_with('%') {
                 return Ok(true);
@@ -75,20 +79,18 @@ fn parse_value(tok: Option<&str>) -> std::result::Result<f64, String> {
         .map_err(|_| format!("'{tok}' is not a number"))
 }
 
-/// Reads a Matrix Market file into a dense row-major matrix.
-pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path) -> Result<Dense> {
+/// Reads a Matrix Market file into a dense row-major matrix; `holds` (when known) is the most bytes the
+/// input can deliver, which bounds the values an `array` file can hold.
+pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>) -> Result<Dense> {
     let bad = |detail: String| IoError::BadHeader {
         path: path.to_path_buf(),
         format: "Matrix Market",
         detail,
     };
-    let mut first = String::new();
-    input
-        .read_line(&mut first)
-        .map_err(|source| IoError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let mut raw = Vec::new();
+    read_line(input, &mut raw, 1, path)?;
+    let first = String::from_utf8_lossy(&raw);
+    let first = first.trim_start_matches('\u{feff}'); // a byte-order mark
     let banner: Vec<String> = first.split_whitespace().map(str::to_lowercase).collect();
     if banner.first().map(String::as_str) != Some("%%matrixmarket") {
         return Err(bad(
@@ -116,22 +118,28 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path) -> Result<Dense> {
             )))
         }
     };
-    let pattern = match banner[3].as_str() {
-        "real" | "double" | "integer" => false,
-        "pattern" if coordinate => true,
-        f @ ("complex" | "hermitian") => {
-            return Err(IoError::UnsupportedDtype {
-                path: path.to_path_buf(),
-                dtype: f.to_string(),
-                detail: "complex matrices are not supported (real or integer only)".to_string(),
-            })
-        }
-        f => {
-            return Err(bad(format!(
-                "unknown field '{f}' (expected real, integer or pattern)"
-            )))
-        }
-    };
+    let pattern =
+        match banner[3].as_str() {
+            "real" | "double" | "integer" => false,
+            "pattern" if coordinate => true,
+            "pattern" => return Err(bad(
+                "the field 'pattern' is only for coordinate matrices (an array lists every value: \
+                 use real or integer)"
+                    .to_string(),
+            )),
+            f @ ("complex" | "hermitian") => {
+                return Err(IoError::UnsupportedDtype {
+                    path: path.to_path_buf(),
+                    dtype: f.to_string(),
+                    detail: "complex matrices are not supported (real or integer only)".to_string(),
+                })
+            }
+            f => {
+                return Err(bad(format!(
+                    "unknown field '{f}' (expected real, integer or pattern)"
+                )))
+            }
+        };
     let symmetry = match banner[4].as_str() {
         "general" => Symmetry::General,
         // A real Hermitian matrix is symmetric.
@@ -148,6 +156,7 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path) -> Result<Dense> {
         input,
         path,
         line: 1,
+        raw,
         buf: String::new(),
     };
     if !lines.next_content()? {
@@ -188,24 +197,39 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path) -> Result<Dense> {
             ),
         });
     }
-    let total = rows
-        .checked_mul(cols)
-        .filter(|t| t.checked_mul(8).is_some())
-        .ok_or_else(|| IoError::TooLarge {
-            path: path.to_path_buf(),
-            detail: format!("a dense {rows} x {cols} matrix does not fit in memory"),
-        })?;
-    let mut values: Vec<f64> = Vec::new();
-    values
-        .try_reserve_exact(total)
-        .map_err(|_| IoError::TooLarge {
-            path: path.to_path_buf(),
-            detail: format!(
-                "the dense {rows} x {cols} matrix needs {:.1} GB of memory",
-                total as f64 * 8.0 / 1e9
-            ),
-        })?;
-    values.resize(total, 0.0);
+    // Array entries are listed column by column; symmetric: the lower triangle with the diagonal,
+    // skew: without it.
+    let first_row = |j: usize| match symmetry {
+        Symmetry::General => 0,
+        Symmetry::Symmetric => j,
+        Symmetry::Skew => j + 1,
+    };
+    let listed = match symmetry {
+        Symmetry::General => rows.checked_mul(cols),
+        Symmetry::Symmetric => rows.checked_mul(rows.saturating_add(1)).map(|t| t / 2),
+        Symmetry::Skew => rows.checked_mul(rows.saturating_sub(1)).map(|t| t / 2),
+    };
+    // An array file spends at least 2 bytes (a digit and a separator) on each value it lists.
+    let array_bound = match (coordinate, holds) {
+        (false, Some(h)) => Some(h / 2 + 1),
+        _ => None,
+    };
+    if let Some(bound) = array_bound {
+        crate::alloc::check(
+            || format!("the {rows} x {cols} array (2 bytes a value at least)"),
+            listed,
+            2,
+            Some(bound),
+        )
+        .map_err(|e| IoError::size(path, e))?;
+    }
+    let mut values: Vec<f64> = crate::alloc::filled(
+        || format!("the dense {rows} x {cols} matrix (f64)"),
+        rows.checked_mul(cols),
+        None,
+        0.0,
+    )
+    .map_err(|e| IoError::size(path, e))?;
 
     if coordinate {
         for e in 0..nnz {
@@ -236,19 +260,8 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path) -> Result<Dense> {
             }
         }
     } else {
-        // Column-major values; symmetric: the lower triangle with the diagonal, skew: without it.
-        let mut places = Vec::new();
-        for j in 0..cols {
-            let from = match symmetry {
-                Symmetry::General => 0,
-                Symmetry::Symmetric => j,
-                Symmetry::Skew => j + 1,
-            };
-            for i in from..rows {
-                places.push((i, j));
-            }
-        }
-        let expected = places.len();
+        let expected = listed.unwrap_or(0);
+        let (mut i, mut j) = (first_row(0), 0);
         let mut next = 0usize;
         while next < expected {
             if !lines.next_content()? {
@@ -267,7 +280,6 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path) -> Result<Dense> {
                     ));
                 }
                 let v = parse_value(Some(tok)).map_err(|d| lines.parse_err(c + 1, d))?;
-                let (i, j) = places[next];
                 values[i * cols + j] = v;
                 match symmetry {
                     Symmetry::General => {}
@@ -275,6 +287,12 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path) -> Result<Dense> {
                     Symmetry::Skew => values[j * cols + i] = -v,
                 }
                 next += 1;
+                // The next place, column by column.
+                i += 1;
+                while i >= rows && next < expected {
+                    j += 1;
+                    i = first_row(j);
+                }
             }
         }
     }
@@ -294,7 +312,11 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> Result<Dense> {
-        read_mtx(&mut text.as_bytes(), Path::new("t.mtx"))
+        read_mtx(
+            &mut text.as_bytes(),
+            Path::new("t.mtx"),
+            Some(text.len() as u64),
+        )
     }
 
     #[test]

@@ -211,8 +211,9 @@ pub(super) fn shape_str(shape: &[usize]) -> String {
     }
 }
 
-/// Reads the magic, the version and the header dictionary.
-pub(super) fn read_header(r: &mut impl Read, path: &Path) -> Result<Header> {
+/// Reads the magic, the version and the header dictionary; `file_len` (when known) bounds the header
+/// length the file may announce.
+pub(super) fn read_header(r: &mut impl Read, path: &Path, file_len: Option<u64>) -> Result<Header> {
     let bad = |detail: String| IoError::BadHeader {
         path: path.to_path_buf(),
         format: ".npy",
@@ -254,7 +255,14 @@ pub(super) fn read_header(r: &mut impl Read, path: &Path) -> Result<Header> {
         });
     }
     let header_len = u32::from_le_bytes(len_buf) as usize;
-    let mut text = vec![0u8; header_len];
+    let prefix = (8 + len_bytes) as u64;
+    let mut text = crate::alloc::filled(
+        || format!("the .npy header of {header_len} bytes"),
+        Some(header_len),
+        file_len.map(|l| l.saturating_sub(prefix)),
+        0u8,
+    )
+    .map_err(|e| IoError::size(path, e))?;
     let got = read_full(r, &mut text).map_err(read_err)?;
     if got < header_len {
         return Err(IoError::Truncated {
@@ -440,7 +448,6 @@ fn open_checked(path: &Path) -> Result<(File, Header)> {
         path: path.to_path_buf(),
         source,
     })?;
-    let header = read_header(&mut file, path)?;
     let len = file
         .metadata()
         .map_err(|source| IoError::Read {
@@ -448,6 +455,7 @@ fn open_checked(path: &Path) -> Result<(File, Header)> {
             source,
         })?
         .len();
+    let header = read_header(&mut file, path, Some(len))?;
     let need = header.data_bytes().ok_or_else(|| IoError::TooLarge {
         path: path.to_path_buf(),
         detail: format!("the shape {} overflows", shape_str(&header.shape)),
@@ -543,6 +551,11 @@ impl NpyReader {
 
     /// Reads `len` bytes into the buffer; an early end is reported as truncation at `row`.
     fn fill(&mut self, len: usize, row_of: impl Fn(usize) -> usize) -> Result<()> {
+        self.bytes.clear();
+        crate::alloc::reserve(&mut self.bytes, len, || {
+            format!("a read buffer of {len} bytes")
+        })
+        .map_err(|e| IoError::size(&self.path, e))?;
         self.bytes.resize(len, 0);
         let got = read_full(&mut self.file, &mut self.bytes).map_err(|source| IoError::Read {
             path: self.path.clone(),
@@ -614,15 +627,11 @@ pub struct NpyArray<T> {
 pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<NpyArray<T>> {
     let path = path.as_ref();
     let (mut file, header) = open_checked(path)?;
+    // open_checked made sure that the file holds these bytes.
     let need = header.data_bytes().unwrap_or(0) as usize;
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(need)
-        .map_err(|_| IoError::TooLarge {
-            path: path.to_path_buf(),
-            detail: format!("cannot allocate {need} bytes for the array"),
-        })?;
-    bytes.resize(need, 0);
+    let shape = shape_str(&header.shape);
+    let mut bytes = crate::alloc::filled(|| format!("the {shape} array"), Some(need), None, 0u8)
+        .map_err(|e| IoError::size(path, e))?;
     let got = read_full(&mut file, &mut bytes).map_err(|source| IoError::Read {
         path: path.to_path_buf(),
         source,
@@ -634,11 +643,16 @@ pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<NpyArray<T>> {
         });
     }
     let mut values = Vec::new();
+    let count = need / header.dtype.size();
+    crate::alloc::reserve(&mut values, count, || {
+        format!("the {shape} array as floats")
+    })
+    .map_err(|e| IoError::size(path, e))?;
     decode(header.dtype, &bytes, &mut values);
     drop(bytes);
     let shape = header.shape;
     let data = if header.fortran && shape.len() > 1 {
-        fortran_to_c(&values, &shape)
+        fortran_to_c(&values, &shape, path)?
     } else {
         values
     };
@@ -646,14 +660,18 @@ pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<NpyArray<T>> {
 }
 
 /// Reorders a column-major (Fortran) array of any dimension to row-major (C) order.
-fn fortran_to_c<T: Copy>(values: &[T], shape: &[usize]) -> Vec<T> {
+fn fortran_to_c<T: Copy>(values: &[T], shape: &[usize], path: &Path) -> Result<Vec<T>> {
     let nd = shape.len();
     // Fortran strides (in elements).
     let mut strides = vec![1usize; nd];
     for d in 1..nd {
         strides[d] = strides[d - 1] * shape[d - 1];
     }
-    let mut out = Vec::with_capacity(values.len());
+    let mut out = Vec::new();
+    crate::alloc::reserve(&mut out, values.len(), || {
+        format!("the C-order copy of a {} array", shape_str(shape))
+    })
+    .map_err(|e| IoError::size(path, e))?;
     let mut index = vec![0usize; nd];
     for _ in 0..values.len() {
         let at: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
@@ -667,7 +685,7 @@ fn fortran_to_c<T: Copy>(values: &[T], shape: &[usize]) -> Vec<T> {
             index[d] = 0;
         }
     }
-    out
+    Ok(out)
 }
 
 /// The .npy header (version 1.0) of a little-endian float32 C-order array of `shape`, padded so that
@@ -718,7 +736,8 @@ mod tests {
             let h = header_bytes(&shape);
             assert_eq!(h.len() % 64, 0);
             assert_eq!(*h.last().unwrap(), b'\n');
-            let parsed = read_header(&mut &h[..], Path::new("x.npy")).unwrap();
+            let parsed =
+                read_header(&mut &h[..], Path::new("x.npy"), Some(h.len() as u64)).unwrap();
             assert_eq!(parsed.shape, shape);
             assert_eq!(parsed.data_offset as usize, h.len());
             assert_eq!(
@@ -734,13 +753,14 @@ mod tests {
     #[test]
     fn fortran_reorder() {
         // A 2 x 3 array [[0, 1, 2], [3, 4, 5]] in Fortran order is 0 3 1 4 2 5.
+        let p = Path::new("x.npy");
         assert_eq!(
-            fortran_to_c(&[0, 3, 1, 4, 2, 5], &[2, 3]),
+            fortran_to_c(&[0, 3, 1, 4, 2, 5], &[2, 3], p).unwrap(),
             vec![0, 1, 2, 3, 4, 5]
         );
         // 2 x 2 x 2: element (i, j, l) at i + 2j + 4l.
         let f: Vec<usize> = (0..8).collect();
-        let c = fortran_to_c(&f, &[2, 2, 2]);
+        let c = fortran_to_c(&f, &[2, 2, 2], p).unwrap();
         let expect: Vec<usize> = (0..8)
             .map(|n| (n >> 2) + 2 * ((n >> 1) & 1) + 4 * (n & 1))
             .collect();

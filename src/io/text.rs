@@ -3,8 +3,40 @@
 
 use super::error::{IoError, Result};
 use super::Dense;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
+
+/// The longest line read (64 MiB): it would hold millions of values, a number of features whose Gram
+/// matrix (m x m) could not be held anyway; a longer one is a binary file or a line without end.
+pub(super) const MAX_LINE_BYTES: u64 = 64 << 20;
+
+/// Reads one line (with its `\n`) into `raw`; returns its length (0 at the end). A line longer than
+/// [`MAX_LINE_BYTES`] is an error.
+pub(super) fn read_line(
+    input: &mut dyn BufRead,
+    raw: &mut Vec<u8>,
+    line_no: usize,
+    path: &Path,
+) -> Result<usize> {
+    raw.clear();
+    let n = input
+        .take(MAX_LINE_BYTES + 1)
+        .read_until(b'\n', raw)
+        .map_err(|source| IoError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if n as u64 > MAX_LINE_BYTES {
+        return Err(IoError::TooLarge {
+            path: path.to_path_buf(),
+            detail: format!(
+                "line {line_no} is longer than {} MiB (not a text file?)",
+                MAX_LINE_BYTES >> 20
+            ),
+        });
+    }
+    Ok(n)
+}
 
 /// Parses one field: surrounding spaces and double quotes are dropped; NaN and inf are read (the fit
 /// rejects them with their row and column).
@@ -45,14 +77,7 @@ pub(super) fn read_delimited(
     let mut raw = Vec::new();
     let mut line_no = 0usize;
     loop {
-        raw.clear();
-        let n = input
-            .read_until(b'\n', &mut raw)
-            .map_err(|source| IoError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        if n == 0 {
+        if read_line(input, &mut raw, line_no + 1, path)? == 0 {
             break;
         }
         line_no += 1;
@@ -92,6 +117,15 @@ pub(super) fn read_delimited(
                 first_line,
             });
         }
+        let rows = lines.len();
+        crate::alloc::reserve(&mut values, cols, || {
+            format!("{} rows of {cols} values (8 bytes each)", rows + 1)
+        })
+        .map_err(|e| IoError::size(path, e))?;
+        crate::alloc::reserve(&mut lines, 1, || {
+            format!("the line numbers of {} rows", rows + 1)
+        })
+        .map_err(|e| IoError::size(path, e))?;
         for (j, f) in fields.iter().enumerate() {
             let v = parse_field(f).map_err(|detail| IoError::Parse {
                 path: path.to_path_buf(),

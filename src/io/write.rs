@@ -132,6 +132,11 @@ impl NpyWriter {
         })
     }
 
+    /// The temporary file being written (removed unless the file is committed).
+    pub fn temp_path(&self) -> &Path {
+        &self.staged.tmp
+    }
+
     /// Appends values (in C order).
     pub fn write(&mut self, values: &[f32]) -> Result<()> {
         if self.written + values.len() > self.expected {

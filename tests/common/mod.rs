@@ -1,6 +1,8 @@
 //! Shared test helpers: independent f64 references, principal angles, and the paper's exact data.
 #![allow(dead_code)]
 
+pub mod files;
+
 use nalgebra::{DMatrix, SymmetricEigen};
 
 /// The top-k eigenpairs of C in f64 (nalgebra's SymmetricEigen): (values descending, vectors m x k).
