@@ -125,6 +125,51 @@ impl GramStats {
     pub fn trace(&self) -> f64 {
         self.c.trace()
     }
+
+    /// The statistics of the union of the samples behind `self` and `other` (both centred, or both not),
+    /// by Chan, Golub and LeVeque's pairwise combination: with `n = n_a + n_b` and `d = μ_b − μ_a`,
+    ///
+    /// ```text
+    /// μ = μ_a + (n_b / n) d,    C = C_a + C_b + (n_a n_b / n) d dᵀ
+    /// ```
+    ///
+    /// exact in exact arithmetic, so a tree of merges over any split of the rows gives the statistics
+    /// of all of them to rounding (uncentred statistics have zero means, and C is then the plain sum).
+    /// Errors if the numbers of features differ.
+    pub fn merge(&self, other: &GramStats) -> Result<GramStats> {
+        let m = self.n_features();
+        if other.n_features() != m
+            || self.c.ncols() != m
+            || other.c.ncols() != m
+            || self.mean.len() != m
+            || other.mean.len() != m
+        {
+            return Err(Error::ShapeMismatch {
+                what: format!(
+                    "merging statistics of {} x {} (mean {}) and {} x {} (mean {}) features",
+                    m,
+                    self.c.ncols(),
+                    self.mean.len(),
+                    other.n_features(),
+                    other.c.ncols(),
+                    other.mean.len()
+                ),
+            });
+        }
+        let n = self.n_samples + other.n_samples;
+        if self.n_samples == 0 || other.n_samples == 0 {
+            return Ok(if self.n_samples == 0 { other } else { self }.clone());
+        }
+        let (na, nb, nf) = (self.n_samples as f64, other.n_samples as f64, n as f64);
+        let d = &other.mean - &self.mean;
+        let mut c = &self.c + &other.c;
+        c.ger(na * nb / nf, &d, &d, 1.0);
+        Ok(GramStats {
+            c,
+            mean: &self.mean + d * (nb / nf),
+            n_samples: n,
+        })
+    }
 }
 
 /// Samples per block: long enough for an efficient matrix product, short enough that the block's sum in
@@ -145,6 +190,8 @@ enum BlockEngine {
 pub struct GramAccumulator {
     engine: BlockEngine,
     center: bool,
+    /// Read before each block: a set flag stops the accumulation with [`Error::Cancelled`].
+    cancel: Option<crate::params::CancelFlag>,
     shift: Option<DVector<f64>>,
     /// Σ (x − s) over the samples so far.
     shifted_sum: DVector<f64>,
@@ -185,6 +232,7 @@ impl GramAccumulator {
         GramAccumulator {
             engine,
             center,
+            cancel: None,
             shift: None,
             shifted_sum: DVector::zeros(n_features),
             c: DMatrix::zeros(n_features, n_features),
@@ -200,6 +248,11 @@ impl GramAccumulator {
     /// Samples seen so far.
     pub fn n_samples(&self) -> usize {
         self.n_samples
+    }
+
+    /// Makes every later push check `cancel` before each block.
+    pub(crate) fn cancel_on(&mut self, cancel: Option<crate::params::CancelFlag>) {
+        self.cancel = cancel;
     }
 
     /// Adds row-major samples (`rows.len()` must be a multiple of n_features). Checks that every value is
@@ -219,22 +272,25 @@ impl GramAccumulator {
                 value,
             });
         }
-        self.push_view(&view);
-        Ok(())
+        self.push_view(&view)
     }
 
-    /// Adds all samples of a validated view, block by block.
-    pub(crate) fn push_view<T: Real>(&mut self, view: &SampleView<'_, T>) {
+    /// Adds all samples of a validated view, block by block (checking the cancel flag before each).
+    pub(crate) fn push_view<T: Real>(&mut self, view: &SampleView<'_, T>) -> Result<()> {
         let block_rows = match &self.engine {
             BlockEngine::Cpu => GRAM_BLOCK,
             BlockEngine::Gpu(g) => g.block_rows(),
         };
         let mut start = 0;
         while start < view.n_samples {
+            if let Some(flag) = &self.cancel {
+                flag.check()?;
+            }
             let len = block_rows.min(view.n_samples - start);
             self.push_block(view, start, len);
             start += len;
         }
+        Ok(())
     }
 
     /// Adds samples `start..start + len` of a view (finite values): each sample is read once, shifted
