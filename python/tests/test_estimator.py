@@ -1,5 +1,6 @@
 """laepca.PCA's own behaviour: parameters, dtypes, errors, devices, the GIL and Ctrl-C."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -126,7 +127,10 @@ def test_gpu_errors_are_runtime_errors():
 
 def test_gpu_backend_agrees_with_the_cpu(rng):
     if not laepca.devices():
-        pytest.skip("no GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+        message = "no GPU adapter (install mesa-vulkan-drivers for lavapipe)"
+        if os.environ.get("LAEPCA_REQUIRE_GPU"):
+            pytest.fail(message + " and LAEPCA_REQUIRE_GPU is set")
+        pytest.skip(message)
     X = data(rng, n=300, m=16)
     gpu = PCA(3, backend="gpu", random_state=0).fit(X)
     cpu = PCA(3, backend="cpu", random_state=0).fit(X)
