@@ -338,7 +338,8 @@ fn public_types_are_send_and_sync() {
 /// The statistics of the rows `range` of a row-major f64 matrix with 9 features.
 fn stats_of(rows: &[f64], range: std::ops::Range<usize>, center: bool) -> GramStats {
     let mut acc = GramAccumulator::new(9, center);
-    acc.push_rows(&rows[range.start * 9..range.end * 9]).unwrap();
+    acc.push_rows(&rows[range.start * 9..range.end * 9])
+        .unwrap();
     acc.finish().unwrap()
 }
 
@@ -351,8 +352,14 @@ fn merged_gram_statistics_do_not_depend_on_the_split() {
         let whole = stats_of(&rows, 0..1000, center);
         let s = |r| stats_of(&rows, r, center);
         // Left fold, right fold and a permuted, uneven tree of the same rows.
-        let left = s(0..1).merge(&s(1..300)).unwrap().merge(&s(300..1000)).unwrap();
-        let right = s(0..1).merge(&s(1..300).merge(&s(300..1000)).unwrap()).unwrap();
+        let left = s(0..1)
+            .merge(&s(1..300))
+            .unwrap()
+            .merge(&s(300..1000))
+            .unwrap();
+        let right = s(0..1)
+            .merge(&s(1..300).merge(&s(300..1000)).unwrap())
+            .unwrap();
         let tree = (s(700..1000).merge(&s(0..250)).unwrap())
             .merge(&s(250..251).merge(&s(251..700)).unwrap())
             .unwrap();
@@ -361,7 +368,10 @@ fn merged_gram_statistics_do_not_depend_on_the_split() {
             let rel_c = (&merged.c - &whole.c).norm() / whole.c.norm();
             let rel_mean = (&merged.mean - &whole.mean).norm() / whole.mean.norm().max(1.0);
             assert!(rel_c < 1e-11, "center {center}: C off by {rel_c:e}");
-            assert!(rel_mean < 1e-14, "center {center}: mean off by {rel_mean:e}");
+            assert!(
+                rel_mean < 1e-14,
+                "center {center}: mean off by {rel_mean:e}"
+            );
         }
         if center {
             // Against the f64 reference too, not only against the accumulator.
@@ -405,7 +415,11 @@ fn a_set_cancel_flag_stops_the_fit() {
         })
         .fit(&x);
     assert_eq!(err(fit).0, Error::Cancelled);
-    assert_eq!(checks.load(Ordering::Relaxed), 1, "one check, then the stop");
+    assert_eq!(
+        checks.load(Ordering::Relaxed),
+        1,
+        "one check, then the stop"
+    );
     // An unset flag changes nothing.
     let plain = LaePca::new(2).fit(&x).unwrap();
     let flagged = LaePca::new(2)

@@ -32,7 +32,8 @@ def has_hardware_gpu():
     return any(d["device_type"] != "cpu" for d in _laepca.devices())
 
 
-def _use_gpu(backend):
+def use_gpu(backend):
+    """Whether a block is to be summed on a GPU: asked for, or "auto" with a hardware adapter."""
     if backend == "gpu":
         return True
     return backend == "auto" and has_hardware_gpu()
@@ -52,7 +53,7 @@ def aligned_stats(stats):
 def block_stats(block, center, backend, adapter):
     """The Gram statistics ``(C, mean, n)`` of one row block, computed on the worker that holds it, on
     its GPU when ``backend`` asks for one (``"auto"``: a hardware adapter if the worker has one)."""
-    return _laepca.gram_stats(aligned(block), center, _use_gpu(backend), adapter)
+    return _laepca.gram_stats(aligned(block), center, use_gpu(backend), adapter)
 
 
 def merge_stats(a, b):

@@ -31,7 +31,9 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ----------
     n_components : int, float or None, default=None
         An int: that many components. A float in (0, 1): the fewest components whose explained
-        variance ratios add up to more than it (as scikit-learn). None: ``min(n_samples, n_features)``.
+        variance ratios add up to more than it (as scikit-learn). None: ``min(n_samples, n_features)``
+        (a ValueError when the centred data has a lower rank, e.g. ``n_samples <= n_features``: ask
+        for at most ``n_samples - 1`` then).
     whiten : bool, default=False
         Scale the scores to unit variance (``transform`` divides by ``sqrt(explained_variance_)``).
     solver : str, default="auto"
@@ -169,6 +171,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             max_iter=int(self.max_iter),
             seed=seed,
             center=bool(self.center),
+            adapter=None,
         )
 
     def _resolve_k(self, n_samples, n_features, spectrum=None):
@@ -206,10 +209,27 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Fits the model and returns the scores of X (lazy for a dask array)."""
         return self._fit(X).transform(X)
 
+    _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+
     def _fit(self, X):
+        # The estimator changes only when a fit succeeds: validate_data records the input's width and
+        # names at once, so a failed or interrupted fit puts the previous ones back.
+        saved = {a: self.__dict__[a] for a in self._INPUT_ATTRIBUTES if a in self.__dict__}
+        try:
+            result = self._fit_result(X)
+        except BaseException:
+            for a in self._INPUT_ATTRIBUTES:
+                self.__dict__.pop(a, None)
+            self.__dict__.update(saved)
+            raise
+        self._set_attributes(result)
+        return self
+
+    def _fit_result(self, X):
+        """The binding's result for X (validated, in the working dtype)."""
         params = self._check_params()
         if _dask.is_dask_array(X):
-            result = self._fit_dask(X, params)
+            return self._fit_dask(X, params)
         else:
             _reject_sparse(X)
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
@@ -219,13 +239,12 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             n, m = X.shape
             if isinstance(self.n_components, float):
                 # A variance fraction needs C's spectrum: the statistics once, then a fit on them.
-                c, mean, n = _laepca.gram_stats(_dask.aligned(X), params["center"])
+                c, mean, n = _laepca.gram_stats(
+                    _dask.aligned(X), params["center"], _dask.use_gpu(params["backend"]), None
+                )
                 k = self._resolve_k(n, m, lambda: np.linalg.eigvalsh(c))
-                result = _laepca.fit_gram(c, mean, n, np.dtype(X.dtype).name, k, **params)
-            else:
-                result = _laepca.fit(X, self._resolve_k(n, m), **params)
-        self._set_attributes(result)
-        return self
+                return _laepca.fit_gram(c, mean, n, np.dtype(X.dtype).name, dict(params, k=k))
+            return _laepca.fit(X, dict(params, k=self._resolve_k(n, m)))
 
     def _fit_dask(self, X, params):
         if X.ndim != 2:
@@ -237,14 +256,14 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise TypeError(f"a dask array of dtype {X.dtype} cannot be fitted; use a float dtype")
         X = X.astype(dtype)
         # Each worker resolves "auto" itself (a GPU where it has one).
-        c, mean, n = _dask.gram_stats(X, params["center"], self.backend, None)
+        c, mean, n = _dask.gram_stats(X, params["center"], self.backend, params["adapter"])
         if n < 2:
             raise ValueError(f"Found array with {n} sample(s) while a minimum of 2 is required.")
         k = self._resolve_k(n, c.shape[0], lambda: np.linalg.eigvalsh(c))
         self.n_features_in_ = c.shape[0]
         if hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        return _laepca.fit_gram(c, mean, n, np.dtype(dtype).name, k, **params)
+        return _laepca.fit_gram(c, mean, n, np.dtype(dtype).name, dict(params, k=k))
 
     def _set_attributes(self, r):
         """The binding's result as the fitted attributes (only after a successful fit)."""

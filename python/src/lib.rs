@@ -77,37 +77,43 @@ where
     outcome?.map_err(to_py_err)
 }
 
-/// The builder for the parameters the estimator passes.
-#[allow(clippy::too_many_arguments)]
-fn builder(
+/// The fit's parameters, from the dict the estimator passes (every key present; None for a default).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct FitParams {
     k: usize,
-    solver: &str,
-    backend: &str,
-    lambda: Option<f64>,
+    solver: String,
+    backend: String,
+    lambda_: Option<f64>,
     tol: Option<f64>,
     max_iter: usize,
     seed: u64,
     center: bool,
     adapter: Option<String>,
-) -> PyResult<LaePca> {
-    let solver: Solver = solver.parse().map_err(PyValueError::new_err)?;
-    let backend: Backend = backend.parse().map_err(PyValueError::new_err)?;
-    let mut p = LaePca::new(k)
-        .solver(solver)
-        .backend(backend)
-        .max_iter(max_iter)
-        .seed(seed)
-        .center(center);
-    if let Some(l) = lambda {
-        p = p.lambda(l);
+}
+
+impl FitParams {
+    /// The library's builder for these parameters.
+    fn builder(self) -> PyResult<LaePca> {
+        let solver: Solver = self.solver.parse().map_err(PyValueError::new_err)?;
+        let backend: Backend = self.backend.parse().map_err(PyValueError::new_err)?;
+        let mut p = LaePca::new(self.k)
+            .solver(solver)
+            .backend(backend)
+            .max_iter(self.max_iter)
+            .seed(self.seed)
+            .center(self.center);
+        if let Some(l) = self.lambda_ {
+            p = p.lambda(l);
+        }
+        if let Some(t) = self.tol {
+            p = p.tol(t);
+        }
+        if let Some(a) = self.adapter {
+            p = p.adapter(a);
+        }
+        Ok(p)
     }
-    if let Some(t) = tol {
-        p = p.tol(t);
-    }
-    if let Some(a) = adapter {
-        p = p.adapter(a);
-    }
-    Ok(p)
 }
 
 /// A k x m (or n x k) nalgebra matrix as a row-major NumPy array.
@@ -125,11 +131,17 @@ fn vector_to_py<'py, T: Element + Copy>(py: Python<'py>, v: &DVector<T>) -> Boun
 }
 
 /// The fit as a dict of NumPy arrays and plain values, named as the estimator's attributes.
-fn fit_to_py<'py, T: Real + Element>(py: Python<'py>, fit: &Fit<T>) -> PyResult<Bound<'py, PyDict>> {
+fn fit_to_py<'py, T: Real + Element>(
+    py: Python<'py>,
+    fit: &Fit<T>,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("components", matrix_to_py(py, &fit.components)?)?;
     d.set_item("singular_values", vector_to_py(py, &fit.singular_values))?;
-    d.set_item("explained_variance", vector_to_py(py, &fit.explained_variance))?;
+    d.set_item(
+        "explained_variance",
+        vector_to_py(py, &fit.explained_variance),
+    )?;
     d.set_item(
         "explained_variance_ratio",
         vector_to_py(py, &fit.explained_variance_ratio),
@@ -164,11 +176,15 @@ fn fit_to_py<'py, T: Real + Element>(py: Python<'py>, fit: &Fit<T>) -> PyResult<
 
 /// A 2-D array as a row-major slice and its (rows, cols, layout) for the library: a C-order array is
 /// samples in rows; a Fortran-order one is, in memory, the row-major transpose (features in rows).
-fn array_slice<'a, T: Element>(x: &'a PyReadonlyArray2<'_, T>) -> PyResult<(&'a [T], usize, usize, Layout)> {
+fn array_slice<'a, T: Element>(
+    x: &'a PyReadonlyArray2<'_, T>,
+) -> PyResult<(&'a [T], usize, usize, Layout)> {
     let (n, m) = (x.shape()[0], x.shape()[1]);
     let c_order = x.is_c_contiguous();
     let slice = x.as_slice().map_err(|_| {
-        PyTypeError::new_err("the array must be C- or Fortran-contiguous (use numpy.ascontiguousarray)")
+        PyTypeError::new_err(
+            "the array must be C- or Fortran-contiguous (use numpy.ascontiguousarray)",
+        )
     })?;
     Ok(if c_order {
         (slice, n, m, Layout::SamplesInRows)
@@ -192,32 +208,23 @@ fn fit_array<'py, T: Real + Element>(
 
 /// Fits `x` (2-D, float32 or float64, samples in rows) and returns the result as a dict.
 #[pyfunction]
-#[pyo3(signature = (x, k, solver, backend, lambda_, tol, max_iter, seed, center, adapter=None))]
-#[allow(clippy::too_many_arguments)]
 fn fit<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    k: usize,
-    solver: &str,
-    backend: &str,
-    lambda_: Option<f64>,
-    tol: Option<f64>,
-    max_iter: usize,
-    seed: u64,
-    center: bool,
-    adapter: Option<String>,
+    params: FitParams,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let params = builder(k, solver, backend, lambda_, tol, max_iter, seed, center, adapter)?;
+    let params = params.builder()?;
     if let Ok(x) = x.extract::<PyReadonlyArray2<'py, f64>>() {
         fit_array(py, x, params)
     } else if let Ok(x) = x.extract::<PyReadonlyArray2<'py, f32>>() {
         fit_array(py, x, params)
     } else {
-        Err(PyTypeError::new_err(
-            "expected a 2-D float32 or float64 NumPy array",
-        ))
+        Err(PyTypeError::new_err(NOT_A_FLOAT_ARRAY))
     }
 }
+
+/// What a 2-D input of another type is told.
+const NOT_A_FLOAT_ARRAY: &str = "expected a 2-D float32 or float64 NumPy array";
 
 /// Statistics handed over from Python: `C` (m x m), the mean (m) and the sample count.
 fn stats_from_py(
@@ -245,25 +252,15 @@ fn stats_to_py<'py>(py: Python<'py>, s: &GramStats) -> PyResult<Bound<'py, PyAny
 /// Fits precomputed statistics (from `gram_stats` and `merge_stats`); `dtype` ("float32" or
 /// "float64") is the precision of the result and of the CPU loop.
 #[pyfunction]
-#[pyo3(signature = (c, mean, n_samples, dtype, k, solver, backend, lambda_, tol, max_iter, seed, center, adapter=None))]
-#[allow(clippy::too_many_arguments)]
 fn fit_gram<'py>(
     py: Python<'py>,
     c: PyReadonlyArray2<'py, f64>,
     mean: PyReadonlyArray1<'py, f64>,
     n_samples: usize,
     dtype: &str,
-    k: usize,
-    solver: &str,
-    backend: &str,
-    lambda_: Option<f64>,
-    tol: Option<f64>,
-    max_iter: usize,
-    seed: u64,
-    center: bool,
-    adapter: Option<String>,
+    params: FitParams,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let params = builder(k, solver, backend, lambda_, tol, max_iter, seed, center, adapter)?;
+    let params = params.builder()?;
     let stats = stats_from_py(&c, &mean, n_samples)?;
     match dtype {
         "float32" => {
@@ -300,7 +297,9 @@ fn gram_array<T: Real + Element>(
         ));
     }
     let m = x.shape()[1];
-    let data = x.as_slice().map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    let data = x
+        .as_slice()
+        .map_err(|e| PyTypeError::new_err(e.to_string()))?;
     run_cancellable(py, move |cancel| {
         let mut acc = if gpu {
             GramAccumulator::new_gpu(m, center, adapter.as_deref())?
@@ -333,9 +332,7 @@ fn gram_stats<'py>(
     } else if let Ok(x) = x.extract::<PyReadonlyArray2<'py, f32>>() {
         gram_array(py, x, center, gpu, adapter)?
     } else {
-        return Err(PyTypeError::new_err(
-            "expected a 2-D float32 or float64 NumPy array",
-        ));
+        return Err(PyTypeError::new_err(NOT_A_FLOAT_ARRAY));
     };
     stats_to_py(py, &stats)
 }
@@ -344,8 +341,16 @@ fn gram_stats<'py>(
 #[pyfunction]
 fn merge_stats<'py>(
     py: Python<'py>,
-    a: (PyReadonlyArray2<'py, f64>, PyReadonlyArray1<'py, f64>, usize),
-    b: (PyReadonlyArray2<'py, f64>, PyReadonlyArray1<'py, f64>, usize),
+    a: (
+        PyReadonlyArray2<'py, f64>,
+        PyReadonlyArray1<'py, f64>,
+        usize,
+    ),
+    b: (
+        PyReadonlyArray2<'py, f64>,
+        PyReadonlyArray1<'py, f64>,
+        usize,
+    ),
 ) -> PyResult<Bound<'py, PyAny>> {
     let a = stats_from_py(&a.0, &a.1, a.2)?;
     let b = stats_from_py(&b.0, &b.1, b.2)?;
@@ -380,6 +385,9 @@ fn _laepca(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gram_stats, m)?)?;
     m.add_function(wrap_pyfunction!(merge_stats, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
-    m.add("SOLVERS", Solver::ALL.iter().map(|s| s.name()).collect::<Vec<_>>())?;
+    m.add(
+        "SOLVERS",
+        Solver::ALL.iter().map(|s| s.name()).collect::<Vec<_>>(),
+    )?;
     Ok(())
 }

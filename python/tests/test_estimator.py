@@ -106,6 +106,16 @@ def test_errors_carry_the_librarys_messages(rng):
         PCA("three").fit(X)
 
 
+def test_a_failed_fit_leaves_the_previous_one(rng):
+    X = data(rng)
+    pca = PCA(3, random_state=0).fit(X)
+    kept = pca.components_
+    with pytest.raises(ValueError, match="collapses component"):
+        pca.set_params(lambda_=1e12).fit(X[:, :8])
+    assert pca.n_features_in_ == 12 and pca.components_ is kept
+    assert pca.transform(X).shape == (200, 3)
+
+
 def test_devices_lists_adapters():
     devices = laepca.devices()
     assert isinstance(devices, list)
@@ -177,7 +187,8 @@ def test_ctrl_c_interrupts_a_fit_within_a_second():
         try:
             before.set_params(n_components=50, solver="untied", tol=1e-300, max_iter=10**9).fit(X)
         except KeyboardInterrupt:
-            unchanged = before.components_.shape == kept.shape and (before.components_ == kept).all()
+            unchanged = (before.components_.shape == kept.shape and (before.components_ == kept).all()
+                         and before.n_features_in_ == 5)
             print("interrupted", unchanged, flush=True)
             sys.exit(0)
         print("finished", flush=True)
