@@ -75,6 +75,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_iter_ : int
         Iterations the solver ran.
     converged_ : bool
+        Whether the stopping quantity fell below ``tol`` before ``max_iter``.
+    stalled_ : bool
+        Whether the solver stopped at the rounding floor of its precision before reaching ``tol``
+        (not converged, but more iterations would only move the result within rounding noise).
     backend_ : str
         ``"cpu"`` or ``"gpu"``: where the fit ran.
     adapter_ : str or None
@@ -276,6 +280,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.n_samples_ = r["n_samples"]
         self.n_iter_ = r["n_iter"]
         self.converged_ = r["converged"]
+        self.stalled_ = r["stalled"]
         self.backend_ = r["backend"]
         self.adapter_ = r["adapter"]
         self.timings_ = r["timings"]

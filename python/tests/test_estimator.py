@@ -54,7 +54,8 @@ def test_fitted_attributes(rng):
     assert pca.n_components_ == 4 and pca.n_features_in_ == 12 and pca.n_samples_ == 200
     assert list(pca.feature_names_in_) == list(X.columns)
     assert list(pca.get_feature_names_out()) == ["pca0", "pca1", "pca2", "pca3"]
-    assert pca.converged_ and pca.n_iter_ > 0 and pca.backend_ == "cpu" and pca.adapter_ is None
+    assert pca.converged_ and not pca.stalled_ and pca.n_iter_ > 0
+    assert pca.backend_ == "cpu" and pca.adapter_ is None
     assert set(pca.timings_) == {"upload", "gram", "setup", "iterate", "readback", "finish", "total"}
     assert pca.timings_["total"] >= pca.timings_["iterate"] >= 0
     assert pca.noise_variance_ > 0
@@ -128,8 +129,8 @@ def test_gpu_errors_are_runtime_errors():
         with pytest.raises(RuntimeError, match="no GPU adapter"):
             PCA(1, backend="gpu").fit(np.random.default_rng(0).normal(size=(3, 4)))
         return
-    # The smallest adapter limit is 128 MiB per binding: 6000 features need 144 MB for C in f32.
-    limit = min(d["max_storage_buffer_binding_size"] for d in laepca.devices())
+    # More features than any adapter's largest binding holds for C (m x m, f32; lavapipe: 128 MiB).
+    limit = max(d["max_storage_buffer_binding_size"] for d in laepca.devices())
     m = int(np.sqrt(limit / 4)) + 16
     with pytest.raises(RuntimeError, match="does not fit the device"):
         PCA(1, backend="gpu").fit(np.random.default_rng(0).normal(size=(2, m)))
