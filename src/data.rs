@@ -158,6 +158,51 @@ impl GramStats {
     pub fn trace(&self) -> f64 {
         self.c.trace()
     }
+
+    /// The statistics of the union of the samples behind `self` and `other` (both centred, or both not),
+    /// by Chan, Golub and LeVeque's pairwise combination: with `n = n_a + n_b` and `d = μ_b − μ_a`,
+    ///
+    /// ```text
+    /// μ = μ_a + (n_b / n) d,    C = C_a + C_b + (n_a n_b / n) d dᵀ
+    /// ```
+    ///
+    /// exact in exact arithmetic, so a tree of merges over any split of the rows gives the statistics
+    /// of all of them to rounding (uncentred statistics have zero means, and C is then the plain sum).
+    /// Errors if the numbers of features differ.
+    pub fn merge(&self, other: &GramStats) -> Result<GramStats> {
+        let m = self.n_features();
+        if other.n_features() != m
+            || self.c.ncols() != m
+            || other.c.ncols() != m
+            || self.mean.len() != m
+            || other.mean.len() != m
+        {
+            return Err(Error::ShapeMismatch {
+                what: format!(
+                    "merging statistics of {} x {} (mean {}) and {} x {} (mean {}) features",
+                    m,
+                    self.c.ncols(),
+                    self.mean.len(),
+                    other.n_features(),
+                    other.c.ncols(),
+                    other.mean.len()
+                ),
+            });
+        }
+        let n = self.n_samples + other.n_samples;
+        if self.n_samples == 0 || other.n_samples == 0 {
+            return Ok(if self.n_samples == 0 { other } else { self }.clone());
+        }
+        let (na, nb, nf) = (self.n_samples as f64, other.n_samples as f64, n as f64);
+        let d = &other.mean - &self.mean;
+        let mut c = &self.c + &other.c;
+        c.ger(na * nb / nf, &d, &d, 1.0);
+        Ok(GramStats {
+            c,
+            mean: &self.mean + d * (nb / nf),
+            n_samples: n,
+        })
+    }
 }
 
 /// Samples per block: long enough for an efficient matrix product, short enough that the block's sum in
@@ -246,6 +291,8 @@ fn block_storage<T: Real>(what: &str, count: Option<usize>) -> Result<Vec<T>> {
 pub struct GramAccumulator {
     engine: BlockEngine,
     center: bool,
+    /// Read before each block: a set flag stops the accumulation with [`Error::Cancelled`].
+    cancel: Option<crate::params::CancelFlag>,
     shift: Option<DVector<f64>>,
     /// Σ (x − s) over the samples so far.
     shifted_sum: DVector<f64>,
@@ -293,6 +340,7 @@ impl GramAccumulator {
         GramAccumulator {
             engine,
             center,
+            cancel: None,
             shift: None,
             shifted_sum: DVector::zeros(m),
             c: DMatrix::from_vec(m, m, c),
@@ -317,6 +365,11 @@ impl GramAccumulator {
             BlockEngine::Cpu(b) => b.f32.filled + b.f64.filled,
             BlockEngine::Gpu(_) => 0,
         }
+    }
+
+    /// Makes every later push check `cancel` before each block.
+    pub(crate) fn cancel_on(&mut self, cancel: Option<crate::params::CancelFlag>) {
+        self.cancel = cancel;
     }
 
     /// Adds row-major samples (`rows.len()` must be a multiple of n_features). Checks that every value is
@@ -350,6 +403,9 @@ impl GramAccumulator {
                     None => {
                         let mut start = 0;
                         while start < view.n_samples {
+                            if let Some(flag) = &self.cancel {
+                                flag.check()?;
+                            }
                             let len = block_rows.min(view.n_samples - start);
                             self.push_block(view, start, len);
                             start += len;
@@ -378,6 +434,9 @@ impl GramAccumulator {
         }
         let mut sample = 0;
         while sample < view.n_samples {
+            if let Some(flag) = &self.cancel {
+                flag.check()?;
+            }
             let seen = self.n_samples + self.pending();
             let BlockEngine::Cpu(blocks) = &mut self.engine else {
                 unreachable!("called for the CPU engine")

@@ -115,6 +115,11 @@ pub enum Error {
     /// The GPU reported a validation error, ran out of memory or was lost.
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    /// The flag given to [`LaePca::cancel_flag`](crate::LaePca::cancel_flag) was set: the fit stopped
+    /// between two Gram blocks or at a stopping check and returned nothing.
+    #[error("the fit was cancelled")]
+    Cancelled,
 }
 
 /// What to do about a divergence: only the gradient solvers have a step size to reduce.

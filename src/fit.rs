@@ -311,6 +311,7 @@ impl LaePca {
             Some(ctx) => GramAccumulator::on_gpu(ctx.clone(), view.n_features, self.center)?,
             None => GramAccumulator::new(view.n_features, self.center)?,
         };
+        acc.cancel_on(self.cancel.clone());
         acc.push_view(&view)?;
         let stats = acc.finish()?;
         self.fit_stats(&stats, t_gram.elapsed(), start, gpu)
@@ -544,7 +545,10 @@ impl LaePca {
                 });
             }
         };
-        let mut on_check = |iteration, q| report(Phase::Iterate, iteration, Some(q));
+        let mut on_check = |iteration, q| {
+            report(Phase::Iterate, iteration, Some(q));
+            self.cancel.as_ref().map_or(Ok(()), |flag| flag.check())
+        };
         report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
         let (out, backend, adapter, upload, readback, submissions, readbacks) = match &gpu {

@@ -2,6 +2,7 @@
 
 use crate::data::Layout;
 use crate::solver::Solver;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The phase a fit is in, for progress reports.
@@ -41,6 +42,27 @@ impl std::fmt::Debug for ProgressHook {
 }
 
 impl PartialEq for ProgressHook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// A flag that cancels a fit once set (see [`LaePca::cancel_flag`]).
+#[derive(Clone, Debug)]
+pub(crate) struct CancelFlag(pub(crate) Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// `Err(Error::Cancelled)` once the flag is set.
+    pub(crate) fn check(&self) -> crate::Result<()> {
+        if self.0.load(Ordering::Relaxed) {
+            Err(crate::Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl PartialEq for CancelFlag {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
@@ -118,6 +140,7 @@ pub struct LaePca {
     pub(crate) center: bool,
     pub(crate) adapter: Option<String>,
     pub(crate) progress: Option<ProgressHook>,
+    pub(crate) cancel: Option<CancelFlag>,
     pub(crate) warm_start: Option<nalgebra::DMatrix<f64>>,
 }
 
@@ -139,6 +162,7 @@ impl LaePca {
             center: true,
             adapter: None,
             progress: None,
+            cancel: None,
             warm_start: None,
         }
     }
@@ -204,6 +228,14 @@ impl LaePca {
     /// the fitting thread: keep it cheap.
     pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(ProgressHook(Arc::new(f)));
+        self
+    }
+    /// Stops the fit with [`Error::Cancelled`](crate::Error::Cancelled) once `flag` is set (by another
+    /// thread, e.g. a signal handler): it is read between two Gram blocks (every 512 samples on the CPU,
+    /// every chunk on the GPU) and at every stopping check, so a fit ends soon after. Nothing is returned
+    /// from a cancelled fit.
+    pub fn cancel_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(CancelFlag(flag));
         self
     }
     /// Starts the decoder from earlier directions (rows, k' x m, e.g. a previous fit's `components`):

@@ -334,3 +334,97 @@ fn public_types_are_send_and_sync() {
     check::<GramStats>();
     check::<GramAccumulator>();
 }
+
+/// The statistics of the rows `range` of a row-major f64 matrix with 9 features.
+fn stats_of(rows: &[f64], range: std::ops::Range<usize>, center: bool) -> GramStats {
+    let mut acc = GramAccumulator::new(9, center).unwrap();
+    acc.push_rows(&rows[range.start * 9..range.end * 9])
+        .unwrap();
+    acc.finish().unwrap()
+}
+
+#[test]
+fn merged_gram_statistics_do_not_depend_on_the_split() {
+    // Mean 500 against a spread of ~1: a merge that lost the centring would be off by ~1e5 relative.
+    let p = prescribed_spectrum(1000, 9, &geometric_spectrum(9, 40.0, 0.8), 500.0, 11);
+    let rows: Vec<f64> = p.x.transpose().iter().copied().collect();
+    for center in [true, false] {
+        let whole = stats_of(&rows, 0..1000, center);
+        let s = |r| stats_of(&rows, r, center);
+        // Left fold, right fold and a permuted, uneven tree of the same rows.
+        let left = s(0..1)
+            .merge(&s(1..300))
+            .unwrap()
+            .merge(&s(300..1000))
+            .unwrap();
+        let right = s(0..1)
+            .merge(&s(1..300).merge(&s(300..1000)).unwrap())
+            .unwrap();
+        let tree = (s(700..1000).merge(&s(0..250)).unwrap())
+            .merge(&s(250..251).merge(&s(251..700)).unwrap())
+            .unwrap();
+        for merged in [&left, &right, &tree] {
+            assert_eq!(merged.n_samples, 1000);
+            let rel_c = (&merged.c - &whole.c).norm() / whole.c.norm();
+            let rel_mean = (&merged.mean - &whole.mean).norm() / whole.mean.norm().max(1.0);
+            assert!(rel_c < 1e-11, "center {center}: C off by {rel_c:e}");
+            assert!(
+                rel_mean < 1e-14,
+                "center {center}: mean off by {rel_mean:e}"
+            );
+        }
+        if center {
+            // Against the f64 reference too, not only against the accumulator.
+            let reference = centred_gram(&p.x);
+            assert!((&tree.c - &reference).norm() / reference.norm() < 1e-11);
+        }
+    }
+    let other = GramStats {
+        c: DMatrix::zeros(3, 3),
+        mean: nalgebra::DVector::zeros(3),
+        n_samples: 5,
+    };
+    let e = stats_of(&rows, 0..10, true).merge(&other).unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch { .. }), "{e:?}");
+}
+
+#[test]
+fn a_set_cancel_flag_stops_the_fit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let x = data();
+    // Set before the fit: the Gram accumulation stops at its first block.
+    let flag = Arc::new(AtomicBool::new(true));
+    let (e, msg) = err(LaePca::new(2).cancel_flag(flag.clone()).fit(&x));
+    assert_eq!(e, Error::Cancelled);
+    assert!(msg.contains("cancelled"), "{msg}");
+    // Set from another thread's point of view during the loop: the next stopping check stops it.
+    let flag = Arc::new(AtomicBool::new(false));
+    let setter = flag.clone();
+    let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = checks.clone();
+    let fit = LaePca::new(2)
+        .solver(Solver::Untied)
+        .tol(1e-300)
+        .cancel_flag(flag)
+        .on_progress(move |p| {
+            if p.stopping_quantity.is_some() {
+                counted.fetch_add(1, Ordering::Relaxed);
+                setter.store(true, Ordering::Relaxed);
+            }
+        })
+        .fit(&x);
+    assert_eq!(err(fit).0, Error::Cancelled);
+    assert_eq!(
+        checks.load(Ordering::Relaxed),
+        1,
+        "one check, then the stop"
+    );
+    // An unset flag changes nothing.
+    let plain = LaePca::new(2).fit(&x).unwrap();
+    let flagged = LaePca::new(2)
+        .cancel_flag(Arc::new(AtomicBool::new(false)))
+        .fit(&x)
+        .unwrap();
+    assert_eq!(plain.components, flagged.components);
+}

@@ -200,13 +200,14 @@ struct Cg {
 }
 
 /// Runs `settings.solver` from the initial decoder `w0` and encoder `v0` (m x k, column-major).
-/// `on_check(iterations, stopping quantity)` is called after every check.
+/// `on_check(iterations, stopping quantity)` is called after every check; an error it returns (a
+/// cancelled fit) ends the loop.
 pub(crate) fn run_loop<E: Engine>(
     e: &mut E,
     s: &LoopSettings,
     w0: &[f64],
     v0: &[f64],
-    on_check: &mut dyn FnMut(usize, f64),
+    on_check: &mut dyn FnMut(usize, f64) -> Result<()>,
 ) -> Result<LoopResult> {
     let mut st = State {
         v: e.new_tall(),
@@ -286,7 +287,7 @@ pub(crate) fn run_loop<E: Engine>(
         }
         history.extend_from_slice(&values);
         if let Some(&q) = values.last() {
-            on_check(iterations, q);
+            on_check(iterations, q)?;
         }
         if values.last().is_some_and(|&q| q < s.tol) {
             converged = true;
