@@ -1,13 +1,18 @@
-// Matmul family: the three products of the solver loop. Tall matrices (m x k) are column-major with a
+// Matmul family: the products of the solver loop. Tall matrices (m x k) are column-major with a
 // column stride of mp (m padded to a multiple of 4, zero rows beyond m); C is mp x mp and symmetric;
-// small matrices (k x k) are column-major.
+// small matrices (k x k) are column-major; projected matrices ((SEARCH_BLOCKS·k) square, the default
+// solver's Rayleigh–Ritz problem) are column-major and accessed by k x k blocks.
 
 struct Params {
     mp: u32,
     k: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // inner_block and mul_block: the first row and column of the block in the projected matrix
+    row0: u32,
+    col0: u32,
 }
+
+// The k-wide blocks of a search basis (src/engine.rs: SEARCH_BLOCKS).
+const SEARCH_BLOCKS: u32 = 3u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -102,6 +107,50 @@ fn mul_small(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     var s = 0.0;
     for (var l = 0u; l < p.k; l++) {
         s += a[l * p.mp + i] * b[j * p.k + l];
+    }
+    out[e] = s;
+}
+
+// inner_block: the k x k block at (row0, col0) of the projected matrix out becomes aᵀ b, and the block
+// at (col0, row0) its transpose. One workgroup per entry, the same reduction as inner.
+@compute @workgroup_size(WG)
+fn inner_block(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let ca = wg.x;
+    let cb = wg.y;
+    var s = 0.0;
+    for (var r = lid.x; r < p.mp; r += WG) {
+        s += a[ca * p.mp + r] * b[cb * p.mp + r];
+    }
+    partial[lid.x] = s;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (lid.x < half) {
+            partial[lid.x] += partial[lid.x + half];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        let ld = SEARCH_BLOCKS * p.k;
+        out[(p.col0 + cb) * ld + p.row0 + ca] = partial[0];
+        if (p.row0 != p.col0) {
+            out[(p.row0 + ca) * ld + p.col0 + cb] = partial[0];
+        }
+    }
+}
+
+// mul_block: out (mp x k) = a (mp x k) · the k x k block of b (projected) at (row0, col0).
+@compute @workgroup_size(WG)
+fn mul_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    if (e >= p.mp * p.k) {
+        return;
+    }
+    let i = e % p.mp;
+    let j = e / p.mp;
+    let ld = SEARCH_BLOCKS * p.k;
+    var s = 0.0;
+    for (var l = 0u; l < p.k; l++) {
+        s += a[l * p.mp + i] * b[(p.col0 + j) * ld + p.row0 + l];
     }
     out[e] = s;
 }

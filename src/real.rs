@@ -11,8 +11,11 @@ pub trait Real: RealField + Copy + bytemuck::Pod + Send + Sync + std::fmt::Debug
     /// The default stopping tolerance for the paper's variants in this precision (see `LaePca::tol`).
     const DEFAULT_TOL: f64;
     /// The default stopping tolerance of [`Solver::Auto`](crate::Solver::Auto), whose stopping quantity
-    /// is relative (the sine of the span's change per iteration).
+    /// is relative (the residual `‖CX − X(XᵀCX)‖ / ‖CX‖`).
     const AUTO_TOL: f64;
+    /// The default stopping tolerance of [`Solver::Momentum`](crate::Solver::Momentum), whose stopping
+    /// quantity is relative (the sine of the span's change per iteration).
+    const MOMENTUM_TOL: f64;
     /// Converts (rounding) from f64.
     fn of_f64(x: f64) -> Self;
     /// Converts (exactly) to f64.
@@ -22,7 +25,8 @@ pub trait Real: RealField + Copy + bytemuck::Pod + Send + Sync + std::fmt::Debug
 impl Real for f32 {
     const EPSILON: f64 = f32::EPSILON as f64;
     const DEFAULT_TOL: f64 = 1e-6;
-    const AUTO_TOL: f64 = 2e-6;
+    const AUTO_TOL: f64 = 1e-6;
+    const MOMENTUM_TOL: f64 = 2e-6;
     fn of_f64(x: f64) -> Self {
         x as f32
     }
@@ -34,7 +38,8 @@ impl Real for f32 {
 impl Real for f64 {
     const EPSILON: f64 = f64::EPSILON;
     const DEFAULT_TOL: f64 = 1e-8;
-    const AUTO_TOL: f64 = 1e-8;
+    const AUTO_TOL: f64 = 1e-12;
+    const MOMENTUM_TOL: f64 = 1e-8;
     fn of_f64(x: f64) -> Self {
         x
     }
