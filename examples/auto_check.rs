@@ -71,6 +71,9 @@ fn report(name: &str, s: &GramStats, k: usize, gpu: bool, momentum: bool) {
             } else {
                 let f = b.fit_gram::<f32>(s).unwrap();
                 let last = f.history.last().copied().unwrap_or(f64::NAN);
+                if std::env::var_os("HISTORY").is_some() {
+                    println!("history {}", curve(&f.history));
+                }
                 (
                     f.components.map(|v| v as f64),
                     f.passes,

@@ -91,7 +91,8 @@ pub struct Fit<T: Real> {
     /// Whether the loop stopped at the rounding floor of its working precision before reaching `tol`:
     /// the stopping quantity repeated to the bit (the iterate no longer changes, or cycles), or it sat
     /// below its noise level without progress for a window of iterations (1000 for the paper's
-    /// variants; 50 without halving for momentum, 3 for auto). Not converged; more iterations would only move the
+    /// variants; 50 without halving for momentum; for auto 3 without halving, or 10 without a new
+    /// minimum at any level). Not converged; more iterations would only move the
     /// result within rounding noise.
     pub stalled: bool,
     /// The stopping quantity after each iteration (a block the momentum solver undid after a
@@ -498,7 +499,7 @@ impl LaePca {
             // noise of a change of W is some ulps of √k); the momentum one is a sine; the auto one a
             // relative residual, whose rounding noise (that of C X) grows like √m ulps.
             noise_floor: match self.solver {
-                Solver::Auto => 100.0 * eps * (m as f64).sqrt(),
+                Solver::Auto => 30.0 * eps * (m as f64).sqrt(),
                 Solver::Momentum => 1e3 * eps,
                 _ => 100.0 * eps * (k as f64).sqrt(),
             },
