@@ -44,7 +44,11 @@ fn report(name: &str, s: &GramStats, k: usize, gpu: bool, momentum: bool) {
     // The iterate after t iterations, t + 1 passes (max_iter = 0 is not allowed: no entry for 1 pass).
     let mut auto = vec![f64::NAN];
     for t in 1..max_passes {
-        let f = LaePca::new(k).max_iter(t).tol(1e-300).fit_gram::<f64>(s).unwrap();
+        let f = LaePca::new(k)
+            .max_iter(t)
+            .tol(1e-300)
+            .fit_gram::<f64>(s)
+            .unwrap();
         auto.push(angle(&vecs, f.components.clone()));
         if f.stalled {
             break;
@@ -67,7 +71,14 @@ fn report(name: &str, s: &GramStats, k: usize, gpu: bool, momentum: bool) {
             let (c, passes, it, conv, st, last) = if f64_ {
                 let f = b.fit_gram::<f64>(s).unwrap();
                 let last = f.history.last().copied().unwrap_or(f64::NAN);
-                (f.components.clone(), f.passes, f.iterations, f.converged, f.stalled, last)
+                (
+                    f.components.clone(),
+                    f.passes,
+                    f.iterations,
+                    f.converged,
+                    f.stalled,
+                    last,
+                )
             } else {
                 let f = b.fit_gram::<f32>(s).unwrap();
                 let last = f.history.last().copied().unwrap_or(f64::NAN);
@@ -96,14 +107,32 @@ fn main() {
     let gpu = std::env::args().any(|a| a == "--gpu");
     let momentum = std::env::args().any(|a| a == "--momentum");
     let x = common::paper_problem();
-    report("paper", &stats(common::centred_gram(&x), x.nrows()), 2, gpu, momentum);
+    report(
+        "paper",
+        &stats(common::centred_gram(&x), x.nrows()),
+        2,
+        gpu,
+        momentum,
+    );
     let d = common::digits();
-    report("digits", &stats(common::centred_gram(&d), d.nrows()), 10, gpu, momentum);
+    report(
+        "digits",
+        &stats(common::centred_gram(&d), d.nrows()),
+        10,
+        gpu,
+        momentum,
+    );
     // The benchmark's hard-gap spectrum (benches/compare.rs, gap_spectrum) at m = 200, k = 16.
     let (m, k) = (200, 16);
     let sigma = common::hard_gap_spectrum(m, k);
     let p = prescribed_spectrum(4 * m, m, &sigma, 3.0, 7);
-    report("hard gap m=200", &stats(common::centred_gram(&p.x), 4 * m), k, gpu, momentum);
+    report(
+        "hard gap m=200",
+        &stats(common::centred_gram(&p.x), 4 * m),
+        k,
+        gpu,
+        momentum,
+    );
     if let Some(f) = common::fashion_mnist() {
         let c = common::centred_gram(&f.map(|v| v as f64));
         report("fashion-mnist", &stats(c, f.nrows()), 16, gpu, momentum);

@@ -69,6 +69,34 @@ fn pair(r: u32, i: u32, np: u32) -> vec2<u32> {
     return vec2<u32>(min(x, y), max(x, y));
 }
 
+// Applies round r's rotations to the pairs of columns (pair_stride = n, other_stride = 1: A ← A J,
+// and with `vectors` V ← V J) or of rows (pair_stride = 1, other_stride = n: A ← Jᵀ A) of a.
+fn apply_rotations(lid: u32, r: u32, np: u32, pair_stride: u32, other_stride: u32, vectors: bool) {
+    let n = p.n;
+    let rot = n * n;
+    for (var e = lid; e < (np / 2u) * n; e += WG) {
+        let i = e / n;
+        let other = e % n;
+        let pq = pair(r, i, np);
+        if (pq.y < n) {
+            let c = work[rot + 2u * i];
+            let s = work[rot + 2u * i + 1u];
+            let ix = pq.x * pair_stride + other * other_stride;
+            let iy = pq.y * pair_stride + other * other_stride;
+            let x = a[ix];
+            let y = a[iy];
+            a[ix] = c * x - s * y;
+            a[iy] = s * x + c * y;
+            if (vectors) {
+                let vx = work[ix];
+                let vy = work[iy];
+                work[ix] = c * vx - s * vy;
+                work[iy] = s * vx + c * vy;
+            }
+        }
+    }
+}
+
 // Diagonalises a (A ← Jᵀ A J over all rotations J), accumulating V = Π J in work[0..n²].
 fn jacobi(lid: u32) {
     let n = p.n;
@@ -123,39 +151,10 @@ fn jacobi(lid: u32) {
                 work[rot + 2u * i + 1u] = s;
             }
             sync();
-            // Columns p and q of A and V: A ← A J.
-            for (var e = lid; e < (np / 2u) * n; e += WG) {
-                let i = e / n;
-                let row = e % n;
-                let pq = pair(r, i, np);
-                if (pq.y < n) {
-                    let c = work[rot + 2u * i];
-                    let s = work[rot + 2u * i + 1u];
-                    let x = a[pq.x * n + row];
-                    let y = a[pq.y * n + row];
-                    a[pq.x * n + row] = c * x - s * y;
-                    a[pq.y * n + row] = s * x + c * y;
-                    let vx = work[pq.x * n + row];
-                    let vy = work[pq.y * n + row];
-                    work[pq.x * n + row] = c * vx - s * vy;
-                    work[pq.y * n + row] = s * vx + c * vy;
-                }
-            }
+            // Columns p and q of A and V: A ← A J; then rows p and q: A ← Jᵀ A.
+            apply_rotations(lid, r, np, n, 1u, true);
             sync();
-            // Rows p and q: A ← Jᵀ A.
-            for (var e = lid; e < (np / 2u) * n; e += WG) {
-                let i = e / n;
-                let col = e % n;
-                let pq = pair(r, i, np);
-                if (pq.y < n) {
-                    let c = work[rot + 2u * i];
-                    let s = work[rot + 2u * i + 1u];
-                    let x = a[col * n + pq.x];
-                    let y = a[col * n + pq.y];
-                    a[col * n + pq.x] = c * x - s * y;
-                    a[col * n + pq.y] = s * x + c * y;
-                }
-            }
+            apply_rotations(lid, r, np, 1u, n, false);
             sync();
         }
     }

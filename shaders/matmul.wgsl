@@ -74,24 +74,28 @@ fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
 // inner: out (k x k) = aᵀ b. One workgroup per entry; a fixed-order tree reduction (deterministic).
 var<workgroup> partial: array<f32, WG>;
 
-@compute @workgroup_size(WG)
-fn inner(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let ca = wg.x;
-    let cb = wg.y;
+// Column ca of a dotted with column cb of b, by the whole workgroup (the result in every thread).
+fn column_dot(lid: u32, ca: u32, cb: u32) -> f32 {
     var s = 0.0;
-    for (var r = lid.x; r < p.mp; r += WG) {
+    for (var r = lid; r < p.mp; r += WG) {
         s += a[ca * p.mp + r] * b[cb * p.mp + r];
     }
-    partial[lid.x] = s;
+    partial[lid] = s;
     workgroupBarrier();
     for (var half = WG / 2u; half > 0u; half /= 2u) {
-        if (lid.x < half) {
-            partial[lid.x] += partial[lid.x + half];
+        if (lid < half) {
+            partial[lid] += partial[lid + half];
         }
         workgroupBarrier();
     }
+    return partial[0];
+}
+
+@compute @workgroup_size(WG)
+fn inner(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let total = column_dot(lid.x, wg.x, wg.y);
     if (lid.x == 0u) {
-        out[cb * p.k + ca] = partial[0];
+        out[wg.y * p.k + wg.x] = total;
     }
 }
 
@@ -112,28 +116,15 @@ fn mul_small(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 // inner_block: the k x k block at (row0, col0) of the projected matrix out becomes aᵀ b, and the block
-// at (col0, row0) its transpose. One workgroup per entry, the same reduction as inner.
+// at (col0, row0) its transpose. One workgroup per entry, as inner.
 @compute @workgroup_size(WG)
 fn inner_block(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let ca = wg.x;
-    let cb = wg.y;
-    var s = 0.0;
-    for (var r = lid.x; r < p.mp; r += WG) {
-        s += a[ca * p.mp + r] * b[cb * p.mp + r];
-    }
-    partial[lid.x] = s;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
-        if (lid.x < half) {
-            partial[lid.x] += partial[lid.x + half];
-        }
-        workgroupBarrier();
-    }
+    let total = column_dot(lid.x, wg.x, wg.y);
     if (lid.x == 0u) {
         let ld = SEARCH_BLOCKS * p.k;
-        out[(p.col0 + cb) * ld + p.row0 + ca] = partial[0];
+        out[(p.col0 + wg.y) * ld + p.row0 + wg.x] = total;
         if (p.row0 != p.col0) {
-            out[(p.row0 + ca) * ld + p.col0 + cb] = partial[0];
+            out[(p.row0 + wg.x) * ld + p.col0 + wg.y] = total;
         }
     }
 }

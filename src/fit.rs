@@ -681,7 +681,10 @@ impl LaePca {
         let theta: Vec<f64> = sigma.iter().map(|s| s * s).collect();
         let negligible = |v: f64| v <= theta[0] * 1e3 * f64::EPSILON * k.max(1) as f64;
         if theta[0] == 0.0 || negligible(theta[k - 1]) {
-            let rank = theta.iter().position(|&v| v == 0.0 || negligible(v)).unwrap_or(k);
+            let rank = theta
+                .iter()
+                .position(|&v| v == 0.0 || negligible(v))
+                .unwrap_or(k);
             return Err(Error::RankDeficient {
                 k,
                 rank,
@@ -717,7 +720,10 @@ fn lae_optimum(fin: &mut crate::finish::Finished, lambda: f64) -> Vec<f64> {
         .iter()
         .map(|sigma| (1.0 - lambda / (sigma * sigma)).max(0.0).sqrt())
         .collect();
-    fin.singular_values_paper = s.iter().map(|si| (lambda / (1.0 - si * si)).sqrt()).collect();
+    fin.singular_values_paper = s
+        .iter()
+        .map(|si| (lambda / (1.0 - si * si)).sqrt())
+        .collect();
     let mut decoder = fin.directions.clone();
     for (j, &sj) in s.iter().enumerate() {
         decoder.column_mut(j).scale_mut(sj);

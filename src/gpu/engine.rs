@@ -128,7 +128,10 @@ impl<'a> GpuEngine<'a> {
             Buf::Tall(i) => &self.talls[i],
             Buf::Small(i) => &self.smalls[i],
             Buf::Projected(i) => &self.projected[i],
-            Buf::EigenWork => self.eigen_work.as_ref().expect("made before its first dispatch"),
+            Buf::EigenWork => self
+                .eigen_work
+                .as_ref()
+                .expect("made before its first dispatch"),
             Buf::Scalars => &self.scalars,
             Buf::History => &self.history,
             Buf::Dummy => &self.dummy,
@@ -219,7 +222,10 @@ impl<'a> GpuEngine<'a> {
             // For the largest order, SEARCH_BLOCKS·k: n² + 3n + 1 floats.
             let order = SEARCH_BLOCKS * self.k;
             let floats = order * order + 3 * order + 1;
-            self.eigen_work = Some(self.ctx.buffer("eigen work", (floats * 4) as u64, U::STORAGE));
+            self.eigen_work = Some(
+                self.ctx
+                    .buffer("eigen work", (floats * 4) as u64, U::STORAGE),
+            );
         }
         let drop = (ORTHO_DROP_ULPS * f32::EPSILON as f64) as f32;
         let params = words(&[n as u32, drop.to_bits(), 0, 0]);
@@ -270,7 +276,9 @@ impl Engine for GpuEngine<'_> {
 
     fn new_projected(&mut self) -> Projected {
         let n = SEARCH_BLOCKS * self.k;
-        let b = self.ctx.buffer("projected", (n * n * 4) as u64, U::STORAGE | U::COPY_DST);
+        let b = self
+            .ctx
+            .buffer("projected", (n * n * 4) as u64, U::STORAGE | U::COPY_DST);
         self.projected.push(b);
         Projected(self.projected.len() - 1)
     }
@@ -372,10 +380,20 @@ impl Engine for GpuEngine<'_> {
     }
     fn ritz_vectors(&mut self, h: Projected, out: Projected) {
         let n = SEARCH_BLOCKS * self.k;
-        self.eigen(Kernel::RitzVectors, n, Buf::Projected(h.0), Buf::Projected(out.0));
+        self.eigen(
+            Kernel::RitzVectors,
+            n,
+            Buf::Projected(h.0),
+            Buf::Projected(out.0),
+        );
     }
     fn orthonormalizer(&mut self, g: Small, out: Small) {
-        self.eigen(Kernel::Orthonormalizer, self.k, Buf::Small(g.0), Buf::Small(out.0));
+        self.eigen(
+            Kernel::Orthonormalizer,
+            self.k,
+            Buf::Small(g.0),
+            Buf::Small(out.0),
+        );
     }
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]) {
         assert!(terms.len() <= 4, "combine takes at most four terms");

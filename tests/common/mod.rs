@@ -195,7 +195,9 @@ fn orthonormal_dropping(a: &DMatrix<f64>) -> DMatrix<f64> {
 /// for simplicity, which changes no iterate).
 pub fn reference_lobpcg(c: &DMatrix<f64>, k: usize, passes: usize, seed: u64) -> Vec<DMatrix<f64>> {
     let m = c.nrows();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut uniform = || {
         state = state
             .wrapping_mul(6364136223846793005)
@@ -210,7 +212,9 @@ pub fn reference_lobpcg(c: &DMatrix<f64>, k: usize, passes: usize, seed: u64) ->
         let y = DMatrix::from_fn(s.ncols(), k, |r, j| eig.eigenvectors[(r, order[j])]);
         s * y
     };
-    let mut x = ritz(&orthonormal_dropping(&DMatrix::from_fn(m, k, |_, _| uniform())));
+    let mut x = ritz(&orthonormal_dropping(&DMatrix::from_fn(m, k, |_, _| {
+        uniform()
+    })));
     let mut prev: Option<DMatrix<f64>> = None;
     let mut out = vec![x.clone()];
     while out.len() < passes {
