@@ -243,3 +243,40 @@ fn momentum_solver_on_the_paper_problem_in_at_most_150_iterations() {
     // Its setup (10 subspace steps on k + 8 columns) counts: 10 · 10 / 2 passes, then one per iteration.
     assert_eq!(fit.passes, 50 + fit.iterations);
 }
+
+#[test]
+fn checks_every_n_iterations_and_max_iter() {
+    let p = prescribed_spectrum(300, 40, &hard_gap_spectrum(40, 6), 0.0, 3);
+    let x32 = p.x.map(|v| v as f32);
+    let mut fits = vec![(
+        "cpu",
+        LaePca::new(6)
+            .check_every(3)
+            .max_iter(7)
+            .tol(1e-30)
+            .fit(&x32)
+            .unwrap(),
+    )];
+    if gpu_available() {
+        let gpu = LaePca::new(6)
+            .check_every(3)
+            .max_iter(7)
+            .tol(1e-30)
+            .backend(Backend::Gpu)
+            .fit(&x32)
+            .unwrap();
+        // Checks after the start and 2 iterations, 5, then 7 (max_iter), and the final read-back.
+        assert_eq!(gpu.readbacks, 4, "gpu");
+        fits.push(("gpu", gpu));
+    }
+    for (path, fit) in fits {
+        assert!(!fit.converged, "{path}");
+        assert_eq!(fit.iterations, 7, "{path}");
+        assert_eq!(fit.passes, 8, "{path}");
+        assert_eq!(
+            fit.history.len(),
+            8,
+            "{path}: the start's quantity and one per iteration"
+        );
+    }
+}
