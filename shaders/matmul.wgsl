@@ -99,20 +99,24 @@ fn inner(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
     }
 }
 
-// mul_small: out (mp x k) = a (mp x k) · b (k x k). One thread per entry of out.
-@compute @workgroup_size(WG)
-fn mul_small(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = gid.x + gid.y * nwg.x * WG;
-    if (e >= p.mp * p.k) {
-        return;
-    }
+// Entry e of a (mp x k) times the k x k block at (row0, col0) of b (column-major, leading dimension ld).
+fn tall_times_block(e: u32, ld: u32, row0: u32, col0: u32) -> f32 {
     let i = e % p.mp;
     let j = e / p.mp;
     var s = 0.0;
     for (var l = 0u; l < p.k; l++) {
-        s += a[l * p.mp + i] * b[j * p.k + l];
+        s += a[l * p.mp + i] * b[(col0 + j) * ld + row0 + l];
     }
-    out[e] = s;
+    return s;
+}
+
+// mul_small: out (mp x k) = a (mp x k) · b (k x k). One thread per entry of out.
+@compute @workgroup_size(WG)
+fn mul_small(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    if (e < p.mp * p.k) {
+        out[e] = tall_times_block(e, p.k, 0u, 0u);
+    }
 }
 
 // inner_block: the k x k block at (row0, col0) of the projected matrix out becomes aᵀ b, and the block
@@ -133,15 +137,7 @@ fn inner_block(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 @compute @workgroup_size(WG)
 fn mul_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = gid.x + gid.y * nwg.x * WG;
-    if (e >= p.mp * p.k) {
-        return;
+    if (e < p.mp * p.k) {
+        out[e] = tall_times_block(e, SEARCH_BLOCKS * p.k, p.row0, p.col0);
     }
-    let i = e % p.mp;
-    let j = e / p.mp;
-    let ld = SEARCH_BLOCKS * p.k;
-    var s = 0.0;
-    for (var l = 0u; l < p.k; l++) {
-        s += a[l * p.mp + i] * b[(p.col0 + j) * ld + p.row0 + l];
-    }
-    out[e] = s;
 }
