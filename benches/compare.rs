@@ -717,7 +717,8 @@ fn measure<R>(
 fn c_products_per_iter(solver: Solver, m: usize, k: usize) -> Option<f64> {
     match solver {
         Solver::Untied | Solver::Sync => Some(2.0),
-        Solver::Tied | Solver::ExactTied => Some(1.0),
+        // Auto: C R (its setup-free start adds one, C X₀); momentum: C W (its setup adds 10 (k + 8)/k).
+        Solver::Auto | Solver::Momentum | Solver::Tied | Solver::ExactTied => Some(1.0),
         // Decoder: one product; encoder: the right-hand side, the first residual and one per CG step.
         Solver::ExactUntied | Solver::ExactSync => Some(3.0 + (m * k).min(16) as f64),
         _ => None,

@@ -1,13 +1,18 @@
-// Matmul family: the three products of the solver loop. Tall matrices (m x k) are column-major with a
+// Matmul family: the products of the solver loop. Tall matrices (m x k) are column-major with a
 // column stride of mp (m padded to a multiple of 4, zero rows beyond m); C is mp x mp and symmetric;
-// small matrices (k x k) are column-major.
+// small matrices (k x k) are column-major; projected matrices ((SEARCH_BLOCKS·k) square, the default
+// solver's Rayleigh–Ritz problem) are column-major and accessed by k x k blocks.
 
 struct Params {
     mp: u32,
     k: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // inner_block and mul_block: the first row and column of the block in the projected matrix
+    row0: u32,
+    col0: u32,
 }
+
+// The k-wide blocks of a search basis (src/engine.rs: SEARCH_BLOCKS).
+const SEARCH_BLOCKS: u32 = 3u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -69,39 +74,70 @@ fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
 // inner: out (k x k) = aᵀ b. One workgroup per entry; a fixed-order tree reduction (deterministic).
 var<workgroup> partial: array<f32, WG>;
 
-@compute @workgroup_size(WG)
-fn inner(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let ca = wg.x;
-    let cb = wg.y;
+// Column ca of a dotted with column cb of b, by the whole workgroup (the result in every thread).
+fn column_dot(lid: u32, ca: u32, cb: u32) -> f32 {
     var s = 0.0;
-    for (var r = lid.x; r < p.mp; r += WG) {
+    for (var r = lid; r < p.mp; r += WG) {
         s += a[ca * p.mp + r] * b[cb * p.mp + r];
     }
-    partial[lid.x] = s;
+    partial[lid] = s;
     workgroupBarrier();
     for (var half = WG / 2u; half > 0u; half /= 2u) {
-        if (lid.x < half) {
-            partial[lid.x] += partial[lid.x + half];
+        if (lid < half) {
+            partial[lid] += partial[lid + half];
         }
         workgroupBarrier();
     }
+    return partial[0];
+}
+
+@compute @workgroup_size(WG)
+fn inner(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let total = column_dot(lid.x, wg.x, wg.y);
     if (lid.x == 0u) {
-        out[cb * p.k + ca] = partial[0];
+        out[wg.y * p.k + wg.x] = total;
     }
+}
+
+// Entry e of a (mp x k) times the k x k block at (row0, col0) of b (column-major, leading dimension ld).
+fn tall_times_block(e: u32, ld: u32, row0: u32, col0: u32) -> f32 {
+    let i = e % p.mp;
+    let j = e / p.mp;
+    var s = 0.0;
+    for (var l = 0u; l < p.k; l++) {
+        s += a[l * p.mp + i] * b[(col0 + j) * ld + row0 + l];
+    }
+    return s;
 }
 
 // mul_small: out (mp x k) = a (mp x k) · b (k x k). One thread per entry of out.
 @compute @workgroup_size(WG)
 fn mul_small(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = gid.x + gid.y * nwg.x * WG;
-    if (e >= p.mp * p.k) {
-        return;
+    if (e < p.mp * p.k) {
+        out[e] = tall_times_block(e, p.k, 0u, 0u);
     }
-    let i = e % p.mp;
-    let j = e / p.mp;
-    var s = 0.0;
-    for (var l = 0u; l < p.k; l++) {
-        s += a[l * p.mp + i] * b[j * p.k + l];
+}
+
+// inner_block: the k x k block at (row0, col0) of the projected matrix out becomes aᵀ b, and the block
+// at (col0, row0) its transpose. One workgroup per entry, as inner.
+@compute @workgroup_size(WG)
+fn inner_block(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let total = column_dot(lid.x, wg.x, wg.y);
+    if (lid.x == 0u) {
+        let ld = SEARCH_BLOCKS * p.k;
+        out[(p.col0 + wg.y) * ld + p.row0 + wg.x] = total;
+        if (p.row0 != p.col0) {
+            out[(p.row0 + wg.x) * ld + p.col0 + wg.y] = total;
+        }
     }
-    out[e] = s;
+}
+
+// mul_block: out (mp x k) = a (mp x k) · the k x k block of b (projected) at (row0, col0).
+@compute @workgroup_size(WG)
+fn mul_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    if (e < p.mp * p.k) {
+        out[e] = tall_times_block(e, SEARCH_BLOCKS * p.k, p.row0, p.col0);
+    }
 }

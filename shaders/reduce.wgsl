@@ -3,7 +3,7 @@
 
 struct Params {
     len: u32,
-    // dot: the scalar to write; stop: the number of pairs (1 or 2)
+    // dot: the scalar to write; stop_quantity: the number of pairs (1 or 2); stop_ratio: unused
     slot: u32,
     _pad0: u32,
     _pad1: u32,
@@ -67,6 +67,28 @@ fn stop_quantity(@builtin(local_invocation_id) lid: vec3<u32>) {
     if (lid.x == 0u) {
         let count = u32(history[0]);
         history[count + 1u] = sqrt(n0) + sqrt(n1);
+        history[0] = f32(count + 1u);
+    }
+}
+
+// Appends ‖a0‖ / ‖b0‖ (0 when b0 is zero) to the history.
+@compute @workgroup_size(WG)
+fn stop_ratio(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s0 = 0.0;
+    var s1 = 0.0;
+    for (var e = lid.x; e < p.len; e += WG) {
+        s0 += a0[e] * a0[e];
+        s1 += b0[e] * b0[e];
+    }
+    let num = tree_sum(lid.x, s0);
+    let den = tree_sum(lid.x, s1);
+    if (lid.x == 0u) {
+        let count = u32(history[0]);
+        var q = 0.0;
+        if (den > 0.0) {
+            q = sqrt(num / den);
+        }
+        history[count + 1u] = q;
         history[0] = f32(count + 1u);
     }
 }

@@ -2,10 +2,10 @@
 //! [`crate::cpu_kernels`], the k x k solves with nalgebra).
 
 use crate::cpu_kernels::{parallelism, product, product_tn};
-use crate::engine::{Coef, Engine, Scalar, Small, Tall};
+use crate::engine::{Coef, Engine, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS, SEARCH_BLOCKS};
 use crate::error::Result;
 use crate::real::Real;
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, SymmetricEigen};
 
 /// Executes solver steps on the CPU. Owns C (m x m) in `T`.
 pub(crate) struct CpuEngine<T: Real> {
@@ -13,8 +13,10 @@ pub(crate) struct CpuEngine<T: Real> {
     k: usize,
     talls: Vec<DMatrix<T>>,
     smalls: Vec<DMatrix<T>>,
+    projected: Vec<DMatrix<T>>,
     scalars: Vec<T>,
     pending: Vec<f64>,
+    passes: usize,
     /// Reused by `combine` (its output may be one of its inputs), so the loop allocates nothing.
     scratch: Vec<T>,
 }
@@ -26,8 +28,10 @@ impl<T: Real> CpuEngine<T> {
             k,
             talls: Vec::new(),
             smalls: Vec::new(),
+            projected: Vec::new(),
             scalars: Vec::new(),
             pending: Vec::new(),
+            passes: 0,
             scratch: Vec::new(),
         }
     }
@@ -71,6 +75,12 @@ impl<T: Real> Engine for CpuEngine<T> {
         Scalar(self.scalars.len() - 1)
     }
 
+    fn new_projected(&mut self) -> Projected {
+        let n = SEARCH_BLOCKS * self.k;
+        self.projected.push(DMatrix::zeros(n, n));
+        Projected(self.projected.len() - 1)
+    }
+
     fn upload(&mut self, dst: Tall, values: &[f64]) -> Result<()> {
         let t = &mut self.talls[dst.0];
         for (d, &v) in t.iter_mut().zip(values) {
@@ -84,6 +94,7 @@ impl<T: Real> Engine for CpuEngine<T> {
 
     fn c_mul(&mut self, x: Tall, out: Tall) {
         debug_assert_ne!(x, out);
+        self.passes += 1;
         let (m, k) = (self.m(), self.k);
         let mut o = std::mem::take(&mut self.talls[out.0]);
         let c = self.c.as_slice();
@@ -127,6 +138,72 @@ impl<T: Real> Engine for CpuEngine<T> {
             None => DMatrix::from_element(self.k, self.k, T::of_f64(f64::NAN)),
         };
     }
+    fn inner_block(&mut self, a: Tall, b: Tall, out: Projected, (i, j): (usize, usize)) {
+        let k = self.k;
+        let block = self.talls[a.0].tr_mul(&self.talls[b.0]);
+        let h = &mut self.projected[out.0];
+        h.view_mut((i * k, j * k), (k, k)).copy_from(&block);
+        if i != j {
+            h.view_mut((j * k, i * k), (k, k))
+                .copy_from(&block.transpose());
+        }
+    }
+    fn mul_block(&mut self, a: Tall, y: Projected, i: usize, out: Tall) {
+        debug_assert_ne!(a, out);
+        let k = self.k;
+        let mut o = std::mem::take(&mut self.talls[out.0]);
+        let block = self.projected[y.0].view((i * k, 0), (k, k));
+        o.gemm(T::one(), &self.talls[a.0], &block, T::zero());
+        self.talls[out.0] = o;
+    }
+    fn ritz_vectors(&mut self, h: Projected, out: Projected) {
+        if !self.projected[h.0].iter().all(|v| v.is_finite()) {
+            self.projected[out.0].fill(T::of_f64(f64::NAN));
+            return;
+        }
+        let eig = SymmetricEigen::new(self.projected[h.0].clone());
+        let order = descending(eig.eigenvalues.as_slice());
+        let o = &mut self.projected[out.0];
+        for (dst, &src) in order.iter().enumerate() {
+            o.set_column(dst, &eig.eigenvectors.column(src));
+        }
+    }
+    fn orthonormalizer(&mut self, g: Small, out: Small) {
+        let k = self.k;
+        if !self.smalls[g.0].iter().all(|v| v.is_finite()) {
+            self.smalls[out.0].fill(T::of_f64(f64::NAN));
+            return;
+        }
+        let g = &self.smalls[g.0];
+        // D = diag(g)^{-1/2}, zero for a zero column.
+        let d: Vec<T> = (0..k)
+            .map(|i| {
+                let v = g[(i, i)];
+                if v > T::zero() {
+                    T::one() / v.sqrt()
+                } else {
+                    T::zero()
+                }
+            })
+            .collect();
+        let scaled = DMatrix::from_fn(k, k, |i, j| g[(i, j)] * d[i] * d[j]);
+        let eig = SymmetricEigen::new(scaled);
+        let order = descending(eig.eigenvalues.as_slice());
+        let largest = eig.eigenvalues[order[0]];
+        let floor = largest * T::of_f64(ORTHO_DROP_ULPS * T::EPSILON);
+        let o = &mut self.smalls[out.0];
+        for (dst, &src) in order.iter().enumerate() {
+            let value = eig.eigenvalues[src];
+            let scale = if value > floor && value > T::zero() {
+                T::one() / value.sqrt()
+            } else {
+                T::zero()
+            };
+            for i in 0..k {
+                o[(i, dst)] = d[i] * eig.eigenvectors[(i, src)] * scale;
+            }
+        }
+    }
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]) {
         let len = self.m() * self.k;
         let mut o = std::mem::take(&mut self.scratch);
@@ -154,7 +231,22 @@ impl<T: Real> Engine for CpuEngine<T> {
             .sum();
         self.pending.push(q);
     }
+    fn record_stop_ratio(&mut self, num: Tall, den: Tall) {
+        let den = self.talls[den.0].norm().as_f64();
+        let num = self.talls[num.0].norm().as_f64();
+        self.pending.push(if den == 0.0 { 0.0 } else { num / den });
+    }
+    fn passes(&self) -> usize {
+        self.passes
+    }
     fn check(&mut self) -> Result<Vec<f64>> {
         Ok(std::mem::take(&mut self.pending))
     }
+}
+
+/// The indices of `values` by decreasing value (ties in index order, so the result is deterministic).
+fn descending<T: Real>(values: &[T]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].as_f64().total_cmp(&values[a].as_f64()));
+    order
 }

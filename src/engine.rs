@@ -17,6 +17,13 @@ pub struct Tall(pub(crate) usize);
 /// Handle of a k x k matrix held by an engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Small(pub(crate) usize);
+/// Handle of a (3k) x (3k) matrix held by an engine: the projection of C on a search basis of three
+/// k-wide blocks `[X, R, P]` (block `(i, j)` is `Sᵢᵀ C Sⱼ`), or the eigenvectors of one, for the
+/// Rayleigh–Ritz step of [`Solver::Auto`](crate::Solver::Auto).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Projected(pub(crate) usize);
+/// The number of k-wide blocks of a search basis (the order of a [`Projected`] matrix is this times k).
+pub const SEARCH_BLOCKS: usize = 3;
 /// Handle of a scalar held by an engine (device-side on the GPU: never read back inside the loop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scalar(pub(crate) usize);
@@ -43,6 +50,8 @@ pub trait Engine {
     fn new_small(&mut self) -> Small;
     /// A new scalar, zero.
     fn new_scalar(&mut self) -> Scalar;
+    /// A new (3k) x (3k) matrix, zero.
+    fn new_projected(&mut self) -> Projected;
 
     /// Sets an m x k matrix from column-major f64 values.
     fn upload(&mut self, dst: Tall, values: &[f64]) -> Result<()>;
@@ -59,6 +68,22 @@ pub trait Engine {
     /// Gauss–Jordan without pivoting on the GPU). An indefinite matrix is the caller's error: the CPU
     /// returns NaN, the GPU a meaningless (possibly finite) matrix.
     fn inverse_spd(&mut self, s: Small, shift: f64, out: Small);
+    /// Block `(i, j)` (k x k, i, j < [`SEARCH_BLOCKS`]) of `out` becomes `aᵀ b`, and block `(j, i)` its
+    /// transpose (so that `out` stays symmetric).
+    fn inner_block(&mut self, a: Tall, b: Tall, out: Projected, block: (usize, usize));
+    /// `out = a Y_i` with `Y_i` the k x k block of rows `i·k..(i+1)·k` and the first k columns of `y`.
+    /// `out` must differ from `a`.
+    fn mul_block(&mut self, a: Tall, y: Projected, i: usize, out: Tall);
+    /// `out` = the eigenvectors of the symmetric `h` (columns, by decreasing eigenvalue). `h` is
+    /// overwritten (or not). CPU: nalgebra's symmetric QR algorithm; GPU: cyclic Jacobi in one
+    /// workgroup. A non-finite `h` gives a meaningless `out`, which the next stopping check reports.
+    fn ritz_vectors(&mut self, h: Projected, out: Projected);
+    /// For the Gram matrix `g = BᵀB` of a block B, the k x k `out` such that `B·out` has orthonormal
+    /// columns, or zero columns where B has no further direction (SVQB, Stathopoulos & Wu 2002: the
+    /// eigenvalue form of Cholesky-QR): with `D = diag(g)^{-1/2}` and `D g D = V Λ Vᵀ`,
+    /// `out = D V Λ^{-1/2}`, the columns with `Λⱼ ≤ ORTHO_DROP_ULPS · ε · max Λ` (ε of the working
+    /// precision) set to zero, and rows for a zero diagonal of `g` too. `g` is overwritten (or not).
+    fn orthonormalizer(&mut self, g: Small, out: Small);
     /// `out = Σ cᵢ tᵢ`, element-wise; `out` may be one of the `tᵢ`. At most four terms.
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]);
     /// `out = ⟨a, b⟩_F = trace(aᵀ b)`.
@@ -67,7 +92,16 @@ pub trait Engine {
     fn copy_scalar(&mut self, src: Scalar, dst: Scalar);
     /// Records this iteration's stopping quantity `Σⱼ ‖aⱼ − bⱼ‖_F`.
     fn record_stop(&mut self, pairs: &[(Tall, Tall)]);
+    /// Records this iteration's stopping quantity `‖num‖_F / ‖den‖_F` (0 when `den` is zero).
+    fn record_stop_ratio(&mut self, num: Tall, den: Tall);
+    /// Products of C with a block of k columns so far (the calls of [`Engine::c_mul`]).
+    fn passes(&self) -> usize;
     /// Runs everything recorded and returns the stopping quantities recorded since the last check, in
     /// order. On the GPU this is the only synchronisation inside the loop.
     fn check(&mut self) -> Result<Vec<f64>>;
 }
+
+/// Relative size, in ulps of the working precision, of the largest eigenvalue of a column-scaled Gram
+/// matrix below which [`Engine::orthonormalizer`] drops a direction: a Gram matrix formed in precision
+/// ε carries noise of a few ε times its largest eigenvalue, so a direction that small is rounding.
+pub const ORTHO_DROP_ULPS: f64 = 100.0;

@@ -2,6 +2,7 @@
 
 use crate::cpu::CpuEngine;
 use crate::data::{GramAccumulator, GramStats, SampleView};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::finish::finish;
 use crate::gpu::{DeviceInfo, GpuContext, GpuEngine};
@@ -21,7 +22,8 @@ pub struct Timings {
     pub upload: Duration,
     /// Computing C (and the mean).
     pub gram: Duration,
-    /// Choosing λ and α and checking λ (the subspace-iteration estimate).
+    /// Choosing λ and α and checking λ (the subspace-iteration estimate; for auto only the start, its λ
+    /// comes from its own Ritz values).
     pub setup: Duration,
     /// The solver loop.
     pub iterate: Duration,
@@ -45,7 +47,8 @@ pub struct Fit<T: Real> {
     /// study (it loses digits when λ ≪ σ²).
     pub singular_values_paper: DVector<f64>,
     /// The decoder's singular value along each component, `‖W2ᵀ u_i‖`: W2's singular values for the
-    /// paper's variants (the theorem: `s_i² = 1 − λ/σ_i²`); for auto, whose momentum moves the
+    /// paper's variants (the theorem: `s_i² = 1 − λ/σ_i²`); for auto, whose decoder is the LAE optimum
+    /// on its final span, the theorem's values exactly; for momentum, whose momentum moves the
     /// decoder's scale off the theorem's, only a diagnostic.
     pub decoder_singular_values: DVector<f64>,
     /// `σ_i² / (n − 1)`.
@@ -54,9 +57,11 @@ pub struct Fit<T: Real> {
     pub explained_variance_ratio: DVector<T>,
     /// The mean of each feature that was removed (zeros with `center(false)`).
     pub mean: DVector<T>,
-    /// The decoder W2 (m x k) as the loop left it.
+    /// The decoder W2 (m x k) as the loop left it; for auto, the minimiser of the regularised loss among
+    /// the decoders of the loop's final span, `U diag(sqrt(1 − λ/σ_i²))` (its iteration holds an
+    /// orthonormal basis, not a decoder).
     pub decoder: DMatrix<T>,
-    /// The encoder W1 (k x m) as the loop left it.
+    /// The encoder W1 (k x m) as the loop left it (for auto, `W2ᵀ`).
     pub encoder: DMatrix<T>,
     /// Samples and features of the data.
     pub n_samples: usize,
@@ -77,16 +82,22 @@ pub struct Fit<T: Real> {
     pub tol: f64,
     /// Iterations run.
     pub iterations: usize,
+    /// Products of C with a block of k columns, the setup's included (the subspace iteration that
+    /// chooses λ, α and β, in k-column units): the cost that matters when C is applied from the data.
+    /// The finish's f64 Rayleigh quotients (one more product, on the CPU) are not counted.
+    pub passes: usize,
     /// Whether the stopping quantity fell below `tol` before `max_iter`.
     pub converged: bool,
     /// Whether the loop stopped at the rounding floor of its working precision before reaching `tol`:
     /// the stopping quantity repeated to the bit (the iterate no longer changes, or cycles), or it sat
     /// below its noise level without progress for a window of iterations (1000 for the paper's
-    /// variants; 50 without halving for auto). Not converged; more iterations would only move the
+    /// variants; 50 without halving for momentum; for auto 3 without halving, or 10 without a new
+    /// minimum at any level). Not converged; more iterations would only move the
     /// result within rounding noise.
     pub stalled: bool,
-    /// The stopping quantity after each iteration (a block the auto solver undid after a divergence
-    /// counts in `iterations` but leaves no entries).
+    /// The stopping quantity after each iteration (a block the momentum solver undid after a
+    /// divergence counts in `iterations` but leaves no entries); for auto, `history[i]` after i
+    /// iterations, `history[0]` the start's.
     pub history: Vec<f64>,
     /// Per-phase wall-clock times.
     pub timings: Timings,
@@ -381,7 +392,7 @@ impl LaePca {
                 reason: "must be at least 1",
             });
         }
-        if self.check_every == 0 {
+        if self.check_every == Some(0) {
             return Err(Error::InvalidParameter {
                 name: "check_every",
                 value: 0.0,
@@ -391,10 +402,13 @@ impl LaePca {
         Ok(())
     }
 
-    /// Resolves λ, α and the auto solver's momentum β from C.
-    fn resolve_parameters(&self, c: &DMatrix<f64>) -> Result<(f64, f64, f64, f64)> {
+    /// Resolves λ, α, the momentum solver's β and the scale θ₁ of C (with the passes over C that took)
+    /// from C, by a few steps of subspace iteration. Not for auto, which needs none of them.
+    fn resolve_parameters(&self, c: &DMatrix<f64>) -> Result<Resolved> {
         let k = self.k;
         let ritz = spectrum::ritz_values(c, k, RITZ_STEPS, self.seed);
+        let block_passes = |steps: usize| (steps * c.nrows().min(k + 8)).div_ceil(k);
+        let mut passes = block_passes(RITZ_STEPS);
         let scale = ritz[0].max(f64::MIN_POSITIVE);
         let negligible = |v: f64| v / scale <= 1e3 * f64::EPSILON * c.nrows() as f64;
         let lambda = match self.lambda {
@@ -405,6 +419,9 @@ impl LaePca {
                 // The cheap bound cannot vouch for this λ (or the k-th value looks like zero): decide on
                 // accurate eigenvalues.
                 let eig = accurate_top_eigenvalues(c, k, self.seed);
+                if c.nrows() > DENSE_EIGEN_MAX {
+                    passes += block_passes(ACCURATE_RITZ_STEPS);
+                }
                 if let Some(first_zero) = eig[..k].iter().position(|&v| negligible(v)) {
                     return Err(Error::RankDeficient {
                         k,
@@ -439,13 +456,19 @@ impl LaePca {
         // (an underestimate only slows it), kept below θ_k²/4 where the wanted part would stall. In
         // units of θ₁² (the loop's C / θ₁), so that no square of an eigenvalue can overflow or underflow.
         let momentum = match ritz.get(k) {
-            Some(&next) if self.solver == Solver::Auto => {
+            Some(&next) if self.solver == Solver::Momentum => {
                 let (next, kth) = (next / scale, ritz[k - 1] / scale);
                 0.25 * next.max(0.0).powi(2).min(0.9999 * kth.powi(2))
             }
             _ => 0.0,
         };
-        Ok((lambda, alpha, momentum, scale))
+        Ok(Resolved {
+            lambda,
+            alpha,
+            momentum,
+            scale,
+            passes,
+        })
     }
 
     fn fit_stats<T: Real>(
@@ -466,25 +489,51 @@ impl LaePca {
         .map_err(|e| Error::TooLarge {
             detail: e.to_string(),
         })?;
-        let check_every = self.check_every.min(self.max_iter);
         let t_setup = Instant::now();
-        let (lambda, alpha, momentum, scale) = self.resolve_parameters(&stats.c)?;
+        let auto = self.solver == Solver::Auto;
+        let Resolved {
+            lambda,
+            alpha,
+            momentum,
+            scale,
+            passes: setup_passes,
+        } = if auto {
+            // Nothing to choose before the loop: λ does not enter it (it is set, or checked, from the
+            // final Ritz values), and the loop only needs C at a safe scale: ‖C‖₂ ≤ trace(C).
+            Resolved {
+                lambda: f64::NAN,
+                alpha: f64::NAN,
+                momentum: 0.0,
+                scale: stats.trace().max(f64::MIN_POSITIVE),
+                passes: 0,
+            }
+        } else {
+            self.resolve_parameters(&stats.c)?
+        };
         // The loop runs on C / θ₁ (‖C‖₂ ≈ 1): with λ / θ₁, α·θ₁ and β / θ₁² the iterates are the same,
         // but no intermediate (β ~ σ⁴) can overflow f32 whatever the data's units.
         let c_loop = &stats.c / scale;
         // The GPU computes in f32 whatever T is.
-        let auto = self.solver == Solver::Auto;
+        let default_tol = |auto_tol: f64, momentum_tol: f64, paper_tol: f64| match self.solver {
+            Solver::Auto => auto_tol,
+            Solver::Momentum => momentum_tol,
+            _ => paper_tol,
+        };
         let (default_tol, eps) = match gpu {
             Some(_) => (
-                if auto {
-                    f32::AUTO_TOL
-                } else {
-                    f32::DEFAULT_TOL
-                },
+                default_tol(f32::AUTO_TOL, f32::MOMENTUM_TOL, f32::DEFAULT_TOL),
                 <f32 as Real>::EPSILON,
             ),
-            None => (if auto { T::AUTO_TOL } else { T::DEFAULT_TOL }, T::EPSILON),
+            None => (
+                default_tol(T::AUTO_TOL, T::MOMENTUM_TOL, T::DEFAULT_TOL),
+                T::EPSILON,
+            ),
         };
+        // Auto checks every iteration: each costs a pass over C, so none is run past convergence.
+        let check_every = self
+            .check_every
+            .unwrap_or(if auto { 1 } else { 10 })
+            .min(self.max_iter);
         let settings = LoopSettings {
             solver: self.solver,
             lambda: lambda / scale,
@@ -495,12 +544,13 @@ impl LaePca {
             check_every,
             cg_steps: self.cg_steps.unwrap_or((m * k).min(16)),
             momentum, // already relative to θ₁²
-            // The paper's quantities are absolute norms over m·k entries; the auto one is a sine.
-            // (‖W‖_F ≈ √k: the rounding noise of a change of W is some ulps of √k.)
-            noise_floor: if auto {
-                1e3 * eps
-            } else {
-                100.0 * eps * (k as f64).sqrt()
+            // The paper's quantities are absolute norms over m·k entries (‖W‖_F ≈ √k: the rounding
+            // noise of a change of W is some ulps of √k); the momentum one is a sine; the auto one a
+            // relative residual, whose rounding noise (that of C X) grows like √m ulps.
+            noise_floor: match self.solver {
+                Solver::Auto => 30.0 * eps * (m as f64).sqrt(),
+                Solver::Momentum => 1e3 * eps,
+                _ => 100.0 * eps * (k as f64).sqrt(),
             },
         };
         // W2 and W1ᵀ drawn N(0, 1/m): columns of about unit norm, the scale of the answer (s_i < 1).
@@ -551,46 +601,57 @@ impl LaePca {
         };
         report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
-        let (out, backend, adapter, upload, readback, submissions, readbacks) = match &gpu {
-            None => {
-                let mut engine = CpuEngine::<T>::new(&c_loop, k);
-                let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
-                (
-                    out,
-                    Backend::Cpu,
-                    None,
-                    Duration::ZERO,
-                    Duration::ZERO,
-                    0,
-                    0,
-                )
-            }
-            Some(ctx) => {
-                let mut engine = GpuEngine::new(ctx, &c_loop, k, check_every)?;
-                let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
-                ctx.take_error()?;
-                let info = Some(ctx.info.clone());
-                (
-                    out,
-                    Backend::Gpu,
-                    info,
-                    engine.upload_time,
-                    engine.readback_time,
-                    engine.submissions,
-                    engine.readbacks,
-                )
-            }
-        };
+        let (out, backend, adapter, upload, readback, submissions, readbacks, loop_passes) =
+            match &gpu {
+                None => {
+                    let mut engine = CpuEngine::<T>::new(&c_loop, k);
+                    let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
+                    let passes = engine.passes();
+                    (
+                        out,
+                        Backend::Cpu,
+                        None,
+                        Duration::ZERO,
+                        Duration::ZERO,
+                        0,
+                        0,
+                        passes,
+                    )
+                }
+                Some(ctx) => {
+                    let mut engine = GpuEngine::new(ctx, &c_loop, k, check_every)?;
+                    let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
+                    ctx.take_error()?;
+                    let info = Some(ctx.info.clone());
+                    (
+                        out,
+                        Backend::Gpu,
+                        info,
+                        engine.upload_time,
+                        engine.readback_time,
+                        engine.submissions,
+                        engine.readbacks,
+                        engine.passes(),
+                    )
+                }
+            };
         let iterate = t_iter.elapsed().saturating_sub(upload + readback);
 
         report(Phase::Finish, out.iterations, out.history.last().copied());
         let t_finish = Instant::now();
-        let fin = finish(
+        let mut fin = finish(
             &out.decoder,
             &stats.c,
             lambda,
             self.solver.uses_rayleigh_ritz(),
         );
+        let (lambda, decoder, encoder) = if auto {
+            let lambda = self.lambda_from_ritz_values(&fin.singular_values)?;
+            let decoder = lae_optimum(&mut fin, lambda);
+            (lambda, decoder.clone(), decoder)
+        } else {
+            (lambda, out.decoder, out.encoder)
+        };
         let total_var = stats.trace();
         let dof = (stats.n_samples.max(2) - 1) as f64;
         let to_t = |v: &[f64]| DVector::from_iterator(v.len(), v.iter().map(|&x| T::of_f64(x)));
@@ -603,8 +664,8 @@ impl LaePca {
             explained_variance: to_t(&sig2.iter().map(|v| v / dof).collect::<Vec<_>>()),
             explained_variance_ratio: to_t(&sig2.iter().map(|v| v / total_var).collect::<Vec<_>>()),
             mean: stats.mean.map(T::of_f64),
-            decoder: DMatrix::from_column_slice(m, k, &out.decoder).map(T::of_f64),
-            encoder: DMatrix::from_column_slice(m, k, &out.encoder)
+            decoder: DMatrix::from_column_slice(m, k, &decoder).map(T::of_f64),
+            encoder: DMatrix::from_column_slice(m, k, &encoder)
                 .transpose()
                 .map(T::of_f64),
             n_samples: stats.n_samples,
@@ -618,6 +679,7 @@ impl LaePca {
             alpha,
             tol: settings.tol,
             iterations: out.iterations,
+            passes: setup_passes + loop_passes,
             converged: out.converged,
             stalled: out.stalled,
             history: out.history,
@@ -702,12 +764,87 @@ fn indefinite(c: &DMatrix<f64>) -> Option<Error> {
 
 /// Subspace-iteration steps for the Ritz estimates of C's top eigenvalues (λ, α and β come from them).
 const RITZ_STEPS: usize = 10;
+/// Up to this m, C's accurate eigenvalues come from a dense eigensolver; beyond, from
+/// `ACCURATE_RITZ_STEPS` steps of subspace iteration.
+const DENSE_EIGEN_MAX: usize = 2048;
+const ACCURATE_RITZ_STEPS: usize = 300;
+
+/// What [`LaePca::resolve_parameters`] chooses.
+struct Resolved {
+    lambda: f64,
+    alpha: f64,
+    momentum: f64,
+    /// θ₁ ≈ ‖C‖₂ (the loop runs on C / scale).
+    scale: f64,
+    /// Products of C with k columns this took.
+    passes: usize,
+}
 
 /// C's top eigenvalues, accurately: all of them for moderate m, else a long subspace iteration.
 fn accurate_top_eigenvalues(c: &DMatrix<f64>, k: usize, seed: u64) -> Vec<f64> {
-    if c.nrows() <= 2048 {
+    if c.nrows() <= DENSE_EIGEN_MAX {
         spectrum::eigenvalues(c)
     } else {
-        spectrum::ritz_values(c, k, 300, seed)
+        spectrum::ritz_values(c, k, ACCURATE_RITZ_STEPS, seed)
     }
+}
+
+impl LaePca {
+    /// λ for auto from its final Ritz values `σ_i² = u_iᵀ C u_i` (f64, descending): the given λ once it is
+    /// checked against them (no component may collapse), else the paper's rule `θ_k / 2`. A k-th value
+    /// indistinguishable from zero is rank deficiency.
+    fn lambda_from_ritz_values(&self, sigma: &[f64]) -> Result<f64> {
+        let k = sigma.len();
+        let theta: Vec<f64> = sigma.iter().map(|s| s * s).collect();
+        let negligible = |v: f64| v <= theta[0] * 1e3 * f64::EPSILON * k.max(1) as f64;
+        if theta[0] == 0.0 || negligible(theta[k - 1]) {
+            let rank = theta
+                .iter()
+                .position(|&v| v == 0.0 || negligible(v))
+                .unwrap_or(k);
+            return Err(Error::RankDeficient {
+                k,
+                rank,
+                first_zero: rank + 1,
+            });
+        }
+        match self.lambda {
+            None => Ok(0.5 * theta[k - 1]),
+            Some(l) => {
+                let collapsed: Vec<usize> =
+                    (0..k).filter(|&i| theta[i] <= l).map(|i| i + 1).collect();
+                if collapsed.is_empty() {
+                    Ok(l)
+                } else {
+                    Err(Error::LambdaTooLarge {
+                        lambda: l,
+                        components: collapsed,
+                        k,
+                        max_lambda: theta[k - 1],
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// The minimiser of the regularised loss among the decoders of span(directions): `U diag(s)` with
+/// `s_i = sqrt(1 − λ/σ_i²)` (the paper's theorem on that span). Sets the finish's decoder singular values
+/// and paper-formula singular values to match; returns the decoder (m x k, column-major).
+fn lae_optimum(fin: &mut crate::finish::Finished, lambda: f64) -> Vec<f64> {
+    let s: Vec<f64> = fin
+        .singular_values
+        .iter()
+        .map(|sigma| (1.0 - lambda / (sigma * sigma)).max(0.0).sqrt())
+        .collect();
+    fin.singular_values_paper = s
+        .iter()
+        .map(|si| (lambda / (1.0 - si * si)).sqrt())
+        .collect();
+    let mut decoder = fin.directions.clone();
+    for (j, &sj) in s.iter().enumerate() {
+        decoder.column_mut(j).scale_mut(sj);
+    }
+    fin.decoder_singular_values = s;
+    decoder.as_slice().to_vec()
 }

@@ -114,11 +114,11 @@ impl std::str::FromStr for Backend {
 /// | setting | default |
 /// |---|---|
 /// | `solver` | [`Solver::Auto`] (no parameter to tune) |
-/// | `lambda` | half the k-th Ritz value of C after a few subspace-iteration steps: a lower bound of σ_k²/2, so every component survives |
+/// | `lambda` | half the k-th Ritz value θ_k of C, the paper's rule: for auto, from its final Ritz values (λ does not enter its iteration); for the others, after 10 subspace-iteration steps (a lower bound of σ_k²/2, so every component survives) |
 /// | `alpha` (gradient solvers) | `0.1 / θ₁` with θ₁ ≈ ‖C‖₂ (the ratio of the paper's α = 1e-5 to its σ₁² ≈ 1.04e4) |
-/// | `tol` | auto: 1e-8 in f64, 2e-6 in f32 and on the GPU (a sine of the span's change); the paper's variants: 1e-8 in f64, 1e-6 in f32 and on the GPU (the paper's absolute threshold on its quantity) |
+/// | `tol` | auto: 1e-12 in f64, 1e-6 in f32 and on the GPU (a relative residual); momentum: 1e-8 in f64, 2e-6 in f32 and on the GPU (a sine of the span's change); the paper's variants: 1e-8 in f64, 1e-6 in f32 and on the GPU (the paper's absolute threshold on its quantity) |
 /// | `max_iter` | 100 000 |
-/// | `check_every` | 10 iterations between stopping checks (the only GPU read-backs) |
+/// | `check_every` | auto: every iteration (one pass over C each, so a converged fit runs no extra pass); the others: 10 iterations between stopping checks (the only GPU read-backs) |
 /// | `cg_steps` | `min(m·k, 16)` conjugate-gradient steps per exact encoder update |
 /// | `seed` | 0 |
 /// | `backend` | [`Backend::Cpu`] |
@@ -132,7 +132,7 @@ pub struct LaePca {
     pub(crate) alpha: Option<f64>,
     pub(crate) tol: Option<f64>,
     pub(crate) max_iter: usize,
-    pub(crate) check_every: usize,
+    pub(crate) check_every: Option<usize>,
     pub(crate) cg_steps: Option<usize>,
     pub(crate) seed: u64,
     pub(crate) backend: Backend,
@@ -154,7 +154,7 @@ impl LaePca {
             alpha: None,
             tol: None,
             max_iter: 100_000,
-            check_every: 10,
+            check_every: None,
             cg_steps: None,
             seed: 0,
             backend: Backend::default(),
@@ -195,7 +195,7 @@ impl LaePca {
     /// first check whose stopping quantity is below `tol`, so its iteration count is a multiple of this
     /// (or max_iter). An interval beyond `max_iter` means one check at the end.
     pub fn check_every(mut self, n: usize) -> Self {
-        self.check_every = n;
+        self.check_every = Some(n);
         self
     }
     /// Conjugate-gradient steps per exact encoder update (exact-untied and exact-sync).

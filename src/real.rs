@@ -13,11 +13,14 @@ pub trait Real:
     /// The default stopping tolerance for the paper's variants in this precision (see `LaePca::tol`).
     const DEFAULT_TOL: f64;
     /// The default stopping tolerance of [`Solver::Auto`](crate::Solver::Auto), whose stopping quantity
-    /// is relative (the sine of the span's change per iteration).
+    /// is relative (the residual `‖CX − X(XᵀCX)‖ / ‖CX‖`).
     const AUTO_TOL: f64;
     /// Magnitudes whose products and block sums stay well inside the type's normal range: the Gram
     /// block of a column whose largest magnitude lies outside is computed on a power-of-two rescaled copy.
     const SAFE_GRAM_RANGE: (f64, f64);
+    /// The default stopping tolerance of [`Solver::Momentum`](crate::Solver::Momentum), whose stopping
+    /// quantity is relative (the sine of the span's change per iteration).
+    const MOMENTUM_TOL: f64;
     /// Converts (rounding) from f64.
     fn of_f64(x: f64) -> Self;
     /// Converts (exactly) to f64.
@@ -27,7 +30,8 @@ pub trait Real:
 impl Real for f32 {
     const EPSILON: f64 = f32::EPSILON as f64;
     const DEFAULT_TOL: f64 = 1e-6;
-    const AUTO_TOL: f64 = 2e-6;
+    const AUTO_TOL: f64 = 1e-6;
+    const MOMENTUM_TOL: f64 = 2e-6;
     // 2^±30: squares 2^±60, sums of a block 2^69 ≪ 2^127, and 2^−60 ≫ the smallest normal 2^−126.
     const SAFE_GRAM_RANGE: (f64, f64) = (9.313225746154785e-10, 1073741824.0);
     fn of_f64(x: f64) -> Self {
@@ -41,7 +45,8 @@ impl Real for f32 {
 impl Real for f64 {
     const EPSILON: f64 = f64::EPSILON;
     const DEFAULT_TOL: f64 = 1e-8;
-    const AUTO_TOL: f64 = 1e-8;
+    const AUTO_TOL: f64 = 1e-12;
+    const MOMENTUM_TOL: f64 = 1e-8;
     // 2^±200: squares 2^±400, far inside 2^±1022.
     const SAFE_GRAM_RANGE: (f64, f64) = (6.223015277861142e-61, 1.6069380442589903e60);
     fn of_f64(x: f64) -> Self {

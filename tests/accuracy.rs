@@ -151,6 +151,7 @@ macro_rules! solver_tests {
 
 solver_tests!(
     auto => Solver::Auto,
+    momentum => Solver::Momentum,
     untied => Solver::Untied,
     sync => Solver::Sync,
     tied => Solver::Tied,
@@ -159,14 +160,15 @@ solver_tests!(
     exact_tied => Solver::ExactTied
 );
 
-/// The paper's theorem at convergence of the paper's variants: W1 = W2ᵀ and s_i² = 1 − λ/σ_i². (The
-/// auto solver's momentum moves the decoder's scale off the theorem's: its answer is the span's.)
+/// The paper's theorem at convergence of the paper's variants and of auto (whose decoder is the LAE
+/// optimum on its span): W1 = W2ᵀ and s_i² = 1 − λ/σ_i². (The momentum solver's momentum moves the
+/// decoder's scale off the theorem's: its answer is the span's.)
 #[test]
 fn theorem_holds_at_convergence() {
     let sigma = geometric_spectrum(12, 20.0, 0.7);
     let data = prescribed_spectrum(150, 12, &sigma, 0.0, 5);
     let lambda = 0.3 * sigma[2] * sigma[2];
-    for solver in Solver::PAPER {
+    for solver in Solver::PAPER.into_iter().chain([Solver::Auto]) {
         let fit = LaePca::new(3)
             .solver(solver)
             .lambda(lambda)

@@ -150,6 +150,7 @@ fn check_library<T: Real>(r: &Results, x: &DMatrix<T>, k: usize) {
         );
     }
     assert_eq!(r.summary["iterations"], fit.iterations);
+    assert_eq!(r.summary["passes"], fit.passes);
     assert_eq!(r.summary["solver"], fit.solver.name());
 }
 

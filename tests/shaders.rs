@@ -28,6 +28,7 @@ use naga::{Module, ShaderStage};
 /// Every shader of the crate. `shader_directory_is_fully_listed` fails if
 /// `shaders/` holds a `.wgsl` file that is not listed here.
 const SHADERS: &[(&str, &str)] = &[
+    ("eigen.wgsl", include_str!("../shaders/eigen.wgsl")),
     ("gram.wgsl", include_str!("../shaders/gram.wgsl")),
     ("matmul.wgsl", include_str!("../shaders/matmul.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
@@ -312,6 +313,11 @@ fn shader_directory_is_fully_listed() {
         on_disk, listed,
         "the .wgsl files in {dir} (left) differ from SHADERS in tests/shaders.rs (right)"
     );
+}
+
+#[test]
+fn eigen_wgsl() {
+    assert_shader_ok("eigen.wgsl");
 }
 
 #[test]

@@ -367,6 +367,7 @@ fn fit_as<T: Real>(
         max_iter: args.max_iter.unwrap_or(100_000),
         seed: args.seed,
         iterations: fit.iterations,
+        passes: fit.passes,
         converged: fit.converged,
         stalled: fit.stalled,
         final_stopping_quantity: fit.history.last().copied().filter(|q| q.is_finite()),
@@ -468,8 +469,8 @@ fn report(s: &Summary, args: &FitArgs) -> String {
         "NOT converged"
     };
     r += &format!(
-        "solver {} on {on}: {} iterations, {state} (tol {:.1e}); lambda {:.4e}\n",
-        s.solver, s.iterations, s.tol, s.lambda
+        "solver {} on {on}: {} iterations ({} passes over C), {state} (tol {:.1e}); lambda {:.4e}\n",
+        s.solver, s.iterations, s.passes, s.tol, s.lambda
     );
     r += &format!(
         "{:>9} {:>16} {:>20} {:>10} {:>11}\n",

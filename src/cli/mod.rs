@@ -70,7 +70,7 @@ fn parse_solver(s: &str) -> Result<SolverChoice, String> {
         "exact" => Ok(SolverChoice::Given(Solver::ExactTied)),
         _ => s.parse::<Solver>().map(SolverChoice::Given).map_err(|_| {
             format!(
-                "unknown solver '{s}' (expected auto, untied, sync, tied, exact (= exact-tied), \
+                "unknown solver '{s}' (expected auto, momentum, untied, sync, tied, exact (= exact-tied), \
                  exact-untied, exact-sync or exact-tied)"
             )
         }),
@@ -98,11 +98,11 @@ pub struct FitArgs {
         default_value = "laepca-out"
     )]
     pub out: PathBuf,
-    /// The iteration: auto, untied, sync, tied, exact (= exact-tied), exact-untied, exact-sync,
+    /// The iteration: auto, momentum, untied, sync, tied, exact (= exact-tied), exact-untied, exact-sync,
     /// exact-tied
     #[arg(long, value_name = "SOLVER", default_value = "auto", value_parser = parse_solver)]
     pub solver: SolverChoice,
-    /// The L2 weight λ (on the scale of C = XᵀX; default: half a lower bound of σ_k²)
+    /// The L2 weight λ (on the scale of C = XᵀX; default: half the k-th Ritz value θ_k ≤ σ_k²)
     #[arg(long, value_name = "L", allow_hyphen_values = true)]
     pub lambda: Option<f64>,
     /// The step size α of the gradient solvers (default 0.1/‖C‖₂)

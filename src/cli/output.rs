@@ -424,6 +424,8 @@ pub struct Summary {
     pub max_iter: usize,
     pub seed: u64,
     pub iterations: usize,
+    /// Products of C with a block of k columns (setup included).
+    pub passes: usize,
     pub converged: bool,
     pub stalled: bool,
     pub final_stopping_quantity: Option<f64>,

@@ -5,7 +5,7 @@
 
 use super::kernels::Kernel;
 use super::{grid_1d, padded, GpuContext};
-use crate::engine::{Coef, Engine, Scalar, Small, Tall};
+use crate::engine::{Coef, Engine, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS, SEARCH_BLOCKS};
 use crate::error::{Error, Result};
 use nalgebra::DMatrix;
 use std::collections::HashMap;
@@ -21,6 +21,8 @@ enum Buf {
     C,
     Tall(usize),
     Small(usize),
+    Projected(usize),
+    EigenWork,
     Scalars,
     History,
     Dummy,
@@ -37,6 +39,9 @@ pub(crate) struct GpuEngine<'a> {
     c: wgpu::Buffer,
     talls: Vec<wgpu::Buffer>,
     smalls: Vec<wgpu::Buffer>,
+    projected: Vec<wgpu::Buffer>,
+    /// The eigen kernels' work space (eigenvectors, rotations, ranks, scaling; made on first use).
+    eigen_work: Option<wgpu::Buffer>,
     n_scalars: usize,
     scalars: wgpu::Buffer,
     /// history[0] = values recorded since the last check, then the values.
@@ -49,6 +54,8 @@ pub(crate) struct GpuEngine<'a> {
     pass: Option<wgpu::ComputePass<'static>>,
     params: HashMap<Vec<u8>, wgpu::Buffer>,
     bind_groups: HashMap<BindKey, wgpu::BindGroup>,
+    /// Products of C with a block of k columns recorded.
+    passes: usize,
     /// Command submissions and read-backs made by the loop (checks and the final read-back).
     pub submissions: usize,
     pub readbacks: usize,
@@ -93,6 +100,8 @@ impl<'a> GpuEngine<'a> {
             c: c_buf,
             talls: Vec::new(),
             smalls: Vec::new(),
+            projected: Vec::new(),
+            eigen_work: None,
             n_scalars: 0,
             scalars: ctx.buffer("scalars", (SCALAR_CAPACITY * 4) as u64, storage),
             history: ctx.buffer("history", history_bytes, storage),
@@ -104,6 +113,7 @@ impl<'a> GpuEngine<'a> {
             pass: None,
             params: HashMap::new(),
             bind_groups: HashMap::new(),
+            passes: 0,
             submissions: 0,
             readbacks: 0,
             upload_time: Duration::ZERO,
@@ -120,6 +130,11 @@ impl<'a> GpuEngine<'a> {
             Buf::C => &self.c,
             Buf::Tall(i) => &self.talls[i],
             Buf::Small(i) => &self.smalls[i],
+            Buf::Projected(i) => &self.projected[i],
+            Buf::EigenWork => self
+                .eigen_work
+                .as_ref()
+                .expect("made before its first dispatch"),
             Buf::Scalars => &self.scalars,
             Buf::History => &self.history,
             Buf::Dummy => &self.dummy,
@@ -203,6 +218,23 @@ impl<'a> GpuEngine<'a> {
     fn grid(&self) -> (u32, u32) {
         grid_1d(self.mp * self.k, self.ctx.workgroup())
     }
+
+    /// Records an eigen kernel on the n x n matrix `a` (overwritten) into `out`.
+    fn eigen(&mut self, kernel: Kernel, n: usize, a: Buf, out: Buf) {
+        if self.eigen_work.is_none() {
+            // For the largest order, SEARCH_BLOCKS·k: n² + 3n + 1 floats.
+            let order = SEARCH_BLOCKS * self.k;
+            let floats = order * order + 3 * order + 1;
+            self.eigen_work = Some(
+                self.ctx
+                    .buffer("eigen work", (floats * 4) as u64, U::STORAGE),
+            );
+        }
+        let drop = (ORTHO_DROP_ULPS * f32::EPSILON as f64) as f32;
+        let params = words(&[n as u32, drop.to_bits(), 0, 0]);
+        let binds = vec![(1, a), (2, out), (3, Buf::EigenWork)];
+        self.dispatch(kernel, params, binds, (1, 1));
+    }
 }
 
 fn words(values: &[u32]) -> Vec<u8> {
@@ -245,6 +277,15 @@ impl Engine for GpuEngine<'_> {
         Scalar(self.n_scalars - 1)
     }
 
+    fn new_projected(&mut self) -> Projected {
+        let n = SEARCH_BLOCKS * self.k;
+        let b = self
+            .ctx
+            .buffer("projected", (n * n * 4) as u64, U::STORAGE | U::COPY_DST);
+        self.projected.push(b);
+        Projected(self.projected.len() - 1)
+    }
+
     fn upload(&mut self, dst: Tall, values: &[f64]) -> Result<()> {
         let start = Instant::now();
         self.flush();
@@ -282,6 +323,7 @@ impl Engine for GpuEngine<'_> {
     }
 
     fn c_mul(&mut self, x: Tall, out: Tall) {
+        self.passes += 1;
         let groups = (self.mp.div_ceil(64) as u32, self.k.div_ceil(16) as u32);
         let params = words(&[self.mp as u32, self.k as u32, 0, 0]);
         self.dispatch(
@@ -317,6 +359,43 @@ impl Engine for GpuEngine<'_> {
             params,
             vec![(1, Buf::Small(s.0)), (2, Buf::Small(out.0))],
             (1, 1),
+        );
+    }
+    fn inner_block(&mut self, a: Tall, b: Tall, out: Projected, (i, j): (usize, usize)) {
+        let k = self.k;
+        let params = words(&[self.mp as u32, k as u32, (i * k) as u32, (j * k) as u32]);
+        let binds = vec![
+            (1, Buf::Tall(a.0)),
+            (2, Buf::Tall(b.0)),
+            (3, Buf::Projected(out.0)),
+        ];
+        self.dispatch(Kernel::InnerBlock, params, binds, (k as u32, k as u32));
+    }
+    fn mul_block(&mut self, a: Tall, y: Projected, i: usize, out: Tall) {
+        let params = words(&[self.mp as u32, self.k as u32, (i * self.k) as u32, 0]);
+        let binds = vec![
+            (1, Buf::Tall(a.0)),
+            (2, Buf::Projected(y.0)),
+            (3, Buf::Tall(out.0)),
+        ];
+        let grid = self.grid();
+        self.dispatch(Kernel::MulBlock, params, binds, grid);
+    }
+    fn ritz_vectors(&mut self, h: Projected, out: Projected) {
+        let n = SEARCH_BLOCKS * self.k;
+        self.eigen(
+            Kernel::RitzVectors,
+            n,
+            Buf::Projected(h.0),
+            Buf::Projected(out.0),
+        );
+    }
+    fn orthonormalizer(&mut self, g: Small, out: Small) {
+        self.eigen(
+            Kernel::Orthonormalizer,
+            self.k,
+            Buf::Small(g.0),
+            Buf::Small(out.0),
         );
     }
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]) {
@@ -397,6 +476,23 @@ impl Engine for GpuEngine<'_> {
         ];
         self.dispatch(Kernel::StopQuantity, params, binds, (1, 1));
         self.recorded += 1;
+    }
+    fn record_stop_ratio(&mut self, num: Tall, den: Tall) {
+        assert!(
+            self.recorded < self.history_capacity,
+            "check before the history fills"
+        );
+        let params = words(&[self.len(), 0, 0, 0]);
+        let binds = vec![
+            (1, Buf::Tall(num.0)),
+            (2, Buf::Tall(den.0)),
+            (6, Buf::History),
+        ];
+        self.dispatch(Kernel::StopRatio, params, binds, (1, 1));
+        self.recorded += 1;
+    }
+    fn passes(&self) -> usize {
+        self.passes
     }
     fn check(&mut self) -> Result<Vec<f64>> {
         let encoder = self.take_encoder();

@@ -11,6 +11,7 @@ pub enum Family {
     Small,
     Update,
     Reduce,
+    Eigen,
 }
 
 impl Family {
@@ -22,6 +23,7 @@ impl Family {
             Family::Small => ("small.wgsl", include_str!("../../shaders/small.wgsl")),
             Family::Update => ("update.wgsl", include_str!("../../shaders/update.wgsl")),
             Family::Reduce => ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
+            Family::Eigen => ("eigen.wgsl", include_str!("../../shaders/eigen.wgsl")),
         }
     }
 }
@@ -38,16 +40,26 @@ pub enum Kernel {
     CopyScalar,
     Dot,
     StopQuantity,
+    InnerBlock,
+    MulBlock,
+    RitzVectors,
+    Orthonormalizer,
+    StopRatio,
 }
 
 impl Kernel {
     pub fn family(self) -> Family {
         match self {
             Kernel::GramChunk => Family::Gram,
-            Kernel::CMul | Kernel::Inner | Kernel::MulSmall => Family::Matmul,
+            Kernel::CMul
+            | Kernel::Inner
+            | Kernel::MulSmall
+            | Kernel::InnerBlock
+            | Kernel::MulBlock => Family::Matmul,
             Kernel::InverseSpd => Family::Small,
             Kernel::Combine | Kernel::CopyScalar => Family::Update,
-            Kernel::Dot | Kernel::StopQuantity => Family::Reduce,
+            Kernel::Dot | Kernel::StopQuantity | Kernel::StopRatio => Family::Reduce,
+            Kernel::RitzVectors | Kernel::Orthonormalizer => Family::Eigen,
         }
     }
 
@@ -62,6 +74,11 @@ impl Kernel {
             Kernel::CopyScalar => "copy_scalar",
             Kernel::Dot => "dot",
             Kernel::StopQuantity => "stop_quantity",
+            Kernel::InnerBlock => "inner_block",
+            Kernel::MulBlock => "mul_block",
+            Kernel::RitzVectors => "ritz_vectors",
+            Kernel::Orthonormalizer => "orthonormalizer",
+            Kernel::StopRatio => "stop_ratio",
         }
     }
 

@@ -24,14 +24,17 @@
 //! period two, and an exact encoder step copied to the decoder leaves any rotation of the answer fixed
 //! and converges at rate `1/(1 + λ(1/σ_{k+1}² − 1/σ_k²))`, far slower than the paper's 778 iterations.
 //!
-//! And the default, not in the paper: `auto`, the exact-tied step with heavy-ball momentum on the span
-//! (see `auto_step`), whose stopping quantity is the change of the span per iteration, and whose
-//! directions come from a Rayleigh–Ritz step on the decoder's span.
+//! And two not in the paper: the default, `auto`, the locally optimal LAE step (see [`ritz`]: the
+//! exact-tied step's minimisation taken over a 3k-dimensional search space, i.e. LOBPCG), and
+//! `momentum`, the exact-tied step with heavy-ball momentum on the span (see `momentum_step`), whose
+//! stopping quantity is the change of the span per iteration. Both take their directions from a
+//! Rayleigh–Ritz step on the final span.
 //!
 //! The exact decoder step is the k x k solve `W = (CV)(VᵀCV + λI)⁻¹`. The exact encoder step solves
 //! `C V (WᵀW) + λV = C W` matrix-free by conjugate gradients over m x k matrices (warm-started from the
 //! current V; never the mk x mk Kronecker system of the paper's code).
 
+pub(crate) mod ritz;
 pub(crate) mod spectrum;
 
 use crate::engine::{Coef, Engine, Scalar, Small, Tall};
@@ -41,10 +44,14 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Solver {
-    /// The default: the exact-tied step accelerated with momentum, no parameter to tune (see
-    /// [`Solver::Auto`]'s section in the module docs). Directions by Rayleigh–Ritz on the decoder's span.
+    /// The default: the locally optimal LAE step, a Rayleigh–Ritz step over `[W, CW − WΘ, P]` per pass
+    /// over C (LOBPCG), no parameter to tune; about as many passes over C as LOBPCG needs.
     #[default]
     Auto,
+    /// The exact-tied step accelerated with heavy-ball momentum (β from a 10-step Ritz estimate), no
+    /// parameter to tune; the default before `auto`, kept for study. Directions by Rayleigh–Ritz on the
+    /// decoder's span.
+    Momentum,
     /// Gradient descent on untied weights (the paper's `LAE_PCA_untied`).
     Untied,
     /// Gradient descent on untied weights, both updated from the same iterate, started tied
@@ -61,9 +68,10 @@ pub enum Solver {
 }
 
 impl Solver {
-    /// All solvers: the default, then the paper's, in the paper's order.
-    pub const ALL: [Solver; 7] = [
+    /// All solvers: the default, momentum, then the paper's, in the paper's order.
+    pub const ALL: [Solver; 8] = [
         Solver::Auto,
+        Solver::Momentum,
         Solver::Untied,
         Solver::Sync,
         Solver::Tied,
@@ -72,7 +80,7 @@ impl Solver {
         Solver::ExactTied,
     ];
 
-    /// The paper's six variants: all but [`Solver::Auto`].
+    /// The paper's six variants: all but [`Solver::Auto`] and [`Solver::Momentum`].
     pub const PAPER: [Solver; 6] = [
         Solver::Untied,
         Solver::Sync,
@@ -86,6 +94,7 @@ impl Solver {
     pub fn name(self) -> &'static str {
         match self {
             Solver::Auto => "auto",
+            Solver::Momentum => "momentum",
             Solver::Untied => "untied",
             Solver::Sync => "sync",
             Solver::Tied => "tied",
@@ -103,12 +112,15 @@ impl Solver {
     /// Whether the result's directions come from a Rayleigh–Ritz step on the decoder's span (else they
     /// are the decoder's left singular vectors, as in the paper).
     pub fn uses_rayleigh_ritz(self) -> bool {
-        self == Solver::Auto
+        matches!(self, Solver::Auto | Solver::Momentum)
     }
 
     /// Whether the encoder is the decoder's transpose throughout.
     fn is_tied(self) -> bool {
-        matches!(self, Solver::Auto | Solver::Tied | Solver::ExactTied)
+        matches!(
+            self,
+            Solver::Auto | Solver::Momentum | Solver::Tied | Solver::ExactTied
+        )
     }
 
     /// Whether the encoder starts tied to the decoder (`W1 = W2ᵀ`).
@@ -129,7 +141,7 @@ impl std::str::FromStr for Solver {
         Solver::ALL
             .into_iter()
             .find(|v| v.name() == s)
-            .ok_or_else(|| format!("unknown solver '{s}' (expected one of auto, untied, sync, tied, exact-untied, exact-sync, exact-tied)"))
+            .ok_or_else(|| format!("unknown solver '{s}' (expected one of auto, momentum, untied, sync, tied, exact-untied, exact-sync, exact-tied)"))
     }
 }
 
@@ -143,7 +155,7 @@ pub(crate) struct LoopSettings {
     pub max_iter: usize,
     pub check_every: usize,
     pub cg_steps: usize,
-    /// The momentum β of [`Solver::Auto`] (`θ_{k+1}²/4`, θ a Ritz estimate of C's eigenvalues).
+    /// The momentum β of [`Solver::Momentum`] (`θ_{k+1}²/4`, θ a Ritz estimate of C's eigenvalues).
     pub momentum: f64,
     /// The size of the stopping quantity's rounding noise in the working precision (see [`is_stalled`]).
     pub noise_floor: f64,
@@ -175,11 +187,11 @@ struct State {
     h: Small,
     /// Conjugate-gradient work space for the exact encoder step.
     cg: Option<Cg>,
-    /// Momentum space for the auto solver.
-    auto: Option<AutoSpace>,
+    /// Momentum space for the momentum solver.
+    momentum: Option<MomentumSpace>,
 }
 
-struct AutoSpace {
+struct MomentumSpace {
     /// The previous iterate, right-multiplied by the same k x k factors as the current one.
     prev: Tall,
     /// A zero matrix (the stopping quantity is the norm of one matrix).
@@ -209,6 +221,9 @@ pub(crate) fn run_loop<E: Engine>(
     v0: &[f64],
     on_check: &mut dyn FnMut(usize, f64) -> Result<()>,
 ) -> Result<LoopResult> {
+    if s.solver == Solver::Auto {
+        return ritz::run_loop(e, s, w0, on_check);
+    }
     let mut st = State {
         v: e.new_tall(),
         w: e.new_tall(),
@@ -220,10 +235,10 @@ pub(crate) fn run_loop<E: Engine>(
         g: e.new_small(),
         h: e.new_small(),
         cg: None,
-        auto: None,
+        momentum: None,
     };
-    if s.solver == Solver::Auto {
-        st.auto = Some(AutoSpace {
+    if s.solver == Solver::Momentum {
+        st.momentum = Some(MomentumSpace {
             prev: e.new_tall(),
             zero: e.new_tall(),
             s: e.new_small(),
@@ -253,11 +268,11 @@ pub(crate) fn run_loop<E: Engine>(
     let mut iterations = 0;
     let mut converged = false;
     let mut stalled = false;
-    // Divergences of the auto solver left behind so far (each undone, with less momentum).
+    // Divergences of the momentum solver left behind so far (each undone, with less momentum).
     let mut retries = 0;
     while iterations < s.max_iter {
         let block = s.check_every.min(s.max_iter - iterations);
-        if let Some(a) = &st.auto {
+        if let Some(a) = &st.momentum {
             e.combine(a.saved_w, &[(Coef::Const(1.0), st.w)]);
             e.combine(a.saved_prev, &[(Coef::Const(1.0), a.prev)]);
         }
@@ -267,10 +282,10 @@ pub(crate) fn run_loop<E: Engine>(
         iterations += block;
         let values = e.check()?;
         if let Some(pos) = values.iter().position(|q| !q.is_finite()) {
-            match &st.auto {
+            match &st.momentum {
                 // Undo the block and go on with a quarter of the momentum (half the acceleration).
                 Some(a) if retries < MAX_RETRIES => {
-                    log::warn!("auto solver: non-finite iterate in iterations {}..{iterations}; retrying with less momentum", iterations - block + 1);
+                    log::warn!("momentum solver: non-finite iterate in iterations {}..{iterations}; retrying with less momentum", iterations - block + 1);
                     e.combine(st.w, &[(Coef::Const(1.0), a.saved_w)]);
                     e.combine(a.prev, &[(Coef::Const(1.0), a.saved_prev)]);
                     s.momentum *= 0.25;
@@ -314,7 +329,7 @@ pub(crate) fn run_loop<E: Engine>(
     })
 }
 
-/// Divergent blocks the auto solver may undo before it gives up.
+/// Divergent blocks the momentum solver may undo before it gives up.
 const MAX_RETRIES: usize = 5;
 
 /// One iteration of the chosen variant.
@@ -361,7 +376,8 @@ fn step<E: Engine>(e: &mut E, s: &LoopSettings, st: &mut State) {
             exact_encoder(e, s, st, st.w, st.v);
             e.record_stop(&[(st.v, st.w)]);
         }
-        Solver::Auto => auto_step(e, s, st),
+        Solver::Momentum => momentum_step(e, s, st),
+        Solver::Auto => unreachable!("auto runs its own loop (ritz::run_loop)"),
         Solver::ExactTied => {
             exact_decoder(e, s, st, st.w, st.w_next);
             e.record_stop(&[(st.w_next, st.w)]);
@@ -380,10 +396,11 @@ struct Stall {
 impl Solver {
     fn stall(self) -> Stall {
         match self {
-            Solver::Auto => Stall {
+            Solver::Momentum => Stall {
                 window: 50,
                 factor: 0.5,
             },
+            Solver::Auto => ritz::STALL,
             _ => Stall {
                 window: 1000,
                 factor: 1.0,
@@ -401,7 +418,7 @@ const STALL_LOOKBACK: usize = 16;
 /// * the smallest quantity so far is below `noise_floor` (the size of its rounding noise) and the last
 ///   `stall.window` iterations did not bring it below `stall.factor` times the best before them: it
 ///   wanders in rounding noise. The paper's gradient solvers creep (factor 1: any new minimum counts as
-///   progress, over 1000 iterations); the auto solver converges fast, so failing to halve its quantity
+///   progress, over 1000 iterations); the momentum solver converges fast, so failing to halve its quantity
 ///   in 50 iterations at the floor is a stall.
 ///
 /// (Slow progress alone would not do: the quantity rises for a while when the iterate escapes a
@@ -422,7 +439,7 @@ fn is_stalled(history: &[f64], noise_floor: f64, stall: Stall) -> bool {
     best_before.min(best_recent) < noise_floor && best_recent >= stall.factor * best_before
 }
 
-/// One step of the auto solver: the exact-tied step `W ← C W (WᵀCW + λI)⁻¹` with heavy-ball momentum on
+/// One step of the momentum solver: the exact-tied step `W ← C W (WᵀCW + λI)⁻¹` with heavy-ball momentum on
 /// the span, `W ← (C W − β W_prev)(WᵀCW + λI)⁻¹`, `W_prev ← W (WᵀCW + λI)⁻¹`.
 ///
 /// The span follows the three-term recurrence `X_{t+1} = C X_t − β X_{t−1}` (right-multiplying both
@@ -433,11 +450,11 @@ fn is_stalled(history: &[f64], noise_floor: f64, stall: Stall) -> bool {
 ///
 /// Stopping quantity: the root-mean-square sine of the span's change, `‖(I − P_W) W_next‖_F / √k` with
 /// `P_W = W (WᵀW)⁻¹ Wᵀ` (scale-free: `tol` means the same for every data set and on both paths).
-fn auto_step<E: Engine>(e: &mut E, s: &LoopSettings, st: &mut State) {
+fn momentum_step<E: Engine>(e: &mut E, s: &LoopSettings, st: &mut State) {
     let a = st
-        .auto
+        .momentum
         .as_ref()
-        .expect("the auto solver allocates its space");
+        .expect("the momentum solver allocates its space");
     let one = Coef::Const(1.0);
     e.c_mul(st.w, st.cw);
     e.inner(st.w, st.cw, st.h);
@@ -535,7 +552,7 @@ mod tests {
     #[test]
     fn stall_rules() {
         let paper = Solver::Tied.stall();
-        let auto = Solver::Auto.stall();
+        let momentum = Solver::Momentum.stall();
         // A repeated value, to the bit, within the look-back: stalled at any level.
         assert!(is_stalled(&[3.0, 2.0, 1.0, 2.0], 0.0, paper));
         assert!(!is_stalled(&[3.0, 2.0, 1.0, 0.5], 0.0, paper));
@@ -544,21 +561,21 @@ mod tests {
         assert!(!is_stalled(&decreasing, 1.0, paper));
         let fast: Vec<f64> = (0..200).map(|i| 0.93f64.powi(i)).collect();
         assert!(
-            !is_stalled(&fast, 1.0, auto),
+            !is_stalled(&fast, 1.0, momentum),
             "halving within the window is progress"
         );
         assert!(
-            is_stalled(&decreasing[..100], 1.0, auto),
+            is_stalled(&decreasing[..100], 1.0, momentum),
             "below the floor, 5% in 50 steps is not"
         );
-        // Noise at the floor: the auto rule stops after its window without halving, the paper's rule
+        // Noise at the floor: the momentum rule stops after its window without halving, the paper's rule
         // only after a whole window without a new minimum.
         let noisy: Vec<f64> = (0..1200)
             .map(|i| 1e-6 * (1.0 + 0.1 * (i as f64 * 0.618_033_988_7).fract()))
             .collect();
-        assert!(is_stalled(&noisy[..60], 1e-3, auto));
+        assert!(is_stalled(&noisy[..60], 1e-3, momentum));
         assert!(
-            !is_stalled(&noisy[..60], 1e-9, auto),
+            !is_stalled(&noisy[..60], 1e-9, momentum),
             "above the noise floor it is progress, slow or not"
         );
         assert!(is_stalled(&noisy, 1e-3, paper));

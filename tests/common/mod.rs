@@ -139,3 +139,124 @@ pub fn paper_problem() -> DMatrix<f64> {
     }
     x
 }
+
+/// scikit-learn's digits (1797 x 64, pixels 0..16): `tests/data/digits.csv.gz`, a copy of the file
+/// scikit-learn ships (the test set of the UCI optical-digits data; one image a line, the label last).
+pub fn digits() -> DMatrix<f64> {
+    use std::io::Read;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/digits.csv.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).expect("tests/data/digits.csv.gz"))
+        .read_to_string(&mut text)
+        .expect("digits.csv.gz is gzip text");
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    DMatrix::from_fn(rows.len(), 64, |i, j| rows[i][j])
+}
+
+/// Fashion-MNIST train images (60000 x 784, pixels / 255) when the Debian package is installed.
+pub fn fashion_mnist() -> Option<DMatrix<f32>> {
+    use std::io::Read;
+    let path = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+    let file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let dim =
+        |i: usize| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize;
+    let (n, m) = (dim(0), dim(1) * dim(2));
+    Some(DMatrix::from_row_slice(
+        n,
+        m,
+        &bytes[16..16 + n * m]
+            .iter()
+            .map(|&b| b as f32 / 255.0)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// An orthonormal basis of the columns of `a` that carry more than `1e-10` of its largest singular
+/// value (the others are dropped).
+fn orthonormal_dropping(a: &DMatrix<f64>) -> DMatrix<f64> {
+    let svd = a.clone().svd(true, false);
+    let u = svd.u.expect("asked for U");
+    let top = svd.singular_values.max();
+    let keep: Vec<usize> = (0..svd.singular_values.len())
+        .filter(|&i| svd.singular_values[i] > 1e-10 * top)
+        .collect();
+    DMatrix::from_fn(a.nrows(), keep.len(), |r, j| u[(r, keep[j])])
+}
+
+/// A reference LOBPCG in f64 (Knyazev 2001, block k, no locking): X ← the top-k Ritz vectors of C on
+/// span[X, CX − X(XᵀCX), X_prev], the basis orthonormalised by an SVD. Returns the iterate after each
+/// pass over C: `out[t]` after t + 1 passes (the first is `C X₀`; LOBPCG needs one per iteration, C X
+/// and C P following from the small Ritz coefficients; this reference multiplies the whole basis by C
+/// for simplicity, which changes no iterate).
+pub fn reference_lobpcg(c: &DMatrix<f64>, k: usize, passes: usize, seed: u64) -> Vec<DMatrix<f64>> {
+    let m = c.nrows();
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut uniform = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64 - 0.5
+    };
+    let ritz = |s: &DMatrix<f64>| {
+        let h = s.transpose() * c * s;
+        let eig = SymmetricEigen::new(h);
+        let mut order: Vec<usize> = (0..s.ncols()).collect();
+        order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
+        let y = DMatrix::from_fn(s.ncols(), k, |r, j| eig.eigenvectors[(r, order[j])]);
+        s * y
+    };
+    let mut x = ritz(&orthonormal_dropping(&DMatrix::from_fn(m, k, |_, _| {
+        uniform()
+    })));
+    let mut prev: Option<DMatrix<f64>> = None;
+    let mut out = vec![x.clone()];
+    while out.len() < passes {
+        let cx = c * &x;
+        let r = &cx - &x * (x.transpose() * &cx);
+        let mut blocks = vec![x.clone(), r];
+        blocks.extend(prev.take());
+        let s = DMatrix::from_columns(
+            &blocks
+                .iter()
+                .flat_map(|b| b.column_iter().map(|c| c.into_owned()))
+                .collect::<Vec<_>>(),
+        );
+        let next = ritz(&orthonormal_dropping(&s));
+        prev = Some(x);
+        x = next;
+        out.push(x.clone());
+    }
+    out
+}
+
+/// The first pass count after which `angles` (indexed by passes − 1) stays at or below `target`.
+pub fn passes_to(angles: &[f64], target: f64) -> Option<usize> {
+    (0..angles.len())
+        .find(|&i| angles[i..].iter().all(|&a| a <= target))
+        .map(|i| i + 1)
+}
+
+/// The benchmark's hard-gap spectrum (benches/compare.rs, `gap_spectrum` with gap 0.98): the top k
+/// falling linearly from 1000 to 700, `σ_{k+1} = 0.98 σ_k`, then a tail falling 3% per index, rank
+/// min(m, k + 32).
+pub fn hard_gap_spectrum(m: usize, k: usize) -> Vec<f64> {
+    let r = m.min(k + 32);
+    let mut s: Vec<f64> = (0..k)
+        .map(|i| 1000.0 - 300.0 * i as f64 / (k.max(2) - 1) as f64)
+        .collect();
+    let mut t = s[k - 1] * 0.98;
+    while s.len() < r {
+        s.push(t);
+        t *= 0.97;
+    }
+    s
+}

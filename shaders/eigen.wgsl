@@ -1,0 +1,221 @@
+// Eigen family: small symmetric eigenproblems (order n, column-major n x n), each in one workgroup, by
+// the cyclic Jacobi method with the round-robin ordering: every round rotates n/2 disjoint pairs (p, q)
+// at once (rotations of disjoint pairs commute, so a round is exact in parallel), n − 1 rounds a sweep,
+// sweeps until the off-diagonal part is rounding noise. Two uses:
+//
+// ritz_vectors: out = the eigenvectors of a (the default solver's projected problem), by decreasing
+//   eigenvalue.
+// orthonormalizer: for a Gram matrix a = BᵀB, out = D V Λ^{-1/2} with D = diag(a)^{-1/2} and
+//   D a D = V Λ Vᵀ, so that B·out has orthonormal columns (SVQB); columns whose Λ is at most `drop`
+//   times the largest are zero (directions B does not have), and rows for a zero diagonal entry too.
+//
+// a is overwritten. work holds the eigenvectors V (n²), then the round's rotations (n + 1), then each
+// eigenvalue's rank (n), then the diagonal scaling D (n). A non-finite input gives a meaningless but
+// finite-time result (the solver's next stopping check reports it).
+
+struct Params {
+    n: u32,
+    // orthonormalizer: the relative eigenvalue floor
+    drop: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> work: array<f32>;
+
+override WG: u32 = 256u;
+
+// Sweeps before giving up (Jacobi converges quadratically: about 6 to 10 suffice in f32).
+const MAX_SWEEPS: u32 = 30u;
+
+var<workgroup> partial: array<f32, WG>;
+var<workgroup> converged: u32;
+
+fn sync() {
+    storageBarrier();
+    workgroupBarrier();
+}
+
+fn tree_sum(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (lid < half) {
+            partial[lid] += partial[lid + half];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+// The pair i (of np / 2) of round r (of np − 1) of the round-robin tournament on np (even) indices:
+// index np − 1 stays, the others turn. An index ≥ n is padding (n odd): its pair is skipped.
+fn pair(r: u32, i: u32, np: u32) -> vec2<u32> {
+    let turning = np - 1u;
+    var x: u32;
+    var y: u32;
+    if (i == 0u) {
+        x = r;
+        y = turning;
+    } else {
+        x = (r + i) % turning;
+        y = (r + turning - i) % turning;
+    }
+    return vec2<u32>(min(x, y), max(x, y));
+}
+
+// Applies round r's rotations to the pairs of columns (pair_stride = n, other_stride = 1: A ← A J,
+// and with `vectors` V ← V J) or of rows (pair_stride = 1, other_stride = n: A ← Jᵀ A) of a.
+fn apply_rotations(lid: u32, r: u32, np: u32, pair_stride: u32, other_stride: u32, vectors: bool) {
+    let n = p.n;
+    let rot = n * n;
+    for (var e = lid; e < (np / 2u) * n; e += WG) {
+        let i = e / n;
+        let other = e % n;
+        let pq = pair(r, i, np);
+        if (pq.y < n) {
+            let c = work[rot + 2u * i];
+            let s = work[rot + 2u * i + 1u];
+            let ix = pq.x * pair_stride + other * other_stride;
+            let iy = pq.y * pair_stride + other * other_stride;
+            let x = a[ix];
+            let y = a[iy];
+            a[ix] = c * x - s * y;
+            a[iy] = s * x + c * y;
+            if (vectors) {
+                let vx = work[ix];
+                let vy = work[iy];
+                work[ix] = c * vx - s * vy;
+                work[iy] = s * vx + c * vy;
+            }
+        }
+    }
+}
+
+// Diagonalises a (A ← Jᵀ A J over all rotations J), accumulating V = Π J in work[0..n²].
+fn jacobi(lid: u32) {
+    let n = p.n;
+    let np = n + (n & 1u);
+    let rot = n * n;
+    for (var e = lid; e < n * n; e += WG) {
+        work[e] = select(0.0, 1.0, e % n == e / n);
+    }
+    sync();
+    for (var sweep = 0u; sweep < MAX_SWEEPS; sweep++) {
+        var off = 0.0;
+        var diag = 0.0;
+        for (var e = lid; e < n * n; e += WG) {
+            let v = a[e];
+            if (e % n == e / n) {
+                diag += v * v;
+            } else {
+                off += v * v;
+            }
+        }
+        let off_total = tree_sum(lid, off);
+        let diag_total = tree_sum(lid, diag);
+        if (lid == 0u) {
+            // Off-diagonal below (n ulps)² of the diagonal: rounding noise.
+            let tol = f32(n) * 1.1920929e-7;
+            converged = select(0u, 1u, off_total <= tol * tol * diag_total);
+        }
+        if (workgroupUniformLoad(&converged) == 1u) {
+            break;
+        }
+        for (var r = 0u; r + 1u < np; r++) {
+            // The rotation zeroing a[p, q] (Golub & Van Loan, sym.schur2).
+            for (var i = lid; i < np / 2u; i += WG) {
+                let pq = pair(r, i, np);
+                var c = 1.0;
+                var s = 0.0;
+                if (pq.y < n) {
+                    let apq = a[pq.y * n + pq.x];
+                    if (apq != 0.0) {
+                        let tau = (a[pq.y * n + pq.y] - a[pq.x * n + pq.x]) / (2.0 * apq);
+                        var t: f32;
+                        if (abs(tau) > 1e18) {
+                            t = 0.5 / tau;
+                        } else {
+                            t = select(-1.0, 1.0, tau >= 0.0) / (abs(tau) + sqrt(1.0 + tau * tau));
+                        }
+                        c = inverseSqrt(1.0 + t * t);
+                        s = t * c;
+                    }
+                }
+                work[rot + 2u * i] = c;
+                work[rot + 2u * i + 1u] = s;
+            }
+            sync();
+            // Columns p and q of A and V: A ← A J; then rows p and q: A ← Jᵀ A.
+            apply_rotations(lid, r, np, n, 1u, true);
+            sync();
+            apply_rotations(lid, r, np, 1u, n, false);
+            sync();
+        }
+    }
+}
+
+// work[rank + i] = the position of eigenvalue i in decreasing order (ties by index).
+fn rank_eigenvalues(lid: u32, rank: u32) {
+    let n = p.n;
+    for (var i = lid; i < n; i += WG) {
+        let v = a[i * n + i];
+        var before = 0u;
+        for (var j = 0u; j < n; j++) {
+            let w = a[j * n + j];
+            if (w > v || (w == v && j < i)) {
+                before++;
+            }
+        }
+        work[rank + i] = f32(before);
+    }
+    sync();
+}
+
+@compute @workgroup_size(WG)
+fn ritz_vectors(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let n = p.n;
+    let rank = n * n + n + 1u;
+    jacobi(lid.x);
+    rank_eigenvalues(lid.x, rank);
+    for (var e = lid.x; e < n * n; e += WG) {
+        let i = e / n;
+        let row = e % n;
+        out[u32(work[rank + i]) * n + row] = work[e];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn orthonormalizer(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let n = p.n;
+    let rank = n * n + n + 1u;
+    let scale = rank + n;
+    for (var i = lid.x; i < n; i += WG) {
+        let d = a[i * n + i];
+        work[scale + i] = select(0.0, inverseSqrt(d), d > 0.0);
+    }
+    sync();
+    for (var e = lid.x; e < n * n; e += WG) {
+        a[e] *= work[scale + e % n] * work[scale + e / n];
+    }
+    sync();
+    jacobi(lid.x);
+    rank_eigenvalues(lid.x, rank);
+    var largest = 0.0;
+    for (var j = 0u; j < n; j++) {
+        largest = max(largest, a[j * n + j]);
+    }
+    let floor = p.drop * largest;
+    for (var e = lid.x; e < n * n; e += WG) {
+        let i = e / n;
+        let row = e % n;
+        let value = a[i * n + i];
+        let inv = select(0.0, inverseSqrt(value), value > floor && value > 0.0);
+        out[u32(work[rank + i]) * n + row] = work[scale + row] * work[e] * inv;
+    }
+}
