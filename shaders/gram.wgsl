@@ -13,7 +13,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> c_hi: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c_lo: array<f32>;

@@ -55,7 +55,7 @@ impl GpuGram {
         );
         let c_hi = ctx.buffer("C (high part)", (mp * mp * 4) as u64, storage);
         let c_lo = ctx.buffer("C (low part)", (mp * mp * 4) as u64, storage);
-        let params = ctx.buffer("gram params", 16, U::UNIFORM | U::COPY_DST);
+        let params = ctx.buffer("gram params", 16, U::STORAGE | U::COPY_DST);
         let pipeline = ctx.pipeline(Kernel::GramChunk);
         let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("gram"),
