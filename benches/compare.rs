@@ -452,8 +452,8 @@ impl Outcome {
             solver: f.solver,
             lambda: f.lambda,
             alpha: f.alpha,
-            submissions: f.submissions,
-            readbacks: f.readbacks,
+            submissions: f.loop_stats.total.submissions,
+            readbacks: f.loop_stats.total.host_waits,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The CPU engine: each [`Engine`] call runs at once with nalgebra, in the working precision `T`.
 
-use crate::engine::{Coef, Engine, Scalar, Small, Tall};
+use crate::engine::{Coef, Engine, EngineStats, Scalar, Small, Tall};
 use crate::error::Result;
 use crate::real::Real;
 use nalgebra::DMatrix;
@@ -137,5 +137,8 @@ impl<T: Real> Engine for CpuEngine<T> {
     }
     fn check(&mut self) -> Result<Vec<f64>> {
         Ok(std::mem::take(&mut self.pending))
+    }
+    fn stats(&self) -> EngineStats {
+        EngineStats::default()
     }
 }

@@ -164,18 +164,16 @@ impl GramAccumulator {
     /// are streamed to the device and summed there with a compensated (two-float) sum; C is read back
     /// once by [`finish`](Self::finish).
     pub fn new_gpu(n_features: usize, center: bool, adapter: Option<&str>) -> Result<Self> {
-        let ctx = std::sync::Arc::new(crate::gpu::GpuContext::open(adapter)?);
-        Self::on_gpu(ctx, n_features, center)
+        Self::on_device(&crate::GpuDevice::open(adapter)?, n_features, center)
     }
 
-    /// An accumulator whose block products run on the GPU of `ctx`.
-    pub(crate) fn on_gpu(
-        ctx: std::sync::Arc<crate::gpu::GpuContext>,
-        n_features: usize,
-        center: bool,
-    ) -> Result<Self> {
+    /// An accumulator whose block products run on an open GPU (see [`new_gpu`](Self::new_gpu)).
+    pub fn on_device(device: &crate::GpuDevice, n_features: usize, center: bool) -> Result<Self> {
         Ok(Self::with_engine(
-            BlockEngine::Gpu(crate::gpu::GpuGram::new(ctx, n_features)?),
+            BlockEngine::Gpu(crate::gpu::GpuGram::new(
+                device.context().clone(),
+                n_features,
+            )?),
             n_features,
             center,
         ))

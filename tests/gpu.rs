@@ -9,18 +9,6 @@ use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
 use laepca::{devices, Backend, Error, Fit, GramAccumulator, LaePca, Solver};
 use nalgebra::DMatrix;
 
-/// Whether a GPU adapter exists; panics when none does and LAEPCA_REQUIRE_GPU is set.
-fn have_gpu() -> bool {
-    if !devices().is_empty() {
-        return true;
-    }
-    if std::env::var_os("LAEPCA_REQUIRE_GPU").is_some() {
-        panic!("LAEPCA_REQUIRE_GPU is set but wgpu finds no adapter (is mesa-vulkan-drivers installed?)");
-    }
-    eprintln!("no GPU adapter: skipping");
-    false
-}
-
 struct Shape {
     name: &'static str,
     n: usize,
@@ -103,7 +91,7 @@ fn agree(shape: &Shape, solver: Solver) {
     }
     // Only scalars cross during the loop: one read-back per check, plus the final weights.
     assert_eq!(
-        gpu.readbacks,
+        gpu.loop_stats.total.host_waits,
         gpu.iterations.div_ceil(10)
             + 1
             + usize::from(matches!(
@@ -124,6 +112,67 @@ fn gpu_matches_cpu_for_every_solver_and_shape() {
             agree(shape, solver);
         }
     }
+}
+
+/// Compute dispatches per iteration of each solver on the GPU engine (one per engine operation; the
+/// exact untied and sync ones with the default 16 conjugate-gradient steps), and per block (the auto
+/// solver saves its iterate at the start of each block).
+fn dispatches_per_block(solver: Solver, iterations: usize) -> usize {
+    let per_iteration = match solver {
+        Solver::Auto => 13,
+        Solver::Untied | Solver::Sync => 9,
+        Solver::Tied | Solver::ExactTied => 5,
+        Solver::ExactUntied | Solver::ExactSync => 13 + 9 * 16,
+        other => panic!("no count for {other}"),
+    };
+    per_iteration * iterations + if solver == Solver::Auto { 2 } else { 0 }
+}
+
+#[test]
+fn gpu_loop_counters() {
+    if !have_gpu() {
+        return;
+    }
+    // A flat spectrum converges slowly: every fit runs its 6 blocks of 10 iterations.
+    let x = prescribed_spectrum(120, 24, &geometric_spectrum(24, 10.0, 0.99), 1.0, 4)
+        .x
+        .map(|v| v as f32);
+    let device = laepca::GpuDevice::open(None).unwrap();
+    for solver in Solver::ALL {
+        let fit = LaePca::new(3)
+            .solver(solver)
+            .tol(1e-30)
+            .max_iter(60)
+            .backend(Backend::Gpu)
+            .device(device.clone())
+            .fit(&x)
+            .unwrap();
+        let s = fit.loop_stats;
+        assert_eq!(fit.iterations, 60, "{solver}: {s:?}");
+        assert_eq!(s.block_iterations, 10, "{solver}");
+        let block = s.steady_block.expect("six blocks ran");
+        // Per block: one submission and one host wait (the check), no buffer or bind group created.
+        assert_eq!(block.submissions, 1, "{solver}: {block:?}");
+        assert_eq!(block.host_waits, 1, "{solver}: {block:?}");
+        assert_eq!(block.buffers_created, 0, "{solver}: {block:?}");
+        assert_eq!(block.bind_groups_created, 0, "{solver}: {block:?}");
+        assert_eq!(
+            block.dispatches,
+            dispatches_per_block(solver, 10),
+            "{solver}"
+        );
+        // Per fit: a wait per check and per weight read-back; nothing else is submitted.
+        let downloads = if matches!(solver, Solver::Auto | Solver::Tied | Solver::ExactTied) {
+            1
+        } else {
+            2
+        };
+        assert_eq!(s.total.host_waits, 6 + downloads, "{solver}: {s:?}");
+        assert_eq!(s.total.submissions, s.total.host_waits, "{solver}: {s:?}");
+    }
+    // The CPU engine submits and waits for nothing.
+    let cpu = LaePca::new(3).max_iter(60).fit(&x).unwrap();
+    assert_eq!(cpu.loop_stats.total, laepca::EngineStats::default());
 }
 
 #[test]

@@ -189,6 +189,15 @@ pub fn print_out(text: &str) {
 }
 
 pub fn main() -> ExitCode {
+    // Mesa's device-select Vulkan layer connects to Wayland whenever an instance enables the Wayland
+    // surface extension (wgpu always does), printing "XDG_RUNTIME_DIR is invalid" lines on machines
+    // without a session, even when the fit ends on the CPU. It only reorders adapters, which wgpu picks
+    // itself; a user's own setting wins. (Set here, before any thread exists.)
+    if std::env::var_os("NODEVICE_SELECT").is_none()
+        && std::env::var_os("MESA_VK_DEVICE_SELECT").is_none()
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // A bug must still read as one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {

@@ -84,6 +84,74 @@ pub fn devices() -> Vec<DeviceInfo> {
         .collect()
 }
 
+/// An open GPU (adapter, device, queue and its compiled kernels) to reuse across fits.
+///
+/// Opening a device costs tens of milliseconds and each kernel is compiled on its first use; a
+/// `GpuDevice` pays both once. Hand it to fits with [`LaePca::device`](crate::LaePca::device) (fits
+/// without one open a device of their own). Clones share the device; it can be used from several
+/// threads.
+///
+/// ```no_run
+/// # fn main() -> laepca::Result<()> {
+/// use laepca::{Backend, GpuDevice, LaePca};
+/// let gpu = GpuDevice::open(None)?;
+/// let x = nalgebra::DMatrix::<f32>::from_fn(500, 20, |i, j| ((i * 7 + j * 13) % 17) as f32);
+/// for k in 1..=3 {
+///     let fit = LaePca::new(k).backend(Backend::Gpu).device(gpu.clone()).fit(&x)?;
+///     println!("k = {k}: {} iterations on {}", fit.iterations, gpu.info().name);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct GpuDevice {
+    ctx: Arc<GpuContext>,
+}
+
+impl GpuDevice {
+    /// Opens the adapter whose name contains `adapter` (case-insensitive), else the one
+    /// `WGPU_ADAPTER_NAME` names, else wgpu's high-performance default. No adapter of that name, or
+    /// none at all, is [`Error::NoAdapter`].
+    pub fn open(adapter: Option<&str>) -> Result<Self> {
+        Ok(GpuDevice {
+            ctx: Arc::new(GpuContext::open(adapter)?),
+        })
+    }
+
+    /// The adapter and its limits.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.ctx.info
+    }
+
+    pub(crate) fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuDevice")
+            .field("adapter", &self.ctx.info.name)
+            .field("backend", &self.ctx.info.backend)
+            .finish()
+    }
+}
+
+/// Two handles are equal when they share one open device.
+impl PartialEq for GpuDevice {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.ctx, &other.ctx)
+    }
+}
+
+/// The adapter name asked for: the builder's, else a non-empty WGPU_ADAPTER_NAME.
+pub(crate) fn requested_adapter_name(adapter_name: Option<&str>) -> Option<String> {
+    adapter_name.map(str::to_string).or_else(|| {
+        std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+}
+
 /// An open device with its queue, pipelines and error reports.
 pub(crate) struct GpuContext {
     pub device: wgpu::Device,
@@ -96,10 +164,11 @@ pub(crate) struct GpuContext {
 
 impl GpuContext {
     /// Opens the adapter whose name contains `adapter_name` (else the one WGPU_ADAPTER_NAME names, else
-    /// wgpu's default, preferring a high-performance GPU), with the adapter's own limits.
+    /// wgpu's default, preferring a high-performance GPU), with the adapter's own limits. A name that no
+    /// adapter matches is [`Error::NoAdapter`] (wgpu's own WGPU_ADAPTER_NAME helper panics instead).
     pub fn open(adapter_name: Option<&str>) -> Result<Self> {
         let instance = instance();
-        let adapter = match adapter_name {
+        let adapter = match requested_adapter_name(adapter_name) {
             Some(wanted) => {
                 let all = pollster::block_on(
                     instance.enumerate_adapters(wgpu::Backends::all().with_env()),
@@ -120,11 +189,8 @@ impl GpuContext {
                         .unwrap_or(wgpu::PowerPreference::HighPerformance),
                     ..Default::default()
                 };
-                match pollster::block_on(wgpu::util::initialize_adapter_from_env(&instance, None)) {
-                    Ok(a) => a,
-                    Err(_) => pollster::block_on(instance.request_adapter(&options))
-                        .map_err(|e| Error::NoAdapter(format!("wgpu found no adapter ({e})")))?,
-                }
+                pollster::block_on(instance.request_adapter(&options))
+                    .map_err(|e| Error::NoAdapter(format!("wgpu found no adapter ({e})")))?
             }
         };
         let limits = adapter.limits();
