@@ -138,6 +138,10 @@ fn gpu_loop_counters() {
         .x
         .map(|v| v as f32);
     let device = laepca::GpuDevice::open(None).unwrap();
+    // CI runs this test again with WGPU_BACKEND=gl: it must then run on the GL backend.
+    if std::env::var("WGPU_BACKEND").is_ok_and(|b| b == "gl") {
+        assert_eq!(device.info().backend, "gl", "{:?}", device.info());
+    }
     for solver in Solver::ALL {
         let fit = LaePca::new(3)
             .solver(solver)
