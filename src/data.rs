@@ -105,6 +105,81 @@ impl<'a, T: Real> SampleView<'a, T> {
     }
 }
 
+/// The first block's mean (rounded to T, so that the shift a block subtracts in T is exactly the one the
+/// mean adds back), or zeros without centring.
+fn first_block_mean<T: Real>(
+    view: &SampleView<'_, T>,
+    start: usize,
+    len: usize,
+    center: bool,
+) -> DVector<f64> {
+    let m = view.n_features;
+    let mut mean = DVector::zeros(m);
+    if center {
+        for r in start..start + len {
+            for j in 0..m {
+                mean[j] += view.at(r, j).as_f64();
+            }
+        }
+        mean.apply(|v| *v = T::of_f64(*v / len as f64).as_f64());
+    }
+    mean
+}
+
+/// Adds samples `start..start + len` of a view on the GPU. Contiguous f32 rows (the usual case) are
+/// copied into the staging buffer as they are, and the device computes the shift (the first block's
+/// mean) and subtracts it; the column sums Σ (x − s) accumulate on the device. When the first block
+/// is f64, the shift is the host's: every row is shifted in f64 and rounded to f32 on the host (so that
+/// a large mean loses no digits to f32 before the subtraction) and the device's shift stays zero. Other
+/// layouts (columns of a matrix) are gathered row by row.
+fn push_gpu_block<T: Real>(
+    gpu: &mut crate::gpu::GpuGram,
+    host_shift: &mut Option<DVector<f64>>,
+    row: &mut Vec<f32>,
+    center: bool,
+    view: &SampleView<'_, T>,
+    start: usize,
+    len: usize,
+) {
+    let m = view.n_features;
+    let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+    if host_shift.is_none() && !is_f32 && gpu.chunks_added() == 0 {
+        *host_shift = Some(first_block_mean(view, start, len, center));
+    }
+    row.resize(m, 0.0);
+    let contiguous = view.feature_stride == 1 && view.sample_stride == m;
+    let unpadded = m == gpu.padded_features();
+    match host_shift.as_ref() {
+        None => gpu.add(len, center, |w| {
+            if is_f32 && contiguous {
+                let data: &[f32] = bytemuck::cast_slice(&view.data[start * m..(start + len) * m]);
+                if unpadded {
+                    w.padded_rows(0, data);
+                } else {
+                    for (r, values) in data.chunks_exact(m).enumerate() {
+                        w.row(r, values);
+                    }
+                }
+            } else {
+                for (r, sample) in (start..start + len).enumerate() {
+                    for (j, o) in row.iter_mut().enumerate() {
+                        *o = view.at(sample, j).as_f64() as f32;
+                    }
+                    w.row(r, row);
+                }
+            }
+        }),
+        Some(shift) => gpu.add(len, false, |w| {
+            for (r, sample) in (start..start + len).enumerate() {
+                for (j, o) in row.iter_mut().enumerate() {
+                    *o = (view.at(sample, j).as_f64() - shift[j]) as f32;
+                }
+                w.row(r, row);
+            }
+        }),
+    }
+}
+
 /// The statistics a fit needs from the data: the centred Gram matrix, the mean and the sample count.
 #[derive(Clone, Debug)]
 pub struct GramStats {
@@ -151,6 +226,8 @@ pub struct GramAccumulator {
     /// Σ (x − s)(x − s)ᵀ over the samples so far.
     c: DMatrix<f64>,
     n_samples: usize,
+    /// One row converted to f32 for the GPU (input that is not contiguous f32 rows).
+    row_scratch: Vec<f32>,
 }
 
 impl GramAccumulator {
@@ -187,6 +264,7 @@ impl GramAccumulator {
             shifted_sum: DVector::zeros(n_features),
             c: DMatrix::zeros(n_features, n_features),
             n_samples: 0,
+            row_scratch: Vec::new(),
         }
     }
 
@@ -198,6 +276,16 @@ impl GramAccumulator {
     /// Samples seen so far.
     pub fn n_samples(&self) -> usize {
         self.n_samples
+    }
+
+    /// On the GPU, what the accumulation did so far: submissions (one per chunk of up to 4096
+    /// samples), host waits (for a staging buffer to come back), dispatches and the buffers and bind
+    /// groups created (all by the constructor: none per chunk). None on the CPU.
+    pub fn gpu_stats(&self) -> Option<crate::EngineStats> {
+        match &self.engine {
+            BlockEngine::Cpu => None,
+            BlockEngine::Gpu(g) => Some(g.stats()),
+        }
     }
 
     /// Adds row-major samples (`rows.len()` must be a multiple of n_features). Checks that every value is
@@ -236,82 +324,47 @@ impl GramAccumulator {
     }
 
     /// Adds samples `start..start + len` of a view (finite values): each sample is read once, shifted
-    /// and written as a row of the block the engine takes (row-major, in T for the CPU, padded f32
-    /// rows for the GPU), while the shifted column sums accumulate in f64.
+    /// and written as a row of the block the engine takes (row-major, in T), while the shifted column
+    /// sums accumulate in f64. On the GPU, see [`push_gpu_block`].
     fn push_block<T: Real>(&mut self, view: &SampleView<'_, T>, start: usize, len: usize) {
         let m = self.n_features();
         let center = self.center;
-        let shift = self.shift.get_or_insert_with(|| {
-            let mut mean = DVector::zeros(m);
-            if center {
-                for r in start..start + len {
-                    for j in 0..m {
-                        mean[j] += view.at(r, j).as_f64();
-                    }
-                }
-                // Rounded to T, so that the shift the block subtracts is exactly the one the mean adds back.
-                mean.apply(|v| *v = T::of_f64(*v / len as f64).as_f64());
-            }
-            mean
-        });
+        if let BlockEngine::Gpu(gpu) = &mut self.engine {
+            push_gpu_block(
+                gpu,
+                &mut self.shift,
+                &mut self.row_scratch,
+                center,
+                view,
+                start,
+                len,
+            );
+            self.n_samples += len;
+            return;
+        }
+        let shift = self
+            .shift
+            .get_or_insert_with(|| first_block_mean(view, start, len, center));
         let shift_t: Vec<T> = shift.iter().map(|&v| T::of_f64(v)).collect();
         let sums = self.shifted_sum.as_mut_slice();
-        // Row r of the block at out[r * stride..][..m], shifted; column sums into `sums`.
-        fn fill<T: Real, U: Copy>(
-            view: &SampleView<'_, T>,
-            samples: std::ops::Range<usize>,
-            shift: &[T],
-            sums: &mut [f64],
-            out: &mut [U],
-            stride: usize,
-            convert: impl Fn(T) -> U,
-        ) {
-            for (r, sample) in samples.enumerate() {
-                let row = &mut out[r * stride..r * stride + shift.len()];
-                for (j, (o, &s)) in row.iter_mut().zip(shift).enumerate() {
-                    let v = view.at(sample, j) - s;
-                    sums[j] += v.as_f64();
-                    *o = convert(v);
-                }
+        // Row-major samples are the columns of an m x len matrix Bᵀ; the block's Gram matrix
+        // Bᵀ B in T (a short sum) is added into the f64 total. `gemm` on two contiguous
+        // matrices runs in matrixmultiply's packed kernels; the transposed copy costs m·len
+        // against the product's m²·len.
+        let mut rows = vec![T::zero(); len * m];
+        for (r, sample) in (start..start + len).enumerate() {
+            let row = &mut rows[r * m..(r + 1) * m];
+            for (j, (o, &s)) in row.iter_mut().zip(&shift_t).enumerate() {
+                let v = view.at(sample, j) - s;
+                sums[j] += v.as_f64();
+                *o = v;
             }
         }
-        match &mut self.engine {
-            BlockEngine::Cpu => {
-                // Row-major samples are the columns of an m x len matrix Bᵀ; the block's Gram matrix
-                // Bᵀ B in T (a short sum) is added into the f64 total. `gemm` on two contiguous
-                // matrices runs in matrixmultiply's packed kernels; the transposed copy costs m·len
-                // against the product's m²·len.
-                let mut rows = vec![T::zero(); len * m];
-                fill(
-                    view,
-                    start..start + len,
-                    &shift_t,
-                    sums,
-                    &mut rows,
-                    m,
-                    |v| v,
-                );
-                let block_t = DMatrix::from_vec(m, len, rows);
-                let block = block_t.transpose();
-                let mut g = DMatrix::<T>::zeros(m, m);
-                g.gemm(T::one(), &block_t, &block, T::zero());
-                self.c.zip_apply(&g, |acc, v| *acc += v.as_f64());
-            }
-            BlockEngine::Gpu(gpu) => {
-                let stride = gpu.padded_features();
-                let mut rows = vec![0f32; len * stride];
-                fill(
-                    view,
-                    start..start + len,
-                    &shift_t,
-                    sums,
-                    &mut rows,
-                    stride,
-                    |v| v.as_f64() as f32,
-                );
-                gpu.add(&rows, len);
-            }
-        }
+        let block_t = DMatrix::from_vec(m, len, rows);
+        let block = block_t.transpose();
+        let mut g = DMatrix::<T>::zeros(m, m);
+        g.gemm(T::one(), &block_t, &block, T::zero());
+        self.c.zip_apply(&g, |acc, v| *acc += v.as_f64());
         self.n_samples += len;
     }
 
@@ -325,13 +378,20 @@ impl GramAccumulator {
             });
         }
         let n = self.n_samples as f64;
-        let shift = self.shift.unwrap_or_else(|| DVector::zeros(m));
-        let mut c = match &self.engine {
-            BlockEngine::Cpu => self.c,
-            BlockEngine::Gpu(gpu) => gpu.total()?,
+        let (mut c, shift, sums) = match self.engine {
+            BlockEngine::Cpu => (
+                self.c,
+                self.shift.unwrap_or_else(|| DVector::zeros(m)),
+                self.shifted_sum,
+            ),
+            BlockEngine::Gpu(mut gpu) => {
+                let t = gpu.total()?;
+                // A host-side shift (f64 first block) left the device's at zero.
+                (t.c, self.shift.unwrap_or(t.shift), t.sums)
+            }
         };
         let mean = if self.center {
-            let d = &self.shifted_sum / n; // μ − s
+            let d = &sums / n; // μ − s
             c.ger(-n, &d, &d, 1.0);
             shift + d
         } else {

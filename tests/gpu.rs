@@ -192,14 +192,37 @@ fn gpu_gram_with_a_large_mean() {
         DMatrix::from_row_slice(n, m, &rows.iter().map(|&v| v as f64).collect::<Vec<_>>());
     let reference = centred_gram(&rounded);
     let mut acc = GramAccumulator::new_gpu(m, true, None).unwrap();
+    let created = acc.gpu_stats().unwrap();
     for chunk in rows.chunks(m * 3000) {
         acc.push_rows(chunk).unwrap();
     }
+    // Four pushes of ≤ 3000 rows in chunks of ≤ 4096: 4 chunk submissions, 8 dispatches, nothing created.
+    let pushed = acc.gpu_stats().unwrap();
+    assert_eq!(pushed.submissions, 4, "{pushed:?}");
+    assert_eq!(pushed.dispatches, 8, "{pushed:?}");
+    assert_eq!(pushed.buffers_created, created.buffers_created);
+    assert_eq!(pushed.bind_groups_created, created.bind_groups_created);
     let stats = acc.finish().unwrap();
     let rel = (&stats.c - &reference).norm() / reference.norm();
     assert!(rel <= 1e-5, "GPU Gram relative error {rel:e}");
     for j in 0..m {
         assert!((stats.mean[j] - rounded.column(j).mean()).abs() <= 1e-9 * 1000.0);
+    }
+    // f64 rows with a mean of 1e4 (the shift is subtracted on the host in f64, then rounded) against
+    // the exact f64 reference.
+    let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 120.0, 0.9), 1e4, 9);
+    let reference = centred_gram(&p.x);
+    let rows64: Vec<f64> = p.x.transpose().iter().copied().collect();
+    let mut acc = GramAccumulator::new_gpu(m, true, None).unwrap();
+    acc.push_rows(&rows64).unwrap();
+    let stats = acc.finish().unwrap();
+    let rel = (&stats.c - &reference).norm() / reference.norm();
+    assert!(rel <= 1e-5, "GPU Gram of f64 rows: relative error {rel:e}");
+    for j in 0..m {
+        assert!(
+            (stats.mean[j] - p.x.column(j).mean()).abs() <= 1e-9 * 1e4,
+            "mean {j}"
+        );
     }
 }
 

@@ -35,6 +35,7 @@ impl Family {
 /// A compute entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    GramColumns,
     GramChunk,
     CMul,
     Inner,
@@ -49,7 +50,7 @@ pub enum Kernel {
 impl Kernel {
     pub fn family(self) -> Family {
         match self {
-            Kernel::GramChunk => Family::Gram,
+            Kernel::GramColumns | Kernel::GramChunk => Family::Gram,
             Kernel::CMul | Kernel::Inner | Kernel::MulSmall => Family::Matmul,
             Kernel::InverseSpd => Family::Small,
             Kernel::Combine | Kernel::CopyScalar => Family::Update,
@@ -59,6 +60,7 @@ impl Kernel {
 
     pub fn entry_point(self) -> &'static str {
         match self {
+            Kernel::GramColumns => "gram_columns",
             Kernel::GramChunk => "gram_chunk",
             Kernel::CMul => "c_mul",
             Kernel::Inner => "inner",

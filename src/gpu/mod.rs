@@ -308,6 +308,17 @@ impl GpuContext {
         bytes: u64,
     ) -> Result<Vec<f32>> {
         encoder.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
+        self.submit_and_read(encoder, staging, bytes)
+    }
+
+    /// Submits `encoder` (whose last commands copy into `staging`, MAP_READ | COPY_DST), waits, and
+    /// returns the first `bytes` of `staging` as f32.
+    pub fn submit_and_read(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<f32>> {
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         staging
