@@ -297,31 +297,35 @@ impl LaePca {
     /// The fits call this themselves; [`resolve_backend`](Self::resolve_backend) keeps its answer for
     /// later fits and for [`accumulator`](Self::accumulator).
     pub fn choose_device(&self) -> Result<Option<GpuDevice>> {
-        let open = || match &self.device {
-            Some(d) => Ok(d.clone()),
-            None => GpuDevice::open(self.adapter.as_deref()),
-        };
         match self.backend {
             Backend::Cpu => Ok(None),
-            Backend::Gpu => open().map(Some),
-            Backend::Auto => match open() {
-                Ok(d)
-                    if d.info().device_type == "cpu"
-                        && self.device.is_none()
-                        && requested_adapter_name(self.adapter.as_deref()).is_none() =>
-                {
-                    log::warn!(
-                        "the only GPU adapter is a software one ({}): running on the CPU",
-                        d.info().name
-                    );
-                    Ok(None)
-                }
-                Ok(d) => Ok(Some(d)),
-                Err(e) => {
-                    log::warn!("no usable GPU ({e}): running on the CPU");
-                    Ok(None)
-                }
+            Backend::Gpu => match &self.device {
+                Some(d) => Ok(Some(d.clone())),
+                None => GpuDevice::open(self.adapter.as_deref()).map(Some),
             },
+            Backend::Auto => {
+                if let Some(d) = &self.device {
+                    return Ok(Some(d.clone()));
+                }
+                // A software adapter is refused before a device is opened on it.
+                let named = requested_adapter_name(self.adapter.as_deref()).is_some();
+                match GpuDevice::open_accepted(self.adapter.as_deref(), |info| {
+                    named || info.device_type != "cpu"
+                }) {
+                    Ok(Ok(d)) => Ok(Some(d)),
+                    Ok(Err(info)) => {
+                        log::warn!(
+                            "the only GPU adapter is a software one ({}): running on the CPU",
+                            info.name
+                        );
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        log::warn!("no usable GPU ({e}): running on the CPU");
+                        Ok(None)
+                    }
+                }
+            }
         }
     }
 

@@ -117,6 +117,22 @@ impl GpuDevice {
         })
     }
 
+    /// Like [`open`](Self::open), but gives back the adapter's description without opening a device
+    /// when `accept` refuses it.
+    pub(crate) fn open_accepted(
+        adapter: Option<&str>,
+        accept: impl FnOnce(&DeviceInfo) -> bool,
+    ) -> Result<std::result::Result<Self, DeviceInfo>> {
+        let chosen = select_adapter(adapter)?;
+        let info = DeviceInfo::new(&chosen.get_info(), &chosen.limits());
+        if !accept(&info) {
+            return Ok(Err(info));
+        }
+        Ok(Ok(GpuDevice {
+            ctx: Arc::new(GpuContext::open_adapter(chosen)?),
+        }))
+    }
+
     /// The adapter and its limits.
     pub fn info(&self) -> &DeviceInfo {
         &self.ctx.info
@@ -143,6 +159,37 @@ impl PartialEq for GpuDevice {
     }
 }
 
+/// The adapter whose name contains `adapter_name` (else the one WGPU_ADAPTER_NAME names, else wgpu's
+/// default, preferring a high-performance GPU); none of that name is [`Error::NoAdapter`].
+fn select_adapter(adapter_name: Option<&str>) -> Result<wgpu::Adapter> {
+    let instance = instance();
+    let adapter = match requested_adapter_name(adapter_name) {
+        Some(wanted) => {
+            let all =
+                pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()));
+            let needle = wanted.to_lowercase();
+            let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+            all.into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                .ok_or_else(|| {
+                    Error::NoAdapter(format!(
+                        "no adapter named like '{wanted}' (adapters: {names:?})"
+                    ))
+                })?
+        }
+        None => {
+            let options = wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env()
+                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                ..Default::default()
+            };
+            pollster::block_on(instance.request_adapter(&options))
+                .map_err(|e| Error::NoAdapter(format!("wgpu found no adapter ({e})")))?
+        }
+    };
+    Ok(adapter)
+}
+
 /// The adapter name asked for: the builder's, else a non-empty WGPU_ADAPTER_NAME.
 pub(crate) fn requested_adapter_name(adapter_name: Option<&str>) -> Option<String> {
     adapter_name.map(str::to_string).or_else(|| {
@@ -167,32 +214,11 @@ impl GpuContext {
     /// wgpu's default, preferring a high-performance GPU), with the adapter's own limits. A name that no
     /// adapter matches is [`Error::NoAdapter`] (wgpu's own WGPU_ADAPTER_NAME helper panics instead).
     pub fn open(adapter_name: Option<&str>) -> Result<Self> {
-        let instance = instance();
-        let adapter = match requested_adapter_name(adapter_name) {
-            Some(wanted) => {
-                let all = pollster::block_on(
-                    instance.enumerate_adapters(wgpu::Backends::all().with_env()),
-                );
-                let needle = wanted.to_lowercase();
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                all.into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&needle))
-                    .ok_or_else(|| {
-                        Error::NoAdapter(format!(
-                            "no adapter named like '{wanted}' (adapters: {names:?})"
-                        ))
-                    })?
-            }
-            None => {
-                let options = wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::from_env()
-                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
-                    ..Default::default()
-                };
-                pollster::block_on(instance.request_adapter(&options))
-                    .map_err(|e| Error::NoAdapter(format!("wgpu found no adapter ({e})")))?
-            }
-        };
+        Self::open_adapter(select_adapter(adapter_name)?)
+    }
+
+    /// Opens a device on `adapter`, with the adapter's own limits.
+    fn open_adapter(adapter: wgpu::Adapter) -> Result<Self> {
         let limits = adapter.limits();
         let info = DeviceInfo::new(&adapter.get_info(), &limits);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
