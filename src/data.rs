@@ -212,7 +212,7 @@ enum BlockEngine {
     /// nalgebra in the working precision, [`GRAM_BLOCK`] samples a block.
     Cpu,
     /// WGSL kernels, chunks as large as the device allows (up to 4096 samples).
-    Gpu(crate::gpu::GpuGram),
+    Gpu(Box<crate::gpu::GpuGram>),
 }
 
 /// Streamed accumulation of [`GramStats`]: push blocks of samples, then [`finish`](Self::finish).
@@ -247,10 +247,10 @@ impl GramAccumulator {
     /// An accumulator whose block products run on an open GPU (see [`new_gpu`](Self::new_gpu)).
     pub fn on_device(device: &crate::GpuDevice, n_features: usize, center: bool) -> Result<Self> {
         Ok(Self::with_engine(
-            BlockEngine::Gpu(crate::gpu::GpuGram::new(
+            BlockEngine::Gpu(Box::new(crate::gpu::GpuGram::new(
                 device.context().clone(),
                 n_features,
-            )?),
+            )?)),
             n_features,
             center,
         ))
