@@ -275,10 +275,7 @@ impl LaePca {
             (hook.0)(&p);
         }
         let t_gram = Instant::now();
-        let mut acc = match &gpu {
-            Some(d) => GramAccumulator::on_device(d, view.n_features, self.center)?,
-            None => GramAccumulator::new(view.n_features, self.center),
-        };
+        let mut acc = accumulator_on(gpu.as_ref(), view.n_features, self.center)?;
         acc.push_view(&view);
         let stats = acc.finish()?;
         self.fit_stats(&stats, t_gram.elapsed(), start, gpu)
@@ -344,10 +341,7 @@ impl LaePca {
     /// [`finish`](GramAccumulator::finish) to [`fit_gram`](Self::fit_gram). On a builder from
     /// [`resolve_backend`](Self::resolve_backend) the accumulation and the fit share one device.
     pub fn accumulator(&self, n_features: usize) -> Result<GramAccumulator> {
-        match self.choose_device()? {
-            Some(d) => GramAccumulator::on_device(&d, n_features, self.center),
-            None => Ok(GramAccumulator::new(n_features, self.center)),
-        }
+        accumulator_on(self.choose_device()?.as_ref(), n_features, self.center)
     }
 
     /// Checks the parameters against a data shape.
@@ -607,6 +601,18 @@ impl LaePca {
             },
         };
         Ok(fit)
+    }
+}
+
+/// A Gram accumulator on `device`, or on the CPU.
+fn accumulator_on(
+    device: Option<&GpuDevice>,
+    n_features: usize,
+    center: bool,
+) -> Result<GramAccumulator> {
+    match device {
+        Some(d) => GramAccumulator::on_device(d, n_features, center),
+        None => Ok(GramAccumulator::new(n_features, center)),
     }
 }
 

@@ -101,6 +101,7 @@ impl std::str::FromStr for Backend {
 /// | `cg_steps` | `min(m·k, 16)` conjugate-gradient steps per exact encoder update |
 /// | `seed` | 0 |
 /// | `backend` | [`Backend::Cpu`] |
+/// | `device` | none: each GPU fit opens its own (see [`GpuDevice`](crate::GpuDevice)) |
 /// | `layout` | [`Layout::SamplesInRows`] |
 /// | `center` | true |
 #[derive(Clone, Debug, PartialEq)]
