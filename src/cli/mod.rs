@@ -116,7 +116,8 @@ pub struct FitArgs {
     /// The seed of the initial weights
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
-    /// Where to compute: auto (a GPU if wgpu finds one, else the CPU), gpu or cpu
+    /// Where to compute: auto (a hardware GPU if wgpu finds one, a software one only when named by
+    /// --adapter or WGPU_ADAPTER_NAME, else the CPU; the library decides), gpu or cpu
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub backend: Backend,
     /// The GPU adapter to use: the first whose name contains this text (see `laepca devices`)
