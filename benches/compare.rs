@@ -16,7 +16,7 @@
 mod common;
 
 use laepca::synthetic::prescribed_spectrum;
-use laepca::{Backend, Fit, GramAccumulator, GramStats, LaePca, Real, Solver, Timings};
+use laepca::{Backend, Fit, GpuDevice, GramAccumulator, GramStats, LaePca, Real, Solver, Timings};
 use nalgebra::DMatrix;
 use plotters::prelude::*;
 use serde::Serialize;
@@ -235,14 +235,17 @@ fn known_card(name: &str) -> Option<(f64, f64)> {
         .map(|&(_, p, b)| (p, b))
 }
 
-/// The adapter a `Backend::Gpu` fit opens, found by a tiny fit (None when it fails).
-fn probe_adapter(args: &Args) -> Result<AdapterJson, String> {
+/// The device every GPU row runs on (opened once: the rows' times hold no device set-up), with its
+/// adapter as a tiny fit on it reports it.
+fn probe_adapter(args: &Args) -> Result<(AdapterJson, GpuDevice), String> {
     if laepca::devices().is_empty() {
         return Err("wgpu finds no adapter".into());
     }
+    let device = GpuDevice::open(None).map_err(|e| format!("no GPU device: {e}"))?;
     let x = DMatrix::<f32>::from_fn(16, 4, |i, j| ((i * 7 + j * 3) % 5) as f32 + (i * j) as f32);
     let fit = LaePca::new(1)
         .backend(Backend::Gpu)
+        .device(device.clone())
         .max_iter(5)
         .fit(&x)
         .map_err(|e| format!("a tiny GPU fit failed: {e}"))?;
@@ -250,7 +253,7 @@ fn probe_adapter(args: &Args) -> Result<AdapterJson, String> {
         .adapter
         .ok_or("the GPU fit reported no adapter".to_string())?;
     let known = known_card(&info.name);
-    Ok(AdapterJson {
+    let adapter = AdapterJson {
         max_features: info.max_features(),
         software: info.device_type == "cpu",
         peak_gflops: args.peak_gflops.or(known.map(|k| k.0)),
@@ -260,7 +263,8 @@ fn probe_adapter(args: &Args) -> Result<AdapterJson, String> {
         device_type: info.device_type,
         max_buffer_size: info.max_buffer_size,
         max_storage_buffer_binding_size: info.max_storage_buffer_binding_size,
-    })
+    };
+    Ok((adapter, device))
 }
 
 fn slug(name: &str) -> String {
@@ -452,8 +456,8 @@ impl Outcome {
             solver: f.solver,
             lambda: f.lambda,
             alpha: f.alpha,
-            submissions: f.submissions,
-            readbacks: f.readbacks,
+            submissions: f.loop_stats.total.submissions,
+            readbacks: f.loop_stats.total.host_waits,
         }
     }
 }
@@ -732,6 +736,8 @@ struct Ctx {
     args: Args,
     plan: Plan,
     adapter: Option<AdapterJson>,
+    /// The open device of the GPU rows.
+    device: Option<GpuDevice>,
     solvers: Vec<Solver>,
     notices: Vec<String>,
     /// (family, gap, row name) → (m, seconds of one run) at the last size, for the size sweep's skips.
@@ -783,7 +789,7 @@ fn main() {
         }
     };
     let started = Instant::now();
-    let adapter = if args.gpu || args.print_adapter {
+    let probed = if args.gpu || args.print_adapter {
         match probe_adapter(&args) {
             Ok(a) => Some(a),
             Err(e) => {
@@ -802,11 +808,12 @@ fn main() {
     } else {
         None
     };
+    let (adapter, device) = probed.map_or((None, None), |(a, d)| (Some(a), Some(d)));
     if args.print_adapter {
         println!("{}", slug(&adapter.expect("probed above").name));
         return;
     }
-    if let Err(e) = run(args, adapter, started) {
+    if let Err(e) = run(args, adapter, device, started) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
@@ -870,7 +877,12 @@ fn make_plan(args: &Args, adapter: &Option<AdapterJson>, solvers: &[Solver]) -> 
     }
 }
 
-fn run(args: Args, adapter: Option<AdapterJson>, started: Instant) -> Result<(), String> {
+fn run(
+    args: Args,
+    adapter: Option<AdapterJson>,
+    device: Option<GpuDevice>,
+    started: Instant,
+) -> Result<(), String> {
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let solvers = args.solvers.clone().unwrap_or_else(|| Solver::ALL.to_vec());
     let plan = make_plan(&args, &adapter, &solvers);
@@ -879,6 +891,7 @@ fn run(args: Args, adapter: Option<AdapterJson>, started: Instant) -> Result<(),
         args: args.clone(),
         plan: plan.clone(),
         adapter: adapter.clone(),
+        device,
         solvers,
         notices: Vec::new(),
         last_time: HashMap::new(),
@@ -1190,6 +1203,9 @@ fn run_problem(cx: &mut Ctx, p: &Problem, data: &Data, r: &Reference) -> (Proble
                     .backend(backend)
                     .seed(0)
                     .max_iter(max_iter);
+                if let (true, Some(d)) = (is_gpu, &cx.device) {
+                    b = b.device(d.clone());
+                }
                 if let Some(l) = p.lambda {
                     b = b.lambda(l);
                 }

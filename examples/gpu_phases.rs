@@ -4,6 +4,20 @@
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
 use laepca::{Backend, LaePca, Solver};
 
+/// Dispatches and submissions per iteration in a steady block of the loop.
+fn per_iteration(s: &laepca::LoopStats) -> String {
+    match s.steady_block {
+        Some(b) => format!(
+            "{:.1} dispatches, {:.2} submissions, {} buffers and {} bind groups created per block",
+            b.dispatches as f64 / s.block_iterations as f64,
+            b.submissions as f64 / s.block_iterations as f64,
+            b.buffers_created,
+            b.bind_groups_created
+        ),
+        None => "fewer than three blocks".to_string(),
+    }
+}
+
 fn main() -> Result<(), laepca::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
@@ -27,7 +41,7 @@ fn main() -> Result<(), laepca::Error> {
         let fit = LaePca::new(k).solver(solver).backend(backend).fit(&x)?;
         let tm = &fit.timings;
         println!(
-            "{:<4} {:<40} iters {:>5} conv {} stalled {} | upload {:>9.2?} gram {:>9.2?} setup {:>9.2?} loop {:>9.2?} readback {:>9.2?} finish {:>9.2?} total {:>9.2?} | loop submissions {} read-backs {}",
+            "{:<4} {:<40} iters {:>5} conv {} stalled {} | upload {:>9.2?} gram {:>9.2?} setup {:>9.2?} loop {:>9.2?} readback {:>9.2?} finish {:>9.2?} total {:>9.2?} | loop submissions {} host waits {} | per iteration (steady): {}",
             fit.backend.name(),
             fit.adapter.as_ref().map_or("cpu".to_string(), |a| format!("{} ({})", a.name, a.backend)),
             fit.iterations,
@@ -40,8 +54,9 @@ fn main() -> Result<(), laepca::Error> {
             tm.readback,
             tm.finish,
             tm.total,
-            fit.submissions,
-            fit.readbacks
+            fit.loop_stats.total.submissions,
+            fit.loop_stats.total.host_waits,
+            per_iteration(&fit.loop_stats)
         );
         fits.push(fit);
     }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One run on a lent GPU machine (the device tool; see its README): prebuilt binaries in .devbin/
-# (laepca, gpu_tests, gpu_phases, compare, lib/libvulkan.so.1, Fashion-MNIST), the Vulkan loader's
-# Debian packages in .gl/. Writes device-log.txt and bench.tar.gz under $OUT.
+# (laepca, gpu_tests, gpu_phases, gram_time, compare, lib/libvulkan.so.1, Fashion-MNIST; made by
+# scripts/device-prepare.sh), the Vulkan loader's Debian packages in .gl/. Writes device-log.txt and
+# bench.tar.gz under $OUT. Issue 9's figures: the Gram phase (gram_time, gpu_phases), loop µs per
+# iteration with dispatches and submissions per iteration (gpu_phases, per solver), the per-fit fixed
+# cost with an open device (the benchmark opens one device for all GPU rows), Fashion-MNIST GPU vs CPU.
 set -u
 start=$SECONDS
 budget=${1:-540}
@@ -35,8 +38,12 @@ step() { # NAME SECONDS COMMAND...
     step "laepca devices" 30 .devbin/laepca devices
     step "laepca demo" 60 .devbin/laepca demo
     step "GPU tests" 150 .devbin/gpu_tests --test-threads 1
+    step "Gram phase alone: n=100000 m=4096 (two runs)" 60 .devbin/gram_time 100000 4096
     step "mid-size problem (issue 3): n=20000 m=512 k=16" 60 .devbin/gpu_phases 20000 512 16
+    step "loop at m=4096 k=16, auto" 60 .devbin/gpu_phases 20000 4096 16 auto
+    step "loop at m=4096 k=16, exact-tied" 60 .devbin/gpu_phases 20000 4096 16 exact-tied
     step "laepca fit Fashion-MNIST on the GPU" 60 .devbin/laepca fit "$fm" -k 16 --backend gpu --json -o /tmp/fm
+    step "laepca fit Fashion-MNIST on the CPU" 60 .devbin/laepca fit "$fm" -k 16 --backend cpu --json -o /tmp/fm-cpu
     step "large problem: n=100000 m=4096 k=32" 150 .devbin/gpu_phases 100000 4096 32
     step "benchmark" 260 .devbin/compare --out /tmp/bench --fashion "$fm" --runs 2 --budget 15 \
         --markdown "$OUT/bench-report.md"

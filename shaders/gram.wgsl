@@ -1,7 +1,10 @@
-// Gram family: C += Xᵀ X for one chunk of samples.
+// Gram family: C += (X − s)ᵀ (X − s) for one chunk of samples, and the column sums Σ (x − s).
 //
 // X is a chunk of `rows` samples, row-major, each row padded to `mp` features (a multiple of 4, zeros
-// beyond m) and already shifted (x − s) on the host. Only the tiles on or above the diagonal are
+// beyond m), as the host copied them. The shift s (the first chunk's mean when centring, else zero, or
+// zero when the host already shifted the rows) is subtracted here as tiles are loaded. `gram_columns`
+// runs first on each chunk: on the first one (`first` = 1) it sets s to the chunk's column means, then it
+// adds the chunk's Σ (x − s) to the compensated column sums. Only the tiles on or above the diagonal are
 // computed (the host mirrors the upper triangle when it reads C back). The chunk's partial sum is added
 // to the running total (c_hi, c_lo) with Knuth's TwoSum, so that the total over many chunks keeps the
 // digits a plain f32 sum would lose: c_hi + c_lo carries about twice f32's precision.
@@ -9,14 +12,55 @@
 struct Params {
     rows: u32,
     mp: u32,
+    first: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> c_hi: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c_lo: array<f32>;
+@group(0) @binding(4) var<storage, read_write> shift: array<f32>;
+@group(0) @binding(5) var<storage, read_write> sums_hi: array<f32>;
+@group(0) @binding(6) var<storage, read_write> sums_lo: array<f32>;
+
+// Threads of `gram_columns`, chosen per adapter.
+override WG: u32 = 256u;
+
+// One thread per feature j: on the first chunk s_j = mean of x_j; then Σ (x_j − s_j) over the chunk,
+// in sample order, added to (sums_hi, sums_lo) with TwoSum.
+@compute @workgroup_size(WG)
+fn gram_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    if (j >= p.mp) {
+        return;
+    }
+    let mp4 = p.mp / 4u;
+    let q = j / 4u;
+    let lane = j % 4u;
+    if (p.first == 1u) {
+        var total = 0.0;
+        for (var r = 0u; r < p.rows; r++) {
+            total += x[r * mp4 + q][lane];
+        }
+        shift[j] = total / f32(p.rows);
+    }
+    let s = shift[j];
+    var part = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        part += x[r * mp4 + q][lane] - s;
+    }
+    let a = sums_hi[j];
+    let sum = a + part;
+    let bb = sum - a;
+    sums_lo[j] += (a - (sum - bb)) + (part - bb);
+    sums_hi[j] = sum;
+}
+
+// The shift of the four features of vec4 column c.
+fn shift4(c: u32) -> vec4<f32> {
+    return vec4<f32>(shift[4u * c], shift[4u * c + 1u], shift[4u * c + 2u], shift[4u * c + 3u]);
+}
 
 // Output tile: 64 x 64 per workgroup of 16 x 16 threads, 4 x 4 outputs per thread; 16 samples per step.
 const TILE: u32 = 64u;
@@ -47,10 +91,10 @@ fn gram_chunk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         var va = vec4<f32>(0.0);
         var vb = vec4<f32>(0.0);
         if (r < p.rows && ca < mp4) {
-            va = x[r * mp4 + ca];
+            va = x[r * mp4 + ca] - shift4(ca);
         }
         if (r < p.rows && cb < mp4) {
-            vb = x[r * mp4 + cb];
+            vb = x[r * mp4 + cb] - shift4(cb);
         }
         a_tile[t] = va;
         b_tile[t] = vb;

@@ -14,7 +14,7 @@ struct Params {
 // The k-wide blocks of a search basis (src/engine.rs: SEARCH_BLOCKS).
 const SEARCH_BLOCKS: u32 = 3u;
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

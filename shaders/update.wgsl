@@ -26,7 +26,7 @@ struct Params {
     term: array<Term, 4>,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> t0: array<f32>;
 @group(0) @binding(2) var<storage, read> t1: array<f32>;
 @group(0) @binding(3) var<storage, read> t2: array<f32>;

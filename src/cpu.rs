@@ -2,7 +2,9 @@
 //! [`crate::cpu_kernels`], the k x k solves with nalgebra).
 
 use crate::cpu_kernels::{parallelism, product, product_tn};
-use crate::engine::{Coef, Engine, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS, SEARCH_BLOCKS};
+use crate::engine::{
+    Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+};
 use crate::error::Result;
 use crate::real::Real;
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -241,6 +243,9 @@ impl<T: Real> Engine for CpuEngine<T> {
     }
     fn check(&mut self) -> Result<Vec<f64>> {
         Ok(std::mem::take(&mut self.pending))
+    }
+    fn stats(&self) -> EngineStats {
+        EngineStats::default()
     }
 }
 

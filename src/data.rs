@@ -138,6 +138,81 @@ impl<'a, T: Real> SampleView<'a, T> {
     }
 }
 
+/// The first block's mean (rounded to T, so that the shift a block subtracts in T is exactly the one the
+/// mean adds back), or zeros without centring.
+fn first_block_mean<T: Real>(
+    view: &SampleView<'_, T>,
+    start: usize,
+    len: usize,
+    center: bool,
+) -> DVector<f64> {
+    let m = view.n_features;
+    let mut mean = DVector::zeros(m);
+    if center {
+        for r in start..start + len {
+            for j in 0..m {
+                mean[j] += view.at(r, j).as_f64();
+            }
+        }
+        mean.apply(|v| *v = T::of_f64(*v / len as f64).as_f64());
+    }
+    mean
+}
+
+/// Adds samples `start..start + len` of a view on the GPU. Contiguous f32 rows (the usual case) are
+/// copied into the staging buffer as they are, and the device computes the shift (the first block's
+/// mean) and subtracts it; the column sums Σ (x − s) accumulate on the device. When the first block
+/// is f64, the shift is the host's: every row is shifted in f64 and rounded to f32 on the host (so that
+/// a large mean loses no digits to f32 before the subtraction) and the device's shift stays zero. Other
+/// layouts (columns of a matrix) are gathered row by row.
+fn push_gpu_block<T: Real>(
+    gpu: &mut crate::gpu::GpuGram,
+    host_shift: &mut Option<DVector<f64>>,
+    row: &mut Vec<f32>,
+    center: bool,
+    view: &SampleView<'_, T>,
+    start: usize,
+    len: usize,
+) {
+    let m = view.n_features;
+    let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+    if host_shift.is_none() && !is_f32 && gpu.chunks_added() == 0 {
+        *host_shift = Some(first_block_mean(view, start, len, center));
+    }
+    row.resize(m, 0.0);
+    let contiguous = view.feature_stride == 1 && view.sample_stride == m;
+    let unpadded = m == gpu.padded_features();
+    match host_shift.as_ref() {
+        None => gpu.add(len, center, |w| {
+            if is_f32 && contiguous {
+                let data: &[f32] = bytemuck::cast_slice(&view.data[start * m..(start + len) * m]);
+                if unpadded {
+                    w.padded_rows(0, data);
+                } else {
+                    for (r, values) in data.chunks_exact(m).enumerate() {
+                        w.row(r, values);
+                    }
+                }
+            } else {
+                for (r, sample) in (start..start + len).enumerate() {
+                    for (j, o) in row.iter_mut().enumerate() {
+                        *o = view.at(sample, j).as_f64() as f32;
+                    }
+                    w.row(r, row);
+                }
+            }
+        }),
+        Some(shift) => gpu.add(len, false, |w| {
+            for (r, sample) in (start..start + len).enumerate() {
+                for (j, o) in row.iter_mut().enumerate() {
+                    *o = (view.at(sample, j).as_f64() - shift[j]) as f32;
+                }
+                w.row(r, row);
+            }
+        }),
+    }
+}
+
 /// The statistics a fit needs from the data: the centred Gram matrix, the mean and the sample count.
 #[derive(Clone, Debug)]
 pub struct GramStats {
@@ -216,7 +291,7 @@ enum BlockEngine {
     /// faer's triangular product in the working precision, [`GRAM_BLOCK`] samples a block.
     Cpu(CpuBlocks),
     /// WGSL kernels, chunks as large as the device allows (up to 4096 samples).
-    Gpu(crate::gpu::GpuGram),
+    Gpu(Box<crate::gpu::GpuGram>),
 }
 
 /// The CPU engine's pending block and work space, in each precision samples arrive in (allocated on
@@ -301,6 +376,8 @@ pub struct GramAccumulator {
     n_samples: usize,
     /// The error of a failed push, returned again by every later call.
     failed: Option<Error>,
+    /// One row converted to f32 for the GPU (input that is not contiguous f32 rows).
+    row_scratch: Vec<f32>,
 }
 
 impl GramAccumulator {
@@ -315,19 +392,15 @@ impl GramAccumulator {
     /// are streamed to the device and summed there with a compensated (two-float) sum; C is read back
     /// once by [`finish`](Self::finish).
     pub fn new_gpu(n_features: usize, center: bool, adapter: Option<&str>) -> Result<Self> {
-        let ctx = std::sync::Arc::new(crate::gpu::GpuContext::open(adapter)?);
-        Self::on_gpu(ctx, n_features, center)
+        Self::on_device(&crate::GpuDevice::open(adapter)?, n_features, center)
     }
 
-    /// An accumulator whose block products run on the GPU of `ctx`.
-    pub(crate) fn on_gpu(
-        ctx: std::sync::Arc<crate::gpu::GpuContext>,
-        n_features: usize,
-        center: bool,
-    ) -> Result<Self> {
+    /// An accumulator whose block products run on an open GPU (see [`new_gpu`](Self::new_gpu)).
+    pub fn on_device(device: &crate::GpuDevice, n_features: usize, center: bool) -> Result<Self> {
         // C's host copy is checked before the device is asked for its buffers.
         let c = gram_storage(n_features)?;
-        let engine = BlockEngine::Gpu(crate::gpu::GpuGram::new(ctx, n_features)?);
+        let gram = crate::gpu::GpuGram::new(device.context().clone(), n_features)?;
+        let engine = BlockEngine::Gpu(Box::new(gram));
         Ok(Self::with_storage(engine, n_features, center, c))
     }
 
@@ -346,6 +419,7 @@ impl GramAccumulator {
             c: DMatrix::from_vec(m, m, c),
             n_samples: 0,
             failed: None,
+            row_scratch: Vec::new(),
         }
     }
 
@@ -370,6 +444,16 @@ impl GramAccumulator {
     /// Makes every later push check `cancel` before each block.
     pub(crate) fn cancel_on(&mut self, cancel: Option<crate::params::CancelFlag>) {
         self.cancel = cancel;
+    }
+
+    /// On the GPU, what the accumulation did so far: submissions (one per chunk of up to 4096
+    /// samples), host waits (for a staging buffer to come back), dispatches and the buffers and bind
+    /// groups created (all by the constructor: none per chunk). None on the CPU.
+    pub fn gpu_stats(&self) -> Option<crate::EngineStats> {
+        match &self.engine {
+            BlockEngine::Cpu(_) => None,
+            BlockEngine::Gpu(g) => Some(g.stats()),
+        }
     }
 
     /// Adds row-major samples (`rows.len()` must be a multiple of n_features). Checks that every value is
@@ -586,41 +670,21 @@ impl GramAccumulator {
         Ok(())
     }
 
-    /// Adds samples `start..start + len` of a view (finite values) on the GPU: each sample is read once,
-    /// shifted and written as a padded f32 row of the chunk, while the shifted column sums accumulate in
-    /// f64.
+    /// Adds samples `start..start + len` of a view (finite values) on the GPU; see [`push_gpu_block`].
     fn push_block<T: Real>(&mut self, view: &SampleView<'_, T>, start: usize, len: usize) {
-        let m = self.n_features();
         let center = self.center;
-        let shift = self.shift.get_or_insert_with(|| {
-            let mut mean = DVector::zeros(m);
-            if center {
-                for r in start..start + len {
-                    for j in 0..m {
-                        mean[j] += view.at(r, j).as_f64();
-                    }
-                }
-                // Rounded to T, so that the shift the block subtracts is exactly the one the mean adds back.
-                mean.apply(|v| *v = T::of_f64(*v / len as f64).as_f64());
-            }
-            mean
-        });
-        let shift_t: Vec<T> = shift.iter().map(|&v| T::of_f64(v)).collect();
-        let sums = self.shifted_sum.as_mut_slice();
         let BlockEngine::Gpu(gpu) = &mut self.engine else {
             unreachable!("called for the GPU engine")
         };
-        let stride = gpu.padded_features();
-        let mut rows = vec![0f32; len * stride];
-        for (r, sample) in (start..start + len).enumerate() {
-            let row = &mut rows[r * stride..r * stride + m];
-            for (j, (o, &s)) in row.iter_mut().zip(&shift_t).enumerate() {
-                let v = view.at(sample, j) - s;
-                sums[j] += v.as_f64();
-                *o = v.as_f64() as f32;
-            }
-        }
-        gpu.add(&rows, len);
+        push_gpu_block(
+            gpu,
+            &mut self.shift,
+            &mut self.row_scratch,
+            center,
+            view,
+            start,
+            len,
+        );
         self.n_samples += len;
     }
 
@@ -639,8 +703,7 @@ impl GramAccumulator {
             });
         }
         let n = self.n_samples as f64;
-        let shift = self.shift.unwrap_or_else(|| DVector::zeros(m));
-        let mut c = match &self.engine {
+        let (mut c, shift, sums) = match self.engine {
             BlockEngine::Cpu(_) => {
                 // The blocks filled the lower triangle: mirror it.
                 let mut c = self.c;
@@ -649,12 +712,17 @@ impl GramAccumulator {
                         c[(j, i)] = c[(i, j)];
                     }
                 }
-                c
+                let shift = self.shift.unwrap_or_else(|| DVector::zeros(m));
+                (c, shift, self.shifted_sum)
             }
-            BlockEngine::Gpu(gpu) => gpu.total()?,
+            BlockEngine::Gpu(mut gpu) => {
+                let t = gpu.total()?;
+                // A host-side shift (f64 first block) left the device's at zero.
+                (t.c, self.shift.unwrap_or(t.shift), t.sums)
+            }
         };
         let mean = if self.center {
-            let d = &self.shifted_sum / n; // μ − s
+            let d = &sums / n; // μ − s
             c.ger(-n, &d, &d, 1.0);
             shift + d
         } else {

@@ -37,6 +37,49 @@ pub enum Coef {
     NegRatio(Scalar, Scalar),
 }
 
+/// What an engine has done so far: the counts that show whether a loop keeps the device busy without
+/// host round trips or allocations. The CPU engine submits, waits for and creates nothing: all zeros.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Command buffers submitted to the device queue.
+    pub submissions: usize,
+    /// Times the host blocked until the device finished (each read-back: checks, the final weights).
+    pub host_waits: usize,
+    /// Compute dispatches recorded (one per engine operation on the GPU).
+    pub dispatches: usize,
+    /// Device buffers created (parameter buffers included).
+    pub buffers_created: usize,
+    /// Bind groups created.
+    pub bind_groups_created: usize,
+}
+
+impl std::ops::Sub for EngineStats {
+    type Output = EngineStats;
+    /// The counts between two snapshots (`later - earlier`).
+    fn sub(self, earlier: EngineStats) -> EngineStats {
+        EngineStats {
+            submissions: self.submissions - earlier.submissions,
+            host_waits: self.host_waits - earlier.host_waits,
+            dispatches: self.dispatches - earlier.dispatches,
+            buffers_created: self.buffers_created - earlier.buffers_created,
+            bind_groups_created: self.bind_groups_created - earlier.bind_groups_created,
+        }
+    }
+}
+
+/// The counts of one fit's solver loop (see [`EngineStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoopStats {
+    /// The whole loop: the initial weights' upload, every block and check, the final read-back.
+    pub total: EngineStats,
+    /// The last block of `check_every` iterations from the third on (the first ones create the bind
+    /// groups of each call site and of the swapped handles): what each further block costs. None when
+    /// the loop ran fewer than three full blocks.
+    pub steady_block: Option<EngineStats>,
+    /// Iterations in one such block (`check_every`).
+    pub block_iterations: usize,
+}
+
 /// The executor of a solver loop. Handles come from the `new_*` functions of the same engine.
 pub trait Engine {
     /// The number of features m (rows of C).
@@ -99,6 +142,8 @@ pub trait Engine {
     /// Runs everything recorded and returns the stopping quantities recorded since the last check, in
     /// order. On the GPU this is the only synchronisation inside the loop.
     fn check(&mut self) -> Result<Vec<f64>>;
+    /// The counts so far (see [`EngineStats`]).
+    fn stats(&self) -> EngineStats;
 }
 
 /// Relative size, in ulps of the working precision, of the largest eigenvalue of a column-scaled Gram

@@ -2,16 +2,15 @@
 
 use crate::cpu::CpuEngine;
 use crate::data::{GramAccumulator, GramStats, SampleView};
-use crate::engine::Engine;
+use crate::engine::{Engine, LoopStats};
 use crate::error::{Error, Result};
 use crate::finish::finish;
-use crate::gpu::{DeviceInfo, GpuContext, GpuEngine};
+use crate::gpu::{requested_adapter_name, DeviceInfo, GpuDevice, GpuEngine};
 use crate::params::{Backend, LaePca, Phase, Progress};
 use crate::real::Real;
 use crate::rng::Rng;
 use crate::solver::{run_loop, spectrum, LoopSettings, Solver};
 use nalgebra::{DMatrix, DVector};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Wall-clock time of each phase of a fit.
@@ -72,9 +71,9 @@ pub struct Fit<T: Real> {
     pub backend: Backend,
     /// The GPU adapter that ran (None on the CPU).
     pub adapter: Option<DeviceInfo>,
-    /// GPU command submissions and read-backs during the solver loop (zero on the CPU).
-    pub submissions: usize,
-    pub readbacks: usize,
+    /// What the solver loop's engine did: submissions, host waits, dispatches, buffers and bind groups
+    /// created, in all and per steady block of `check_every` iterations (zeros on the CPU).
+    pub loop_stats: LoopStats,
     /// The λ and α used (α is NaN for the solvers without a gradient step: auto and the exact ones).
     pub lambda: f64,
     pub alpha: f64,
@@ -286,7 +285,7 @@ impl LaePca {
         }
         self.validate(stats.n_samples, m)?;
         check_semidefinite(&stats.c)?;
-        let gpu = self.open_gpu()?;
+        let gpu = self.choose_device()?;
         match self.fit_stats(stats, Duration::ZERO, start, gpu) {
             // A hand-built C that passed the cheap checks may still be indefinite: say so rather
             // than blame the iteration.
@@ -305,7 +304,7 @@ impl LaePca {
                 return Err(Error::NonFinite { row, col, value });
             }
         }
-        let gpu = self.open_gpu()?;
+        let gpu = self.choose_device()?;
         if let Some(hook) = &self.progress {
             let p = Progress {
                 phase: Phase::Gram,
@@ -318,39 +317,74 @@ impl LaePca {
             (hook.0)(&p);
         }
         let t_gram = Instant::now();
-        let mut acc = match &gpu {
-            Some(ctx) => GramAccumulator::on_gpu(ctx.clone(), view.n_features, self.center)?,
-            None => GramAccumulator::new(view.n_features, self.center)?,
-        };
+        let mut acc = accumulator_on(gpu.as_ref(), view.n_features, self.center)?;
         acc.cancel_on(self.cancel.clone());
         acc.push_view(&view)?;
         let stats = acc.finish()?;
         self.fit_stats(&stats, t_gram.elapsed(), start, gpu)
     }
 
-    /// The GPU context the backend asks for: None for the CPU; for Auto, None (with a warning) when no
-    /// adapter can be opened.
-    fn open_gpu(&self) -> Result<Option<Arc<GpuContext>>> {
+    /// The backend decision, taken once: `None` for the CPU, else the GPU device every phase of the
+    /// fit runs on (the Gram accumulation, the loop; the small setup and finish run on the CPU).
+    ///
+    /// * [`Backend::Cpu`]: the CPU; no adapter is looked at.
+    /// * [`Backend::Gpu`]: the device of [`device`](Self::device), else a new one on the adapter of
+    ///   [`adapter`](Self::adapter) (or `WGPU_ADAPTER_NAME`, or wgpu's default); an error when none opens.
+    /// * [`Backend::Auto`]: the same, except that a failure to open one, or a software adapter (Mesa's
+    ///   lavapipe, WARP: slower than the CPU engine) that was not asked for by name or handed over, gives
+    ///   the CPU, with one logged warning.
+    ///
+    /// The fits call this themselves; [`resolve_backend`](Self::resolve_backend) keeps its answer for
+    /// later fits and for [`accumulator`](Self::accumulator).
+    pub fn choose_device(&self) -> Result<Option<GpuDevice>> {
         match self.backend {
             Backend::Cpu => Ok(None),
-            Backend::Gpu => GpuContext::open(self.adapter.as_deref()).map(|c| Some(Arc::new(c))),
-            Backend::Auto => match GpuContext::open(self.adapter.as_deref()) {
-                // A software rasteriser (Mesa's lavapipe, WARP) is slower than the CPU engine: Auto
-                // takes it only when it was asked for by name.
-                Ok(c) if c.info.device_type == "cpu" && self.adapter.is_none() => {
-                    log::warn!(
-                        "the only GPU adapter is a software one ({}): running on the CPU",
-                        c.info.name
-                    );
-                    Ok(None)
-                }
-                Ok(c) => Ok(Some(Arc::new(c))),
-                Err(e) => {
-                    log::warn!("no usable GPU ({e}): running on the CPU");
-                    Ok(None)
-                }
+            Backend::Gpu => match &self.device {
+                Some(d) => Ok(Some(d.clone())),
+                None => GpuDevice::open(self.adapter.as_deref()).map(Some),
             },
+            Backend::Auto => {
+                if let Some(d) = &self.device {
+                    return Ok(Some(d.clone()));
+                }
+                // A software adapter is refused before a device is opened on it.
+                let named = requested_adapter_name(self.adapter.as_deref()).is_some();
+                match GpuDevice::open_accepted(self.adapter.as_deref(), |info| {
+                    named || info.device_type != "cpu"
+                }) {
+                    Ok(Ok(d)) => Ok(Some(d)),
+                    Ok(Err(info)) => {
+                        log::warn!(
+                            "the only GPU adapter is a software one ({}): running on the CPU",
+                            info.name
+                        );
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        log::warn!("no usable GPU ({e}): running on the CPU");
+                        Ok(None)
+                    }
+                }
+            }
         }
+    }
+
+    /// This builder with the backend decision of [`choose_device`](Self::choose_device) taken now:
+    /// [`Backend::Cpu`], or [`Backend::Gpu`] with the chosen device set. Its fits and accumulators then
+    /// use that one device and decide (and warn) no more.
+    pub fn resolve_backend(self) -> Result<Self> {
+        Ok(match self.choose_device()? {
+            Some(d) => self.backend(Backend::Gpu).device(d),
+            None => self.backend(Backend::Cpu),
+        })
+    }
+
+    /// A Gram accumulator (centred as [`center`](Self::center) says) on the device this builder's fits
+    /// run on (see [`choose_device`](Self::choose_device)): feed it in chunks, then hand its
+    /// [`finish`](GramAccumulator::finish) to [`fit_gram`](Self::fit_gram). On a builder from
+    /// [`resolve_backend`](Self::resolve_backend) the accumulation and the fit share one device.
+    pub fn accumulator(&self, n_features: usize) -> Result<GramAccumulator> {
+        accumulator_on(self.choose_device()?.as_ref(), n_features, self.center)
     }
 
     /// Checks the parameters against a data shape.
@@ -476,7 +510,7 @@ impl LaePca {
         stats: &GramStats,
         gram: Duration,
         start: Instant,
-        gpu: Option<Arc<GpuContext>>,
+        gpu: Option<GpuDevice>,
     ) -> Result<Fit<T>> {
         let (m, k) = (stats.n_features(), self.k);
         // The loop's scaled copy of C and the engine's copy (C itself exists already).
@@ -601,40 +635,24 @@ impl LaePca {
         };
         report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
-        let (out, backend, adapter, upload, readback, submissions, readbacks, loop_passes) =
-            match &gpu {
-                None => {
-                    let mut engine = CpuEngine::<T>::new(&c_loop, k);
-                    let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
-                    let passes = engine.passes();
-                    (
-                        out,
-                        Backend::Cpu,
-                        None,
-                        Duration::ZERO,
-                        Duration::ZERO,
-                        0,
-                        0,
-                        passes,
-                    )
-                }
-                Some(ctx) => {
-                    let mut engine = GpuEngine::new(ctx, &c_loop, k, check_every)?;
-                    let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
-                    ctx.take_error()?;
-                    let info = Some(ctx.info.clone());
-                    (
-                        out,
-                        Backend::Gpu,
-                        info,
-                        engine.upload_time,
-                        engine.readback_time,
-                        engine.submissions,
-                        engine.readbacks,
-                        engine.passes(),
-                    )
-                }
-            };
+        let (out, backend, adapter, upload, readback, loop_passes) = match &gpu {
+            None => {
+                let mut engine = CpuEngine::<T>::new(&c_loop, k);
+                let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
+                let passes = engine.passes();
+                (out, Backend::Cpu, None, Duration::ZERO, Duration::ZERO, passes)
+            }
+            Some(device) => {
+                let ctx = device.context();
+                let mut engine = GpuEngine::new(ctx, &c_loop, k, check_every)?;
+                let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
+                ctx.take_error()?;
+                let (upload, readback) = engine.transfer_times();
+                let passes = engine.passes();
+                let info = Some(ctx.info.clone());
+                (out, Backend::Gpu, info, upload, readback, passes)
+            }
+        };
         let iterate = t_iter.elapsed().saturating_sub(upload + readback);
 
         report(Phase::Finish, out.iterations, out.history.last().copied());
@@ -673,8 +691,7 @@ impl LaePca {
             solver: self.solver,
             backend,
             adapter,
-            submissions,
-            readbacks,
+            loop_stats: out.stats,
             lambda,
             alpha,
             tol: settings.tol,
@@ -760,6 +777,18 @@ fn indefinite(c: &DMatrix<f64>) -> Option<Error> {
     (lowest < -GRAM_NOISE * top).then(|| Error::NotSemidefinite {
         detail: format!("its smallest eigenvalue is {lowest:e}, its largest {top:e}"),
     })
+}
+
+/// A Gram accumulator on `device`, or on the CPU.
+fn accumulator_on(
+    device: Option<&GpuDevice>,
+    n_features: usize,
+    center: bool,
+) -> Result<GramAccumulator> {
+    match device {
+        Some(d) => GramAccumulator::on_device(d, n_features, center),
+        None => GramAccumulator::new(n_features, center),
+    }
 }
 
 /// Subspace-iteration steps for the Ritz estimates of C's top eigenvalues (λ, α and β come from them).

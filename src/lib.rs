@@ -46,9 +46,10 @@ mod solver;
 pub mod synthetic;
 
 pub use data::{GramAccumulator, GramStats, Layout};
+pub use engine::{EngineStats, LoopStats};
 pub use error::{Error, Result};
 pub use fit::{Fit, Projection, Timings};
-pub use gpu::{devices, DeviceInfo};
+pub use gpu::{devices, DeviceInfo, GpuDevice};
 pub use params::{Backend, LaePca, Phase, Progress, ProgressHook};
 pub use real::Real;
 pub use solver::Solver;

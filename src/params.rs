@@ -78,7 +78,8 @@ pub enum Backend {
     /// A GPU through wgpu (Vulkan, Metal, DX12), in f32. An error when no adapter exists.
     Gpu,
     /// The GPU when a hardware adapter exists (a software one only when named with
-    /// [`LaePca::adapter`]), else the CPU with a logged warning.
+    /// [`LaePca::adapter`] or `WGPU_ADAPTER_NAME`, or handed over with [`LaePca::device`]), else the
+    /// CPU with a logged warning. [`LaePca::resolve_backend`] takes this decision once.
     Auto,
 }
 
@@ -122,6 +123,7 @@ impl std::str::FromStr for Backend {
 /// | `cg_steps` | `min(m·k, 16)` conjugate-gradient steps per exact encoder update |
 /// | `seed` | 0 |
 /// | `backend` | [`Backend::Cpu`] |
+/// | `device` | none: each GPU fit opens its own (see [`GpuDevice`](crate::GpuDevice)) |
 /// | `layout` | [`Layout::SamplesInRows`] |
 /// | `center` | true |
 #[derive(Clone, Debug, PartialEq)]
@@ -142,6 +144,7 @@ pub struct LaePca {
     pub(crate) progress: Option<ProgressHook>,
     pub(crate) cancel: Option<CancelFlag>,
     pub(crate) warm_start: Option<nalgebra::DMatrix<f64>>,
+    pub(crate) device: Option<crate::GpuDevice>,
 }
 
 impl LaePca {
@@ -164,6 +167,7 @@ impl LaePca {
             progress: None,
             cancel: None,
             warm_start: None,
+            device: None,
         }
     }
     /// The iteration to run.
@@ -243,6 +247,13 @@ impl LaePca {
     /// or on updated data, then starts close to the answer.
     pub fn warm_start(mut self, components: nalgebra::DMatrix<f64>) -> Self {
         self.warm_start = Some(components);
+        self
+    }
+    /// The open GPU to run on with [`Backend::Gpu`] or [`Backend::Auto`] (Auto takes it even when it is
+    /// a software adapter: handing it over counts as asking for it). Without one, each fit opens its own
+    /// device; with one, fits reuse its device and compiled kernels. [`Backend::Cpu`] ignores it.
+    pub fn device(mut self, device: crate::GpuDevice) -> Self {
+        self.device = Some(device);
         self
     }
     /// Whether to remove each feature's mean (default true).

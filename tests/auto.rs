@@ -269,7 +269,7 @@ fn checks_every_n_iterations_and_max_iter() {
             .fit(&x32)
             .unwrap();
         // Checks after the start and 2 iterations, 5, then 7 (max_iter), and the final read-back.
-        assert_eq!(gpu.readbacks, 4, "gpu");
+        assert_eq!(gpu.loop_stats.total.host_waits, 4, "gpu");
         fits.push(("gpu", gpu));
     }
     for (path, fit) in fits {

@@ -9,18 +9,6 @@ use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
 use laepca::{devices, Backend, Error, Fit, GramAccumulator, LaePca, Solver};
 use nalgebra::DMatrix;
 
-/// Whether a GPU adapter exists; panics when none does and LAEPCA_REQUIRE_GPU is set.
-fn have_gpu() -> bool {
-    if !devices().is_empty() {
-        return true;
-    }
-    if std::env::var_os("LAEPCA_REQUIRE_GPU").is_some() {
-        panic!("LAEPCA_REQUIRE_GPU is set but wgpu finds no adapter (is mesa-vulkan-drivers installed?)");
-    }
-    eprintln!("no GPU adapter: skipping");
-    false
-}
-
 struct Shape {
     name: &'static str,
     n: usize,
@@ -109,7 +97,7 @@ fn agree(shape: &Shape, solver: Solver) {
         gpu.iterations.div_ceil(10)
     };
     assert_eq!(
-        gpu.readbacks,
+        gpu.loop_stats.total.host_waits,
         checks
             + 1
             + usize::from(matches!(
@@ -132,6 +120,86 @@ fn gpu_matches_cpu_for_every_solver_and_shape() {
     }
 }
 
+/// Compute dispatches per iteration of each solver on the GPU engine (one per engine operation; the
+/// exact untied and sync ones with the default 16 conjugate-gradient steps), and per block (the auto
+/// solver saves its iterate at the start of each block).
+fn dispatches_per_block(solver: Solver, iterations: usize) -> usize {
+    let per_iteration = match solver {
+        // The Rayleigh–Ritz step over [X, R, P]: the Gram blocks, the small eigenproblems (SVQB and
+        // Rayleigh–Ritz, one workgroup each), the updates and the residual.
+        Solver::Auto => 58,
+        Solver::Momentum => 13,
+        Solver::Untied | Solver::Sync => 9,
+        Solver::Tied | Solver::ExactTied => 5,
+        Solver::ExactUntied | Solver::ExactSync => 13 + 9 * 16,
+        other => panic!("no count for {other}"),
+    };
+    per_iteration * iterations + if solver == Solver::Momentum { 2 } else { 0 }
+}
+
+#[test]
+fn gpu_loop_counters() {
+    if !have_gpu() {
+        return;
+    }
+    // A flat spectrum converges slowly: every fit runs its 6 blocks of 10 iterations.
+    let x = prescribed_spectrum(120, 24, &geometric_spectrum(24, 10.0, 0.99), 1.0, 4)
+        .x
+        .map(|v| v as f32);
+    let device = laepca::GpuDevice::open(None).unwrap();
+    // CI runs this test again with WGPU_BACKEND=gl: it must then run on the GL backend.
+    if std::env::var("WGPU_BACKEND").is_ok_and(|b| b == "gl") {
+        assert_eq!(device.info().backend, "gl", "{:?}", device.info());
+    }
+    for solver in Solver::ALL {
+        // Auto checks after every pass (its default) and stops at its rounding floor: it runs fewer
+        // iterations, each its own block.
+        let check_every = if solver == Solver::Auto { 1 } else { 10 };
+        let fit = LaePca::new(3)
+            .solver(solver)
+            .tol(1e-30)
+            .max_iter(60)
+            .check_every(check_every)
+            .backend(Backend::Gpu)
+            .device(device.clone())
+            .fit(&x)
+            .unwrap();
+        let s = fit.loop_stats;
+        if solver != Solver::Auto {
+            assert_eq!(fit.iterations, 60, "{solver}: {s:?}");
+        }
+        assert_eq!(s.block_iterations, check_every, "{solver}");
+        let block = s.steady_block.expect("six blocks ran");
+        // Per block: one submission and one host wait (the check), no buffer or bind group created.
+        assert_eq!(block.submissions, 1, "{solver}: {block:?}");
+        assert_eq!(block.host_waits, 1, "{solver}: {block:?}");
+        assert_eq!(block.buffers_created, 0, "{solver}: {block:?}");
+        assert_eq!(block.bind_groups_created, 0, "{solver}: {block:?}");
+        assert_eq!(
+            block.dispatches,
+            dispatches_per_block(solver, check_every),
+            "{solver}"
+        );
+        // Per fit: a wait per check and per weight read-back; nothing else is submitted.
+        let downloads = if matches!(solver, Solver::Auto | Solver::Momentum | Solver::Tied | Solver::ExactTied) {
+            1
+        } else {
+            2
+        };
+        // (Auto also checks its start.)
+        let checks = if solver == Solver::Auto {
+            fit.iterations + 1
+        } else {
+            6
+        };
+        assert_eq!(s.total.host_waits, checks + downloads, "{solver}: {s:?}");
+        assert_eq!(s.total.submissions, s.total.host_waits, "{solver}: {s:?}");
+    }
+    // The CPU engine submits and waits for nothing.
+    let cpu = LaePca::new(3).max_iter(60).fit(&x).unwrap();
+    assert_eq!(cpu.loop_stats.total, laepca::EngineStats::default());
+}
+
 #[test]
 fn gpu_gram_with_a_large_mean() {
     if !have_gpu() {
@@ -145,14 +213,37 @@ fn gpu_gram_with_a_large_mean() {
         DMatrix::from_row_slice(n, m, &rows.iter().map(|&v| v as f64).collect::<Vec<_>>());
     let reference = centred_gram(&rounded);
     let mut acc = GramAccumulator::new_gpu(m, true, None).unwrap();
+    let created = acc.gpu_stats().unwrap();
     for chunk in rows.chunks(m * 3000) {
         acc.push_rows(chunk).unwrap();
     }
+    // Four pushes of ≤ 3000 rows in chunks of ≤ 4096: 4 chunk submissions, 8 dispatches, nothing created.
+    let pushed = acc.gpu_stats().unwrap();
+    assert_eq!(pushed.submissions, 4, "{pushed:?}");
+    assert_eq!(pushed.dispatches, 8, "{pushed:?}");
+    assert_eq!(pushed.buffers_created, created.buffers_created);
+    assert_eq!(pushed.bind_groups_created, created.bind_groups_created);
     let stats = acc.finish().unwrap();
     let rel = (&stats.c - &reference).norm() / reference.norm();
     assert!(rel <= 1e-5, "GPU Gram relative error {rel:e}");
     for j in 0..m {
         assert!((stats.mean[j] - rounded.column(j).mean()).abs() <= 1e-9 * 1000.0);
+    }
+    // f64 rows with a mean of 1e4 (the shift is subtracted on the host in f64, then rounded) against
+    // the exact f64 reference.
+    let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 120.0, 0.9), 1e4, 9);
+    let reference = centred_gram(&p.x);
+    let rows64: Vec<f64> = p.x.transpose().iter().copied().collect();
+    let mut acc = GramAccumulator::new_gpu(m, true, None).unwrap();
+    acc.push_rows(&rows64).unwrap();
+    let stats = acc.finish().unwrap();
+    let rel = (&stats.c - &reference).norm() / reference.norm();
+    assert!(rel <= 1e-5, "GPU Gram of f64 rows: relative error {rel:e}");
+    for j in 0..m {
+        assert!(
+            (stats.mean[j] - p.x.column(j).mean()).abs() <= 1e-9 * 1e4,
+            "mean {j}"
+        );
     }
 }
 

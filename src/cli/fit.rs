@@ -1,13 +1,13 @@
 //! `laepca fit`: read (streaming .npy and IDX row chunks into the Gram accumulation), fit, write.
 
 use super::output::{
-    check_destination, guard_inputs, ms, AdapterJson, Outputs, Summary, TimingsMs,
+    check_destination, guard_inputs, ms, AdapterJson, Outputs, PhasesJson, Summary, TimingsMs,
 };
 use super::plot::{convergence_svg, scree_svg};
 use super::progress::Bar;
 use super::{print_out, Context, Failure, FitArgs};
 use laepca::io::{IoError, NpyWriter, Precision, Reader};
-use laepca::{Backend, Error, Fit, GramAccumulator, GramStats, LaePca, Layout, Real};
+use laepca::{Error, Fit, GramStats, LaePca, Layout, Real};
 use nalgebra::{DMatrix, DVector};
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -139,24 +139,6 @@ fn data_error(e: Error, reader: &Reader) -> Failure {
     }
 }
 
-/// The Gram accumulator for the backend: on the GPU when asked (auto: when one can be opened).
-fn accumulator(args: &FitArgs, reader: &Reader) -> Result<GramAccumulator, Failure> {
-    let (m, center) = (reader.cols(), !args.no_center);
-    let on_cpu = || GramAccumulator::new(m, center).map_err(|e| data_error(e, reader));
-    match args.backend {
-        Backend::Cpu => on_cpu(),
-        Backend::Gpu => GramAccumulator::new_gpu(m, center, args.adapter.as_deref())
-            .context("cannot use the GPU (--backend gpu)"),
-        _ => match GramAccumulator::new_gpu(m, center, args.adapter.as_deref()) {
-            Ok(acc) => Ok(acc),
-            Err(e) => {
-                log::warn!("no usable GPU ({e}): accumulating the Gram matrix on the CPU");
-                on_cpu()
-            }
-        },
-    }
-}
-
 enum StreamError {
     Io(IoError),
     Data(Error),
@@ -165,11 +147,15 @@ enum StreamError {
 /// Streams the file's rows into the Gram accumulation: a reader thread decodes the next chunk while
 /// this one is pushed. Returns the statistics, the time spent reading and the time spent accumulating.
 fn accumulate<T: Real>(
-    args: &FitArgs,
+    model: &LaePca,
     reader: &mut Reader,
     bar: &Bar,
 ) -> Result<(GramStats, Duration, Duration), Failure> {
-    let mut acc = accumulator(args, reader)?;
+    // The builder's backend is decided: the accumulation runs on the device the fit will use.
+    let mut acc = model.accumulator(reader.cols()).map_err(|e| match e {
+        Error::TooLarge { .. } => data_error(e, reader),
+        e => Failure(format!("cannot use the GPU (--backend gpu): {e}")),
+    })?;
     bar.gram(Some(reader.rows() as u64));
     let chunk = reader.chunk_rows();
     let mut gram = Duration::ZERO;
@@ -262,7 +248,10 @@ fn fit_as<T: Real>(
     start: Instant,
     bar: &Bar,
 ) -> Result<String, Failure> {
-    let model = model(args, bar);
+    // One backend decision (the library's) for every phase: the accumulation, the loop, the summary.
+    let model = model(args, bar)
+        .resolve_backend()
+        .context("cannot use the GPU (--backend gpu)")?;
     let (n, m) = samples_features(args, &reader);
     // With features in rows the samples are columns: the file is read whole.
     let (fit, load, gram, samples): (Fit<T>, Duration, Duration, Option<DMatrix<T>>) =
@@ -282,7 +271,7 @@ fn fit_as<T: Real>(
                 .then(|| DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data).transpose());
             (fit, load, gram, samples)
         } else {
-            let (stats, load, gram) = accumulate::<T>(args, &mut reader, bar)?;
+            let (stats, load, gram) = accumulate::<T>(&model, &mut reader, bar)?;
             let fit = model
                 .fit_gram::<T>(&stats)
                 .map_err(|e| data_error(e, &reader))?;
@@ -356,6 +345,8 @@ fn fit_as<T: Real>(
         solver: fit.solver.name().to_string(),
         solver_requested: args.solver.name().to_string(),
         backend: fit.backend.name().to_string(),
+        backend_requested: args.backend.name().to_string(),
+        phases: PhasesJson::of(fit.backend),
         adapter: fit.adapter.as_ref().map(|a| AdapterJson {
             name: a.name.clone(),
             backend: a.backend.clone(),

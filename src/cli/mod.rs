@@ -117,7 +117,8 @@ pub struct FitArgs {
     /// The seed of the initial weights
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
-    /// Where to compute: auto (a GPU if wgpu finds one, else the CPU), gpu or cpu
+    /// Where to compute: auto (a hardware GPU if wgpu finds one, a software one only when named by
+    /// --adapter or WGPU_ADAPTER_NAME, else the CPU; the library decides), gpu or cpu
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub backend: Backend,
     /// The GPU adapter to use: the first whose name contains this text (see `laepca devices`)
@@ -206,6 +207,15 @@ pub fn printable(text: &str) -> String {
 pub fn main() -> ExitCode {
     // First, before any thread exists: SIGINT, SIGTERM and SIGHUP then remove the temporary outputs.
     cleanup::install();
+    // Mesa's device-select Vulkan layer connects to Wayland whenever an instance enables the Wayland
+    // surface extension (wgpu always does), printing "XDG_RUNTIME_DIR is invalid" lines on machines
+    // without a session, even when the fit ends on the CPU. It only reorders adapters, which wgpu picks
+    // itself; a user's own setting wins. (Set here, before any thread exists.)
+    if std::env::var_os("NODEVICE_SELECT").is_none()
+        && std::env::var_os("MESA_VK_DEVICE_SELECT").is_none()
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // A bug must still read as one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {

@@ -377,6 +377,27 @@ pub struct AdapterJson {
     pub device_type: String,
 }
 
+/// Where each phase of the fit ran ("gpu" or "cpu"): the library decides the backend once and runs
+/// the Gram accumulation and the loop on that one device; λ's setup and the finish run on the CPU.
+#[derive(Serialize, Debug)]
+pub struct PhasesJson {
+    pub gram: &'static str,
+    pub setup: &'static str,
+    pub iterate: &'static str,
+    pub finish: &'static str,
+}
+
+impl PhasesJson {
+    pub fn of(backend: laepca::Backend) -> Self {
+        PhasesJson {
+            gram: backend.name(),
+            setup: "cpu",
+            iterate: backend.name(),
+            finish: "cpu",
+        }
+    }
+}
+
 /// Wall-clock times in milliseconds.
 #[derive(Serialize, Debug, Default)]
 pub struct TimingsMs {
@@ -415,7 +436,10 @@ pub struct Summary {
     pub precision: &'static str,
     pub solver: String,
     pub solver_requested: String,
+    /// The backend that ran every device phase ("gpu" or "cpu"; see `phases`) and the one asked for.
     pub backend: String,
+    pub backend_requested: String,
+    pub phases: PhasesJson,
     pub adapter: Option<AdapterJson>,
     pub lambda: f64,
     /// Null for the exact solvers (no step size).

@@ -5,7 +5,9 @@
 
 use super::kernels::Kernel;
 use super::{grid_1d, padded, GpuContext};
-use crate::engine::{Coef, Engine, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS, SEARCH_BLOCKS};
+use crate::engine::{
+    Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+};
 use crate::error::{Error, Result};
 use nalgebra::DMatrix;
 use std::collections::HashMap;
@@ -28,7 +30,7 @@ enum Buf {
     Dummy,
 }
 
-/// A dispatch's identity: the kernel, its storage bindings and its uniform parameters.
+/// A dispatch's identity: the kernel, its buffer bindings and its parameter bytes (binding 0).
 type BindKey = (Kernel, Vec<(u32, Buf)>, Vec<u8>);
 
 pub(crate) struct GpuEngine<'a> {
@@ -56,12 +58,12 @@ pub(crate) struct GpuEngine<'a> {
     bind_groups: HashMap<BindKey, wgpu::BindGroup>,
     /// Products of C with a block of k columns recorded.
     passes: usize,
-    /// Command submissions and read-backs made by the loop (checks and the final read-back).
-    pub submissions: usize,
-    pub readbacks: usize,
+    /// Staging for the final read-back of the weights (made once: `download` allocates nothing).
+    weights_staging: wgpu::Buffer,
+    stats: EngineStats,
     /// Time spent uploading C and the weights, and reading the weights back.
-    pub upload_time: Duration,
-    pub readback_time: Duration,
+    upload_time: Duration,
+    readback_time: Duration,
 }
 
 impl<'a> GpuEngine<'a> {
@@ -106,6 +108,7 @@ impl<'a> GpuEngine<'a> {
             scalars: ctx.buffer("scalars", (SCALAR_CAPACITY * 4) as u64, storage),
             history: ctx.buffer("history", history_bytes, storage),
             history_staging: ctx.staging(history_bytes),
+            weights_staging: ctx.staging((mp * k * 4) as u64),
             history_capacity,
             recorded: 0,
             dummy: ctx.buffer("unused binding", 16, U::STORAGE),
@@ -114,8 +117,11 @@ impl<'a> GpuEngine<'a> {
             params: HashMap::new(),
             bind_groups: HashMap::new(),
             passes: 0,
-            submissions: 0,
-            readbacks: 0,
+            // C, the scalars, the history, its staging, the unused binding and the weights' staging.
+            stats: EngineStats {
+                buffers_created: 6,
+                ..EngineStats::default()
+            },
             upload_time: Duration::ZERO,
             readback_time: Duration::ZERO,
         };
@@ -141,7 +147,7 @@ impl<'a> GpuEngine<'a> {
         }
     }
 
-    /// Records one dispatch of `kernel` with the uniform `params` and the storage `bindings`.
+    /// Records one dispatch of `kernel` with the parameters `params` (binding 0) and the buffer `bindings`.
     fn dispatch(
         &mut self,
         kernel: Kernel,
@@ -153,14 +159,15 @@ impl<'a> GpuEngine<'a> {
         if !self.bind_groups.contains_key(&key) {
             let ctx = self.ctx;
             if !self.params.contains_key(&key.2) {
-                let b = ctx.buffer("params", key.2.len() as u64, U::UNIFORM | U::COPY_DST);
+                let b = ctx.buffer("params", key.2.len() as u64, U::STORAGE | U::COPY_DST);
                 ctx.queue.write_buffer(&b, 0, &key.2);
                 self.params.insert(key.2.clone(), b);
+                self.stats.buffers_created += 1;
             }
-            let uniform = &self.params[&key.2];
+            let param_buf = &self.params[&key.2];
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
-                resource: uniform.as_entire_binding(),
+                resource: param_buf.as_entire_binding(),
             }];
             for &(binding, buf) in &key.1 {
                 entries.push(wgpu::BindGroupEntry {
@@ -175,6 +182,7 @@ impl<'a> GpuEngine<'a> {
                 entries: &entries,
             });
             self.bind_groups.insert(key.clone(), group);
+            self.stats.bind_groups_created += 1;
         }
         let pipeline = self.ctx.pipeline(kernel);
         if self.pass.is_none() {
@@ -192,6 +200,7 @@ impl<'a> GpuEngine<'a> {
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &self.bind_groups[&key], &[]);
         pass.dispatch_workgroups(groups.0, groups.1, 1);
+        self.stats.dispatches += 1;
     }
 
     /// Ends the open pass and hands back its encoder (a fresh one when nothing was recorded).
@@ -207,7 +216,7 @@ impl<'a> GpuEngine<'a> {
         if self.pass.is_some() {
             let encoder = self.take_encoder();
             self.ctx.queue.submit([encoder.finish()]);
-            self.submissions += 1;
+            self.stats.submissions += 1;
         }
     }
 
@@ -257,6 +266,7 @@ impl Engine for GpuEngine<'_> {
             U::STORAGE | U::COPY_DST | U::COPY_SRC,
         );
         self.talls.push(b);
+        self.stats.buffers_created += 1;
         Tall(self.talls.len() - 1)
     }
     fn new_small(&mut self) -> Small {
@@ -266,6 +276,7 @@ impl Engine for GpuEngine<'_> {
             U::STORAGE | U::COPY_DST,
         );
         self.smalls.push(b);
+        self.stats.buffers_created += 1;
         Small(self.smalls.len() - 1)
     }
     fn new_scalar(&mut self) -> Scalar {
@@ -306,12 +317,11 @@ impl Engine for GpuEngine<'_> {
         let start = Instant::now();
         let encoder = self.take_encoder();
         let bytes = (self.mp * self.k * 4) as u64;
-        let staging = self.ctx.staging(bytes);
         let data = self
             .ctx
-            .read_f32(encoder, &self.talls[src.0], &staging, bytes)?;
-        self.submissions += 1;
-        self.readbacks += 1;
+            .read_f32(encoder, &self.talls[src.0], &self.weights_staging, bytes)?;
+        self.stats.submissions += 1;
+        self.stats.host_waits += 1;
         let mut out = vec![0f64; self.m * self.k];
         for j in 0..self.k {
             for i in 0..self.m {
@@ -500,8 +510,8 @@ impl Engine for GpuEngine<'_> {
         let data = self
             .ctx
             .read_f32(encoder, &self.history, &self.history_staging, bytes)?;
-        self.submissions += 1;
-        self.readbacks += 1;
+        self.stats.submissions += 1;
+        self.stats.host_waits += 1;
         let count = data[0] as usize;
         if count != self.recorded {
             return Err(Error::Gpu(format!(
@@ -515,5 +525,15 @@ impl Engine for GpuEngine<'_> {
             .queue
             .write_buffer(&self.history, 0, bytemuck::cast_slice(&[0f32]));
         Ok(data[1..=count].iter().map(|&v| v as f64).collect())
+    }
+    fn stats(&self) -> EngineStats {
+        self.stats
+    }
+}
+
+impl GpuEngine<'_> {
+    /// Time spent uploading C and the weights, and reading the weights back.
+    pub fn transfer_times(&self) -> (Duration, Duration) {
+        (self.upload_time, self.readback_time)
     }
 }

@@ -1,31 +1,109 @@
-//! The Gram matrix on the GPU: chunks of shifted samples streamed to the device, `C += Xᵀ X` per chunk
-//! with a compensated running sum (c_hi + c_lo), C read back once as f64.
+//! The Gram matrix on the GPU: chunks of samples streamed to the device, `C += (X − s)ᵀ (X − s)` per
+//! chunk with a compensated running sum (c_hi + c_lo), the shift s and the column sums Σ (x − s) on the
+//! device, everything read back once (one submission) as f64.
+//!
+//! Host side, per chunk: the rows are written straight into the next buffer of a ring of
+//! [`STAGING_RING`] mapped staging buffers (plain copies of f32 rows; nothing allocated), then one
+//! submission copies the chunk's parameters and rows into one of [`DEVICE_CHUNKS`] device chunk buffers
+//! and runs the two kernels on it. The host waits only when it comes back to a staging buffer whose
+//! previous chunk the device has not copied yet, so it fills the next chunks while the device works.
 
 use super::kernels::Kernel;
-use super::{padded, GpuContext};
-use crate::error::Result;
-use nalgebra::DMatrix;
+use super::{grid_1d, padded, GpuContext};
+use crate::engine::EngineStats;
+use crate::error::{Error, Result};
+use nalgebra::{DMatrix, DVector};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use wgpu::BufferUsages as U;
 
 /// Samples per chunk at most: short enough that a chunk's f32 partial sums stay accurate (the chunks
 /// are then combined with TwoSum).
 const MAX_CHUNK_ROWS: usize = 4096;
+/// Staging buffers the host fills in turn.
+const STAGING_RING: usize = 3;
+/// Device chunk buffers the kernels read in turn.
+const DEVICE_CHUNKS: usize = 2;
+/// Bytes of a chunk's parameters (rows, mp, first, 0) at the start of its staging buffer.
+const HEADER: u64 = 16;
+
+/// The state of a staging buffer's map request.
+const MAP_PENDING: u8 = 0;
+const MAP_DONE: u8 = 1;
+const MAP_FAILED: u8 = 2;
+
+struct Staging {
+    buffer: wgpu::Buffer,
+    /// Set by the map callback; `None` while the buffer is mapped and owned by the host.
+    map_state: Option<Arc<AtomicU8>>,
+    /// The submission that last copied out of this buffer.
+    submission: Option<wgpu::SubmissionIndex>,
+}
+
+/// A device chunk buffer with its parameters and the bind groups of the two kernels on it.
+struct DeviceChunk {
+    columns_group: wgpu::BindGroup,
+    gram_group: wgpu::BindGroup,
+    params: wgpu::Buffer,
+    rows: wgpu::Buffer,
+}
+
+/// Writes a block's rows into a mapped staging buffer (plain byte copies, rows of `mp` f32 values).
+pub(crate) struct RowWriter<'a> {
+    view: &'a mut wgpu::BufferViewMut,
+    m: usize,
+    mp: usize,
+}
+
+impl RowWriter<'_> {
+    /// Rows `first..` from `values`, whole padded rows back to back (`values.len()` a multiple of mp).
+    pub fn padded_rows(&mut self, first: usize, values: &[f32]) {
+        let start = HEADER as usize + first * self.mp * 4;
+        self.view
+            .slice(start..start + values.len() * 4)
+            .copy_from_slice(bytemuck::cast_slice(values));
+    }
+
+    /// Row `r` from its m values; the padding up to mp is written as zeros.
+    pub fn row(&mut self, r: usize, values: &[f32]) {
+        let start = HEADER as usize + r * self.mp * 4;
+        let end = start + self.m * 4;
+        self.view
+            .slice(start..end)
+            .copy_from_slice(bytemuck::cast_slice(values));
+        self.view.slice(end..start + self.mp * 4).fill(0);
+    }
+}
+
+/// The accumulated statistics as the device holds them, in f64.
+pub(crate) struct GpuGramTotal {
+    /// Σ (x − s)(x − s)ᵀ, m x m (upper triangle mirrored).
+    pub c: DMatrix<f64>,
+    /// Σ (x − s).
+    pub sums: DVector<f64>,
+    /// The shift the device subtracted (zero unless it computed one from the first chunk).
+    pub shift: DVector<f64>,
+}
 
 pub(crate) struct GpuGram {
     ctx: Arc<GpuContext>,
     m: usize,
     mp: usize,
     chunk_rows: usize,
-    chunk: wgpu::Buffer,
     c_hi: wgpu::Buffer,
     c_lo: wgpu::Buffer,
-    /// The chunk's parameters (rows, mp), rewritten before each chunk.
-    params: wgpu::Buffer,
-    pipeline: wgpu::ComputePipeline,
-    group: wgpu::BindGroup,
-    /// Submissions so far (one per chunk).
-    pub submissions: usize,
+    shift: wgpu::Buffer,
+    sums_hi: wgpu::Buffer,
+    sums_lo: wgpu::Buffer,
+    columns_pipeline: wgpu::ComputePipeline,
+    gram_pipeline: wgpu::ComputePipeline,
+    staging: Vec<Staging>,
+    chunks: Vec<DeviceChunk>,
+    /// Chunks added so far.
+    added: usize,
+    /// The first failure of a map request (reported by [`total`](Self::total)).
+    failure: Option<Error>,
+    stats: EngineStats,
 }
 
 impl std::fmt::Debug for GpuGram {
@@ -34,6 +112,13 @@ impl std::fmt::Debug for GpuGram {
             .field("adapter", &self.ctx.info.name)
             .field("m", &self.m)
             .finish()
+    }
+}
+
+fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
     }
 }
 
@@ -47,51 +132,85 @@ impl GpuGram {
             .min(ctx.info.max_buffer_size);
         let rows_fit = (limit / (mp as u64 * 4)) as usize;
         let chunk_rows = MAX_CHUNK_ROWS.min(rows_fit).max(1);
+        let chunk_bytes = (chunk_rows * mp * 4) as u64;
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
-        let chunk = ctx.buffer(
-            "data chunk",
-            (chunk_rows * mp * 4) as u64,
-            U::STORAGE | U::COPY_DST,
-        );
-        let c_hi = ctx.buffer("C (high part)", (mp * mp * 4) as u64, storage);
-        let c_lo = ctx.buffer("C (low part)", (mp * mp * 4) as u64, storage);
-        let params = ctx.buffer("gram params", 16, U::UNIFORM | U::COPY_DST);
-        let pipeline = ctx.pipeline(Kernel::GramChunk);
-        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("gram"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: params.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: chunk.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: c_hi.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: c_lo.as_entire_binding(),
-                },
-            ],
-        });
+        let c_bytes = (mp * mp * 4) as u64;
+        let vector_bytes = (mp * 4) as u64;
+        let c_hi = ctx.buffer("C (high part)", c_bytes, storage);
+        let c_lo = ctx.buffer("C (low part)", c_bytes, storage);
+        let shift = ctx.buffer("shift", vector_bytes, storage);
+        let sums_hi = ctx.buffer("column sums (high part)", vector_bytes, storage);
+        let sums_lo = ctx.buffer("column sums (low part)", vector_bytes, storage);
+        let columns_pipeline = ctx.pipeline(Kernel::GramColumns);
+        let gram_pipeline = ctx.pipeline(Kernel::GramChunk);
+        let staging = (0..STAGING_RING)
+            .map(|_| Staging {
+                buffer: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("gram staging"),
+                    size: HEADER + chunk_bytes,
+                    usage: U::MAP_WRITE | U::COPY_SRC,
+                    mapped_at_creation: true,
+                }),
+                map_state: None,
+                submission: None,
+            })
+            .collect();
+        let chunks = (0..DEVICE_CHUNKS)
+            .map(|_| {
+                let params = ctx.buffer("gram params", HEADER, U::STORAGE | U::COPY_DST);
+                let rows = ctx.buffer("data chunk", chunk_bytes, U::STORAGE | U::COPY_DST);
+                let columns_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("gram_columns"),
+                    layout: &columns_pipeline.get_bind_group_layout(0),
+                    entries: &[
+                        entry(0, &params),
+                        entry(1, &rows),
+                        entry(4, &shift),
+                        entry(5, &sums_hi),
+                        entry(6, &sums_lo),
+                    ],
+                });
+                let gram_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("gram_chunk"),
+                    layout: &gram_pipeline.get_bind_group_layout(0),
+                    entries: &[
+                        entry(0, &params),
+                        entry(1, &rows),
+                        entry(2, &c_hi),
+                        entry(3, &c_lo),
+                        entry(4, &shift),
+                    ],
+                });
+                DeviceChunk {
+                    columns_group,
+                    gram_group,
+                    params,
+                    rows,
+                }
+            })
+            .collect();
         ctx.take_error()?;
         Ok(GpuGram {
             ctx,
             m,
             mp,
             chunk_rows,
-            chunk,
             c_hi,
             c_lo,
-            params,
-            pipeline,
-            group,
-            submissions: 0,
+            shift,
+            sums_hi,
+            sums_lo,
+            columns_pipeline,
+            gram_pipeline,
+            staging,
+            chunks,
+            added: 0,
+            failure: None,
+            stats: EngineStats {
+                buffers_created: 5 + STAGING_RING + 2 * DEVICE_CHUNKS,
+                bind_groups_created: 2 * DEVICE_CHUNKS,
+                ..EngineStats::default()
+            },
         })
     }
 
@@ -105,46 +224,147 @@ impl GpuGram {
         self.mp
     }
 
-    /// Adds one block of `rows` shifted samples, row-major with rows of `padded_features()` values
-    /// (zeros beyond m), rows ≤ block_rows.
-    pub fn add(&mut self, data: &[f32], rows: usize) {
-        let ctx = &self.ctx;
-        ctx.queue
-            .write_buffer(&self.chunk, 0, bytemuck::cast_slice(data));
-        // The same parameter buffer every chunk: the previous chunk was submitted before this write.
-        let params = [rows as u32, self.mp as u32, 0, 0];
-        ctx.queue
-            .write_buffer(&self.params, 0, bytemuck::cast_slice(&params));
-        let tiles = self.mp.div_ceil(64) as u32;
-        let mut encoder = ctx.encoder("gram");
+    /// Chunks added so far.
+    pub fn chunks_added(&self) -> usize {
+        self.added
+    }
+
+    /// Submissions, host waits, dispatches and objects created so far (all objects are made by `new`).
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Adds one block of `rows` samples (≤ block_rows), which `fill` writes with the [`RowWriter`] into
+    /// the staging buffer. With `device_shift`, the first block's column means become the shift (else
+    /// the shift stays zero: the rows come shifted).
+    pub fn add(&mut self, rows: usize, device_shift: bool, fill: impl FnOnce(&mut RowWriter<'_>)) {
+        if self.failure.is_some() {
+            return;
+        }
+        let slot = self.added % STAGING_RING;
+        if let Err(e) = self.wait_mapped(slot) {
+            self.failure = Some(e);
+            return;
+        }
+        let data_bytes = (rows * self.mp * 4) as u64;
+        let first = u32::from(device_shift && self.added == 0);
+        let staging = &mut self.staging[slot];
+        match staging.buffer.get_mapped_range_mut(..HEADER + data_bytes) {
+            Ok(mut view) => {
+                let header = [rows as u32, self.mp as u32, first, 0];
+                view.slice(..HEADER as usize)
+                    .copy_from_slice(bytemuck::cast_slice(&header));
+                fill(&mut RowWriter {
+                    view: &mut view,
+                    m: self.m,
+                    mp: self.mp,
+                });
+            }
+            Err(e) => {
+                self.failure = Some(Error::Gpu(format!("writing a staging buffer: {e:?}")));
+                return;
+            }
+        }
+        staging.buffer.unmap();
+        let chunk = &self.chunks[self.added % DEVICE_CHUNKS];
+        let mut encoder = self.ctx.encoder("gram");
+        encoder.copy_buffer_to_buffer(&staging.buffer, 0, &chunk.params, 0, HEADER);
+        encoder.copy_buffer_to_buffer(&staging.buffer, HEADER, &chunk.rows, 0, data_bytes);
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("gram"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &self.group, &[]);
+            let (gx, gy) = grid_1d(self.mp, self.ctx.workgroup());
+            pass.set_pipeline(&self.columns_pipeline);
+            pass.set_bind_group(0, &chunk.columns_group, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+            let tiles = self.mp.div_ceil(64) as u32;
+            pass.set_pipeline(&self.gram_pipeline);
+            pass.set_bind_group(0, &chunk.gram_group, &[]);
             pass.dispatch_workgroups(tiles, tiles, 1);
         }
-        // One submission per chunk: the next chunk's write must land after this dispatch ran.
-        ctx.queue.submit([encoder.finish()]);
-        self.submissions += 1;
+        let index = self.ctx.queue.submit([encoder.finish()]);
+        self.stats.submissions += 1;
+        self.stats.dispatches += 2;
+        // Map the staging buffer again as soon as the device has copied out of it.
+        let state = Arc::new(AtomicU8::new(MAP_PENDING));
+        let callback_state = state.clone();
+        staging
+            .buffer
+            .map_async(wgpu::MapMode::Write, .., move |r| {
+                let v = if r.is_ok() { MAP_DONE } else { MAP_FAILED };
+                callback_state.store(v, Ordering::Release);
+            });
+        staging.map_state = Some(state);
+        staging.submission = Some(index);
+        self.added += 1;
     }
 
-    /// Σ over all chunks, as f64 (c_hi + c_lo, upper triangle mirrored), m x m.
-    pub fn total(&self) -> Result<DMatrix<f64>> {
-        let bytes = (self.mp * self.mp * 4) as u64;
-        let staging = self.ctx.staging(bytes);
-        let hi = self
-            .ctx
-            .read_f32(self.ctx.encoder("read C"), &self.c_hi, &staging, bytes)?;
-        let lo = self
-            .ctx
-            .read_f32(self.ctx.encoder("read C"), &self.c_lo, &staging, bytes)?;
-        let mp = self.mp;
-        Ok(DMatrix::from_fn(self.m, self.m, |i, j| {
-            let (r, c) = if i <= j { (i, j) } else { (j, i) };
-            hi[r * mp + c] as f64 + lo[r * mp + c] as f64
-        }))
+    /// Blocks until staging buffer `slot` is mapped for the host again.
+    fn wait_mapped(&mut self, slot: usize) -> Result<()> {
+        let staging = &mut self.staging[slot];
+        let Some(state) = staging.map_state.take() else {
+            return Ok(()); // mapped at creation
+        };
+        if state.load(Ordering::Acquire) == MAP_PENDING {
+            self.stats.host_waits += 1;
+            self.ctx
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: staging.submission.take(),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        }
+        self.ctx.take_error()?;
+        match state.load(Ordering::Acquire) {
+            MAP_DONE => Ok(()),
+            _ => Err(Error::Gpu(
+                "mapping a staging buffer of the Gram accumulation failed".into(),
+            )),
+        }
+    }
+
+    /// Σ over all chunks, as f64 (c_hi + c_lo, upper triangle mirrored; the column sums; the shift),
+    /// read back in one submission.
+    pub fn total(&mut self) -> Result<GpuGramTotal> {
+        if let Some(e) = self.failure.take() {
+            return Err(e);
+        }
+        let (mp, m) = (self.mp, self.m);
+        let c_bytes = (mp * mp * 4) as u64;
+        let v_bytes = (mp * 4) as u64;
+        let parts = [
+            (&self.c_hi, c_bytes),
+            (&self.c_lo, c_bytes),
+            (&self.sums_hi, v_bytes),
+            (&self.sums_lo, v_bytes),
+            (&self.shift, v_bytes),
+        ];
+        let total_bytes: u64 = parts.iter().map(|p| p.1).sum();
+        let staging = self.ctx.staging(total_bytes);
+        self.stats.buffers_created += 1;
+        let mut encoder = self.ctx.encoder("read the Gram matrix");
+        let mut offset = 0;
+        for (buffer, bytes) in parts {
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset, bytes);
+            offset += bytes;
+        }
+        let all = self.ctx.submit_and_read(encoder, &staging, total_bytes)?;
+        self.stats.submissions += 1;
+        self.stats.host_waits += 1;
+        let (hi, rest) = all.split_at(mp * mp);
+        let (lo, rest) = rest.split_at(mp * mp);
+        let (sums_hi, rest) = rest.split_at(mp);
+        let (sums_lo, shift) = rest.split_at(mp);
+        Ok(GpuGramTotal {
+            c: DMatrix::from_fn(m, m, |i, j| {
+                let (r, c) = if i <= j { (i, j) } else { (j, i) };
+                hi[r * mp + c] as f64 + lo[r * mp + c] as f64
+            }),
+            sums: DVector::from_fn(m, |j, _| sums_hi[j] as f64 + sums_lo[j] as f64),
+            shift: DVector::from_fn(m, |j, _| shift[j] as f64),
+        })
     }
 }

@@ -84,6 +84,121 @@ pub fn devices() -> Vec<DeviceInfo> {
         .collect()
 }
 
+/// An open GPU (adapter, device, queue and its compiled kernels) to reuse across fits.
+///
+/// Opening a device costs tens of milliseconds and each kernel is compiled on its first use; a
+/// `GpuDevice` pays both once. Hand it to fits with [`LaePca::device`](crate::LaePca::device) (fits
+/// without one open a device of their own). Clones share the device; it can be used from several
+/// threads.
+///
+/// ```no_run
+/// # fn main() -> laepca::Result<()> {
+/// use laepca::{Backend, GpuDevice, LaePca};
+/// let gpu = GpuDevice::open(None)?;
+/// let x = nalgebra::DMatrix::<f32>::from_fn(500, 20, |i, j| ((i * 7 + j * 13) % 17) as f32);
+/// for k in 1..=3 {
+///     let fit = LaePca::new(k).backend(Backend::Gpu).device(gpu.clone()).fit(&x)?;
+///     println!("k = {k}: {} iterations on {}", fit.iterations, gpu.info().name);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct GpuDevice {
+    ctx: Arc<GpuContext>,
+}
+
+impl GpuDevice {
+    /// Opens the adapter whose name contains `adapter` (case-insensitive), else the one
+    /// `WGPU_ADAPTER_NAME` names, else wgpu's high-performance default. No adapter of that name, or
+    /// none at all, is [`Error::NoAdapter`].
+    pub fn open(adapter: Option<&str>) -> Result<Self> {
+        Ok(GpuDevice {
+            ctx: Arc::new(GpuContext::open(adapter)?),
+        })
+    }
+
+    /// Like [`open`](Self::open), but gives back the adapter's description without opening a device
+    /// when `accept` refuses it.
+    pub(crate) fn open_accepted(
+        adapter: Option<&str>,
+        accept: impl FnOnce(&DeviceInfo) -> bool,
+    ) -> Result<std::result::Result<Self, DeviceInfo>> {
+        let chosen = select_adapter(adapter)?;
+        let info = DeviceInfo::new(&chosen.get_info(), &chosen.limits());
+        if !accept(&info) {
+            return Ok(Err(info));
+        }
+        Ok(Ok(GpuDevice {
+            ctx: Arc::new(GpuContext::open_adapter(chosen)?),
+        }))
+    }
+
+    /// The adapter and its limits.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.ctx.info
+    }
+
+    pub(crate) fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuDevice")
+            .field("adapter", &self.ctx.info.name)
+            .field("backend", &self.ctx.info.backend)
+            .finish()
+    }
+}
+
+/// Two handles are equal when they share one open device.
+impl PartialEq for GpuDevice {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.ctx, &other.ctx)
+    }
+}
+
+/// The adapter whose name contains `adapter_name` (else the one WGPU_ADAPTER_NAME names, else wgpu's
+/// default, preferring a high-performance GPU); none of that name is [`Error::NoAdapter`].
+fn select_adapter(adapter_name: Option<&str>) -> Result<wgpu::Adapter> {
+    let instance = instance();
+    let adapter = match requested_adapter_name(adapter_name) {
+        Some(wanted) => {
+            let all =
+                pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()));
+            let needle = wanted.to_lowercase();
+            let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+            all.into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                .ok_or_else(|| {
+                    Error::NoAdapter(format!(
+                        "no adapter named like '{wanted}' (adapters: {names:?})"
+                    ))
+                })?
+        }
+        None => {
+            let options = wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env()
+                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                ..Default::default()
+            };
+            pollster::block_on(instance.request_adapter(&options))
+                .map_err(|e| Error::NoAdapter(format!("wgpu found no adapter ({e})")))?
+        }
+    };
+    Ok(adapter)
+}
+
+/// The adapter name asked for: the builder's, else a non-empty WGPU_ADAPTER_NAME.
+pub(crate) fn requested_adapter_name(adapter_name: Option<&str>) -> Option<String> {
+    adapter_name.map(str::to_string).or_else(|| {
+        std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+}
+
 /// An open device with its queue, pipelines and error reports.
 pub(crate) struct GpuContext {
     pub device: wgpu::Device,
@@ -96,37 +211,14 @@ pub(crate) struct GpuContext {
 
 impl GpuContext {
     /// Opens the adapter whose name contains `adapter_name` (else the one WGPU_ADAPTER_NAME names, else
-    /// wgpu's default, preferring a high-performance GPU), with the adapter's own limits.
+    /// wgpu's default, preferring a high-performance GPU), with the adapter's own limits. A name that no
+    /// adapter matches is [`Error::NoAdapter`] (wgpu's own WGPU_ADAPTER_NAME helper panics instead).
     pub fn open(adapter_name: Option<&str>) -> Result<Self> {
-        let instance = instance();
-        let adapter = match adapter_name {
-            Some(wanted) => {
-                let all = pollster::block_on(
-                    instance.enumerate_adapters(wgpu::Backends::all().with_env()),
-                );
-                let needle = wanted.to_lowercase();
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                all.into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&needle))
-                    .ok_or_else(|| {
-                        Error::NoAdapter(format!(
-                            "no adapter named like '{wanted}' (adapters: {names:?})"
-                        ))
-                    })?
-            }
-            None => {
-                let options = wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::from_env()
-                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
-                    ..Default::default()
-                };
-                match pollster::block_on(wgpu::util::initialize_adapter_from_env(&instance, None)) {
-                    Ok(a) => a,
-                    Err(_) => pollster::block_on(instance.request_adapter(&options))
-                        .map_err(|e| Error::NoAdapter(format!("wgpu found no adapter ({e})")))?,
-                }
-            }
-        };
+        Self::open_adapter(select_adapter(adapter_name)?)
+    }
+
+    /// Opens a device on `adapter`, with the adapter's own limits.
+    fn open_adapter(adapter: wgpu::Adapter) -> Result<Self> {
         let limits = adapter.limits();
         let info = DeviceInfo::new(&adapter.get_info(), &limits);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -242,6 +334,17 @@ impl GpuContext {
         bytes: u64,
     ) -> Result<Vec<f32>> {
         encoder.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
+        self.submit_and_read(encoder, staging, bytes)
+    }
+
+    /// Submits `encoder` (whose last commands copy into `staging`, MAP_READ | COPY_DST), waits, and
+    /// returns the first `bytes` of `staging` as f32.
+    pub fn submit_and_read(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<f32>> {
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         staging

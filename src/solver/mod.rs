@@ -37,7 +37,7 @@
 pub(crate) mod ritz;
 pub(crate) mod spectrum;
 
-use crate::engine::{Coef, Engine, Scalar, Small, Tall};
+use crate::engine::{Coef, Engine, LoopStats, Scalar, Small, Tall};
 use crate::error::{Error, Result};
 
 /// The solver (the iteration) to run.
@@ -172,6 +172,7 @@ pub(crate) struct LoopResult {
     pub converged: bool,
     pub stalled: bool,
     pub history: Vec<f64>,
+    pub stats: LoopStats,
 }
 
 /// The handles of one loop: the current weights, their next values and scratch space.
@@ -270,8 +271,11 @@ pub(crate) fn run_loop<E: Engine>(
     let mut stalled = false;
     // Divergences of the momentum solver left behind so far (each undone, with less momentum).
     let mut retries = 0;
+    let mut full_blocks = 0;
+    let mut steady_block = None;
     while iterations < s.max_iter {
         let block = s.check_every.min(s.max_iter - iterations);
+        let before = e.stats();
         if let Some(a) = &st.momentum {
             e.combine(a.saved_w, &[(Coef::Const(1.0), st.w)]);
             e.combine(a.saved_prev, &[(Coef::Const(1.0), a.prev)]);
@@ -301,6 +305,12 @@ pub(crate) fn run_loop<E: Engine>(
             }
         }
         history.extend_from_slice(&values);
+        if block == s.check_every {
+            full_blocks += 1;
+            if full_blocks >= 3 {
+                steady_block = Some(e.stats() - before);
+            }
+        }
         if let Some(&q) = values.last() {
             on_check(iterations, q)?;
         }
@@ -326,6 +336,11 @@ pub(crate) fn run_loop<E: Engine>(
         converged,
         stalled,
         history,
+        stats: LoopStats {
+            total: e.stats(),
+            steady_block,
+            block_iterations: s.check_every,
+        },
     })
 }
 

@@ -22,7 +22,7 @@
 //! perturbed by that relative amount) and the angle error divided by the relative gap.
 
 use super::{is_stalled, LoopResult, LoopSettings, Solver, Stall};
-use crate::engine::{Coef, Engine, Projected, Small, Tall};
+use crate::engine::{Coef, Engine, LoopStats, Projected, Small, Tall};
 use crate::error::{Error, Result};
 
 /// At the rounding floor LOBPCG's residual stops shrinking at once: three passes without halving it
@@ -102,8 +102,11 @@ pub(crate) fn run_loop<E: Engine>(
     let mut converged = false;
     let mut stalled = false;
     let mut pending = 1; // the start's stopping quantity is recorded, not yet checked
+    // The counts of one block of check_every iterations, from the third full block on.
+    let (mut block_start, mut full_blocks, mut steady_block) = (e.stats(), 0, None);
     loop {
         if pending == s.check_every || iterations == s.max_iter {
+            let full = pending == s.check_every;
             let values = e.check()?;
             if let Some(pos) = values.iter().position(|q| !q.is_finite()) {
                 return Err(Error::Diverged {
@@ -111,6 +114,13 @@ pub(crate) fn run_loop<E: Engine>(
                     iteration: iterations + 1 + pos - values.len(),
                 });
             }
+            if full {
+                full_blocks += 1;
+                if full_blocks >= 3 {
+                    steady_block = Some(e.stats() - block_start);
+                }
+            }
+            block_start = e.stats();
             history.extend_from_slice(&values);
             pending = 0;
             if let Some(&q) = values.last() {
@@ -143,6 +153,11 @@ pub(crate) fn run_loop<E: Engine>(
         converged,
         stalled,
         history,
+        stats: LoopStats {
+            total: e.stats(),
+            steady_block,
+            block_iterations: s.check_every,
+        },
     })
 }
 

@@ -5,6 +5,18 @@ pub mod files;
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
+/// Whether a GPU adapter exists; panics when none does and LAEPCA_REQUIRE_GPU is set.
+pub fn have_gpu() -> bool {
+    if !laepca::devices().is_empty() {
+        return true;
+    }
+    if std::env::var_os("LAEPCA_REQUIRE_GPU").is_some() {
+        panic!("LAEPCA_REQUIRE_GPU is set but wgpu finds no adapter (is mesa-vulkan-drivers installed?)");
+    }
+    eprintln!("no GPU adapter: skipping");
+    false
+}
+
 /// The top-k eigenpairs of C in f64 (nalgebra's SymmetricEigen): (values descending, vectors m x k).
 pub fn reference_eigen(c: &DMatrix<f64>, k: usize) -> (Vec<f64>, DMatrix<f64>) {
     let eig = SymmetricEigen::new(c.clone());
