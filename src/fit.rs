@@ -640,7 +640,14 @@ impl LaePca {
                 let mut engine = CpuEngine::<T>::new(&c_loop, k);
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 let passes = engine.passes();
-                (out, Backend::Cpu, None, Duration::ZERO, Duration::ZERO, passes)
+                (
+                    out,
+                    Backend::Cpu,
+                    None,
+                    Duration::ZERO,
+                    Duration::ZERO,
+                    passes,
+                )
             }
             Some(device) => {
                 let ctx = device.context();

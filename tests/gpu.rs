@@ -181,7 +181,10 @@ fn gpu_loop_counters() {
             "{solver}"
         );
         // Per fit: a wait per check and per weight read-back; nothing else is submitted.
-        let downloads = if matches!(solver, Solver::Auto | Solver::Momentum | Solver::Tied | Solver::ExactTied) {
+        let downloads = if matches!(
+            solver,
+            Solver::Auto | Solver::Momentum | Solver::Tied | Solver::ExactTied
+        ) {
             1
         } else {
             2

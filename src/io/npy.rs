@@ -77,6 +77,18 @@ impl Dtype {
 
 /// Decodes whole elements of `bytes` and appends them to `out`.
 pub(super) fn decode<T: Real>(dtype: Dtype, bytes: &[u8], out: &mut Vec<T>) {
+    // The file's values already are T in this machine's byte order: one copy, no per-value conversion.
+    let same_type = match dtype.kind {
+        Kind::F4 => std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>(),
+        Kind::F8 => std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>(),
+        _ => false,
+    };
+    if same_type && dtype.big_endian == cfg!(target_endian = "big") {
+        let base = out.len();
+        out.resize(base + bytes.len() / std::mem::size_of::<T>(), T::zero());
+        bytemuck::cast_slice_mut::<T, u8>(&mut out[base..]).copy_from_slice(bytes);
+        return;
+    }
     macro_rules! run {
         ($t:ty, $n:expr) => {{
             out.reserve(bytes.len() / $n);

@@ -102,7 +102,7 @@ pub(crate) fn run_loop<E: Engine>(
     let mut converged = false;
     let mut stalled = false;
     let mut pending = 1; // the start's stopping quantity is recorded, not yet checked
-    // The counts of one block of check_every iterations, from the third full block on.
+                         // The counts of one block of check_every iterations, from the third full block on.
     let (mut block_start, mut full_blocks, mut steady_block) = (e.stats(), 0, None);
     loop {
         if pending == s.check_every || iterations == s.max_iter {
