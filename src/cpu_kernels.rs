@@ -44,14 +44,8 @@ pub(crate) fn product<T: Real>(
     (rows, inner, cols): (usize, usize, usize),
     par: Par,
 ) {
-    matmul(
-        MatMut::from_column_major_slice_mut(out, rows, cols),
-        Accum::Replace,
-        MatRef::from_column_major_slice(a, rows, inner),
-        MatRef::from_column_major_slice(b, inner, cols),
-        T::one(),
-        par,
-    );
+    let a = MatRef::from_column_major_slice(a, rows, inner);
+    product_of(a, b, out, cols, par);
 }
 
 /// `out = aᵀ b` for column-major `a` (inner x rows), `b` (inner x cols), `out` (rows x cols).
@@ -62,11 +56,17 @@ pub(crate) fn product_tn<T: Real>(
     (rows, inner, cols): (usize, usize, usize),
     par: Par,
 ) {
+    let a = MatRef::from_column_major_slice(a, inner, rows).transpose();
+    product_of(a, b, out, cols, par);
+}
+
+/// `out = a b` with `b` column-major (a's columns x cols) and `out` column-major (a's rows x cols).
+fn product_of<T: Real>(a: MatRef<'_, T>, b: &[T], out: &mut [T], cols: usize, par: Par) {
     matmul(
-        MatMut::from_column_major_slice_mut(out, rows, cols),
+        MatMut::from_column_major_slice_mut(out, a.nrows(), cols),
         Accum::Replace,
-        MatRef::from_column_major_slice(a, inner, rows).transpose(),
-        MatRef::from_column_major_slice(b, inner, cols),
+        a,
+        MatRef::from_column_major_slice(b, a.ncols(), cols),
         T::one(),
         par,
     );

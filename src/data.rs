@@ -304,7 +304,7 @@ pub const GRAM_BLOCK: usize = 2048;
 #[derive(Debug)]
 enum BlockEngine {
     /// faer's triangular product in the working precision, [`GRAM_BLOCK`] samples a block.
-    Cpu(CpuBlocks),
+    Cpu(Box<CpuBlocks>),
     /// WGSL kernels, chunks as large as the device allows (up to 4096 samples).
     Gpu(Box<crate::gpu::GpuGram>),
 }
@@ -474,7 +474,7 @@ impl GramAccumulator {
     /// An empty accumulator for `n_features` features; with `center`, the mean is removed. Errors
     /// ([`Error::TooLarge`]) when C (m x m, f64) does not fit in the memory available.
     pub fn new(n_features: usize, center: bool) -> Result<Self> {
-        Self::with_engine(BlockEngine::Cpu(CpuBlocks::default()), n_features, center)
+        Self::with_engine(BlockEngine::Cpu(Box::default()), n_features, center)
     }
 
     /// An accumulator whose block products run on a GPU (the adapter whose name contains `adapter`, else
