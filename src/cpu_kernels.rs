@@ -114,6 +114,25 @@ mod tests {
     }
 
     #[test]
+    fn a_full_gram_block_is_the_same_on_any_thread_count() {
+        // The block laepca uses (GRAM_BLOCK samples) at an m where faer splits the output over threads.
+        let (len, m) = (crate::data::GRAM_BLOCK, 520);
+        let rows = sample(len * m, 4);
+        let mut seq = vec![0f32; m * m];
+        gram_lower(&rows, len, m, &mut seq, Par::Seq);
+        for threads in [2, 3, 4] {
+            let mut par = vec![0f32; m * m];
+            gram_lower(&rows, len, m, &mut par, Par::rayon(threads));
+            assert!(
+                seq.iter()
+                    .zip(&par)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{threads} threads"
+            );
+        }
+    }
+
+    #[test]
     fn products_match_the_definition_on_any_thread_count() {
         let (rows, inner, cols) = (90, 70, 6);
         let a = sample(rows * inner, 2);

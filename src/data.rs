@@ -450,8 +450,8 @@ fn block_storage<T: Real>(what: &str, count: Option<usize>) -> Result<Vec<T>> {
 
 /// Streamed accumulation of [`GramStats`]: push blocks of samples, then [`finish`](Self::finish).
 ///
-/// A push that meets a non-finite value fails, and so does every later push and `finish` of the same
-/// accumulator (part of the failed push may have been added).
+/// A push that meets a non-finite value (or a set cancel flag) fails, and so does every later push and
+/// `finish` of the same accumulator (part of the failed push may have been added).
 #[derive(Debug)]
 pub struct GramAccumulator {
     engine: BlockEngine,
@@ -569,10 +569,19 @@ impl GramAccumulator {
             BlockEngine::Gpu(ref g) => {
                 let block_rows = g.block_rows();
                 match view.first_non_finite() {
-                    Some((row, col, value)) => Err(Error::NonFinite {
-                        row: row + self.n_samples,
-                        col,
-                        value,
+                    // Counted over all pushes: the sample index is the row or the column.
+                    Some((row, col, value)) => Err(if view.samples_are_rows {
+                        Error::NonFinite {
+                            row: row + self.n_samples,
+                            col,
+                            value,
+                        }
+                    } else {
+                        Error::NonFinite {
+                            row,
+                            col: col + self.n_samples,
+                            value,
+                        }
                     }),
                     None => {
                         let mut start = 0;
@@ -606,12 +615,13 @@ impl GramAccumulator {
             self.flush_cpu::<f32>()?;
             self.flush_cpu::<f64>()?;
         }
+        // Samples pushed before this push: error positions count over all pushes.
+        let seen = self.n_samples + self.pending();
         let mut sample = 0;
         while sample < view.n_samples {
             if let Some(flag) = &self.cancel {
                 flag.check()?;
             }
-            let seen = self.n_samples + self.pending();
             let BlockEngine::Cpu(blocks) = &mut self.engine else {
                 unreachable!("called for the CPU engine")
             };
@@ -718,7 +728,9 @@ impl GramAccumulator {
                         if a == 0.0 {
                             1.0
                         } else {
-                            2f64.powi(a.log2().floor() as i32 + 1)
+                            // Clamped so that the scale and its inverse stay normal numbers of T.
+                            let (lo, hi) = T::SCALE_EXPONENTS;
+                            2f64.powi((a.log2().floor() as i32 + 1).clamp(lo, hi))
                         }
                     })
                     .collect()

@@ -18,6 +18,8 @@ pub trait Real:
     /// Magnitudes whose products and block sums stay well inside the type's normal range: the Gram
     /// block of a column whose largest magnitude lies outside is computed on a power-of-two rescaled copy.
     const SAFE_GRAM_RANGE: (f64, f64);
+    /// The powers of two 2^e that such a rescaling may use: 2^e and 2^−e both normal numbers of T.
+    const SCALE_EXPONENTS: (i32, i32);
     /// The default stopping tolerance of [`Solver::Momentum`](crate::Solver::Momentum), whose stopping
     /// quantity is relative (the sine of the span's change per iteration).
     const MOMENTUM_TOL: f64;
@@ -34,6 +36,7 @@ impl Real for f32 {
     const MOMENTUM_TOL: f64 = 2e-6;
     // 2^±30: squares 2^±60, sums of a block 2^69 ≪ 2^127, and 2^−60 ≫ the smallest normal 2^−126.
     const SAFE_GRAM_RANGE: (f64, f64) = (9.313225746154785e-10, 1073741824.0);
+    const SCALE_EXPONENTS: (i32, i32) = (-125, 125);
     fn of_f64(x: f64) -> Self {
         x as f32
     }
@@ -49,6 +52,7 @@ impl Real for f64 {
     const MOMENTUM_TOL: f64 = 1e-8;
     // 2^±200: squares 2^±400, far inside 2^±1022.
     const SAFE_GRAM_RANGE: (f64, f64) = (6.223015277861142e-61, 1.6069380442589903e60);
+    const SCALE_EXPONENTS: (i32, i32) = (-1021, 1021);
     fn of_f64(x: f64) -> Self {
         x
     }

@@ -105,7 +105,12 @@ fn a_gram_matrix_beyond_f64_is_an_overflow() {
 
 #[test]
 fn the_gram_does_not_depend_on_how_samples_are_pushed() {
-    let x = data().map(|v| (v + 100.0) as f32);
+    // More samples than two blocks of 2048, so pushes cross block boundaries and later blocks take the
+    // path that shifts samples as they are copied in.
+    let sigma = synthetic::geometric_spectrum(12, 40.0, 0.7);
+    let x = synthetic::prescribed_spectrum(5000, 12, &sigma, 100.0, 11)
+        .x
+        .map(|v| v as f32);
     let rows: Vec<f32> = x.transpose().iter().copied().collect(); // row-major
     let m = 12;
     let whole = {
@@ -113,7 +118,7 @@ fn the_gram_does_not_depend_on_how_samples_are_pushed() {
         acc.push_rows(&rows).unwrap();
         acc.finish().unwrap()
     };
-    for chunk_rows in [1, 7, 511, 512, 513, 1499] {
+    for chunk_rows in [1, 7, 2047, 2048, 2049, 4999] {
         let mut acc = GramAccumulator::new(m, true).unwrap();
         for chunk in rows.chunks(chunk_rows * m) {
             acc.push_rows(chunk).unwrap();
@@ -122,6 +127,85 @@ fn the_gram_does_not_depend_on_how_samples_are_pushed() {
         assert_eq!(stats.c, whole.c, "pushes of {chunk_rows} rows");
         assert_eq!(stats.mean, whole.mean, "pushes of {chunk_rows} rows");
     }
+}
+
+#[test]
+fn non_finite_values_are_located_in_any_block() {
+    // A NaN past the first block, in one push and after earlier pushes; and in a features-in-rows
+    // matrix (the sample is the column).
+    let (n, m) = (5000, 3);
+    let mut rows = vec![1.0f32; n * m];
+    for (i, v) in rows.iter_mut().enumerate() {
+        *v = (i % 7) as f32;
+    }
+    rows[4321 * m + 2] = f32::NAN;
+    let mut acc = GramAccumulator::new(m, true).unwrap();
+    let e = acc.push_rows(&rows).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                row: 4321,
+                col: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let mut acc = GramAccumulator::new(m, true).unwrap();
+    acc.push_rows(&rows[..2100 * m]).unwrap();
+    let e = acc.push_rows(&rows[2100 * m..]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                row: 4321,
+                col: 2,
+                ..
+            }
+        ),
+        "pushed in two: {e:?}"
+    );
+    let x = DMatrix::from_row_slice(n, m, &rows).transpose(); // m x n: features in rows
+    let e = LaePca::new(1)
+        .backend(Backend::Cpu)
+        .layout(laepca::Layout::FeaturesInRows)
+        .fit(&x)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                row: 2,
+                col: 4321,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn subnormal_f32_columns_are_scaled_not_lost() {
+    // A column of subnormal f32 values (~1e-39) beside unit-scale ones: its power-of-two scale must
+    // stay representable, and its variance is then recovered rather than reported as overflow.
+    let x = data().map(|v| v as f32);
+    let mut tiny = x.clone();
+    tiny.column_mut(0)
+        .apply(|v| *v = (*v as f64 * 1e-39) as f32);
+    let x64 = tiny.map(|v| v as f64);
+    let reference = common::centred_gram(&x64);
+    let mut acc = GramAccumulator::new(12, true).unwrap();
+    let rows: Vec<f32> = tiny.transpose().iter().copied().collect();
+    acc.push_rows(&rows).unwrap();
+    let stats = acc.finish().unwrap();
+    let rel = (stats.c[(0, 0)] - reference[(0, 0)]).abs() / reference[(0, 0)];
+    assert!(
+        rel < 1e-4,
+        "variance of the subnormal column off by {rel:e}"
+    );
+    let rel = (stats.c[(1, 1)] - reference[(1, 1)]).abs() / reference[(1, 1)];
+    assert!(rel < 1e-5, "{rel:e}");
 }
 
 #[test]

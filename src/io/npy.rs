@@ -84,9 +84,10 @@ pub(super) fn decode<T: Real>(dtype: Dtype, bytes: &[u8], out: &mut Vec<T>) {
         _ => false,
     };
     if same_type && dtype.big_endian == cfg!(target_endian = "big") {
-        let base = out.len();
-        out.resize(base + bytes.len() / std::mem::size_of::<T>(), T::zero());
-        bytemuck::cast_slice_mut::<T, u8>(&mut out[base..]).copy_from_slice(bytes);
+        let (base, count) = (out.len(), bytes.len() / std::mem::size_of::<T>());
+        out.resize(base + count, T::zero());
+        let whole = &bytes[..count * std::mem::size_of::<T>()];
+        bytemuck::cast_slice_mut::<T, u8>(&mut out[base..]).copy_from_slice(whole);
         return;
     }
     macro_rules! run {

@@ -34,7 +34,7 @@ pub(crate) fn eigenvalues(c: &DMatrix<f64>) -> Vec<f64> {
 fn unit_scaled(c: &DMatrix<f64>) -> (DMatrix<f64>, f64) {
     let largest = c.diagonal().iter().fold(0.0f64, |a, &v| a.max(v.abs()));
     let unit = if largest > 0.0 && largest.is_finite() {
-        2f64.powi(largest.log2().round() as i32)
+        2f64.powi((largest.log2().round() as i32).clamp(-1021, 1021))
     } else {
         1.0
     };
