@@ -73,7 +73,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     noise_variance_ : float
         The probabilistic PCA model's noise variance: the mean variance of the discarded directions.
     n_iter_ : int
-        Iterations the solver ran.
+        Iterations the solver ran; for ``solver="auto"`` its Rayleigh–Ritz steps, the one on the start
+        included (so at least 1).
+    n_passes_ : int
+        Products of C with a block of n_components columns (the library's ``Fit::passes``).
     converged_ : bool
         Whether the stopping quantity fell below ``tol`` before ``max_iter``.
     stalled_ : bool
@@ -279,6 +282,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.n_components_ = self.components_.shape[0]
         self.n_samples_ = r["n_samples"]
         self.n_iter_ = r["n_iter"]
+        self.n_passes_ = r["n_passes"]
         self.converged_ = r["converged"]
         self.stalled_ = r["stalled"]
         self.backend_ = r["backend"]

@@ -149,7 +149,15 @@ fn fit_to_py<'py, T: Real + Element>(
     d.set_item("mean", vector_to_py(py, &fit.mean))?;
     d.set_item("n_samples", fit.n_samples)?;
     d.set_item("n_features", fit.n_features)?;
-    d.set_item("n_iter", fit.iterations)?;
+    // Auto's start is a Rayleigh–Ritz step of its own (a pass over C): with k = m it is the whole fit,
+    // after 0 further iterations. Its n_iter counts the steps; the paper's solvers count iterations.
+    let steps = if fit.solver == Solver::Auto {
+        fit.passes
+    } else {
+        fit.iterations
+    };
+    d.set_item("n_iter", steps)?;
+    d.set_item("n_passes", fit.passes)?;
     d.set_item("converged", fit.converged)?;
     d.set_item("stalled", fit.stalled)?;
     d.set_item("backend", fit.backend.name())?;
