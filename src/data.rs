@@ -353,13 +353,7 @@ impl<T: Real> BlockBuffers<T> {
             if let Some(j) = view.copy_samples(start + r, 1, row).map(|(_, j)| j) {
                 return Some((r, j));
             }
-            let stats = self.sums.iter_mut().zip(self.largest.iter_mut());
-            for ((v, &s), (sum, big)) in row.iter_mut().zip(&self.shift).zip(stats) {
-                *v -= s;
-                let x = v.as_f64();
-                *sum += x;
-                *big = big.max(x.abs());
-            }
+            shift_row(row, &self.shift, &mut self.sums, &mut self.largest);
         }
         None
     }
@@ -415,30 +409,26 @@ fn shift_in_place<T: Real>(
 ) -> (Vec<f64>, Vec<f64>) {
     let len = rows.len() / m;
     let shift = shift.get_or_insert_with(|| {
-        let mut mean = DVector::zeros(m);
-        if center {
-            for row in rows.chunks_exact(m) {
-                for (acc, v) in mean.iter_mut().zip(row) {
-                    *acc += v.as_f64();
-                }
-            }
-            // Rounded to T, so that the shift the block subtracts is exactly the one the mean adds back.
-            mean.apply(|v| *v = T::of_f64(*v / len as f64).as_f64());
-        }
-        mean
+        first_block_mean(&SampleView::new(rows, len, m, m, 1, true), 0, len, center)
     });
     let shift_t: Vec<T> = shift.iter().map(|&v| T::of_f64(v)).collect();
     let mut sums = vec![0f64; m];
     let mut largest = vec![0f64; m];
     for row in rows.chunks_exact_mut(m) {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v -= shift_t[j];
-            let x = v.as_f64();
-            sums[j] += x;
-            largest[j] = largest[j].max(x.abs());
-        }
+        shift_row(row, &shift_t, &mut sums, &mut largest);
     }
     (sums, largest)
+}
+
+/// `row −= shift`, adding each shifted value to its column's sum and magnitude bound.
+fn shift_row<T: Real>(row: &mut [T], shift: &[T], sums: &mut [f64], largest: &mut [f64]) {
+    let stats = sums.iter_mut().zip(largest.iter_mut());
+    for ((v, &s), (sum, big)) in row.iter_mut().zip(shift).zip(stats) {
+        *v -= s;
+        let x = v.as_f64();
+        *sum += x;
+        *big = big.max(x.abs());
+    }
 }
 
 /// Zeroed work space of the CPU engine, size-checked like C.
