@@ -16,9 +16,15 @@ pub enum Limit {
     Overflow,
     /// The input cannot hold that many values (`holds` is the most it can: a truncated or corrupt
     /// header).
-    Input { holds: u64 },
+    Input {
+        /// Values the input can hold at most.
+        holds: u64,
+    },
     /// More than the memory available (`available` bytes).
-    Memory { available: u64 },
+    Memory {
+        /// Bytes available.
+        available: u64,
+    },
     /// The allocator refused it (an address-space limit, a container's limit).
     Refused,
 }
@@ -26,9 +32,11 @@ pub enum Limit {
 /// A refused allocation: what it was for, the bytes it needs and the limit it exceeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SizeError {
+    /// What the buffer was for.
     pub what: String,
     /// Bytes needed (None when the size overflows).
     pub needed: Option<u64>,
+    /// The limit it exceeds.
     pub limit: Limit,
 }
 

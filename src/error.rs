@@ -13,30 +13,56 @@ pub enum Error {
     #[error(
         "invalid number of components k = {k}: need 1 <= k <= min(n_samples, n_features) = {max}"
     )]
-    InvalidK { k: usize, max: usize },
+    InvalidK {
+        /// The requested number of components.
+        k: usize,
+        /// `min(n_samples, n_features)`.
+        max: usize,
+    },
 
     /// The data has no samples or no features.
     #[error("empty data: {n_samples} samples x {n_features} features")]
-    EmptyData { n_samples: usize, n_features: usize },
+    EmptyData {
+        /// Samples (rows) in the data.
+        n_samples: usize,
+        /// Features (columns) in the data.
+        n_features: usize,
+    },
 
     /// A slice's length does not match the shape it was given with, or a matrix has the wrong number of
     /// features for a fitted model.
     #[error("shape mismatch: {what}")]
-    ShapeMismatch { what: String },
+    ShapeMismatch {
+        /// Which shapes disagree.
+        what: String,
+    },
 
     /// A NaN or infinite value in the input (row and column as the caller laid the data out, from 0).
     #[error("non-finite value {value} in the data at row {row}, column {col}")]
-    NonFinite { row: usize, col: usize, value: f64 },
+    NonFinite {
+        /// Row of the value, from 0.
+        row: usize,
+        /// Column of the value, from 0.
+        col: usize,
+        /// The value itself.
+        value: f64,
+    },
 
     /// A quantity the data implies is too large for floating point, although the data itself is finite.
     #[error("overflow: {what}; rescale the data")]
-    Overflow { what: String },
+    Overflow {
+        /// The quantity that overflows.
+        what: String,
+    },
 
     /// A parameter outside its domain (λ ≤ 0, α ≤ 0, tol ≤ 0, max_iter = 0, ...).
     #[error("invalid parameter {name} = {}: {reason}", Num(*value))]
     InvalidParameter {
+        /// The parameter's name.
         name: &'static str,
+        /// The value given.
         value: f64,
+        /// The domain it must lie in.
         reason: &'static str,
     },
 
@@ -48,9 +74,13 @@ pub enum Error {
         Num(*lambda), Num(*max_lambda)
     )]
     LambdaTooLarge {
+        /// The λ given.
         lambda: f64,
+        /// The components (1-based) that collapse.
         components: Vec<usize>,
+        /// The number of components asked for.
         k: usize,
+        /// σ_k², which λ must stay below.
         max_lambda: f64,
     },
 
@@ -60,8 +90,11 @@ pub enum Error {
          components {first_zero}..={k} have zero variance; reduce k"
     )]
     RankDeficient {
+        /// The number of components asked for.
         k: usize,
+        /// The rank of the centred data.
         rank: usize,
+        /// The first component (1-based) of zero variance.
         first_zero: usize,
     },
 
@@ -72,28 +105,46 @@ pub enum Error {
         diverged_hint(solver)
     )]
     Diverged {
+        /// The solver's name.
         solver: &'static str,
+        /// The iteration by which it diverged.
         iteration: usize,
     },
 
     /// A NaN or infinite value in the warm start's components (row and column from 0).
     #[error("non-finite value {value} in the warm start at row {row}, column {col}")]
-    NonFiniteWarmStart { row: usize, col: usize, value: f64 },
+    NonFiniteWarmStart {
+        /// Row of the value, from 0.
+        row: usize,
+        /// Column of the value, from 0.
+        col: usize,
+        /// The value itself.
+        value: f64,
+    },
 
     /// The Gram matrix handed to `fit_gram` is not positive semi-definite, so it is no `XᵀX`.
     #[error(
         "the Gram matrix is not positive semi-definite ({detail}), so it is not the XᵀX of any data: \
          build it with GramAccumulator"
     )]
-    NotSemidefinite { detail: String },
+    NotSemidefinite {
+        /// The evidence (a negative diagonal entry, an asymmetry, ...).
+        detail: String,
+    },
 
     /// A saved projection (components and mean) that no fit can have produced.
     #[error("invalid model: {detail}")]
-    InvalidModel { detail: String },
+    InvalidModel {
+        /// What is wrong with it.
+        detail: String,
+    },
 
     /// A buffer the input asks for is larger than the input can hold or than the memory available.
     #[error("too large: {detail}")]
-    TooLarge { detail: String },
+    TooLarge {
+        /// What is too large, how much it needs and what is available.
+        detail: String,
+    },
 
     /// No GPU adapter could be found (Backend::Gpu) or the requested one does not exist.
     #[error("no GPU adapter: {0}")]
@@ -105,10 +156,15 @@ pub enum Error {
          ({limit_name}) is {limit} bytes; the largest n_features that fits is {max_m}"
     )]
     TooLargeForDevice {
+        /// The number of features.
         m: usize,
+        /// Bytes C needs.
         needed: u64,
+        /// The device limit that binds (wgpu's name for it).
         limit_name: &'static str,
+        /// That limit, in bytes.
         limit: u64,
+        /// The largest number of features that fits.
         max_m: usize,
     },
 
