@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One run on a lent GPU machine (the device tool; see its README): prebuilt binaries in .devbin/
-# (laepca, gpu_tests, gpu_phases, gram_time, compare, lib/libvulkan.so.1, Fashion-MNIST; made by
+# (bin.tar.xz: laepca, gpu_tests, gpu_phases, gram_time, compare; lib/libvulkan.so.1, Fashion-MNIST; made by
 # scripts/device-prepare.sh), the Vulkan loader's Debian packages in .gl/. Writes device-log.txt and
 # bench.tar.gz under $OUT. Issue 9's figures: the Gram phase (gram_time, gpu_phases), loop µs per
 # iteration with dispatches and submissions per iteration (gpu_phases, per solver), the per-fit fixed
@@ -9,6 +9,7 @@ set -u
 start=$SECONDS
 budget=${1:-540}
 left() { echo $(( budget - (SECONDS - start) )); }
+tar xJf .devbin/bin.tar.xz -C .devbin
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 ldconfig -p | grep -q 'libvulkan\.so\.1' || export LD_LIBRARY_PATH=$PWD/.devbin/lib
