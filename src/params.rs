@@ -181,19 +181,21 @@ impl LaePca {
         self.solver = solver;
         self
     }
-    /// The L2 weight λ > 0 (on the unnormalised `C = XᵀX` scale: it must stay below σ_k²).
-    pub fn lambda(mut self, lambda: f64) -> Self {
-        self.lambda = Some(lambda);
+    /// The L2 weight λ > 0 (on the unnormalised `C = XᵀX` scale: it must stay below σ_k²); `None`
+    /// for the default (as for `alpha` and `tol`, so that an optional value passes straight through).
+    pub fn lambda(mut self, lambda: impl Into<Option<f64>>) -> Self {
+        self.lambda = lambda.into();
         self
     }
-    /// The gradient step size α > 0 (untied, sync and tied solvers).
-    pub fn alpha(mut self, alpha: f64) -> Self {
-        self.alpha = Some(alpha);
+    /// The gradient step size α > 0 (untied, sync and tied solvers); `None` for the default.
+    pub fn alpha(mut self, alpha: impl Into<Option<f64>>) -> Self {
+        self.alpha = alpha.into();
         self
     }
-    /// The stopping threshold on the solver's stopping quantity (see [`Solver`]).
-    pub fn tol(mut self, tol: f64) -> Self {
-        self.tol = Some(tol);
+    /// The stopping threshold on the solver's stopping quantity (see [`Solver`]); `None` for
+    /// [`LaePca::default_tol`].
+    pub fn tol(mut self, tol: impl Into<Option<f64>>) -> Self {
+        self.tol = tol.into();
         self
     }
     /// The most iterations to run; a fit that reaches it reports `converged = false`.

@@ -53,27 +53,10 @@ fn check_library<T: Real>(r: &Results, x: &DMatrix<T>, k: usize) {
 
 /// Runs `laepca fit` and expects success.
 fn fit_ok(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let output = laepca()
-        .args([
-            "fit",
-            &s(input),
-            "-k",
-            &K.to_string(),
-            "-o",
-            &s(out),
-            "--backend",
-            "cpu",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "fit {} failed: {}",
-        input.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    let mut a = args(&["fit", &s(input), "-k", &K.to_string(), "-o", &s(out)]);
+    a.extend(args(&["--backend", "cpu"]));
+    a.extend(args(extra));
+    succeeds(&a)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -106,13 +89,7 @@ fn fit_npy_float32_writes_everything() {
     // Scores: (x − mean) componentsᵀ.
     let scores = read_matrix_npy(&out.join("scores.npy"));
     assert_eq!(scores.shape(), (N, K));
-    let mut xc = x32.map(|v| v as f64);
-    for mut row in xc.row_iter_mut() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v -= r.mean[j];
-        }
-    }
-    let expect = xc * r.components.transpose();
+    let expect = expected_scores(&x32.map(|v| v as f64), &r);
     let err = (&scores - &expect).abs().max();
     assert!(err < 1e-4 * expect.abs().max(), "scores off by {err}");
 
@@ -324,32 +301,18 @@ fn transform_new_data() {
     let input = dir.path().join("new.csv");
     write_delimited(&input, &new, ",", true);
     let scores_path = dir.path().join("scores.npy");
-    let output = laepca()
-        .args([
-            "transform",
-            "--model",
-            &s(&model),
-            &s(&input),
-            "-o",
-            &s(&scores_path),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeds(&[
+        "transform",
+        "--model",
+        &s(&model),
+        &s(&input),
+        "-o",
+        &s(&scores_path),
+    ]);
     let scores = read_matrix_npy(&scores_path);
     assert_eq!(scores.shape(), (50, K));
     // Against the arrays on disk ...
-    let mut xc = new.clone();
-    for mut row in xc.row_iter_mut() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v -= r.mean[j];
-        }
-    }
-    let expect = &xc * r.components.transpose();
+    let expect = expected_scores(&new, &r);
     assert!((&scores - &expect).abs().max() < 1e-5 * expect.abs().max());
     // ... and the library's own transform.
     let fit = LaePca::new(K).backend(Backend::Cpu).fit(&x).unwrap();
@@ -360,23 +323,15 @@ fn transform_new_data() {
     let input_t = dir.path().join("new_t.npy");
     write_f32_npy(&input_t, &new.transpose());
     let scores_t = dir.path().join("scores_t.npy");
-    let output = laepca()
-        .args([
-            "transform",
-            "--model",
-            &s(&model),
-            &s(&input_t),
-            "-o",
-            &s(&scores_t),
-            "--features-in-rows",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeds(&[
+        "transform",
+        "--model",
+        &s(&model),
+        &s(&input_t),
+        "-o",
+        &s(&scores_t),
+        "--features-in-rows",
+    ]);
     let st = read_matrix_npy(&scores_t);
     assert!((&st - &expect).abs().max() < 1e-4 * expect.abs().max());
 }
@@ -412,25 +367,17 @@ fn backend_auto_runs_somewhere() {
     let input = dir.path().join("x.npy");
     write_f32_npy(&input, &x);
     let out = dir.path().join("out");
-    let output = laepca()
-        .args([
-            "fit",
-            &s(&input),
-            "-k",
-            "2",
-            "-o",
-            &s(&out),
-            "--backend",
-            "auto",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeds(&[
+        "fit",
+        &s(&input),
+        "-k",
+        "2",
+        "-o",
+        &s(&out),
+        "--backend",
+        "auto",
+        "--json",
+    ]);
     let v: Value = serde_json::from_slice(&output.stdout).unwrap();
     match v["backend"].as_str().unwrap() {
         "gpu" => {
@@ -445,20 +392,14 @@ fn backend_auto_runs_somewhere() {
 
 #[test]
 fn devices_demo_and_help() {
-    let output = laepca().arg("devices").output().unwrap();
-    assert!(output.status.success());
+    let output = succeeds(&["devices"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("max buffer") || text.contains("no GPU adapter"),
         "{text}"
     );
 
-    let output = laepca().arg("demo").output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeds(&["demo"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("max angle") && text.contains("\ncpu "),

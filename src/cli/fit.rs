@@ -84,16 +84,10 @@ fn model(args: &FitArgs) -> LaePca {
         .seed(args.seed)
         .backend(args.backend)
         .center(!args.no_center)
-        .max_iter(args.max_iter);
-    if let Some(v) = args.lambda {
-        model = model.lambda(v);
-    }
-    if let Some(v) = args.alpha {
-        model = model.alpha(v);
-    }
-    if let Some(v) = args.tol {
-        model = model.tol(v);
-    }
+        .max_iter(args.max_iter)
+        .lambda(args.lambda)
+        .alpha(args.alpha)
+        .tol(args.tol);
     if let Some(a) = &args.adapter {
         model = model.adapter(a.clone());
     }

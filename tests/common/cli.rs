@@ -26,6 +26,29 @@ pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()
 }
 
+/// Runs the binary with `args` and expects success (stderr shown otherwise); returns its output.
+pub fn succeeds<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    let output = laepca().args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?} failed: {}",
+        args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The scores the written arrays give: `(x − mean) componentsᵀ`.
+pub fn expected_scores(x: &DMatrix<f64>, r: &Results) -> DMatrix<f64> {
+    let mut xc = x.clone();
+    for mut row in xc.row_iter_mut() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v -= r.mean[j];
+        }
+    }
+    xc * r.components.transpose()
+}
+
 /// The numbers of a summary.json array.
 pub fn f64s(v: &Value) -> Vec<f64> {
     v.as_array()
