@@ -236,6 +236,9 @@ impl LaePca {
         })
     }
 
+    /// The fit proper, on accumulated statistics and the chosen device: λ, α and the scale of C, the
+    /// solver loop on the engine of the device (the CPU's when `gpu` is `None`), the finish. `gram` and
+    /// `start` are the Gram phase's time and the fit's start, for the timings.
     fn fit_stats<T: Real>(
         &self,
         stats: &GramStats,
@@ -308,34 +311,7 @@ impl LaePca {
                 _ => 100.0 * eps * (k as f64).sqrt(),
             },
         };
-        // W2 and W1ᵀ drawn N(0, 1/m): columns of about unit norm, the scale of the answer (s_i < 1).
-        let mut rng = Rng::new(self.seed);
-        let init_std = 1.0 / (m as f64).sqrt();
-        let mut w0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * init_std).collect();
-        if let Some(start) = &self.warm_start {
-            if start.ncols() != m {
-                return Err(Error::ShapeMismatch {
-                    what: format!(
-                        "the warm start has {} features, the data {m}",
-                        start.ncols()
-                    ),
-                });
-            }
-            if let Some(pos) = start.iter().position(|v| !v.is_finite()) {
-                let (row, col) = (pos % start.nrows(), pos / start.nrows());
-                return Err(Error::NonFiniteWarmStart {
-                    row,
-                    col,
-                    value: start[(row, col)],
-                });
-            }
-            for j in 0..start.nrows().min(k) {
-                for i in 0..m {
-                    w0[j * m + i] = start[(j, i)];
-                }
-            }
-        }
-        let v0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * init_std).collect();
+        let (w0, v0) = self.initial_weights(m, k)?;
         let setup = t_setup.elapsed();
 
         let report = |phase, iteration, stopping_quantity| {
@@ -550,6 +526,39 @@ fn accurate_top_eigenvalues(c: &DMatrix<f64>, k: usize, seed: u64) -> Vec<f64> {
 }
 
 impl LaePca {
+    /// The loop's start, W2 and W1ᵀ (m x k, column-major), drawn N(0, 1/m) from the seed: columns of
+    /// about unit norm, the scale of the answer (s_i < 1). A warm start replaces W2's first columns.
+    fn initial_weights(&self, m: usize, k: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+        let mut rng = Rng::new(self.seed);
+        let init_std = 1.0 / (m as f64).sqrt();
+        let mut w0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * init_std).collect();
+        if let Some(start) = &self.warm_start {
+            if start.ncols() != m {
+                return Err(Error::ShapeMismatch {
+                    what: format!(
+                        "the warm start has {} features, the data {m}",
+                        start.ncols()
+                    ),
+                });
+            }
+            if let Some(pos) = start.iter().position(|v| !v.is_finite()) {
+                let (row, col) = (pos % start.nrows(), pos / start.nrows());
+                return Err(Error::NonFiniteWarmStart {
+                    row,
+                    col,
+                    value: start[(row, col)],
+                });
+            }
+            for j in 0..start.nrows().min(k) {
+                for i in 0..m {
+                    w0[j * m + i] = start[(j, i)];
+                }
+            }
+        }
+        let v0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * init_std).collect();
+        Ok((w0, v0))
+    }
+
     /// λ for auto from its final Ritz values `σ_i² = u_iᵀ C u_i` (f64, descending): the given λ once it is
     /// checked against them (no component may collapse), else the paper's rule `θ_k / 2`. A k-th value
     /// indistinguishable from zero is rank deficiency.

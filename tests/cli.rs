@@ -2,9 +2,11 @@
 //! result and an f64 reference, --json, transform, and every bad input of the CLI issue (exit code and
 //! message). Small matrices, the CPU backend (one `--backend auto` case).
 
+#[path = "common/cli.rs"]
+mod cli_helpers;
 mod common;
 
-use common::cli::*;
+use cli_helpers::*;
 use common::files::*;
 use common::*;
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};

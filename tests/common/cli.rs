@@ -1,7 +1,10 @@
 //! Helpers of the tests that run the `laepca` binary: running it, reading the result directory it
-//! writes, checking the results against an f64 reference, and expecting a clean failure.
+//! writes, checking the results against an f64 reference, and expecting a clean failure. Not a module
+//! of `common` (the examples and benchmarks include that, and they have no binary to run): a test
+//! includes it with `#[path = "common/cli.rs"] mod cli_helpers;` beside `mod common;`.
+#![allow(dead_code)]
 
-use super::{
+use crate::common::{
     assert_sign_convention, centred_gram, columns, largest_principal_angle, orthonormal,
     reference_eigen, vector_angle,
 };

@@ -1,7 +1,6 @@
 //! Shared test helpers: independent f64 references, principal angles, and the paper's exact data.
 #![allow(dead_code)]
 
-pub mod cli;
 pub mod files;
 
 use nalgebra::{DMatrix, SymmetricEigen};
