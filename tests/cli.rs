@@ -54,9 +54,19 @@ fn check_library<T: Real>(r: &Results, x: &DMatrix<T>, k: usize) {
 }
 
 /// Runs `laepca fit` and expects success.
+/// `laepca fit INPUT -k K -o OUT --backend cpu`.
+fn fit_args(input: &Path, k: &str, out: &Path) -> Vec<String> {
+    args(&["fit", &s(input), "-k", k, "-o", &s(out), "--backend", "cpu"])
+}
+
+/// `laepca transform --model MODEL INPUT -o OUT`.
+fn transform_args(model: &Path, input: &Path, out: &Path) -> Vec<String> {
+    args(&["transform", "--model", &s(model), &s(input), "-o", &s(out)])
+}
+
+/// Runs `laepca fit` of K components and expects success.
 fn fit_ok(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut a = args(&["fit", &s(input), "-k", &K.to_string(), "-o", &s(out)]);
-    a.extend(args(&["--backend", "cpu"]));
+    let mut a = fit_args(input, &K.to_string(), out);
     a.extend(args(extra));
     succeeds(&a)
 }
@@ -303,14 +313,7 @@ fn transform_new_data() {
     let input = dir.path().join("new.csv");
     write_delimited(&input, &new, ",", true);
     let scores_path = dir.path().join("scores.npy");
-    succeeds(&[
-        "transform",
-        "--model",
-        &s(&model),
-        &s(&input),
-        "-o",
-        &s(&scores_path),
-    ]);
+    succeeds(&transform_args(&model, &input, &scores_path));
     let scores = read_matrix_npy(&scores_path);
     assert_eq!(scores.shape(), (50, K));
     // Against the arrays on disk ...
@@ -325,15 +328,9 @@ fn transform_new_data() {
     let input_t = dir.path().join("new_t.npy");
     write_f32_npy(&input_t, &new.transpose());
     let scores_t = dir.path().join("scores_t.npy");
-    succeeds(&[
-        "transform",
-        "--model",
-        &s(&model),
-        &s(&input_t),
-        "-o",
-        &s(&scores_t),
-        "--features-in-rows",
-    ]);
+    let mut a = transform_args(&model, &input_t, &scores_t);
+    a.push("--features-in-rows".into());
+    succeeds(&a);
     let st = read_matrix_npy(&scores_t);
     assert!((&st - &expect).abs().max() < 1e-4 * expect.abs().max());
 }
@@ -493,18 +490,7 @@ fn bad_flags(flags: &'static [&'static str], says: &'static str) -> BadFit {
 fn bad_files_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let fit = |input: &Path, k: &str| {
-        args(&[
-            "fit",
-            &s(input),
-            "-k",
-            k,
-            "-o",
-            &s(&out),
-            "--backend",
-            "cpu",
-        ])
-    };
+    let fit = |input: &Path, k: &str| fit_args(input, k, &out);
     let x = data(11);
     let good = dir.path().join("good.npy");
     write_f32_npy(&good, &x);
@@ -660,16 +646,7 @@ fn outputs_never_overwrite_inputs_and_failures_keep_old_results() {
     write_f32_npy(&input, &x);
     let before = std::fs::read(&input).unwrap();
     fails(
-        &args(&[
-            "fit",
-            &s(&input),
-            "-k",
-            "2",
-            "-o",
-            &s(&out),
-            "--backend",
-            "cpu",
-        ]),
+        &fit_args(&input, "2", &out),
         1,
         "refusing to overwrite the input",
     );
@@ -677,16 +654,7 @@ fn outputs_never_overwrite_inputs_and_failures_keep_old_results() {
     // Through another spelling of the same path.
     let other = dir.path().join("out/../out");
     fails(
-        &args(&[
-            "fit",
-            &s(&input),
-            "-k",
-            "2",
-            "-o",
-            &s(&other),
-            "--backend",
-            "cpu",
-        ]),
+        &fit_args(&input, "2", &other),
         1,
         "refusing to overwrite the input",
     );
@@ -702,16 +670,7 @@ fn outputs_never_overwrite_inputs_and_failures_keep_old_results() {
     let bad_path = dir.path().join("bad.npy");
     write_f32_npy(&bad_path, &bad);
     fails(
-        &args(&[
-            "fit",
-            &s(&bad_path),
-            "-k",
-            "2",
-            "-o",
-            &s(&res),
-            "--backend",
-            "cpu",
-        ]),
+        &fit_args(&bad_path, "2", &res),
         1,
         "non-finite value inf at row 3, column 3",
     );
@@ -720,19 +679,12 @@ fn outputs_never_overwrite_inputs_and_failures_keep_old_results() {
 
     // transform: -o must not be the input or a model file.
     fails(
-        &args(&["transform", "--model", &s(&res), &s(&good), "-o", &s(&good)]),
+        &transform_args(&res, &good, &good),
         1,
         "refusing to overwrite the input",
     );
     fails(
-        &args(&[
-            "transform",
-            "--model",
-            &s(&res),
-            &s(&good),
-            "-o",
-            &s(&res.join("mean.npy")),
-        ]),
+        &transform_args(&res, &good, &res.join("mean.npy")),
         1,
         "refusing to overwrite the input",
     );
@@ -746,10 +698,8 @@ fn transform_bad_models_and_inputs() {
     write_f32_npy(&good, &x);
     let model = dir.path().join("model");
     fit_ok(&good, &model, &[]);
-    let scores = s(&dir.path().join("scores.npy"));
-    let tr = |model: &Path, input: &Path| {
-        args(&["transform", "--model", &s(model), &s(input), "-o", &scores])
-    };
+    let scores = dir.path().join("scores.npy");
+    let tr = |model: &Path, input: &Path| transform_args(model, input, &scores);
 
     fails(&tr(&dir.path().join("nomodel"), &good), 1, "does not exist");
     let partial = dir.path().join("partial");
@@ -783,19 +733,12 @@ fn transform_bad_models_and_inputs() {
     );
     // Output not .npy; missing input.
     fails(
-        &args(&[
-            "transform",
-            "--model",
-            &s(&model),
-            &s(&good),
-            "-o",
-            "scores.txt",
-        ]),
+        &transform_args(&model, &good, Path::new("scores.txt")),
         1,
         "must be a .npy file",
     );
     fails(&tr(&model, &dir.path().join("none.csv")), 1, "cannot open");
-    assert!(!Path::new(&scores).exists());
+    assert!(!scores.exists());
     // No temporary files anywhere.
     for e in std::fs::read_dir(dir.path()).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
