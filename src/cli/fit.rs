@@ -69,10 +69,22 @@ fn check_error(e: Error, input: &Path) -> Failure {
             name,
             value,
             reason,
-        } => Failure(format!(
-            "invalid parameter --{} = {value}: {reason}",
-            name.replace('_', "-")
-        )),
+        } => {
+            // The library names a parameter by its setter; the flags that set them:
+            let flag = match name {
+                "lambda" => "--lambda",
+                "alpha" => "--alpha",
+                "tol" => "--tol",
+                "max_iter" => "--max-iter",
+                other => other,
+            };
+            let e = Error::InvalidParameter {
+                name: flag,
+                value,
+                reason,
+            };
+            Failure(e.to_string())
+        }
         e => Failure(format!("{}: {e}", input.display())),
     }
 }
