@@ -215,6 +215,13 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(_) if cleanup::signalled() => {
+            // The failure is the signal's removal of the outputs under this thread: the signal
+            // thread ends the process by that signal; an error exit here would race it.
+            loop {
+                std::thread::park();
+            }
+        }
         Err(failure) => {
             eprintln!("laepca: error: {}", printable(&failure.0));
             ExitCode::FAILURE
