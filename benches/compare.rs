@@ -455,7 +455,7 @@ impl Outcome {
             stalled: f.stalled,
             solver: f.solver,
             lambda: f.lambda,
-            alpha: f.alpha,
+            alpha: f.alpha.unwrap_or(f64::NAN),
             submissions: f.loop_stats.total.submissions,
             readbacks: f.loop_stats.total.host_waits,
         }

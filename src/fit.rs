@@ -1,238 +1,19 @@
-//! Fitting: validation, the Gram matrix, the solver loop on an engine, the finish; and the result.
+//! Fitting: the backend decision, the Gram matrix, the choice of λ and α, the solver loop on an
+//! engine, the finish. The result types are in [`crate::result`].
 
 use crate::cpu::CpuEngine;
 use crate::data::{GramAccumulator, GramStats, SampleView};
-use crate::engine::{Engine, LoopStats};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::finish::finish;
-use crate::gpu::{requested_adapter_name, DeviceInfo, GpuDevice, GpuEngine};
-use crate::params::{Backend, LaePca, Phase, Progress};
+use crate::gpu::{requested_adapter_name, GpuDevice, GpuEngine};
+use crate::params::{Backend, CheckedParams, LaePca, Phase, Progress};
 use crate::real::Real;
+use crate::result::{Fit, Timings};
 use crate::rng::Rng;
 use crate::solver::{run_loop, spectrum, LoopSettings, Solver};
 use nalgebra::{DMatrix, DVector};
 use std::time::{Duration, Instant};
-
-/// Wall-clock time of each phase of a fit.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Timings {
-    /// Moving C and the initial weights to the device (zero on the CPU; the data's chunks go to the
-    /// device inside `gram`).
-    pub upload: Duration,
-    /// Computing C (and the mean).
-    pub gram: Duration,
-    /// Choosing λ and α and checking λ (the subspace-iteration estimate; for auto only the start, its λ
-    /// comes from its own Ritz values).
-    pub setup: Duration,
-    /// The solver loop.
-    pub iterate: Duration,
-    /// Reading the weights back (zero on the CPU).
-    pub readback: Duration,
-    /// The small SVD, the Rayleigh quotients and the variances.
-    pub finish: Duration,
-    /// The whole fit.
-    pub total: Duration,
-}
-
-/// The result of a fit.
-#[derive(Clone, Debug)]
-pub struct Fit<T: Real> {
-    /// k x m: the principal directions as rows, by decreasing variance, each with its entry of largest
-    /// absolute value positive (scikit-learn's convention).
-    pub components: DMatrix<T>,
-    /// The singular values σ_i of the centred data, from the Rayleigh quotients `u_iᵀ C u_i`.
-    pub singular_values: DVector<T>,
-    /// The same by the paper's formula `sqrt(λ / (1 − s_i²))` from the decoder's singular values s_i, for
-    /// study (it loses digits when λ ≪ σ²).
-    pub singular_values_paper: DVector<f64>,
-    /// The decoder's singular value along each component, `‖W2ᵀ u_i‖`: W2's singular values for the
-    /// paper's variants (the theorem: `s_i² = 1 − λ/σ_i²`); for auto, whose decoder is the LAE optimum
-    /// on its final span, the theorem's values exactly; for momentum, whose momentum moves the
-    /// decoder's scale off the theorem's, only a diagnostic.
-    pub decoder_singular_values: DVector<f64>,
-    /// `σ_i² / (n − 1)`.
-    pub explained_variance: DVector<T>,
-    /// `σ_i² / trace(C)`: the share of the total variance.
-    pub explained_variance_ratio: DVector<T>,
-    /// The mean of each feature that was removed (zeros with `center(false)`).
-    pub mean: DVector<T>,
-    /// The decoder W2 (m x k) as the loop left it; for auto, the minimiser of the regularised loss among
-    /// the decoders of the loop's final span, `U diag(sqrt(1 − λ/σ_i²))` (its iteration holds an
-    /// orthonormal basis, not a decoder).
-    pub decoder: DMatrix<T>,
-    /// The encoder W1 (k x m) as the loop left it (for auto, `W2ᵀ`).
-    pub encoder: DMatrix<T>,
-    /// Samples and features of the data.
-    pub n_samples: usize,
-    pub n_features: usize,
-    /// The solver that ran.
-    pub solver: Solver,
-    /// The backend that ran (never `Auto`).
-    pub backend: Backend,
-    /// The GPU adapter that ran (None on the CPU).
-    pub adapter: Option<DeviceInfo>,
-    /// What the solver loop's engine did: submissions, host waits, dispatches, buffers and bind groups
-    /// created, in all and per steady block of `check_every` iterations (zeros on the CPU).
-    pub loop_stats: LoopStats,
-    /// The λ and α used (α is NaN for the solvers without a gradient step: auto and the exact ones).
-    pub lambda: f64,
-    pub alpha: f64,
-    /// The tolerance used.
-    pub tol: f64,
-    /// Iterations run.
-    pub iterations: usize,
-    /// Products of C with a block of k columns, the setup's included (the subspace iteration that
-    /// chooses λ, α and β, in k-column units): the cost that matters when C is applied from the data.
-    /// The finish's f64 Rayleigh quotients (one more product, on the CPU) are not counted.
-    pub passes: usize,
-    /// Whether the stopping quantity fell below `tol` before `max_iter`.
-    pub converged: bool,
-    /// Whether the loop stopped at the rounding floor of its working precision before reaching `tol`:
-    /// the stopping quantity repeated to the bit (the iterate no longer changes, or cycles), or it sat
-    /// below its noise level without progress for a window of iterations (1000 for the paper's
-    /// variants; 50 without halving for momentum; for auto 3 without halving, or 10 without a new
-    /// minimum at any level). Not converged; more iterations would only move the
-    /// result within rounding noise.
-    pub stalled: bool,
-    /// The stopping quantity after each iteration (a block the momentum solver undid after a
-    /// divergence counts in `iterations` but leaves no entries); for auto, `history[i]` after i
-    /// iterations, `history[0]` the start's.
-    pub history: Vec<f64>,
-    /// Per-phase wall-clock times.
-    pub timings: Timings,
-}
-
-impl<T: Real> Fit<T> {
-    /// The fitted projection (components and mean), e.g. to save and apply later.
-    pub fn projection(&self) -> Projection<T> {
-        Projection {
-            components: self.components.clone(),
-            mean: self.mean.clone(),
-        }
-    }
-
-    /// Scores of new samples (rows, n x m): `(x − mean) componentsᵀ`, n x k.
-    pub fn transform(&self, x: &DMatrix<T>) -> Result<DMatrix<T>> {
-        Projection::transform_with(&self.components, &self.mean, x)
-    }
-
-    /// Back from scores (n x k) to the data space: `scores · components + mean`, n x m.
-    pub fn inverse_transform(&self, scores: &DMatrix<T>) -> Result<DMatrix<T>> {
-        Projection::inverse_transform_with(&self.components, &self.mean, scores)
-    }
-}
-
-/// A PCA projection: k components (rows, k x m) and the mean (m) they are centred on. What a fit leaves
-/// for `transform`; it can also be rebuilt from saved arrays.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Projection<T: Real> {
-    pub components: DMatrix<T>,
-    pub mean: DVector<T>,
-}
-
-impl<T: Real> Projection<T> {
-    /// A projection from saved arrays. Errors ([`Error::InvalidModel`]) unless it is one a fit can
-    /// give: at least one component, no more components than features, the mean's length the
-    /// components' width, every value finite.
-    pub fn new(components: DMatrix<T>, mean: DVector<T>) -> Result<Self> {
-        check_mean(&components, &mean)?;
-        let (k, m) = components.shape();
-        let invalid = |detail: String| Err(Error::InvalidModel { detail });
-        if k == 0 || k > m {
-            return invalid(format!(
-                "{k} components of {m} features (a fit gives 1 to {m} components)"
-            ));
-        }
-        if let Some(pos) = components.iter().position(|v| !v.as_f64().is_finite()) {
-            let (row, col) = (pos % k, pos / k);
-            return invalid(format!(
-                "non-finite value {} in the components at row {row}, column {col}",
-                components[(row, col)].as_f64()
-            ));
-        }
-        if let Some(i) = mean.iter().position(|v| !v.as_f64().is_finite()) {
-            return invalid(format!(
-                "non-finite value {} in the mean at index {i}",
-                mean[i].as_f64()
-            ));
-        }
-        Ok(Projection { components, mean })
-    }
-
-    /// Scores of samples (rows, n x m): `(x − mean) componentsᵀ`, n x k.
-    pub fn transform(&self, x: &DMatrix<T>) -> Result<DMatrix<T>> {
-        Self::transform_with(&self.components, &self.mean, x)
-    }
-
-    /// Back from scores (n x k) to the data space: `scores · components + mean`, n x m.
-    pub fn inverse_transform(&self, scores: &DMatrix<T>) -> Result<DMatrix<T>> {
-        Self::inverse_transform_with(&self.components, &self.mean, scores)
-    }
-
-    fn transform_with(
-        components: &DMatrix<T>,
-        mean: &DVector<T>,
-        x: &DMatrix<T>,
-    ) -> Result<DMatrix<T>> {
-        let m = components.ncols();
-        check_mean(components, mean)?;
-        if x.ncols() != m {
-            return Err(Error::ShapeMismatch {
-                what: format!(
-                    "the model has {m} features, the data has {} columns",
-                    x.ncols()
-                ),
-            });
-        }
-        if let Some((row, col, value)) =
-            SampleView::matrix(x, crate::Layout::SamplesInRows).first_non_finite()
-        {
-            return Err(Error::NonFinite { row, col, value });
-        }
-        let mut centred = x.clone();
-        for mut row in centred.row_iter_mut() {
-            row -= mean.transpose();
-        }
-        Ok(centred * components.transpose())
-    }
-
-    fn inverse_transform_with(
-        components: &DMatrix<T>,
-        mean: &DVector<T>,
-        scores: &DMatrix<T>,
-    ) -> Result<DMatrix<T>> {
-        let k = components.nrows();
-        check_mean(components, mean)?;
-        if scores.ncols() != k {
-            return Err(Error::ShapeMismatch {
-                what: format!(
-                    "the model has {k} components, the scores have {} columns",
-                    scores.ncols()
-                ),
-            });
-        }
-        let mut x = scores * components;
-        for mut row in x.row_iter_mut() {
-            row += mean.transpose();
-        }
-        Ok(x)
-    }
-}
-
-/// The mean must have one entry per feature (column) of the components.
-fn check_mean<T: Real>(components: &DMatrix<T>, mean: &DVector<T>) -> Result<()> {
-    if components.ncols() != mean.len() {
-        return Err(Error::ShapeMismatch {
-            what: format!(
-                "{} components of {} features, but a mean of {}",
-                components.nrows(),
-                components.ncols(),
-                mean.len()
-            ),
-        });
-    }
-    Ok(())
-}
 
 impl LaePca {
     /// Fits an nalgebra matrix laid out as [`layout`](LaePca::layout) says (samples in rows by default).
@@ -283,10 +64,10 @@ impl LaePca {
                 value: stats.mean[col],
             });
         }
-        self.validate(stats.n_samples, m)?;
+        let checked = self.check(stats.n_samples, m)?;
         check_semidefinite(&stats.c)?;
         let gpu = self.choose_device()?;
-        match self.fit_stats(stats, Duration::ZERO, start, gpu) {
+        match self.fit_stats(stats, &checked, Duration::ZERO, start, gpu) {
             // A hand-built C that passed the cheap checks may still be indefinite: say so rather
             // than blame the iteration.
             Err(e @ Error::Diverged { .. }) => Err(indefinite(&stats.c).unwrap_or(e)),
@@ -296,7 +77,7 @@ impl LaePca {
 
     fn fit_view<T: Real>(&self, view: SampleView<'_, T>) -> Result<Fit<T>> {
         let start = Instant::now();
-        self.validate(view.n_samples, view.n_features)?;
+        let checked = self.check(view.n_samples, view.n_features)?;
         // Non-finite values are found while the samples are copied into the Gram blocks; on the GPU
         // the device would be opened in vain, so look first there.
         if self.backend != Backend::Cpu {
@@ -321,7 +102,7 @@ impl LaePca {
         acc.cancel_on(self.cancel.clone());
         acc.push_view(&view)?;
         let stats = acc.finish()?;
-        self.fit_stats(&stats, t_gram.elapsed(), start, gpu)
+        self.fit_stats(&stats, &checked, t_gram.elapsed(), start, gpu)
     }
 
     /// The backend decision, taken once: `None` for the CPU, else the GPU device every phase of the
@@ -387,64 +168,15 @@ impl LaePca {
         accumulator_on(self.choose_device()?.as_ref(), n_features, self.center)
     }
 
-    /// Checks the parameters against a data shape.
-    fn validate(&self, n: usize, m: usize) -> Result<()> {
-        if n == 0 || m == 0 {
-            return Err(Error::EmptyData {
-                n_samples: n,
-                n_features: m,
-            });
-        }
-        if self.k == 0 || self.k > n.min(m) {
-            return Err(Error::InvalidK {
-                k: self.k,
-                max: n.min(m),
-            });
-        }
-        let positive = |name, v: Option<f64>| match v {
-            Some(v) if !(v > 0.0 && v.is_finite()) => Err(Error::InvalidParameter {
-                name,
-                value: v,
-                reason: "must be positive and finite",
-            }),
-            _ => Ok(()),
-        };
-        positive("lambda", self.lambda)?;
-        positive("alpha", self.alpha)?;
-        positive("tol", self.tol)?;
-        if self.max_iter == 0 {
-            return Err(Error::InvalidParameter {
-                name: "max_iter",
-                value: 0.0,
-                reason: "must be at least 1",
-            });
-        }
-        if self.cg_steps == Some(0) {
-            return Err(Error::InvalidParameter {
-                name: "cg_steps",
-                value: 0.0,
-                reason: "must be at least 1",
-            });
-        }
-        if self.check_every == Some(0) {
-            return Err(Error::InvalidParameter {
-                name: "check_every",
-                value: 0.0,
-                reason: "must be at least 1",
-            });
-        }
-        Ok(())
-    }
-
-    /// Resolves λ, α, the momentum solver's β and the scale θ₁ of C (with the passes over C that took)
-    /// from C, by a few steps of subspace iteration. Not for auto, which needs none of them.
+    /// Resolves λ, α, the momentum solver's β and C's norm estimate θ₁ (with the passes over C that
+    /// took) from C, by a few steps of subspace iteration. Not for auto, which needs none of them.
     fn resolve_parameters(&self, c: &DMatrix<f64>) -> Result<Resolved> {
         let k = self.k;
         let ritz = spectrum::ritz_values(c, k, RITZ_STEPS, self.seed);
         let block_passes = |steps: usize| (steps * c.nrows().min(k + 8)).div_ceil(k);
         let mut passes = block_passes(RITZ_STEPS);
-        let scale = ritz[0].max(f64::MIN_POSITIVE);
-        let negligible = |v: f64| v / scale <= 1e3 * f64::EPSILON * c.nrows() as f64;
+        let theta_1 = ritz[0].max(f64::MIN_POSITIVE);
+        let negligible = |v: f64| v / theta_1 <= 1e3 * f64::EPSILON * c.nrows() as f64;
         let lambda = match self.lambda {
             // The cheap bound vouches for λ: σ_k² ≥ θ_k > λ.
             Some(l) if l < ritz[k - 1] => l,
@@ -481,17 +213,16 @@ impl LaePca {
                 }
             }
         };
-        let alpha = if self.solver.uses_alpha() {
-            self.alpha.unwrap_or(0.1 / scale)
-        } else {
-            f64::NAN
-        };
+        let alpha = self
+            .solver
+            .uses_alpha()
+            .then(|| self.alpha.unwrap_or(0.1 / theta_1));
         // β = θ_{k+1}²/4, the optimum of the three-term recurrence for the estimate θ_{k+1} ≤ λ_{k+1}
         // (an underestimate only slows it), kept below θ_k²/4 where the wanted part would stall. In
         // units of θ₁² (the loop's C / θ₁), so that no square of an eigenvalue can overflow or underflow.
         let momentum = match ritz.get(k) {
             Some(&next) if self.solver == Solver::Momentum => {
-                let (next, kth) = (next / scale, ritz[k - 1] / scale);
+                let (next, kth) = (next / theta_1, ritz[k - 1] / theta_1);
                 0.25 * next.max(0.0).powi(2).min(0.9999 * kth.powi(2))
             }
             _ => 0.0,
@@ -500,19 +231,23 @@ impl LaePca {
             lambda,
             alpha,
             momentum,
-            scale,
+            c_norm: theta_1,
             passes,
         })
     }
 
+    /// The fit proper, on accumulated statistics and the chosen device: λ, α and the scale of C, the
+    /// solver loop on the engine of the device (the CPU's when `gpu` is `None`), the finish. `gram` and
+    /// `start` are the Gram phase's time and the fit's start, for the timings.
     fn fit_stats<T: Real>(
         &self,
         stats: &GramStats,
+        checked: &CheckedParams,
         gram: Duration,
         start: Instant,
         gpu: Option<GpuDevice>,
     ) -> Result<Fit<T>> {
-        let (m, k) = (stats.n_features(), self.k);
+        let (m, k) = (stats.n_features(), checked.k);
         // The loop's scaled copy of C and the engine's copy (C itself exists already).
         crate::alloc::check(
             || format!("n_features = {m}: the fit's two working copies of C (m x m)"),
@@ -529,55 +264,44 @@ impl LaePca {
             lambda,
             alpha,
             momentum,
-            scale,
+            c_norm,
             passes: setup_passes,
         } = if auto {
             // Nothing to choose before the loop: λ does not enter it (it is set, or checked, from the
             // final Ritz values), and the loop only needs C at a safe scale: ‖C‖₂ ≤ trace(C).
             Resolved {
                 lambda: f64::NAN,
-                alpha: f64::NAN,
+                alpha: None,
                 momentum: 0.0,
-                scale: stats.trace().max(f64::MIN_POSITIVE),
+                c_norm: stats.trace().max(f64::MIN_POSITIVE),
                 passes: 0,
             }
         } else {
             self.resolve_parameters(&stats.c)?
         };
-        // The loop runs on C / θ₁ (‖C‖₂ ≈ 1): with λ / θ₁, α·θ₁ and β / θ₁² the iterates are the same,
-        // but no intermediate (β ~ σ⁴) can overflow f32 whatever the data's units.
-        let c_loop = &stats.c / scale;
+        // The loop runs on C / c_norm (‖C‖₂ ≈ 1, or ≤ 1 for auto): with λ / c_norm, α·c_norm and
+        // β / c_norm² the iterates are the same, but no intermediate (β ~ σ⁴) can overflow f32 whatever
+        // the data's units.
+        let c_loop = &stats.c / c_norm;
         // The GPU computes in f32 whatever T is.
-        let default_tol = |auto_tol: f64, momentum_tol: f64, paper_tol: f64| match self.solver {
-            Solver::Auto => auto_tol,
-            Solver::Momentum => momentum_tol,
-            _ => paper_tol,
-        };
         let (default_tol, eps) = match gpu {
             Some(_) => (
-                default_tol(f32::AUTO_TOL, f32::MOMENTUM_TOL, f32::DEFAULT_TOL),
+                Self::default_tol::<f32>(self.solver),
                 <f32 as Real>::EPSILON,
             ),
-            None => (
-                default_tol(T::AUTO_TOL, T::MOMENTUM_TOL, T::DEFAULT_TOL),
-                T::EPSILON,
-            ),
+            None => (Self::default_tol::<T>(self.solver), T::EPSILON),
         };
-        // Auto checks every iteration: each costs a pass over C, so none is run past convergence.
-        let check_every = self
-            .check_every
-            .unwrap_or(if auto { 1 } else { 10 })
-            .min(self.max_iter);
+        let check_every = checked.check_every;
         let settings = LoopSettings {
             solver: self.solver,
-            lambda: lambda / scale,
-            alpha: alpha * scale,
-            tol: self.tol.unwrap_or(default_tol),
-            max_iter: self.max_iter,
-            // A check interval beyond max_iter means one check at the end.
+            lambda: lambda / c_norm,
+            // Read only by the gradient solvers, which always have an α.
+            alpha: alpha.map_or(f64::NAN, |a| a * c_norm),
+            tol: checked.tol.unwrap_or(default_tol),
+            max_iter: checked.max_iter,
             check_every,
-            cg_steps: self.cg_steps.unwrap_or((m * k).min(16)),
-            momentum, // already relative to θ₁²
+            cg_steps: checked.cg_steps,
+            momentum, // already relative to c_norm²
             // The paper's quantities are absolute norms over m·k entries (‖W‖_F ≈ √k: the rounding
             // noise of a change of W is some ulps of √k); the momentum one is a sine; the auto one a
             // relative residual, whose rounding noise (that of C X) grows like √m ulps.
@@ -587,34 +311,7 @@ impl LaePca {
                 _ => 100.0 * eps * (k as f64).sqrt(),
             },
         };
-        // W2 and W1ᵀ drawn N(0, 1/m): columns of about unit norm, the scale of the answer (s_i < 1).
-        let mut rng = Rng::new(self.seed);
-        let scale = 1.0 / (m as f64).sqrt();
-        let mut w0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * scale).collect();
-        if let Some(start) = &self.warm_start {
-            if start.ncols() != m {
-                return Err(Error::ShapeMismatch {
-                    what: format!(
-                        "the warm start has {} features, the data {m}",
-                        start.ncols()
-                    ),
-                });
-            }
-            if let Some(pos) = start.iter().position(|v| !v.is_finite()) {
-                let (row, col) = (pos % start.nrows(), pos / start.nrows());
-                return Err(Error::NonFiniteWarmStart {
-                    row,
-                    col,
-                    value: start[(row, col)],
-                });
-            }
-            for j in 0..start.nrows().min(k) {
-                for i in 0..m {
-                    w0[j * m + i] = start[(j, i)];
-                }
-            }
-        }
-        let v0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * scale).collect();
+        let (w0, v0) = self.initial_weights(m, k)?;
         let setup = t_setup.elapsed();
 
         let report = |phase, iteration, stopping_quantity| {
@@ -805,13 +502,16 @@ const RITZ_STEPS: usize = 10;
 const DENSE_EIGEN_MAX: usize = 2048;
 const ACCURATE_RITZ_STEPS: usize = 300;
 
-/// What [`LaePca::resolve_parameters`] chooses.
+/// What [`LaePca::resolve_parameters`] chooses (auto takes none of it from C: see `fit_stats`).
 struct Resolved {
+    /// λ (NaN for auto until its final Ritz values give it).
     lambda: f64,
-    alpha: f64,
+    /// α, for the solvers with a gradient step.
+    alpha: Option<f64>,
+    /// The momentum solver's β relative to `c_norm²` (zero for the others).
     momentum: f64,
-    /// θ₁ ≈ ‖C‖₂ (the loop runs on C / scale).
-    scale: f64,
+    /// The loop runs on C / c_norm: the Ritz estimate θ₁ ≈ ‖C‖₂, or for auto trace(C) ≥ ‖C‖₂.
+    c_norm: f64,
     /// Products of C with k columns this took.
     passes: usize,
 }
@@ -826,6 +526,39 @@ fn accurate_top_eigenvalues(c: &DMatrix<f64>, k: usize, seed: u64) -> Vec<f64> {
 }
 
 impl LaePca {
+    /// The loop's start, W2 and W1ᵀ (m x k, column-major), drawn N(0, 1/m) from the seed: columns of
+    /// about unit norm, the scale of the answer (s_i < 1). A warm start replaces W2's first columns.
+    fn initial_weights(&self, m: usize, k: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+        let mut rng = Rng::new(self.seed);
+        let init_std = 1.0 / (m as f64).sqrt();
+        let mut w0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * init_std).collect();
+        if let Some(start) = &self.warm_start {
+            if start.ncols() != m {
+                return Err(Error::ShapeMismatch {
+                    what: format!(
+                        "the warm start has {} features, the data {m}",
+                        start.ncols()
+                    ),
+                });
+            }
+            if let Some(pos) = start.iter().position(|v| !v.is_finite()) {
+                let (row, col) = (pos % start.nrows(), pos / start.nrows());
+                return Err(Error::NonFiniteWarmStart {
+                    row,
+                    col,
+                    value: start[(row, col)],
+                });
+            }
+            for j in 0..start.nrows().min(k) {
+                for i in 0..m {
+                    w0[j * m + i] = start[(j, i)];
+                }
+            }
+        }
+        let v0: Vec<f64> = rng.normals(m * k).iter().map(|v| v * init_std).collect();
+        Ok((w0, v0))
+    }
+
     /// λ for auto from its final Ritz values `σ_i² = u_iᵀ C u_i` (f64, descending): the given λ once it is
     /// checked against them (no component may collapse), else the paper's rule `θ_k / 2`. A k-th value
     /// indistinguishable from zero is rank deficiency.

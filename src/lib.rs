@@ -41,6 +41,7 @@ mod gpu;
 pub mod io;
 mod params;
 mod real;
+mod result;
 pub mod rng;
 mod solver;
 pub mod synthetic;
@@ -48,10 +49,10 @@ pub mod synthetic;
 pub use data::{GramAccumulator, GramStats, Layout};
 pub use engine::{EngineStats, LoopStats};
 pub use error::{Error, Result};
-pub use fit::{Fit, Projection, Timings};
 pub use gpu::{devices, DeviceInfo, GpuDevice};
-pub use params::{Backend, LaePca, Phase, Progress, ProgressHook};
+pub use params::{Backend, CheckedParams, LaePca, Phase, Progress, ProgressHook, DEFAULT_MAX_ITER};
 pub use real::Real;
+pub use result::{Fit, Projection, Timings};
 pub use solver::Solver;
 
 // The README's examples compile and run as doctests.

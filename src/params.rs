@@ -20,14 +20,17 @@ pub enum Phase {
 /// A progress report, sent at phase changes and at every stopping check.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Progress {
+    /// The phase the fit is in.
     pub phase: Phase,
     /// Samples accumulated so far (Gram phase).
     pub samples: usize,
-    /// Iterations so far and the most allowed (Iterate phase).
+    /// Iterations so far (Iterate phase).
     pub iteration: usize,
+    /// The most iterations allowed.
     pub max_iter: usize,
-    /// The stopping quantity at the last check and the tolerance it is held to.
+    /// The stopping quantity at the last check.
     pub stopping_quantity: Option<f64>,
+    /// The tolerance the stopping quantity is held to (0 before the loop's is known).
     pub tol: f64,
 }
 
@@ -106,6 +109,9 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// The default of [`LaePca::max_iter`].
+pub const DEFAULT_MAX_ITER: usize = 100_000;
+
 /// LAE-PCA: the top-k principal directions and singular values of a data matrix, learnt by an
 /// L2-regularised linear autoencoder.
 ///
@@ -117,8 +123,8 @@ impl std::str::FromStr for Backend {
 /// | `solver` | [`Solver::Auto`] (no parameter to tune) |
 /// | `lambda` | half the k-th Ritz value θ_k of C, the paper's rule: for auto, from its final Ritz values (λ does not enter its iteration); for the others, after 10 subspace-iteration steps (a lower bound of σ_k²/2, so every component survives) |
 /// | `alpha` (gradient solvers) | `0.1 / θ₁` with θ₁ ≈ ‖C‖₂ (the ratio of the paper's α = 1e-5 to its σ₁² ≈ 1.04e4) |
-/// | `tol` | auto: 1e-12 in f64, 1e-6 in f32 and on the GPU (a relative residual); momentum: 1e-8 in f64, 2e-6 in f32 and on the GPU (a sine of the span's change); the paper's variants: 1e-8 in f64, 1e-6 in f32 and on the GPU (the paper's absolute threshold on its quantity) |
-/// | `max_iter` | 100 000 |
+/// | `tol` | [`LaePca::default_tol`]: auto: 1e-12 in f64, 1e-6 in f32 and on the GPU (a relative residual); momentum: 1e-8 in f64, 2e-6 in f32 and on the GPU (a sine of the span's change); the paper's variants: 1e-8 in f64, 1e-6 in f32 and on the GPU (the paper's absolute threshold on its quantity) |
+/// | `max_iter` | [`DEFAULT_MAX_ITER`] (100 000) |
 /// | `check_every` | auto: every iteration (one pass over C each, so a converged fit runs no extra pass); the others: 10 iterations between stopping checks (the only GPU read-backs) |
 /// | `cg_steps` | `min(m·k, 16)` conjugate-gradient steps per exact encoder update |
 /// | `seed` | 0 |
@@ -156,7 +162,7 @@ impl LaePca {
             lambda: None,
             alpha: None,
             tol: None,
-            max_iter: 100_000,
+            max_iter: DEFAULT_MAX_ITER,
             check_every: None,
             cg_steps: None,
             seed: 0,
@@ -175,19 +181,21 @@ impl LaePca {
         self.solver = solver;
         self
     }
-    /// The L2 weight λ > 0 (on the unnormalised `C = XᵀX` scale: it must stay below σ_k²).
-    pub fn lambda(mut self, lambda: f64) -> Self {
-        self.lambda = Some(lambda);
+    /// The L2 weight λ > 0 (on the unnormalised `C = XᵀX` scale: it must stay below σ_k²); `None`
+    /// for the default (as for `alpha` and `tol`, so that an optional value passes straight through).
+    pub fn lambda(mut self, lambda: impl Into<Option<f64>>) -> Self {
+        self.lambda = lambda.into();
         self
     }
-    /// The gradient step size α > 0 (untied, sync and tied solvers).
-    pub fn alpha(mut self, alpha: f64) -> Self {
-        self.alpha = Some(alpha);
+    /// The gradient step size α > 0 (untied, sync and tied solvers); `None` for the default.
+    pub fn alpha(mut self, alpha: impl Into<Option<f64>>) -> Self {
+        self.alpha = alpha.into();
         self
     }
-    /// The stopping threshold on the solver's stopping quantity (see [`Solver`]).
-    pub fn tol(mut self, tol: f64) -> Self {
-        self.tol = Some(tol);
+    /// The stopping threshold on the solver's stopping quantity (see [`Solver`]); `None` for
+    /// [`LaePca::default_tol`].
+    pub fn tol(mut self, tol: impl Into<Option<f64>>) -> Self {
+        self.tol = tol.into();
         self
     }
     /// The most iterations to run; a fit that reaches it reports `converged = false`.
@@ -260,5 +268,114 @@ impl LaePca {
     pub fn center(mut self, center: bool) -> Self {
         self.center = center;
         self
+    }
+}
+
+/// A builder's settings checked against a data shape, with every default that depends only on the
+/// solver and the shape filled in: what [`LaePca::check`] returns. The defaults that need C (λ, α)
+/// or the backend (`tol`, which follows the precision the loop runs in) stay `None` here.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct CheckedParams {
+    /// Samples of the data.
+    pub n_samples: usize,
+    /// Features of the data.
+    pub n_features: usize,
+    /// Components, `1 ≤ k ≤ min(n_samples, n_features)`.
+    pub k: usize,
+    /// The given λ (positive, finite), or `None` for the paper's rule.
+    pub lambda: Option<f64>,
+    /// The given α (positive, finite), or `None` for the default (used only by gradient solvers).
+    pub alpha: Option<f64>,
+    /// The given tolerance (positive, finite), or `None` for [`LaePca::default_tol`].
+    pub tol: Option<f64>,
+    /// The most iterations, at least 1.
+    pub max_iter: usize,
+    /// Iterations between two stopping checks: at least 1, at most `max_iter` (an interval beyond
+    /// `max_iter` means one check at the end); auto's default is 1 (each iteration costs a pass over C,
+    /// so none is run past convergence), the others' 10.
+    pub check_every: usize,
+    /// Conjugate-gradient steps per exact encoder update, at least 1 (default `min(m·k, 16)`).
+    pub cg_steps: usize,
+}
+
+/// `Err(InvalidParameter)` for a given value that is not positive and finite.
+fn check_positive(name: &'static str, value: Option<f64>) -> crate::Result<()> {
+    match value {
+        Some(v) if !(v > 0.0 && v.is_finite()) => Err(crate::Error::InvalidParameter {
+            name,
+            value: v,
+            reason: "must be positive and finite",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `Err(InvalidParameter)` for a count of zero.
+fn check_at_least_one(name: &'static str, value: usize) -> crate::Result<usize> {
+    if value == 0 {
+        return Err(crate::Error::InvalidParameter {
+            name,
+            value: 0.0,
+            reason: "must be at least 1",
+        });
+    }
+    Ok(value)
+}
+
+impl LaePca {
+    /// Checks the settings against data of `n_samples x n_features`, cheaply (no data is read), with the
+    /// same rules the fits apply first: [`Error::EmptyData`](crate::Error::EmptyData) without samples
+    /// or features, [`Error::InvalidK`](crate::Error::InvalidK) unless `1 ≤ k ≤ min(n, m)`, and
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) (named as its setter is) for λ, α or
+    /// `tol` not positive and finite, or `max_iter`, `check_every` or `cg_steps` of zero. A caller that
+    /// knows the shape before it reads the data (a file's header) can fail early with it.
+    pub fn check(&self, n_samples: usize, n_features: usize) -> crate::Result<CheckedParams> {
+        let (n, m) = (n_samples, n_features);
+        if n == 0 || m == 0 {
+            return Err(crate::Error::EmptyData {
+                n_samples: n,
+                n_features: m,
+            });
+        }
+        if self.k == 0 || self.k > n.min(m) {
+            return Err(crate::Error::InvalidK {
+                k: self.k,
+                max: n.min(m),
+            });
+        }
+        check_positive("lambda", self.lambda)?;
+        check_positive("alpha", self.alpha)?;
+        check_positive("tol", self.tol)?;
+        let max_iter = check_at_least_one("max_iter", self.max_iter)?;
+        let cg_steps =
+            check_at_least_one("cg_steps", self.cg_steps.unwrap_or((m * self.k).min(16)))?;
+        let auto = self.solver == Solver::Auto;
+        let check_every = check_at_least_one(
+            "check_every",
+            self.check_every.unwrap_or(if auto { 1 } else { 10 }),
+        )?;
+        Ok(CheckedParams {
+            n_samples: n,
+            n_features: m,
+            k: self.k,
+            lambda: self.lambda,
+            alpha: self.alpha,
+            tol: self.tol,
+            max_iter,
+            check_every: check_every.min(max_iter),
+            cg_steps,
+        })
+    }
+
+    /// The default tolerance of `solver` when its loop computes in `T` (f32 on the GPU whatever the
+    /// data's type): auto's is a relative residual, momentum's a sine of the span's change, the paper's
+    /// variants' the paper's absolute threshold on its quantity.
+    pub fn default_tol<T: crate::Real>(solver: Solver) -> f64 {
+        match solver {
+            Solver::Auto => T::AUTO_TOL,
+            Solver::Momentum => T::MOMENTUM_TOL,
+            _ => T::DEFAULT_TOL,
+        }
     }
 }

@@ -121,6 +121,81 @@ fn parameters_out_of_domain() {
 }
 
 #[test]
+fn check_is_the_fits_own_check() {
+    let x = data();
+    let (n, m) = x.shape();
+    // Every builder the fit refuses before reading the data, check refuses with the same error.
+    for builder in [
+        LaePca::new(0),
+        LaePca::new(9),
+        LaePca::new(2).lambda(-1.0),
+        LaePca::new(2).alpha(f64::INFINITY),
+        LaePca::new(2).tol(0.0),
+        LaePca::new(2).max_iter(0),
+        LaePca::new(2).check_every(0),
+        LaePca::new(2).solver(Solver::ExactUntied).cg_steps(0),
+    ] {
+        let from_check = builder.check(n, m).expect_err("check refuses it");
+        let from_fit = builder.fit(&x).expect_err("fit refuses it");
+        assert_eq!(format!("{from_check:?}"), format!("{from_fit:?}"));
+    }
+    assert!(matches!(
+        LaePca::new(1).check(0, 5),
+        Err(Error::EmptyData {
+            n_samples: 0,
+            n_features: 5
+        })
+    ));
+    // The defaults it fills in: auto checks every iteration, the others every 10 (at most max_iter);
+    // min(m·k, 16) conjugate-gradient steps.
+    let auto = LaePca::new(3).check(n, m).unwrap();
+    assert_eq!(
+        (auto.k, auto.max_iter, auto.check_every, auto.cg_steps),
+        (3, laepca::DEFAULT_MAX_ITER, 1, 16)
+    );
+    assert_eq!((auto.n_samples, auto.n_features), (n, m));
+    assert_eq!((auto.lambda, auto.alpha, auto.tol), (None, None, None));
+    let tied = LaePca::new(1)
+        .solver(Solver::Tied)
+        .max_iter(4)
+        .lambda(0.5)
+        .check(n, m)
+        .unwrap();
+    assert_eq!(
+        (tied.check_every, tied.cg_steps, tied.lambda),
+        (4, 8, Some(0.5))
+    );
+    let given = LaePca::new(2)
+        .check_every(3)
+        .cg_steps(5)
+        .check(n, m)
+        .unwrap();
+    assert_eq!((given.check_every, given.cg_steps), (3, 5));
+}
+
+#[test]
+fn alpha_is_reported_only_for_gradient_solvers() {
+    let x = data();
+    for solver in Solver::ALL {
+        let fit = LaePca::new(2).solver(solver).max_iter(20).fit(&x).unwrap();
+        match fit.alpha {
+            Some(a) => {
+                assert!(solver.uses_alpha(), "{solver}: alpha {a}");
+                assert!(a > 0.0 && a.is_finite(), "{solver}: alpha {a}");
+            }
+            None => assert!(!solver.uses_alpha(), "{solver} has no alpha"),
+        }
+    }
+    let fit = LaePca::new(2)
+        .solver(Solver::Tied)
+        .alpha(1e-3)
+        .max_iter(5)
+        .fit(&x)
+        .unwrap();
+    assert_eq!(fit.alpha, Some(1e-3));
+}
+
+#[test]
 fn lambda_that_collapses_components_is_named() {
     let sigma = [10.0, 8.0, 6.0, 4.0, 2.0];
     let x = prescribed_spectrum(50, 5, &sigma, 0.0, 2).x;
@@ -242,13 +317,9 @@ fn sklearn_conventions() {
     let x = data();
     let fit = LaePca::new(4).tol(1e-12).fit(&x).unwrap();
     let c = centred_gram(&x);
+    assert_sign_convention(&fit.components);
     for i in 0..4 {
         let row = fit.components.row(i);
-        let big = row
-            .iter()
-            .copied()
-            .fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
-        assert!(big > 0.0, "largest entry of component {i} must be positive");
         assert!((row.norm() - 1.0).abs() < 1e-12);
         let s2 = fit.singular_values[i].powi(2);
         assert!((fit.explained_variance[i] - s2 / 59.0).abs() < 1e-12 * s2);

@@ -2,25 +2,23 @@
 //! result and an f64 reference, --json, transform, and every bad input of the CLI issue (exit code and
 //! message). Small matrices, the CPU backend (one `--backend auto` case).
 
+#[path = "common/cli.rs"]
+mod cli_helpers;
 mod common;
 
-use assert_cmd::Command;
+use cli_helpers::*;
 use common::files::*;
 use common::*;
-use laepca::io::read_npy;
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
-use laepca::{Backend, LaePca, Real};
+use laepca::{Backend, LaePca, Real, Solver};
 use nalgebra::DMatrix;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 const N: usize = 200;
 const M: usize = 12;
 const K: usize = 3;
-
-fn laepca() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_laepca"))
-}
 
 /// N x M data with centred singular values 50 · 0.7^i and mean 3.
 fn data(seed: u64) -> DMatrix<f64> {
@@ -30,105 +28,6 @@ fn data(seed: u64) -> DMatrix<f64> {
 /// Integer-valued data in 0..=255 (for the integer dtypes and IDX).
 fn int_data(seed: u64) -> DMatrix<f64> {
     data(seed).map(|v| (v * 6.0 + 100.0).round().clamp(0.0, 255.0))
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Reading the results and checking them.
-
-struct Results {
-    components: DMatrix<f64>,
-    singular_values: Vec<f64>,
-    explained_variance: Vec<f64>,
-    explained_variance_ratio: Vec<f64>,
-    mean: Vec<f64>,
-    summary: Value,
-}
-
-fn read_matrix_npy(path: &Path) -> DMatrix<f64> {
-    let a = read_npy::<f64>(path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(a.shape.len(), 2, "{}", path.display());
-    DMatrix::from_row_slice(a.shape[0], a.shape[1], &a.data)
-}
-
-fn read_vector_npy(path: &Path, len: usize) -> Vec<f64> {
-    let a = read_npy::<f64>(path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(a.shape, vec![len], "{}", path.display());
-    a.data
-}
-
-fn read_results(dir: &Path, k: usize, m: usize) -> Results {
-    let components = read_matrix_npy(&dir.join("components.npy"));
-    assert_eq!(components.shape(), (k, m));
-    let summary: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
-    // No temporary file is left behind.
-    for e in std::fs::read_dir(dir).unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(!name.starts_with('.'), "left over: {name}");
-    }
-    Results {
-        components,
-        singular_values: read_vector_npy(&dir.join("singular_values.npy"), k),
-        explained_variance: read_vector_npy(&dir.join("explained_variance.npy"), k),
-        explained_variance_ratio: read_vector_npy(&dir.join("explained_variance_ratio.npy"), k),
-        mean: read_vector_npy(&dir.join("mean.npy"), m),
-        summary,
-    }
-}
-
-/// Against an f64 reference (SymmetricEigen of the centred Gram matrix): principal angles of the
-/// components, relative errors of the singular values, the variances and the mean.
-#[allow(clippy::needless_range_loop)] // i indexes several arrays
-fn check_reference(r: &Results, x: &DMatrix<f64>, k: usize, max_angle: f64, max_rel: f64) {
-    let c = centred_gram(x);
-    let (vals, vecs) = reference_eigen(&c, k);
-    let angle = largest_principal_angle(&vecs, &orthonormal(&columns(&r.components)));
-    assert!(
-        angle < max_angle,
-        "principal angle {angle:e} >= {max_angle:e}"
-    );
-    for i in 0..k {
-        // Each component is unit length and (up to sign) the i-th eigenvector.
-        let norm = r.components.row(i).norm();
-        assert!((norm - 1.0).abs() < 1e-5, "component {i} has norm {norm}");
-        let a = vector_angle(
-            &r.components.row(i).iter().copied().collect::<Vec<_>>(),
-            vecs.column(i).as_slice(),
-        );
-        assert!(a < max_angle * 10.0, "component {i}: angle {a:e}");
-        let sigma = vals[i].sqrt();
-        let rel = (r.singular_values[i] - sigma).abs() / sigma;
-        assert!(
-            rel < max_rel,
-            "singular value {i}: {} vs {sigma} (rel {rel:e})",
-            r.singular_values[i]
-        );
-        let ev = vals[i] / (x.nrows() - 1) as f64;
-        assert!((r.explained_variance[i] - ev).abs() < max_rel.max(1e-6) * ev);
-        let evr = vals[i] / c.trace();
-        assert!((r.explained_variance_ratio[i] - evr).abs() < max_rel.max(1e-6) * evr + 1e-7);
-    }
-    for j in 0..x.ncols() {
-        let mu = x.column(j).mean();
-        assert!(
-            (r.mean[j] - mu).abs() < 1e-5 * (1.0 + mu.abs()),
-            "mean {j}: {} vs {mu}",
-            r.mean[j]
-        );
-    }
-    // scikit-learn's sign convention: the largest-magnitude entry of each component is positive.
-    for i in 0..k {
-        let row = r.components.row(i);
-        let big = row
-            .iter()
-            .copied()
-            .fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
-        assert!(big > 0.0, "component {i} has a negative largest entry");
-    }
 }
 
 /// Against the library run in-process on the same data and settings (the CLI's f32 output rounding
@@ -155,53 +54,21 @@ fn check_library<T: Real>(r: &Results, x: &DMatrix<T>, k: usize) {
 }
 
 /// Runs `laepca fit` and expects success.
+/// `laepca fit INPUT -k K -o OUT --backend cpu`.
+fn fit_args(input: &Path, k: &str, out: &Path) -> Vec<String> {
+    args(&["fit", &s(input), "-k", k, "-o", &s(out), "--backend", "cpu"])
+}
+
+/// `laepca transform --model MODEL INPUT -o OUT`.
+fn transform_args(model: &Path, input: &Path, out: &Path) -> Vec<String> {
+    args(&["transform", "--model", &s(model), &s(input), "-o", &s(out)])
+}
+
+/// Runs `laepca fit` of K components and expects success.
 fn fit_ok(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let output = laepca()
-        .args([
-            "fit",
-            &s(input),
-            "-k",
-            &K.to_string(),
-            "-o",
-            &s(out),
-            "--backend",
-            "cpu",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "fit {} failed: {}",
-        input.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-/// Runs the binary and expects a clean failure: the exit code, one line on stderr naming the problem,
-/// no panic. Returns stderr.
-fn fails(args: &[String], code: i32, needle: &str) -> String {
-    let output = laepca().args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(code), "{args:?}: stderr {err}");
-    assert!(
-        err.contains(needle),
-        "{args:?}: expected '{needle}' in: {err}"
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
-    if code == 1 {
-        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-        assert!(err.starts_with("laepca: error: "), "{err}");
-    }
-    err
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|a| a.to_string()).collect()
+    let mut a = fit_args(input, &K.to_string(), out);
+    a.extend(args(extra));
+    succeeds(&a)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -234,13 +101,7 @@ fn fit_npy_float32_writes_everything() {
     // Scores: (x − mean) componentsᵀ.
     let scores = read_matrix_npy(&out.join("scores.npy"));
     assert_eq!(scores.shape(), (N, K));
-    let mut xc = x32.map(|v| v as f64);
-    for mut row in xc.row_iter_mut() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v -= r.mean[j];
-        }
-    }
-    let expect = xc * r.components.transpose();
+    let expect = expected_scores(&x32.map(|v| v as f64), &r);
     let err = (&scores - &expect).abs().max();
     assert!(err < 1e-4 * expect.abs().max(), "scores off by {err}");
 
@@ -260,20 +121,11 @@ fn fit_npy_float32_writes_everything() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(
-        files,
-        [
-            "components.npy",
-            "singular_values.npy",
-            "explained_variance.npy",
-            "explained_variance_ratio.npy",
-            "mean.npy",
-            "scores.npy",
-            "convergence.svg",
-            "scree.svg",
-            "summary.json"
-        ]
-    );
+    let arrays =
+        "components singular_values explained_variance explained_variance_ratio mean scores";
+    let mut expected: Vec<String> = arrays.split(' ').map(|a| format!("{a}.npy")).collect();
+    expected.extend(["convergence.svg", "scree.svg", "summary.json"].map(String::from));
+    assert_eq!(files, expected);
 }
 
 #[test]
@@ -385,12 +237,8 @@ fn json_summary_on_stdout() {
     assert_eq!(printed["converged"], true);
     assert!(printed["lambda"].as_f64().unwrap() > 0.0);
     assert!(printed.get("alpha").is_some());
-    let sv: Vec<f64> = printed["singular_values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    assert_eq!(printed["max_iter"], laepca::DEFAULT_MAX_ITER);
+    let sv = f64s(&printed["singular_values"]);
     for (a, b) in sv.iter().zip(&r.singular_values) {
         assert!((a - b).abs() < 1e-6 * b, "{a} vs {b}");
     }
@@ -455,7 +303,7 @@ fn transform_new_data() {
     let dir = tempfile::tempdir().unwrap();
     let x = data(7);
     let train = dir.path().join("train.npy");
-    write_npy_as(&train, &x, "<f8", false, |v| v.to_le_bytes().to_vec());
+    write_npy_as(&train, &x, "<f8", false, f64_le);
     let model = dir.path().join("model");
     fit_ok(&train, &model, &[]);
     let r = read_results(&model, K, M);
@@ -465,32 +313,11 @@ fn transform_new_data() {
     let input = dir.path().join("new.csv");
     write_delimited(&input, &new, ",", true);
     let scores_path = dir.path().join("scores.npy");
-    let output = laepca()
-        .args([
-            "transform",
-            "--model",
-            &s(&model),
-            &s(&input),
-            "-o",
-            &s(&scores_path),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeds(&transform_args(&model, &input, &scores_path));
     let scores = read_matrix_npy(&scores_path);
     assert_eq!(scores.shape(), (50, K));
     // Against the arrays on disk ...
-    let mut xc = new.clone();
-    for mut row in xc.row_iter_mut() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v -= r.mean[j];
-        }
-    }
-    let expect = &xc * r.components.transpose();
+    let expect = expected_scores(&new, &r);
     assert!((&scores - &expect).abs().max() < 1e-5 * expect.abs().max());
     // ... and the library's own transform.
     let fit = LaePca::new(K).backend(Backend::Cpu).fit(&x).unwrap();
@@ -501,23 +328,9 @@ fn transform_new_data() {
     let input_t = dir.path().join("new_t.npy");
     write_f32_npy(&input_t, &new.transpose());
     let scores_t = dir.path().join("scores_t.npy");
-    let output = laepca()
-        .args([
-            "transform",
-            "--model",
-            &s(&model),
-            &s(&input_t),
-            "-o",
-            &s(&scores_t),
-            "--features-in-rows",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut a = transform_args(&model, &input_t, &scores_t);
+    a.push("--features-in-rows".into());
+    succeeds(&a);
     let st = read_matrix_npy(&scores_t);
     assert!((&st - &expect).abs().max() < 1e-4 * expect.abs().max());
 }
@@ -527,11 +340,9 @@ fn features_in_rows_matches_samples_in_rows() {
     let dir = tempfile::tempdir().unwrap();
     let x = data(9);
     let rows = dir.path().join("x.npy");
-    write_npy_as(&rows, &x, "<f8", false, |v| v.to_le_bytes().to_vec());
+    write_npy_as(&rows, &x, "<f8", false, f64_le);
     let cols = dir.path().join("xt.npy");
-    write_npy_as(&cols, &x.transpose(), "<f8", true, |v| {
-        v.to_le_bytes().to_vec()
-    });
+    write_npy_as(&cols, &x.transpose(), "<f8", true, f64_le);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     fit_ok(&rows, &a, &["--scores"]);
     fit_ok(&cols, &b, &["--scores", "--features-in-rows"]);
@@ -555,25 +366,17 @@ fn backend_auto_runs_somewhere() {
     let input = dir.path().join("x.npy");
     write_f32_npy(&input, &x);
     let out = dir.path().join("out");
-    let output = laepca()
-        .args([
-            "fit",
-            &s(&input),
-            "-k",
-            "2",
-            "-o",
-            &s(&out),
-            "--backend",
-            "auto",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeds(&[
+        "fit",
+        &s(&input),
+        "-k",
+        "2",
+        "-o",
+        &s(&out),
+        "--backend",
+        "auto",
+        "--json",
+    ]);
     let v: Value = serde_json::from_slice(&output.stdout).unwrap();
     match v["backend"].as_str().unwrap() {
         "gpu" => {
@@ -588,20 +391,14 @@ fn backend_auto_runs_somewhere() {
 
 #[test]
 fn devices_demo_and_help() {
-    let output = laepca().arg("devices").output().unwrap();
-    assert!(output.status.success());
+    let output = succeeds(&["devices"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("max buffer") || text.contains("no GPU adapter"),
         "{text}"
     );
 
-    let output = laepca().arg("demo").output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeds(&["demo"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("max angle") && text.contains("\ncpu "),
@@ -652,125 +449,186 @@ fn devices_demo_and_help() {
     );
 }
 
+/// A bad input of `laepca fit`: the file (written with `bytes`, or missing when `None`), k, extra
+/// flags, and what the one-line error must say.
+struct BadFit {
+    file: &'static str,
+    bytes: Option<Vec<u8>>,
+    k: &'static str,
+    flags: &'static [&'static str],
+    says: &'static str,
+}
+
+/// A bad file (or a missing one, `bytes` None) fitted with k components and no extra flags.
+fn bad_file(
+    file: &'static str,
+    bytes: Option<Vec<u8>>,
+    k: &'static str,
+    says: &'static str,
+) -> BadFit {
+    BadFit {
+        file,
+        bytes,
+        k,
+        flags: &[],
+        says,
+    }
+}
+
+/// A good file with a parameter out of its domain.
+fn bad_flags(flags: &'static [&'static str], says: &'static str) -> BadFit {
+    BadFit {
+        file: "good.npy",
+        bytes: None,
+        k: "2",
+        flags,
+        says,
+    }
+}
+
 #[test]
 fn bad_files_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let d = |name: &str| dir.path().join(name);
-    let out = d("out");
-    let fit = |input: &Path, k: &str| {
-        args(&[
-            "fit",
-            &s(input),
-            "-k",
-            k,
-            "-o",
-            &s(&out),
-            "--backend",
-            "cpu",
-        ])
-    };
+    let out = dir.path().join("out");
+    let fit = |input: &Path, k: &str| fit_args(input, k, &out);
     let x = data(11);
-    let good = d("good.npy");
+    let good = dir.path().join("good.npy");
     write_f32_npy(&good, &x);
     let good_bytes = std::fs::read(&good).unwrap();
-
-    // Missing file, unknown extension.
-    fails(&fit(&d("missing.npy"), "2"), 1, "cannot open");
-    fails(&fit(&d("missing.npy"), "2"), 1, "missing.npy");
-    std::fs::write(d("x.txt"), "1 2\n").unwrap();
-    fails(&fit(&d("x.txt"), "2"), 1, "x.txt: unknown file type");
-
-    // Truncated, unreadable, wrong dtype, 1-D, 3-D.
-    std::fs::write(d("trunc.npy"), &good_bytes[..good_bytes.len() - 100]).unwrap();
-    fails(&fit(&d("trunc.npy"), "2"), 1, "trunc.npy: truncated file");
-    std::fs::write(d("junk.npy"), b"this is not numpy at all").unwrap();
-    fails(
-        &fit(&d("junk.npy"), "2"),
-        1,
-        "junk.npy: not a valid .npy file",
-    );
-    std::fs::write(d("c.npy"), npy_bytes("<c8", false, &[4, 3], &[0; 96])).unwrap();
-    fails(&fit(&d("c.npy"), "2"), 1, "unsupported data type '<c8'");
-    std::fs::write(d("u.npy"), npy_bytes("<U5", false, &[4, 3], &[0; 240])).unwrap();
-    fails(&fit(&d("u.npy"), "2"), 1, "unsupported data type '<U5'");
-    std::fs::write(d("v.npy"), npy_bytes("<f4", false, &[12], &[0; 48])).unwrap();
-    fails(&fit(&d("v.npy"), "2"), 1, "a 1-D array of shape (12,)");
-    std::fs::write(d("t.npy"), npy_bytes("<f4", false, &[2, 3, 2], &[0; 48])).unwrap();
-    fails(&fit(&d("t.npy"), "2"), 1, "a 3-D array of shape (2, 3, 2)");
-
-    // Ragged and non-numeric CSV: line and column.
-    std::fs::write(d("ragged.csv"), "a,b,c\n1,2,3\n4,5\n").unwrap();
-    fails(
-        &fit(&d("ragged.csv"), "1"),
-        1,
-        "ragged.csv: line 3 has 2 fields but line 2 has 3",
-    );
-    std::fs::write(d("text.csv"), "a,b,c\n1,2,3\n4,abc,6\n").unwrap();
-    fails(
-        &fit(&d("text.csv"), "1"),
-        1,
-        "text.csv: line 3, column 2: 'abc' is not a number",
-    );
-
-    // NaN and Inf: row and column.
-    let mut xn = x.clone();
-    xn[(5, 7)] = f64::NAN;
-    write_f32_npy(&d("nan.npy"), &xn);
-    fails(
-        &fit(&d("nan.npy"), "2"),
-        1,
-        "non-finite value NaN at row 5, column 7",
-    );
-    std::fs::write(d("inf.csv"), "a,b\n1,2\ninf,4\n5,6\n").unwrap();
-    fails(
-        &fit(&d("inf.csv"), "1"),
-        1,
-        "non-finite value inf at row 1, column 0 (counted from 0; line 3 of the file)",
-    );
-    assert!(!out.exists(), "a failed run left {}", out.display());
-
-    // k = 0, k > min(n, m), an empty matrix.
-    fails(&fit(&good, "0"), 1, "invalid number of components k = 0");
-    fails(
-        &fit(&good, "13"),
-        1,
-        "k = 13: need 1 <= k <= min(n_samples, n_features) = 12",
-    );
-    std::fs::write(d("empty.npy"), npy_bytes("<f4", false, &[0, 5], &[])).unwrap();
-    fails(
-        &fit(&d("empty.npy"), "1"),
-        1,
-        "empty data: 0 samples x 5 features",
-    );
-    std::fs::write(d("empty.csv"), "").unwrap();
-    fails(
-        &fit(&d("empty.csv"), "1"),
-        1,
-        "empty data: 0 samples x 0 features",
-    );
-    // A label file.
-    let labels = d("train-labels-idx1-ubyte.gz");
-    std::fs::write(&labels, gz(&[0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3])).unwrap();
-    fails(&fit(&labels, "1"), 1, "(a label file?), not a data matrix");
-
-    // Parameters out of their domain.
-    let mut a = fit(&good, "2");
-    a.extend(args(&["--lambda", "-1"]));
-    fails(
-        &a,
-        1,
-        "invalid parameter --lambda = -1: it must be positive",
-    );
-    let mut a = fit(&good, "2");
-    a.extend(args(&["--tol", "0"]));
-    fails(&a, 1, "invalid parameter --tol = 0: it must be positive");
-    let mut a = fit(&good, "2");
-    a.extend(args(&["--max-iter", "0"]));
-    fails(&a, 1, "invalid --max-iter 0");
-    let mut a = fit(&good, "2");
-    a.extend(args(&["--lambda", "1e9"]));
-    fails(&a, 1, "collapses component(s)");
-    assert!(!out.exists(), "a failed run left {}", out.display());
+    let mut nan = x.clone();
+    nan[(5, 7)] = f64::NAN;
+    let text = |t: &str| Some(t.as_bytes().to_vec());
+    let npy = |descr, shape: &[usize], len| Some(npy_bytes(descr, false, shape, &vec![0; len]));
+    let cases = [
+        // Missing file, unknown extension.
+        bad_file("missing.npy", None, "2", "cannot open"),
+        bad_file("missing.npy", None, "2", "missing.npy: "),
+        bad_file("x.txt", text("1 2\n"), "2", "x.txt: unknown file type"),
+        // Truncated, unreadable, wrong dtype, 1-D, 3-D.
+        bad_file(
+            "trunc.npy",
+            Some(good_bytes[..good_bytes.len() - 100].to_vec()),
+            "2",
+            "trunc.npy: truncated file",
+        ),
+        bad_file(
+            "junk.npy",
+            text("this is not numpy at all"),
+            "2",
+            "junk.npy: not a valid .npy file",
+        ),
+        bad_file(
+            "c.npy",
+            npy("<c8", &[4, 3], 96),
+            "2",
+            "unsupported data type '<c8'",
+        ),
+        bad_file(
+            "u.npy",
+            npy("<U5", &[4, 3], 240),
+            "2",
+            "unsupported data type '<U5'",
+        ),
+        bad_file(
+            "v.npy",
+            npy("<f4", &[12], 48),
+            "2",
+            "a 1-D array of shape (12,)",
+        ),
+        bad_file(
+            "t.npy",
+            npy("<f4", &[2, 3, 2], 48),
+            "2",
+            "a 3-D array of shape (2, 3, 2)",
+        ),
+        // Ragged and non-numeric CSV: line and column.
+        bad_file(
+            "ragged.csv",
+            text("a,b,c\n1,2,3\n4,5\n"),
+            "1",
+            "ragged.csv: line 3 has 2 fields but line 2 has 3",
+        ),
+        bad_file(
+            "text.csv",
+            text("a,b,c\n1,2,3\n4,abc,6\n"),
+            "1",
+            "text.csv: line 3, column 2: 'abc' is not a number",
+        ),
+        // NaN and Inf: row and column.
+        bad_file(
+            "nan.npy",
+            Some(npy_matrix_bytes(&nan, "<f4", false, f32_le)),
+            "2",
+            "non-finite value NaN at row 5, column 7",
+        ),
+        bad_file(
+            "inf.csv",
+            text("a,b\n1,2\ninf,4\n5,6\n"),
+            "1",
+            "non-finite value inf at row 1, column 0 (counted from 0; line 3 of the file)",
+        ),
+        // k = 0, k > min(n, m), an empty matrix.
+        bad_file(
+            "good.npy",
+            None,
+            "0",
+            "good.npy: invalid number of components k = 0",
+        ),
+        bad_file(
+            "good.npy",
+            None,
+            "13",
+            "k = 13: need 1 <= k <= min(n_samples, n_features) = 12",
+        ),
+        bad_file(
+            "empty.npy",
+            npy("<f4", &[0, 5], 0),
+            "1",
+            "empty data: 0 samples x 5 features",
+        ),
+        bad_file(
+            "empty.csv",
+            text(""),
+            "1",
+            "empty data: 0 samples x 0 features",
+        ),
+        // A label file.
+        bad_file(
+            "train-labels-idx1-ubyte.gz",
+            Some(gz(&[0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3])),
+            "1",
+            "(a label file?), not a data matrix",
+        ),
+        // Parameters out of their domain: the library's check, named by the flag.
+        bad_flags(
+            &["--lambda", "-1"],
+            "invalid parameter --lambda = -1: must be positive and finite",
+        ),
+        bad_flags(
+            &["--alpha", "0"],
+            "invalid parameter --alpha = 0: must be positive and finite",
+        ),
+        bad_flags(
+            &["--tol", "inf"],
+            "invalid parameter --tol = inf: must be positive and finite",
+        ),
+        bad_flags(
+            &["--max-iter", "0"],
+            "invalid parameter --max-iter = 0: must be at least 1",
+        ),
+        bad_flags(&["--lambda", "1e9"], "collapses component(s)"),
+    ];
+    for case in &cases {
+        let path = dir.path().join(case.file);
+        if let Some(bytes) = &case.bytes {
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let mut a = fit(&path, case.k);
+        a.extend(args(case.flags));
+        // `fails` names the case by its arguments (file name and flags) when it fails.
+        fails(&a, 1, case.says);
+        assert!(!out.exists(), "{a:?}: a failed run left {}", out.display());
+    }
     // -o names a file.
     let mut a = fit(&good, "2");
     a[5] = s(&good);
@@ -788,16 +646,7 @@ fn outputs_never_overwrite_inputs_and_failures_keep_old_results() {
     write_f32_npy(&input, &x);
     let before = std::fs::read(&input).unwrap();
     fails(
-        &args(&[
-            "fit",
-            &s(&input),
-            "-k",
-            "2",
-            "-o",
-            &s(&out),
-            "--backend",
-            "cpu",
-        ]),
+        &fit_args(&input, "2", &out),
         1,
         "refusing to overwrite the input",
     );
@@ -805,16 +654,7 @@ fn outputs_never_overwrite_inputs_and_failures_keep_old_results() {
     // Through another spelling of the same path.
     let other = dir.path().join("out/../out");
     fails(
-        &args(&[
-            "fit",
-            &s(&input),
-            "-k",
-            "2",
-            "-o",
-            &s(&other),
-            "--backend",
-            "cpu",
-        ]),
+        &fit_args(&input, "2", &other),
         1,
         "refusing to overwrite the input",
     );
@@ -830,16 +670,7 @@ fn outputs_never_overwrite_inputs_and_failures_keep_old_results() {
     let bad_path = dir.path().join("bad.npy");
     write_f32_npy(&bad_path, &bad);
     fails(
-        &args(&[
-            "fit",
-            &s(&bad_path),
-            "-k",
-            "2",
-            "-o",
-            &s(&res),
-            "--backend",
-            "cpu",
-        ]),
+        &fit_args(&bad_path, "2", &res),
         1,
         "non-finite value inf at row 3, column 3",
     );
@@ -848,19 +679,12 @@ fn outputs_never_overwrite_inputs_and_failures_keep_old_results() {
 
     // transform: -o must not be the input or a model file.
     fails(
-        &args(&["transform", "--model", &s(&res), &s(&good), "-o", &s(&good)]),
+        &transform_args(&res, &good, &good),
         1,
         "refusing to overwrite the input",
     );
     fails(
-        &args(&[
-            "transform",
-            "--model",
-            &s(&res),
-            &s(&good),
-            "-o",
-            &s(&res.join("mean.npy")),
-        ]),
+        &transform_args(&res, &good, &res.join("mean.npy")),
         1,
         "refusing to overwrite the input",
     );
@@ -874,10 +698,8 @@ fn transform_bad_models_and_inputs() {
     write_f32_npy(&good, &x);
     let model = dir.path().join("model");
     fit_ok(&good, &model, &[]);
-    let scores = s(&dir.path().join("scores.npy"));
-    let tr = |model: &Path, input: &Path| {
-        args(&["transform", "--model", &s(model), &s(input), "-o", &scores])
-    };
+    let scores = dir.path().join("scores.npy");
+    let tr = |model: &Path, input: &Path| transform_args(model, input, &scores);
 
     fails(&tr(&dir.path().join("nomodel"), &good), 1, "does not exist");
     let partial = dir.path().join("partial");
@@ -911,22 +733,80 @@ fn transform_bad_models_and_inputs() {
     );
     // Output not .npy; missing input.
     fails(
-        &args(&[
-            "transform",
-            "--model",
-            &s(&model),
-            &s(&good),
-            "-o",
-            "scores.txt",
-        ]),
+        &transform_args(&model, &good, Path::new("scores.txt")),
         1,
         "must be a .npy file",
     );
     fails(&tr(&model, &dir.path().join("none.csv")), 1, "cannot open");
-    assert!(!Path::new(&scores).exists());
+    assert!(!scores.exists());
     // No temporary files anywhere.
     for e in std::fs::read_dir(dir.path()).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         assert!(!name.starts_with('.'), "left over: {name}");
+    }
+}
+
+/// The options of a `--help` text, each by its first spelling (`-o` for `-o, --output`), without
+/// `-h` and `-V`.
+fn help_options(help: &str) -> BTreeSet<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|o| o.trim_end_matches(',').to_string())
+        .filter(|o| o != "-h" && o != "-V")
+        .collect()
+}
+
+/// The options a usage synopsis names (`[-o DIR]`, `--solver ...`).
+fn synopsis_options(text: &str) -> BTreeSet<String> {
+    text.split_whitespace()
+        .map(|t| t.trim_matches(|c| c == '[' || c == ']'))
+        .filter(|t| t.starts_with('-'))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn readme_usage_matches_the_help() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("## Command-line tool")
+        .nth(1)
+        .expect("README has a command-line section");
+    let block = section.split("```").nth(1).expect("its usage block");
+    let fit_at = block.find("laepca fit").expect("fit's usage");
+    let transform_at = block.find("laepca transform").expect("transform's usage");
+    let fit_usage = &block[fit_at..transform_at];
+    let transform_usage = block[transform_at..].lines().next().unwrap();
+    for (cmd, usage) in [("fit", fit_usage), ("transform", transform_usage)] {
+        let output = laepca().args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            synopsis_options(usage),
+            help_options(&help),
+            "README's `laepca {cmd}` usage vs `laepca {cmd} --help`"
+        );
+    }
+    // Every name --solver accepts, as the library parses them.
+    let solvers = fit_usage
+        .split("--solver ")
+        .nth(1)
+        .and_then(|t| t.split(']').next())
+        .expect("--solver's names");
+    let listed: BTreeSet<&str> = solvers.split('|').collect();
+    let mut accepted: BTreeSet<&str> = Solver::ALL.iter().map(|v| v.name()).collect();
+    accepted.insert("exact");
+    assert_eq!(listed, accepted, "README's --solver names");
+    for name in listed {
+        assert!(name.parse::<Solver>().is_ok(), "{name}");
+    }
+    let backends = fit_usage
+        .split("--backend ")
+        .nth(1)
+        .and_then(|t| t.split(']').next())
+        .expect("--backend's names");
+    for name in backends.split('|') {
+        assert!(name.parse::<Backend>().is_ok(), "{name}");
     }
 }

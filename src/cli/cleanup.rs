@@ -5,10 +5,21 @@
 //! Every temporary name carries its process id: `.{name}.{tag}-{pid}-{n}`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// The temporary paths of this process (directories or files), removed on a signal.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Set once a signal was received, before its removals begin.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the process is ending by a signal: its temporary paths are being removed under the other
+/// threads, so a failure to write into them is no error to report (the signal thread ends the
+/// process by the signal itself).
+pub fn signalled() -> bool {
+    SIGNALLED.load(Ordering::SeqCst)
+}
 
 /// A registered temporary path: removed (recursively) when dropped, unless [`Temp::keep`] took it.
 pub struct Temp {
@@ -90,7 +101,7 @@ fn remove_tree(dir: &Path) {
 
 /// A temporary name for `name` in `dir`: `.{name}.{tag}-{pid}-{n}`.
 pub fn temp_name(dir: &Path, name: &str, tag: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     dir.join(format!(".{name}.{tag}-{}-{n}", std::process::id()))
@@ -175,6 +186,7 @@ pub fn install() {
             if libc::sigwait(&set, &mut sig) != 0 {
                 return;
             }
+            SIGNALLED.store(true, Ordering::SeqCst);
             if let Ok(paths) = PENDING.lock() {
                 for p in paths.iter() {
                     remove(p);

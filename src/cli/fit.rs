@@ -1,14 +1,16 @@
 //! `laepca fit`: read (streaming .npy and IDX row chunks into the Gram accumulation), fit, write.
 
 use super::output::{
-    check_destination, guard_inputs, ms, AdapterJson, Outputs, PhasesJson, Summary, TimingsMs,
+    check_destination, guard_inputs, AdapterJson, DataJson, Outputs, PhasesJson, RunJson,
+    SpectrumJson, Summary, TimingsMs,
 };
 use super::plot::{convergence_svg, scree_svg};
 use super::progress::Bar;
 use super::{print_out, Context, Failure, FitArgs};
 use laepca::io::{IoError, NpyWriter, Precision, Reader};
-use laepca::{Error, Fit, GramStats, LaePca, Layout, Real};
+use laepca::{CheckedParams, Error, Fit, GramStats, LaePca, Layout, Real};
 use nalgebra::{DMatrix, DVector};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -26,34 +28,24 @@ const OUTPUT_NAMES: [&str; 9] = [
     "summary.json",
 ];
 
+/// Runs `laepca fit`: checks the parameters against the file's shape (from its header), fits, writes
+/// the results, prints the report.
 pub fn run(args: &FitArgs) -> Result<ExitCode, Failure> {
     let start = Instant::now();
-    check_parameters(args)?;
     let reader = Reader::open(&args.input)?;
     let (n, m) = samples_features(args, &reader);
-    let name = args.input.display();
-    if n == 0 || m == 0 {
-        let e = Error::EmptyData {
-            n_samples: n,
-            n_features: m,
-        };
-        return Err(Failure(format!("{name}: {e}")));
-    }
-    if args.k == 0 || args.k > n.min(m) {
-        let e = Error::InvalidK {
-            k: args.k,
-            max: n.min(m),
-        };
-        return Err(Failure(format!("{name}: {e}")));
-    }
+    // The library's own check, before a big file is read.
+    let model = model(args);
+    let checked = model.check(n, m).map_err(|e| check_error(e, &args.input))?;
     check_destination(&args.out, &OUTPUT_NAMES)?;
     for file in OUTPUT_NAMES {
         guard_inputs(&args.out.join(file), &[&args.input])?;
     }
     let bar = Bar::new();
+    let model = model.on_progress(bar.hook());
     let result = match reader.precision() {
-        Precision::F32 => fit_as::<f32>(args, reader, start, &bar),
-        Precision::F64 => fit_as::<f64>(args, reader, start, &bar),
+        Precision::F32 => fit_as::<f32>(args, &model, &checked, reader, start, &bar),
+        Precision::F64 => fit_as::<f64>(args, &model, &checked, reader, start, &bar),
     };
     bar.clear();
     let text = result?;
@@ -70,51 +62,44 @@ fn samples_features(args: &FitArgs, reader: &Reader) -> (usize, usize) {
     }
 }
 
-/// The parameters' domains, checked before a big file is read.
-fn check_parameters(args: &FitArgs) -> Result<(), Failure> {
-    for (flag, value) in [
-        ("--lambda", args.lambda),
-        ("--alpha", args.alpha),
-        ("--tol", args.tol),
-    ] {
-        if let Some(v) = value {
-            if !(v > 0.0 && v.is_finite()) {
-                let e = Error::InvalidParameter {
-                    name: flag,
-                    value: v,
-                    reason: "it must be positive and finite",
-                };
-                return Err(Failure(e.to_string()));
-            }
+/// A failed [`LaePca::check`]: a parameter named by its flag, a shape problem by the file.
+fn check_error(e: Error, input: &Path) -> Failure {
+    match e {
+        Error::InvalidParameter {
+            name,
+            value,
+            reason,
+        } => {
+            // The library names a parameter by its setter; the flags that set them:
+            let flag = match name {
+                "lambda" => "--lambda",
+                "alpha" => "--alpha",
+                "tol" => "--tol",
+                "max_iter" => "--max-iter",
+                other => other,
+            };
+            let e = Error::InvalidParameter {
+                name: flag,
+                value,
+                reason,
+            };
+            Failure(e.to_string())
         }
+        e => Failure(format!("{}: {e}", input.display())),
     }
-    if args.max_iter == Some(0) {
-        return Err(Failure(
-            "invalid --max-iter 0: it must be at least 1".to_string(),
-        ));
-    }
-    Ok(())
 }
 
-fn model(args: &FitArgs, bar: &Bar) -> LaePca {
+/// The library's builder for the flags.
+fn model(args: &FitArgs) -> LaePca {
     let mut model = LaePca::new(args.k)
-        .solver(args.solver.resolve())
+        .solver(args.solver)
         .seed(args.seed)
         .backend(args.backend)
         .center(!args.no_center)
-        .on_progress(bar.hook());
-    if let Some(v) = args.lambda {
-        model = model.lambda(v);
-    }
-    if let Some(v) = args.alpha {
-        model = model.alpha(v);
-    }
-    if let Some(v) = args.tol {
-        model = model.tol(v);
-    }
-    if let Some(v) = args.max_iter {
-        model = model.max_iter(v);
-    }
+        .max_iter(args.max_iter)
+        .lambda(args.lambda)
+        .alpha(args.alpha)
+        .tol(args.tol);
     if let Some(a) = &args.adapter {
         model = model.adapter(a.clone());
     }
@@ -242,140 +227,70 @@ fn rows_f32<T: Real>(x: &DMatrix<T>) -> Vec<f32> {
     out
 }
 
+/// A fit of the file with the times spent outside the library.
+struct FileFit<T: Real> {
+    fit: Fit<T>,
+    /// Reading and decoding the file.
+    load: Duration,
+    /// Accumulating C (the library's own time when it read the whole matrix).
+    gram: Duration,
+    /// The samples (rows), kept when the file was read whole and the scores are wanted.
+    samples: Option<DMatrix<T>>,
+}
+
+/// Fits, writes the results, and returns what to print.
 fn fit_as<T: Real>(
     args: &FitArgs,
+    model: &LaePca,
+    checked: &CheckedParams,
     mut reader: Reader,
     start: Instant,
     bar: &Bar,
 ) -> Result<String, Failure> {
     // One backend decision (the library's) for every phase: the accumulation, the loop, the summary.
-    let model = model(args, bar)
+    let model = model
+        .clone()
         .resolve_backend()
         .context("cannot use the GPU (--backend gpu)")?;
-    let (n, m) = samples_features(args, &reader);
-    // With features in rows the samples are columns: the file is read whole.
-    let (fit, load, gram, samples): (Fit<T>, Duration, Duration, Option<DMatrix<T>>) =
-        if args.features_in_rows {
-            bar.message("load", "reading the whole file (features in rows)");
-            let t = Instant::now();
-            let mat = reader.read_all::<T>()?;
-            let load = t.elapsed();
-            let fit = model
-                .clone()
-                .layout(Layout::FeaturesInRows)
-                .fit_slice(&mat.data, mat.rows, mat.cols)
-                .map_err(|e| data_error(e, &reader))?;
-            let gram = fit.timings.gram;
-            let samples = args
-                .scores
-                .then(|| DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data).transpose());
-            (fit, load, gram, samples)
-        } else {
-            let (stats, load, gram) = accumulate::<T>(&model, &mut reader, bar)?;
-            let fit = model
-                .fit_gram::<T>(&stats)
-                .map_err(|e| data_error(e, &reader))?;
-            (fit, load, gram, None)
-        };
-    let k = args.k;
+    let file_fit = if args.features_in_rows {
+        fit_whole::<T>(args, &model, &mut reader, bar)?
+    } else {
+        fit_streamed::<T>(&model, &mut reader, bar)?
+    };
+    let fit = &file_fit.fit;
 
     bar.message("write", "writing the results");
     let t_write = Instant::now();
     let mut out = Outputs::new(&args.out, &OUTPUT_NAMES)?;
-    out.npy("components.npy", &[k, m], &rows_f32(&fit.components))?;
-    out.npy("singular_values.npy", &[k], &to_f32(&fit.singular_values))?;
-    out.npy(
-        "explained_variance.npy",
-        &[k],
-        &to_f32(&fit.explained_variance),
-    )?;
-    out.npy(
-        "explained_variance_ratio.npy",
-        &[k],
-        &to_f32(&fit.explained_variance_ratio),
-    )?;
-    out.npy("mean.npy", &[m], &to_f32(&fit.mean))?;
+    write_arrays(&mut out, fit)?;
     if args.scores {
         bar.message(
             "scores",
             "projecting the data (a second pass over the file)",
         );
-        write_scores(&mut out, &fit, samples, args, n, m)?;
+        write_scores(&mut out, fit, file_fit.samples.as_ref(), args)?;
     }
-    let input_name = args
-        .input
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
     if args.plot {
-        let title = format!(
-            "{} on {}: {} ({} iterations)",
-            fit.solver.name(),
-            input_name,
-            fit.backend.name(),
-            fit.iterations
-        );
-        let svg = convergence_svg(&fit.history, fit.tol, &title).map_err(Failure)?;
-        out.bytes("convergence.svg", svg.as_bytes())?;
-        let svg = scree_svg(
-            &to_f64(&fit.explained_variance_ratio),
-            &format!("{input_name}: explained variance ratio, k = {k}"),
-        )
-        .map_err(Failure)?;
-        out.bytes("scree.svg", svg.as_bytes())?;
+        write_plots(&mut out, fit, args)?;
     }
     let mut files = out.names();
     files.push("summary.json".to_string());
-    let t = &fit.timings;
     let summary = Summary {
         laepca_version: env!("CARGO_PKG_VERSION"),
-        input: args.input.display().to_string(),
-        format: reader.format().name(),
-        dtype: reader.dtype().to_string(),
-        n_samples: n,
-        n_features: m,
-        k,
-        layout: if args.features_in_rows {
-            "features-in-rows"
-        } else {
-            "samples-in-rows"
+        data: data_json(args, &reader, checked),
+        run: run_json(args, checked, fit),
+        spectrum: SpectrumJson {
+            singular_values: to_f64(&fit.singular_values),
+            explained_variance: to_f64(&fit.explained_variance),
+            explained_variance_ratio: to_f64(&fit.explained_variance_ratio),
         },
-        center: !args.no_center,
-        precision: reader.precision().name(),
-        solver: fit.solver.name().to_string(),
-        solver_requested: args.solver.name().to_string(),
-        backend: fit.backend.name().to_string(),
-        backend_requested: args.backend.name().to_string(),
-        phases: PhasesJson::of(fit.backend),
-        adapter: fit.adapter.as_ref().map(|a| AdapterJson {
-            name: a.name.clone(),
-            backend: a.backend.clone(),
-            device_type: a.device_type.clone(),
-        }),
-        lambda: fit.lambda,
-        alpha: fit.alpha.is_finite().then_some(fit.alpha),
-        tol: fit.tol,
-        max_iter: args.max_iter.unwrap_or(100_000),
-        seed: args.seed,
-        iterations: fit.iterations,
-        passes: fit.passes,
-        converged: fit.converged,
-        stalled: fit.stalled,
-        final_stopping_quantity: fit.history.last().copied().filter(|q| q.is_finite()),
-        singular_values: to_f64(&fit.singular_values),
-        explained_variance: to_f64(&fit.explained_variance),
-        explained_variance_ratio: to_f64(&fit.explained_variance_ratio),
-        timings_ms: TimingsMs {
-            load: ms(load),
-            gram: ms(gram),
-            setup: ms(t.setup),
-            upload: ms(t.upload),
-            readback: ms(t.readback),
-            iterate: ms(t.iterate),
-            finish: ms(t.finish),
-            write: ms(t_write.elapsed()),
-            total: ms(start.elapsed()),
-        },
+        timings_ms: TimingsMs::of(
+            &fit.timings,
+            file_fit.load,
+            file_fit.gram,
+            t_write.elapsed(),
+            start.elapsed(),
+        ),
         files,
     };
     let json =
@@ -389,7 +304,7 @@ fn fit_as<T: Real>(
             fit.solver.name(),
             fit.tol,
             fit.iterations,
-            summary.final_stopping_quantity.unwrap_or(f64::NAN)
+            summary.run.final_stopping_quantity.unwrap_or(f64::NAN)
         );
     }
     Ok(if args.json {
@@ -399,22 +314,151 @@ fn fit_as<T: Real>(
     })
 }
 
+/// Features in rows: the samples are the file's columns, so it is read whole and fitted as a matrix.
+fn fit_whole<T: Real>(
+    args: &FitArgs,
+    model: &LaePca,
+    reader: &mut Reader,
+    bar: &Bar,
+) -> Result<FileFit<T>, Failure> {
+    bar.message("load", "reading the whole file (features in rows)");
+    let t = Instant::now();
+    let mat = reader.read_all::<T>()?;
+    let load = t.elapsed();
+    let fit = model
+        .clone()
+        .layout(Layout::FeaturesInRows)
+        .fit_slice(&mat.data, mat.rows, mat.cols)
+        .map_err(|e| data_error(e, reader))?;
+    let gram = fit.timings.gram;
+    let samples = args
+        .scores
+        .then(|| DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data).transpose());
+    Ok(FileFit {
+        fit,
+        load,
+        gram,
+        samples,
+    })
+}
+
+/// Samples in rows: the rows are streamed into the Gram accumulation, then C is fitted.
+fn fit_streamed<T: Real>(
+    model: &LaePca,
+    reader: &mut Reader,
+    bar: &Bar,
+) -> Result<FileFit<T>, Failure> {
+    let (stats, load, gram) = accumulate::<T>(model, reader, bar)?;
+    let fit = model
+        .fit_gram::<T>(&stats)
+        .map_err(|e| data_error(e, reader))?;
+    Ok(FileFit {
+        fit,
+        load,
+        gram,
+        samples: None,
+    })
+}
+
+/// The arrays of the result, as float32 .npy files.
+fn write_arrays<T: Real>(out: &mut Outputs, fit: &Fit<T>) -> Result<(), Failure> {
+    let (k, m) = fit.components.shape();
+    out.npy("components.npy", &[k, m], &rows_f32(&fit.components))?;
+    for (name, values) in [
+        ("singular_values.npy", &fit.singular_values),
+        ("explained_variance.npy", &fit.explained_variance),
+        (
+            "explained_variance_ratio.npy",
+            &fit.explained_variance_ratio,
+        ),
+    ] {
+        out.npy(name, &[k], &to_f32(values))?;
+    }
+    out.npy("mean.npy", &[m], &to_f32(&fit.mean))
+}
+
+/// convergence.svg and scree.svg.
+fn write_plots<T: Real>(out: &mut Outputs, fit: &Fit<T>, args: &FitArgs) -> Result<(), Failure> {
+    let input_name = args
+        .input
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let title = format!(
+        "{} on {}: {} ({} iterations)",
+        fit.solver.name(),
+        input_name,
+        fit.backend.name(),
+        fit.iterations
+    );
+    let svg = convergence_svg(&fit.history, fit.tol, &title).map_err(Failure)?;
+    out.bytes("convergence.svg", svg.as_bytes())?;
+    let svg = scree_svg(
+        &to_f64(&fit.explained_variance_ratio),
+        &format!(
+            "{input_name}: explained variance ratio, k = {}",
+            fit.components.nrows()
+        ),
+    )
+    .map_err(Failure)?;
+    out.bytes("scree.svg", svg.as_bytes())
+}
+
+/// The summary's description of the data.
+fn data_json(args: &FitArgs, reader: &Reader, checked: &CheckedParams) -> DataJson {
+    DataJson {
+        input: args.input.display().to_string(),
+        format: reader.format().name(),
+        dtype: reader.dtype().to_string(),
+        n_samples: checked.n_samples,
+        n_features: checked.n_features,
+        k: checked.k,
+        layout: if args.features_in_rows {
+            "features-in-rows"
+        } else {
+            "samples-in-rows"
+        },
+        center: !args.no_center,
+        precision: reader.precision().name(),
+    }
+}
+
+/// The summary's description of the run: what was asked, what ran, how it ended.
+fn run_json<T: Real>(args: &FitArgs, checked: &CheckedParams, fit: &Fit<T>) -> RunJson {
+    RunJson {
+        solver: fit.solver.name().to_string(),
+        solver_requested: args.solver.name().to_string(),
+        backend: fit.backend.name().to_string(),
+        backend_requested: args.backend.name().to_string(),
+        phases: PhasesJson::of(fit.backend),
+        adapter: fit.adapter.as_ref().map(AdapterJson::of),
+        lambda: fit.lambda,
+        alpha: fit.alpha,
+        tol: fit.tol,
+        max_iter: checked.max_iter,
+        seed: args.seed,
+        iterations: fit.iterations,
+        passes: fit.passes,
+        converged: fit.converged,
+        stalled: fit.stalled,
+        final_stopping_quantity: fit.history.last().copied().filter(|q| q.is_finite()),
+    }
+}
+
 /// Scores (n x k): from the matrix in memory, or by a second streamed pass over the file.
 fn write_scores<T: Real>(
     out: &mut Outputs,
     fit: &Fit<T>,
-    samples: Option<DMatrix<T>>,
+    samples: Option<&DMatrix<T>>,
     args: &FitArgs,
-    n: usize,
-    m: usize,
 ) -> Result<(), Failure> {
     let projection = fit.projection();
-    let k = fit.components.nrows();
-    let mut writer = NpyWriter::create(out.path("scores.npy"), &[n, k])?;
+    let (k, m) = fit.components.shape();
+    let mut writer = NpyWriter::create(out.path("scores.npy"), &[fit.n_samples, k])?;
     let name = args.input.display();
     match samples {
         Some(x) => {
-            let scores = projection.transform(&x).context(&name)?;
+            let scores = projection.transform(x).context(&name)?;
             writer.write(&rows_f32(&scores))?;
         }
         None => {
@@ -439,46 +483,16 @@ fn secs(ms: f64) -> String {
     }
 }
 
-/// The human-readable report (without --json).
+/// The human-readable report (without --json): what was fitted, how the run ended, the spectrum, the
+/// times.
 fn report(s: &Summary, args: &FitArgs) -> String {
+    let d = &s.data;
     let mut r = format!(
         "{} ({}, {}): {} samples x {} features, k = {}\n",
-        s.input, s.format, s.dtype, s.n_samples, s.n_features, s.k
+        d.input, d.format, d.dtype, d.n_samples, d.n_features, d.k
     );
-    let on = match &s.adapter {
-        Some(a) => format!(
-            "{} ({}, {}, {})",
-            s.backend, a.name, a.backend, a.device_type
-        ),
-        None => s.backend.clone(),
-    };
-    let state = if s.converged {
-        "converged"
-    } else if s.stalled {
-        "stalled at the precision floor"
-    } else {
-        "NOT converged"
-    };
-    r += &format!(
-        "solver {} on {on}: {} iterations ({} passes over C), {state} (tol {:.1e}); lambda {:.4e}\n",
-        s.solver, s.iterations, s.passes, s.tol, s.lambda
-    );
-    r += &format!(
-        "{:>9} {:>16} {:>20} {:>10} {:>11}\n",
-        "component", "singular value", "explained variance", "ratio", "cumulative"
-    );
-    let mut cum = 0.0;
-    for i in 0..s.k {
-        cum += s.explained_variance_ratio[i];
-        r += &format!(
-            "{:>9} {:>16.6e} {:>20.6e} {:>10.4} {:>11.4}\n",
-            i + 1,
-            s.singular_values[i],
-            s.explained_variance[i],
-            s.explained_variance_ratio[i],
-            cum
-        );
-    }
+    r += &run_line(&s.run);
+    r += &spectrum_table(&s.spectrum);
     let t = &s.timings_ms;
     r += &format!(
         "time: load {}, gram {}, iterate {}, finish {}, write {}, total {}\n",
@@ -490,5 +504,50 @@ fn report(s: &Summary, args: &FitArgs) -> String {
         secs(t.total)
     );
     r += &format!("wrote {} to {}\n", s.files.join(", "), args.out.display());
+    r
+}
+
+/// "solver ... on ...: N iterations (P passes over C), converged (tol ...); lambda ...".
+fn run_line(run: &RunJson) -> String {
+    let on = match &run.adapter {
+        Some(a) => format!(
+            "{} ({}, {}, {})",
+            run.backend, a.name, a.backend, a.device_type
+        ),
+        None => run.backend.clone(),
+    };
+    let state = if run.converged {
+        "converged"
+    } else if run.stalled {
+        "stalled at the precision floor"
+    } else {
+        "NOT converged"
+    };
+    format!(
+        "solver {} on {on}: {} iterations ({} passes over C), {state} (tol {:.1e}); lambda {:.4e}\n",
+        run.solver, run.iterations, run.passes, run.tol, run.lambda
+    )
+}
+
+/// One line per component: singular value, explained variance, its ratio and the cumulative ratio.
+fn spectrum_table(sp: &SpectrumJson) -> String {
+    let mut r = format!(
+        "{:>9} {:>16} {:>20} {:>10} {:>11}\n",
+        "component", "singular value", "explained variance", "ratio", "cumulative"
+    );
+    let mut cum = 0.0;
+    for (i, ((sv, ev), ratio)) in sp
+        .singular_values
+        .iter()
+        .zip(&sp.explained_variance)
+        .zip(&sp.explained_variance_ratio)
+        .enumerate()
+    {
+        cum += ratio;
+        r += &format!(
+            "{:>9} {sv:>16.6e} {ev:>20.6e} {ratio:>10.4} {cum:>11.4}\n",
+            i + 1
+        );
+    }
     r
 }

@@ -9,8 +9,8 @@ mod plot;
 mod progress;
 mod transform;
 
-use clap::{Args, Parser, Subcommand};
-use laepca::{Backend, Solver};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use laepca::{Backend, LaePca, Solver};
 use std::fmt::Display;
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,10 +23,12 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "laepca", version, propagate_version = true)]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Fit the top-k principal components of a data file; write them (.npy) and summary.json to DIR
@@ -39,48 +41,7 @@ pub enum Command {
     Demo,
 }
 
-/// Which solver `--solver` asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SolverChoice {
-    /// The best solver the library has.
-    Auto,
-    Given(Solver),
-}
-
-impl SolverChoice {
-    /// The solver to hand to the library.
-    pub fn resolve(self) -> Solver {
-        match self {
-            // The library's own choice once it has one ("auto"), else its default.
-            SolverChoice::Auto => "auto".parse::<Solver>().unwrap_or_default(),
-            SolverChoice::Given(s) => s,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            SolverChoice::Auto => "auto",
-            SolverChoice::Given(s) => s.name(),
-        }
-    }
-}
-
-fn parse_solver(s: &str) -> Result<SolverChoice, String> {
-    match s {
-        "auto" => Ok(SolverChoice::Auto),
-        "exact" => Ok(SolverChoice::Given(Solver::ExactTied)),
-        _ => s.parse::<Solver>().map(SolverChoice::Given).map_err(|_| {
-            format!(
-                "unknown solver '{s}' (expected auto, momentum, untied, sync, tied, exact (= exact-tied), \
-                 exact-untied, exact-sync or exact-tied)"
-            )
-        }),
-    }
-}
-
-fn parse_backend(s: &str) -> Result<Backend, String> {
-    s.parse::<Backend>()
-}
-
+/// The arguments of `laepca fit`.
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct FitArgs {
@@ -100,26 +61,26 @@ pub struct FitArgs {
     pub out: PathBuf,
     /// The iteration: auto, momentum, untied, sync, tied, exact (= exact-tied), exact-untied, exact-sync,
     /// exact-tied
-    #[arg(long, value_name = "SOLVER", default_value = "auto", value_parser = parse_solver)]
-    pub solver: SolverChoice,
+    #[arg(long, value_name = "SOLVER", default_value = "auto")]
+    pub solver: Solver,
     /// The L2 weight λ (on the scale of C = XᵀX; default: half the k-th Ritz value θ_k ≤ σ_k²)
     #[arg(long, value_name = "L", allow_hyphen_values = true)]
     pub lambda: Option<f64>,
     /// The step size α of the gradient solvers (default 0.1/‖C‖₂)
     #[arg(long, value_name = "A", allow_hyphen_values = true)]
     pub alpha: Option<f64>,
-    /// The stopping threshold (default 1e-8 in f64, 1e-6 in f32 and on the GPU)
+    /// The stopping threshold (its help, with the library's defaults, is set by [`command`])
     #[arg(long, value_name = "EPS", allow_hyphen_values = true)]
     pub tol: Option<f64>,
-    /// The most iterations (default 100000)
-    #[arg(long, value_name = "N")]
-    pub max_iter: Option<usize>,
+    /// The most iterations
+    #[arg(long, value_name = "N", default_value_t = laepca::DEFAULT_MAX_ITER)]
+    pub max_iter: usize,
     /// The seed of the initial weights
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     /// Where to compute: auto (a hardware GPU if wgpu finds one, a software one only when named by
     /// --adapter or WGPU_ADAPTER_NAME, else the CPU; the library decides), gpu or cpu
-    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
+    #[arg(long, value_name = "BACKEND", default_value = "auto")]
     pub backend: Backend,
     /// The GPU adapter to use: the first whose name contains this text (see `laepca devices`)
     #[arg(long, value_name = "NAME")]
@@ -141,6 +102,7 @@ pub struct FitArgs {
     pub json: bool,
 }
 
+/// The arguments of `laepca transform`.
 #[derive(Args, Debug)]
 pub struct TransformArgs {
     /// The directory `laepca fit` wrote (components.npy and mean.npy are read)
@@ -204,6 +166,29 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// `--tol`'s help: the library's default tolerances.
+fn tol_help() -> String {
+    let defaults = |solver| {
+        format!(
+            "{:e} in f64, {:e} in f32 and on the GPU",
+            LaePca::default_tol::<f64>(solver),
+            LaePca::default_tol::<f32>(solver)
+        )
+    };
+    format!(
+        "The stopping threshold (default: auto {}; momentum {}; the others {})",
+        defaults(Solver::Auto),
+        defaults(Solver::Momentum),
+        defaults(Solver::ExactTied)
+    )
+}
+
+/// The command line's description: the derived one, with the help texts that quote library values.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("fit", |fit| fit.mut_arg("tol", |tol| tol.help(tol_help())))
+}
+
+/// The binary's entry point: parses the arguments, runs the subcommand, reports a failure in one line.
 pub fn main() -> ExitCode {
     // First, before any thread exists: SIGINT, SIGTERM and SIGHUP then remove the temporary outputs.
     cleanup::install();
@@ -221,7 +206,7 @@ pub fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("laepca: internal error (a bug, please report it): {info}");
     }));
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     let result = match &cli.command {
         Command::Fit(args) => fit::run(args),
         Command::Transform(args) => transform::run(args),
@@ -230,6 +215,13 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(_) if cleanup::signalled() => {
+            // The failure is the signal's removal of the outputs under this thread: the signal
+            // thread ends the process by that signal; an error exit here would race it.
+            loop {
+                std::thread::park();
+            }
+        }
         Err(failure) => {
             eprintln!("laepca: error: {}", printable(&failure.0));
             ExitCode::FAILURE

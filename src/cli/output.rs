@@ -5,6 +5,7 @@ use super::{Context, Failure};
 use laepca::io::StagedFile;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Whether two paths name the same existing file (through links and `..`).
 pub fn same_file(a: &Path, b: &Path) -> bool {
@@ -291,24 +292,29 @@ mod tests {
         out.commit_with(fs)
     }
 
-    fn content(dest: &Path) -> Vec<(String, String)> {
-        let mut v: Vec<_> = std::fs::read_dir(dest)
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
-            .flatten()
-            .map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                (n, std::fs::read_to_string(e.path()).unwrap())
-            })
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         v.sort();
         v
     }
 
+    /// (name, text) of each file in `dest`, sorted.
+    fn content(dest: &Path) -> Vec<(String, String)> {
+        let with_text = |n: String| {
+            let text = std::fs::read_to_string(dest.join(&n)).unwrap();
+            (n, text)
+        };
+        names(dest).into_iter().map(with_text).collect()
+    }
+
+    /// The hidden entries (staging directories, temporary files) in `parent`.
     fn litter(parent: &Path) -> Vec<String> {
-        std::fs::read_dir(parent)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+        names(parent)
+            .into_iter()
             .filter(|n| n.starts_with('.'))
             .collect()
     }
@@ -372,22 +378,41 @@ mod tests {
 /// The adapter a fit ran on.
 #[derive(Serialize, Debug)]
 pub struct AdapterJson {
+    /// The adapter's name.
     pub name: String,
+    /// The graphics API ("vulkan", "metal", "dx12", "gl").
     pub backend: String,
+    /// "discrete", "integrated", "cpu", "virtual" or "other".
     pub device_type: String,
+}
+
+impl AdapterJson {
+    /// The fields of `info` that the summary reports.
+    pub fn of(info: &laepca::DeviceInfo) -> Self {
+        AdapterJson {
+            name: info.name.clone(),
+            backend: info.backend.clone(),
+            device_type: info.device_type.clone(),
+        }
+    }
 }
 
 /// Where each phase of the fit ran ("gpu" or "cpu"): the library decides the backend once and runs
 /// the Gram accumulation and the loop on that one device; λ's setup and the finish run on the CPU.
 #[derive(Serialize, Debug)]
 pub struct PhasesJson {
+    /// Accumulating C.
     pub gram: &'static str,
+    /// Choosing λ and α.
     pub setup: &'static str,
+    /// The solver loop.
     pub iterate: &'static str,
+    /// The small SVD and the variances.
     pub finish: &'static str,
 }
 
 impl PhasesJson {
+    /// The phases of a fit that ran on `backend`.
     pub fn of(backend: laepca::Backend) -> Self {
         PhasesJson {
             gram: backend.name(),
@@ -407,8 +432,9 @@ pub struct TimingsMs {
     pub gram: f64,
     /// Choosing λ and α.
     pub setup: f64,
-    /// Moving C to the device and reading the weights back (zero on the CPU).
+    /// Moving C to the device (zero on the CPU).
     pub upload: f64,
+    /// Reading the weights back (zero on the CPU).
     pub readback: f64,
     /// The solver loop.
     pub iterate: f64,
@@ -420,47 +446,122 @@ pub struct TimingsMs {
     pub total: f64,
 }
 
-/// summary.json.
+impl TimingsMs {
+    /// The library's phase times of a fit, with the command's own: `load` and `gram` (measured
+    /// around the library when it streams the file), `write` and `total`.
+    pub fn of(
+        fit: &laepca::Timings,
+        load: Duration,
+        gram: Duration,
+        write: Duration,
+        total: Duration,
+    ) -> Self {
+        TimingsMs {
+            load: ms(load),
+            gram: ms(gram),
+            setup: ms(fit.setup),
+            upload: ms(fit.upload),
+            readback: ms(fit.readback),
+            iterate: ms(fit.iterate),
+            finish: ms(fit.finish),
+            write: ms(write),
+            total: ms(total),
+        }
+    }
+}
+
+/// summary.json: one flat object, its keys in the order of these fields and sections.
 #[derive(Serialize, Debug)]
 pub struct Summary {
+    /// The version of laepca that wrote it.
     pub laepca_version: &'static str,
-    pub input: String,
-    pub format: &'static str,
-    pub dtype: String,
-    pub n_samples: usize,
-    pub n_features: usize,
-    pub k: usize,
-    pub layout: &'static str,
-    pub center: bool,
-    /// The float type of the fit on the CPU (the GPU computes in f32).
-    pub precision: &'static str,
-    pub solver: String,
-    pub solver_requested: String,
-    /// The backend that ran every device phase ("gpu" or "cpu"; see `phases`) and the one asked for.
-    pub backend: String,
-    pub backend_requested: String,
-    pub phases: PhasesJson,
-    pub adapter: Option<AdapterJson>,
-    pub lambda: f64,
-    /// Null for the exact solvers (no step size).
-    pub alpha: Option<f64>,
-    pub tol: f64,
-    pub max_iter: usize,
-    pub seed: u64,
-    pub iterations: usize,
-    /// Products of C with a block of k columns (setup included).
-    pub passes: usize,
-    pub converged: bool,
-    pub stalled: bool,
-    pub final_stopping_quantity: Option<f64>,
-    pub singular_values: Vec<f64>,
-    pub explained_variance: Vec<f64>,
-    pub explained_variance_ratio: Vec<f64>,
+    /// What was fitted.
+    #[serde(flatten)]
+    pub data: DataJson,
+    /// How the fit ran.
+    #[serde(flatten)]
+    pub run: RunJson,
+    /// The spectrum it found.
+    #[serde(flatten)]
+    pub spectrum: SpectrumJson,
+    /// The phases' times.
     pub timings_ms: TimingsMs,
+    /// The files written, summary.json last.
     pub files: Vec<String>,
 }
 
+/// The summary's description of the data.
+#[derive(Serialize, Debug)]
+pub struct DataJson {
+    /// The input file as given.
+    pub input: String,
+    /// Its format ("npy", "csv", ...).
+    pub format: &'static str,
+    /// Its element type as stored.
+    pub dtype: String,
+    /// Samples.
+    pub n_samples: usize,
+    /// Features.
+    pub n_features: usize,
+    /// Components fitted.
+    pub k: usize,
+    /// "samples-in-rows" or "features-in-rows".
+    pub layout: &'static str,
+    /// Whether the means were removed.
+    pub center: bool,
+    /// The float type of the fit on the CPU (the GPU computes in f32).
+    pub precision: &'static str,
+}
+
+/// The summary's description of the run: what was asked, what ran, how it ended.
+#[derive(Serialize, Debug)]
+pub struct RunJson {
+    /// The solver that ran.
+    pub solver: String,
+    /// The solver asked for (`exact` is reported as `exact-tied`).
+    pub solver_requested: String,
+    /// The backend that ran every device phase ("gpu" or "cpu"; see `phases`).
+    pub backend: String,
+    /// The backend asked for.
+    pub backend_requested: String,
+    /// Where each phase ran.
+    pub phases: PhasesJson,
+    /// The GPU adapter (null on the CPU).
+    pub adapter: Option<AdapterJson>,
+    /// The λ used.
+    pub lambda: f64,
+    /// The step size; null for the solvers without a gradient step.
+    pub alpha: Option<f64>,
+    /// The tolerance used.
+    pub tol: f64,
+    /// The most iterations allowed.
+    pub max_iter: usize,
+    /// The seed of the initial weights.
+    pub seed: u64,
+    /// Iterations run.
+    pub iterations: usize,
+    /// Products of C with a block of k columns (setup included).
+    pub passes: usize,
+    /// Whether the stopping quantity fell below `tol`.
+    pub converged: bool,
+    /// Whether the loop stopped at the rounding floor of its precision.
+    pub stalled: bool,
+    /// The last stopping quantity (null if none was finite).
+    pub final_stopping_quantity: Option<f64>,
+}
+
+/// The summary's spectrum: the arrays of the .npy files, in f64.
+#[derive(Serialize, Debug)]
+pub struct SpectrumJson {
+    /// σ_i of the centred data.
+    pub singular_values: Vec<f64>,
+    /// σ_i² / (n − 1).
+    pub explained_variance: Vec<f64>,
+    /// σ_i² / trace(C).
+    pub explained_variance_ratio: Vec<f64>,
+}
+
 /// Milliseconds with microsecond resolution.
-pub fn ms(d: std::time::Duration) -> f64 {
+fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }

@@ -135,13 +135,17 @@ impl std::fmt::Display for Solver {
     }
 }
 
+/// A solver by its [`name`](Solver::name), or `exact` for [`Solver::ExactTied`].
 impl std::str::FromStr for Solver {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "exact" {
+            return Ok(Solver::ExactTied);
+        }
         Solver::ALL
             .into_iter()
             .find(|v| v.name() == s)
-            .ok_or_else(|| format!("unknown solver '{s}' (expected one of auto, momentum, untied, sync, tied, exact-untied, exact-sync, exact-tied)"))
+            .ok_or_else(|| format!("unknown solver '{s}' (expected one of auto, momentum, untied, sync, tied, exact (= exact-tied), exact-untied, exact-sync, exact-tied)"))
     }
 }
 

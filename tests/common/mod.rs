@@ -62,6 +62,24 @@ pub fn vector_angle(a: &[f64], b: &[f64]) -> f64 {
     2.0 * (0.5 * d).min(1.0).asin()
 }
 
+/// scikit-learn's sign convention: the entry of largest magnitude of each component (row) is positive.
+pub fn assert_sign_convention<T: laepca::Real>(components: &DMatrix<T>) {
+    for (i, row) in components.row_iter().enumerate() {
+        let big =
+            row.iter().map(|v| v.as_f64()).fold(
+                0.0f64,
+                |a, v| {
+                    if v.abs() > a.abs() {
+                        v
+                    } else {
+                        a
+                    }
+                },
+            );
+        assert!(big > 0.0, "component {i} has a negative largest entry");
+    }
+}
+
 /// Components (k x m, any float) as an m x k f64 matrix of columns.
 pub fn columns<T: laepca::Real>(components: &DMatrix<T>) -> DMatrix<f64> {
     components.transpose().map(|v| v.as_f64())
