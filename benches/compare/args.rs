@@ -27,6 +27,9 @@ OPTIONS:
   --no-gpu              no GPU rows
   --no-eigen            no faer / nalgebra rows
   --no-plots            no error curves and no SVG plots
+  --per-pass            the error after each pass over C for every CPU solver row (fits capped at 1, 2, …
+                        iterations, up to 64 of them) on every problem [quick: problems with m <= 64]
+  --no-per-pass         no per-pass errors for the solver rows (the LOBPCG row always has them)
   --peak-gflops G       the GPU's FP32 peak (GFLOP/s), for the Gram %peak column [known cards]
   --bandwidth-gbs B     the GPU's memory bandwidth (GB/s), for the loop %BW column [known cards]
   --cpu-bandwidth-gbs B the host's memory bandwidth (GB/s), for the CPU rows' %BW column
@@ -48,6 +51,8 @@ pub struct Args {
     pub gpu: bool,
     pub eigen: bool,
     pub plots: bool,
+    /// Some(true): per-pass errors everywhere; Some(false): nowhere; None: the mode's default.
+    pub per_pass: Option<bool>,
     pub peak_gflops: Option<f64>,
     pub bandwidth_gbs: Option<f64>,
     pub cpu_bandwidth_gbs: Option<f64>,
@@ -83,6 +88,7 @@ pub fn parse_args() -> Result<Args, String> {
         gpu: true,
         eigen: true,
         plots: true,
+        per_pass: None,
         peak_gflops: None,
         bandwidth_gbs: None,
         cpu_bandwidth_gbs: None,
@@ -128,6 +134,8 @@ pub fn parse_args() -> Result<Args, String> {
             "--no-gpu" => a.gpu = false,
             "--no-eigen" => a.eigen = false,
             "--no-plots" => a.plots = false,
+            "--per-pass" => a.per_pass = Some(true),
+            "--no-per-pass" => a.per_pass = Some(false),
             "--peak-gflops" => a.peak_gflops = Some(num(&arg, value(&arg)?)?),
             "--bandwidth-gbs" => a.bandwidth_gbs = Some(num(&arg, value(&arg)?)?),
             "--cpu-bandwidth-gbs" => a.cpu_bandwidth_gbs = Some(num(&arg, value(&arg)?)?),
@@ -162,6 +170,12 @@ pub struct Plan {
     pub fashion_rows: Option<usize>,
     pub fashion_max_iter: usize,
     pub fashion_curves: bool,
+    /// The per-pass errors of the solver rows on problems with m up to this.
+    pub per_pass_max_m: usize,
+    /// At most this many capped fits per row for the per-pass errors.
+    pub per_pass_max_fits: usize,
+    /// The reference LOBPCG's passes.
+    pub lobpcg_passes: usize,
     pub prescribed_max_iter: usize,
     pub gpu_max_m: usize,
     pub gpu_max_k: usize,
@@ -205,6 +219,14 @@ pub fn make_plan(args: &Args, adapter: &Option<AdapterJson>, solvers: &[Solver])
         fashion_rows: if q { Some(1000) } else { None },
         fashion_max_iter: if q { 100 } else { 100_000 },
         fashion_curves: !q,
+        per_pass_max_m: match args.per_pass {
+            Some(true) => usize::MAX,
+            Some(false) => 0,
+            None if q => 64,
+            None => 0,
+        },
+        per_pass_max_fits: 64,
+        lobpcg_passes: if q { 40 } else { 60 },
         prescribed_max_iter: if q { 2_000 } else { 20_000 },
         // lavapipe & co. emulate a GPU on the CPU (a dispatch costs about a millisecond): small sizes
         // and capped iterations, for correctness only.

@@ -23,6 +23,7 @@ mod common;
 mod adapter;
 mod args;
 mod measure;
+mod passes;
 mod plot;
 mod problems;
 mod report;

@@ -1,11 +1,13 @@
 //! What a run measures: a fit's outcome, its accuracy against the reference, its phases' times.
 
 use crate::common;
-use crate::problems::Reference;
+use crate::problems::{Data, Reference};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatRef, Par};
 use laepca::{Fit, Real, Solver, Timings};
 use nalgebra::DMatrix;
 use serde::Serialize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the benchmark keeps of a fit, whatever its precision.
 pub struct Outcome {
@@ -20,6 +22,9 @@ pub struct Outcome {
     pub solver: Solver,
     pub lambda: f64,
     pub alpha: f64,
+    pub passes: usize,
+    /// The stopping quantity at each check.
+    pub history: Vec<f64>,
     pub submissions: usize,
     pub readbacks: usize,
 }
@@ -41,6 +46,8 @@ impl Outcome {
             solver: f.solver,
             lambda: f.lambda,
             alpha: f.alpha,
+            passes: f.passes,
+            history: f.history.clone(),
             submissions: f.loop_stats.total.submissions,
             readbacks: f.loop_stats.total.host_waits,
         }
@@ -59,6 +66,12 @@ pub struct Accuracy {
     pub direction_err: f64,
 }
 
+/// The largest principal angle between span(`directions`) (m x k, any basis) and span(`reference`)
+/// (orthonormal columns).
+pub fn angle(directions: &DMatrix<f64>, reference: &DMatrix<f64>) -> f64 {
+    common::largest_principal_angle(reference, &common::orthonormal(directions))
+}
+
 pub fn accuracy(directions: &DMatrix<f64>, sigma: &[f64], evr: &[f64], r: &Reference) -> Accuracy {
     let rel = |a: &[f64], b: &[f64]| {
         a.iter()
@@ -67,7 +80,7 @@ pub fn accuracy(directions: &DMatrix<f64>, sigma: &[f64], evr: &[f64], r: &Refer
             .fold(0.0, f64::max)
     };
     Accuracy {
-        angle: common::largest_principal_angle(&r.directions, &common::orthonormal(directions)),
+        angle: angle(directions, &r.directions),
         sv_rel_err: rel(sigma, &r.sigma),
         evr_rel_err: rel(evr, &r.evr),
         direction_err: direction_error(directions, &r.directions),
@@ -170,4 +183,43 @@ pub fn c_products_per_iter(solver: Solver, m: usize, k: usize) -> Option<f64> {
         Solver::ExactUntied | Solver::ExactSync => Some(3.0 + (m * k).min(16) as f64),
         _ => None,
     }
+}
+
+/// [`measure`] for a Gram-like computation that cannot fail: its last result and median seconds.
+pub fn measure_gram<R>(runs: usize, slow_s: f64, mut f: impl FnMut() -> R) -> (R, f64) {
+    let (r, ph, _) = measure(runs, slow_s, || {
+        let t = Instant::now();
+        let r = f();
+        let secs = t.elapsed().as_secs_f64();
+        Ok((
+            r,
+            Phases {
+                gram: secs,
+                total: secs,
+                ..Phases::default()
+            },
+        ))
+    })
+    .expect("the computation cannot fail");
+    (r, ph.total)
+}
+
+/// faer's full f32 product XᵀX (2·n·m² flops) on the problem's n x m data, in GFLOP/s, the median of the
+/// runs: the rate this machine's CPU reaches on the Gram's shape, the reference for the Gram phase's rate.
+pub fn sgemm_gflops(data: &Data, n: usize, m: usize, runs: usize, slow_s: f64) -> f64 {
+    let x = data.to_f32();
+    // Row-major n x m is column-major m x n: Xᵀ.
+    let xt = MatRef::from_column_major_slice(&x, m, n);
+    let mut out = faer::Mat::<f32>::zeros(m, m);
+    let (_, secs) = measure_gram(runs, slow_s, || {
+        matmul(
+            out.as_mut(),
+            Accum::Replace,
+            xt,
+            xt.transpose(),
+            1.0f32,
+            Par::rayon(0),
+        );
+    });
+    2.0 * n as f64 * (m * m) as f64 / secs / 1e9
 }

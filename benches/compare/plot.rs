@@ -99,27 +99,11 @@ pub fn plot_curves(path: &Path, title: &str, curves: &[&Curve]) -> PlotResult<()
             })
             .draw()?;
         for (i, c) in curves.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
             let pts: Vec<(f64, f64)> = c.points.iter().map(|p| (xs(p), err(p))).collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-                .label(c.solver.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart.draw_series(PointSeries::of_element(
-                pts,
-                3,
-                color.filled(),
-                &|c, s, st| EmptyElement::at(c) + Circle::new((0, 0), s, st),
-            ))?;
+            let color = Palette99::pick(i).to_rgba();
+            draw_line(&mut chart, pts, c.solver.clone(), color, 2, false)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
     }
     root.present()?;
     Ok(())
@@ -191,43 +175,69 @@ pub fn plot_time_vs_m(path: &Path, problems: &[ProblemJson], plan: &Plan) -> Plo
                 continue;
             }
             // A colour per solver (the same on the CPU and the GPU); GPU rows thick with triangles,
-            // the eigensolvers black and grey.
+            // the eigensolvers black and grey, the reference LOBPCG dark red.
             let solver = name.split_once(' ').map_or("", |s| s.1);
             let gpu = name.starts_with("gpu ");
             let color = match name.as_str() {
                 "faer eigh" => BLACK.to_rgba(),
                 "nalgebra eigh" => RGBColor(130, 130, 130).to_rgba(),
+                "lobpcg f64" => RGBColor(160, 40, 40).to_rgba(),
                 _ => Palette99::pick(plan.solvers.iter().position(|s| s == solver).unwrap_or(0))
                     .to_rgba(),
             };
-            let style = color.stroke_width(if gpu || name.ends_with("eigh") { 3 } else { 1 });
-            chart
-                .draw_series(LineSeries::new(pts.clone(), style))?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-            if gpu {
-                chart.draw_series(PointSeries::of_element(
-                    pts,
-                    5,
-                    color.filled(),
-                    &|c, s, st| EmptyElement::at(c) + TriangleMarker::new((0, 0), s, st),
-                ))?;
-            } else {
-                chart.draw_series(PointSeries::of_element(
-                    pts,
-                    3,
-                    color.filled(),
-                    &|c, s, st| EmptyElement::at(c) + Circle::new((0, 0), s, st),
-                ))?;
-            }
+            let width = if name.starts_with("cpu ") { 1 } else { 3 };
+            draw_line(&mut chart, pts, name.clone(), color, width, gpu)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     }
     root.present()?;
     Ok(true)
+}
+
+type LogChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+
+/// A labelled line through `pts` with a marker at each point: circles, or triangles (the GPU rows).
+fn draw_line(
+    chart: &mut LogChart,
+    pts: Vec<(f64, f64)>,
+    label: String,
+    color: RGBAColor,
+    width: u32,
+    triangles: bool,
+) -> PlotResult<()> {
+    let style = color.stroke_width(width);
+    chart
+        .draw_series(LineSeries::new(pts.clone(), style))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    if triangles {
+        chart.draw_series(PointSeries::of_element(
+            pts,
+            5,
+            color.filled(),
+            &|c, s, st| EmptyElement::at(c) + TriangleMarker::new((0, 0), s, st),
+        ))?;
+    } else {
+        chart.draw_series(PointSeries::of_element(
+            pts,
+            3,
+            color.filled(),
+            &|c, s, st| EmptyElement::at(c) + Circle::new((0, 0), s, st),
+        ))?;
+    }
+    Ok(())
+}
+
+/// The legend box of the labelled lines.
+fn draw_legend<'a, 'b: 'a>(
+    chart: &mut LogChart<'a, 'b>,
+    position: SeriesLabelPosition,
+) -> PlotResult<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position)
+        .draw()?;
+    Ok(())
 }

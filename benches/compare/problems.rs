@@ -42,6 +42,13 @@ impl Data {
             Data::F64(_) => b.fit_gram::<f64>(stats).map(|f| Outcome::of(&f)),
         }
     }
+    /// The data as f32 (a copy).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Data::F32(d) => d.clone(),
+            Data::F64(d) => d.iter().map(|&v| v as f32).collect(),
+        }
+    }
     pub fn bytes_per_value(&self) -> f64 {
         match self {
             Data::F32(_) => 4.0,

@@ -3,6 +3,7 @@
 use crate::adapter::AdapterJson;
 use crate::args::Plan;
 use crate::measure::{Accuracy, Phases};
+use crate::passes::PassPoint;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -19,6 +20,8 @@ pub struct Row {
     pub runs: usize,
     pub times_s: Phases,
     pub iterations: Option<usize>,
+    /// Passes over C (products of C with a block of k columns) of the run.
+    pub passes: Option<usize>,
     pub max_iter: Option<usize>,
     pub converged: Option<bool>,
     pub stalled: Option<bool>,
@@ -28,6 +31,8 @@ pub struct Row {
     pub readbacks: Option<usize>,
     pub gram_gflops: Option<f64>,
     pub gram_peak_pct: Option<f64>,
+    /// CPU rows: the Gram rate over faer's f32 gemm XᵀX measured on the same shape in this run (%).
+    pub gram_ref_pct: Option<f64>,
     pub iter_us: Option<f64>,
     /// C's bytes read per iteration (products with C times C's size in the working precision).
     pub bytes_per_iter: Option<f64>,
@@ -36,6 +41,15 @@ pub struct Row {
     /// Time per iteration over the time to read C once at the stated bandwidth.
     pub iter_over_c_read: Option<f64>,
     pub accuracy: Option<Accuracy>,
+    /// The error after each pass (CPU rows with the per-pass option, and the LOBPCG row).
+    pub per_pass: Vec<PassPoint>,
+    /// Whether the per-pass fits were checked to be prefixes of one run (laepca rows).
+    pub per_pass_prefix: Option<bool>,
+    /// laepca rows: the passes the reference LOBPCG needs to reach this row's angle (None: it did not
+    /// run, or did not reach it within its cap).
+    pub lobpcg_passes: Option<usize>,
+    /// The LOBPCG row: the angle after its last pass against nalgebra's eigenvectors of the same C.
+    pub angle_to_dense: Option<f64>,
     /// GPU rows: total and per-iteration loop time over the CPU row of the same solver.
     pub gpu_cpu_total: Option<f64>,
     pub gpu_cpu_iter: Option<f64>,
@@ -62,6 +76,7 @@ impl Row {
             runs: 0,
             times_s: Phases::default(),
             iterations: None,
+            passes: None,
             max_iter: None,
             converged: None,
             stalled: None,
@@ -71,12 +86,17 @@ impl Row {
             readbacks: None,
             gram_gflops: None,
             gram_peak_pct: None,
+            gram_ref_pct: None,
             iter_us: None,
             bytes_per_iter: None,
             achieved_gbs: None,
             bandwidth_pct: None,
             iter_over_c_read: None,
             accuracy: None,
+            per_pass: Vec::new(),
+            per_pass_prefix: None,
+            lobpcg_passes: None,
+            angle_to_dense: None,
             gpu_cpu_total: None,
             gpu_cpu_iter: None,
             singular_values: Vec::new(),
@@ -107,8 +127,10 @@ pub struct ProblemJson {
     pub reference: String,
     pub reference_singular_values: Vec<f64>,
     pub reference_explained_variance_ratio: Vec<f64>,
-    /// m²n, the flops counted for the Gram matrix.
+    /// n·m·(m+1), the flops of the Gram matrix's triangle.
     pub gram_flops: f64,
+    /// faer's f32 gemm XᵀX on this n x m in this run (GFLOP/s, 2·n·m² flops), the CPU Gram's reference.
+    pub sgemm_gflops: f64,
     pub note: String,
     pub rows: Vec<Row>,
 }

@@ -6,10 +6,11 @@ use crate::run::Ctx;
 use laepca::Solver;
 use std::io::Write;
 
-pub const COLUMNS: [(&str, usize); 20] = [
+pub const COLUMNS: [(&str, usize); 22] = [
     ("row", 19),
     ("prec", 4),
     ("iters", 6),
+    ("passes", 6),
     ("stop", 5),
     ("upload", 8),
     ("gram", 8),
@@ -19,11 +20,12 @@ pub const COLUMNS: [(&str, usize); 20] = [
     ("finish", 8),
     ("other", 8),
     ("total", 8),
-    ("Gram GF/s", 9),
+    ("Gram GF/s", 12),
     ("µs/iter", 9),
     ("MB/iter", 8),
     ("GB/s", 7),
     ("angle", 8),
+    ("lobpcg", 6),
     ("sv err", 8),
     ("evr err", 8),
     ("gpu/cpu tot|it", 14),
@@ -89,6 +91,7 @@ pub fn row_cells(r: &Row) -> Vec<String> {
     };
     cells.extend([
         r.iterations.map_or("-".into(), |i| i.to_string()),
+        r.passes.map_or("-".into(), |i| i.to_string()),
         stop.into(),
         fmt_time(t.upload),
         fmt_time(t.gram),
@@ -98,9 +101,11 @@ pub fn row_cells(r: &Row) -> Vec<String> {
         fmt_time(t.finish),
         fmt_time(t.other),
         fmt_time(t.total),
-        fmt_opt(r.gram_gflops, |v| match r.gram_peak_pct {
-            Some(p) => format!("{v:.1} ({p:.0}%)"),
-            None => format!("{v:.2}"),
+        fmt_opt(r.gram_gflops, |v| {
+            match r.gram_peak_pct.or(r.gram_ref_pct) {
+                Some(p) => format!("{v:.1} ({p:.0}%)"),
+                None => format!("{v:.2}"),
+            }
         }),
         fmt_opt(r.iter_us, |v| format!("{v:.1}")),
         fmt_opt(r.bytes_per_iter, |v| format!("{:.2}", v / 1e6)),
@@ -109,6 +114,7 @@ pub fn row_cells(r: &Row) -> Vec<String> {
             None => format!("{v:.1}"),
         }),
         fmt_opt(r.accuracy.map(|a| a.angle), |v| format!("{v:.1e}")),
+        r.lobpcg_passes.map_or("-".into(), |p| p.to_string()),
         fmt_opt(r.accuracy.map(|a| a.sv_rel_err), |v| format!("{v:.1e}")),
         fmt_opt(r.accuracy.map(|a| a.evr_rel_err), |v| format!("{v:.1e}")),
         match (r.gpu_cpu_total, r.gpu_cpu_iter) {
@@ -161,8 +167,15 @@ pub fn expectations(problems: &[ProblemJson], adapter: &Option<AdapterJson>) -> 
                 fmt_time(r.times_s.total),
                 r.accuracy.map_or(f64::NAN, |a| a.evr_rel_err)
             ));
+            if let (Some(g), Some(pct)) = (r.gram_gflops, r.gram_ref_pct) {
+                out.push_str(&format!(
+                    "- {}: CPU Gram {g:.1} GFLOP/s (the triangle's flops) = {pct:.0}% of faer's f32 gemm XᵀX on the same shape, {:.1} GFLOP/s in this run (expected ≥ 70%).\n",
+                    p.name, p.sgemm_gflops
+                ));
+            }
         }
     }
+    out.push_str(&passes_summary(problems));
     if let Some(a) = adapter {
         let biggest = problems
             .iter()
@@ -202,6 +215,30 @@ pub fn expectations(problems: &[ProblemJson], adapter: &Option<AdapterJson>) -> 
         if a.software {
             out.push_str("- The adapter is a software rasteriser (lavapipe/llvmpipe): its GPU rows check correctness, not speed.\n");
         }
+    }
+    out
+}
+
+/// Per problem: the default solver's passes over C and angle (CPU), the passes the reference LOBPCG needs
+/// for that angle (expected: no fewer), and LOBPCG's own passes to its tolerance.
+fn passes_summary(problems: &[ProblemJson]) -> String {
+    let mut out = String::new();
+    let default = Solver::default().name();
+    for p in problems {
+        let ok = |name: &str| p.rows.iter().find(|r| r.name == name && r.status == "ok");
+        let (Some(r), Some(l)) = (ok(&format!("cpu {default}")), ok("lobpcg f64")) else {
+            continue;
+        };
+        let angle = |r: &Row| r.accuracy.map_or(f64::NAN, |a| a.angle);
+        out.push_str(&format!(
+            "- {}: cpu {default} {} passes → angle {:.1e}; the reference LOBPCG needs {} for that angle (expected: no fewer than {default}), and {} to its tolerance (angle {:.1e}).\n",
+            p.name,
+            fmt_opt(r.passes.map(|v| v as f64), |v| format!("{v:.0}")),
+            angle(r),
+            r.lobpcg_passes.map_or("more than its cap".into(), |v| v.to_string()),
+            fmt_opt(l.passes.map(|v| v as f64), |v| format!("{v:.0}")),
+            angle(l),
+        ));
     }
     out
 }
