@@ -1,5 +1,5 @@
-//! The benchmark still works: `cargo bench --bench compare -- --quick` runs (about half a minute on two
-//! cores with lavapipe, plus building the bench) and writes the results it promises.
+//! The benchmark still works: `cargo bench --bench compare -- --quick` runs (about a minute and a half on
+//! two cores with lavapipe, plus building the bench) and writes the results it promises.
 //!
 //! It also checks the rows of issues 12 and 13: the CPU Gram rate against faer's f32 gemm measured on the
 //! same shape, the passes over C of every solver row, the error after each pass on the small problems,

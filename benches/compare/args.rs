@@ -13,7 +13,7 @@ laepca benchmark: laepca GPU/CPU for every solver against faer and nalgebra eige
 USAGE: cargo bench --bench compare -- [OPTIONS]     (or the built binary target/release/deps/compare-*)
 
 OPTIONS:
-  --quick               small sizes (a minute on 2 cores with lavapipe); what CI runs
+  --quick               small sizes (about a minute and a half on 2 cores with lavapipe); what CI runs
   --out DIR             where results.json, results.md and the SVG plots go [target/laepca-bench]
   --markdown FILE       also write the markdown report to FILE
   --fashion FILE        Fashion-MNIST train-images-idx3-ubyte.gz [$LAEPCA_FASHION_MNIST, else

@@ -246,7 +246,7 @@ pub fn passes_to(angles: &[f64], target: f64) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// The benchmark's hard-gap spectrum (benches/compare.rs, `gap_spectrum` with gap 0.98): the top k
+/// The benchmark's hard-gap spectrum (benches/compare/problems.rs, `gap_spectrum` with gap 0.98): the top k
 /// falling linearly from 1000 to 700, `σ_{k+1} = 0.98 σ_k`, then a tail falling 3% per index, rank
 /// min(m, k + 32).
 pub fn hard_gap_spectrum(m: usize, k: usize) -> Vec<f64> {
