@@ -28,7 +28,7 @@ OPTIONS:
   --no-eigen            no faer / nalgebra rows
   --no-plots            no error curves and no SVG plots
   --per-pass            the error after each pass over C for every CPU solver row (fits capped at 1, 2, …
-                        iterations, up to 64 of them) on every problem [quick: problems with m <= 64]
+                        iterations, up to 64 of them; 32 in quick mode) on every problem [quick: m <= 64]
   --no-per-pass         no per-pass errors for the solver rows (the LOBPCG row always has them)
   --peak-gflops G       the GPU's FP32 peak (GFLOP/s), for the Gram %peak column [known cards]
   --bandwidth-gbs B     the GPU's memory bandwidth (GB/s), for the loop %BW column [known cards]
@@ -225,7 +225,7 @@ pub fn make_plan(args: &Args, adapter: &Option<AdapterJson>, solvers: &[Solver])
             None if q => 64,
             None => 0,
         },
-        per_pass_max_fits: 64,
+        per_pass_max_fits: if q { 32 } else { 64 },
         lobpcg_passes: if q { 40 } else { 60 },
         prescribed_max_iter: if q { 2_000 } else { 20_000 },
         // lavapipe & co. emulate a GPU on the CPU (a dispatch costs about a millisecond): small sizes
