@@ -122,7 +122,7 @@ fn main() {
         gpu,
         momentum,
     );
-    // The benchmark's hard-gap spectrum (benches/compare.rs, gap_spectrum) at m = 200, k = 16.
+    // The benchmark's hard-gap spectrum (benches/compare/problems.rs, gap_spectrum) at m = 200, k = 16.
     let (m, k) = (200, 16);
     let sigma = common::hard_gap_spectrum(m, k);
     let p = prescribed_spectrum(4 * m, m, &sigma, 3.0, 7);

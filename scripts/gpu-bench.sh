@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the full benchmark (benches/compare.rs) on a machine with a real GPU and writes
+# Runs the full benchmark (benches/compare/) on a machine with a real GPU and writes
 #   bench/results/<adapter>.md       the report: tables, notices, the expectations, the machine
 #   bench/results/<adapter>/         results.json, the SVG plots and the log
 #

@@ -102,13 +102,9 @@ impl FitParams {
             .backend(backend)
             .max_iter(self.max_iter)
             .seed(self.seed)
-            .center(self.center);
-        if let Some(l) = self.lambda_ {
-            p = p.lambda(l);
-        }
-        if let Some(t) = self.tol {
-            p = p.tol(t);
-        }
+            .center(self.center)
+            .lambda(self.lambda_)
+            .tol(self.tol);
         if let Some(a) = self.adapter {
             p = p.adapter(a);
         }

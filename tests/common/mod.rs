@@ -186,26 +186,15 @@ pub fn digits() -> DMatrix<f64> {
     DMatrix::from_fn(rows.len(), 64, |i, j| rows[i][j])
 }
 
-/// Fashion-MNIST train images (60000 x 784, pixels / 255) when the Debian package is installed.
+/// Fashion-MNIST train images (60000 x 784, pixels / 255) when the Debian package is installed, read
+/// through laepca::io.
 pub fn fashion_mnist() -> Option<DMatrix<f32>> {
-    use std::io::Read;
     let path = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-    let file = std::fs::File::open(path).ok()?;
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    let dim =
-        |i: usize| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize;
-    let (n, m) = (dim(0), dim(1) * dim(2));
-    Some(DMatrix::from_row_slice(
-        n,
-        m,
-        &bytes[16..16 + n * m]
-            .iter()
-            .map(|&b| b as f32 / 255.0)
-            .collect::<Vec<_>>(),
-    ))
+    if !std::path::Path::new(path).exists() {
+        return None;
+    }
+    let x = laepca::io::read_matrix::<f32>(path).expect("the installed Fashion-MNIST reads");
+    Some(x.to_dmatrix().map(|v| v / 255.0))
 }
 
 /// An orthonormal basis of the columns of `a` that carry more than `1e-10` of its largest singular
@@ -275,7 +264,7 @@ pub fn passes_to(angles: &[f64], target: f64) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// The benchmark's hard-gap spectrum (benches/compare.rs, `gap_spectrum` with gap 0.98): the top k
+/// The benchmark's hard-gap spectrum (benches/compare/problems.rs, `gap_spectrum` with gap 0.98): the top k
 /// falling linearly from 1000 to 700, `σ_{k+1} = 0.98 σ_k`, then a tail falling 3% per index, rank
 /// min(m, k + 32).
 pub fn hard_gap_spectrum(m: usize, k: usize) -> Vec<f64> {
