@@ -91,10 +91,10 @@ pub struct LoopStats {
 
 /// The executor of a solver loop. Handles come from the `new_*` functions of the same engine.
 ///
-/// Both engines check the same limits through [`CallCheck`] ([`MAX_COMBINE_TERMS`],
+/// Both engines check the same limits through the same checks (`CallCheck`): [`MAX_COMBINE_TERMS`],
 /// [`MAX_STOP_PAIRS`], [`MAX_SCALARS`], at most `check_every + 1` stopping quantities between two
-/// checks, distinct input and output where a call says so, block indices below [`SEARCH_BLOCKS`]), so
-/// that a solver that runs on one engine runs on the other. A call that breaks one is a bug of the
+/// checks, distinct input and output where a call says so, block indices below [`SEARCH_BLOCKS`]; so
+/// a solver that runs on one engine runs on the other. A call that breaks one is a bug of the
 /// solver, never a property of the data: it panics, naming the rule.
 pub trait Engine {
     /// The number of features m (rows of C).
