@@ -13,7 +13,8 @@
 // eigenvalue's rank (n), then the diagonal scaling D (n). A non-finite input gives a meaningless but
 // finite-time result (the solver's next stopping check reports it).
 
-struct Params {
+// The Rust twin: EigenParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
+struct EigenParams {
     n: u32,
     // orthonormalizer: the relative eigenvalue floor
     drop: f32,
@@ -21,7 +22,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> p: EigenParams;
 @group(0) @binding(1) var<storage, read_write> a: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> work: array<f32>;
@@ -31,7 +32,6 @@ override WG: u32 = 256u;
 // Sweeps before giving up (Jacobi converges quadratically: about 6 to 10 suffice in f32).
 const MAX_SWEEPS: u32 = 30u;
 
-var<workgroup> partial: array<f32, WG>;
 var<workgroup> converged: u32;
 
 fn sync() {
@@ -39,19 +39,7 @@ fn sync() {
     workgroupBarrier();
 }
 
-fn tree_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
-        if (lid < half) {
-            partial[lid] += partial[lid + half];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
+// tree_sum (a fixed-order workgroup sum): shaders/prelude/tree_sum.wgsl.
 
 // The pair i (of np / 2) of round r (of np − 1) of the round-robin tournament on np (even) indices:
 // index np − 1 stays, the others turn. An index ≥ n is padding (n odd): its pair is skipped.

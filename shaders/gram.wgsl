@@ -9,14 +9,15 @@
 // to the running total (c_hi, c_lo) with Knuth's TwoSum, so that the total over many chunks keeps the
 // digits a plain f32 sum would lose: c_hi + c_lo carries about twice f32's precision.
 
-struct Params {
+// The Rust twin: GramParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
+struct GramParams {
     rows: u32,
     mp: u32,
     first: u32,
     _pad0: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> p: GramParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> c_hi: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c_lo: array<f32>;

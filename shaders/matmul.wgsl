@@ -3,7 +3,8 @@
 // small matrices (k x k) are column-major; projected matrices ((SEARCH_BLOCKS·k) square, the default
 // solver's Rayleigh–Ritz problem) are column-major and accessed by k x k blocks.
 
-struct Params {
+// The Rust twin: MatmulParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
+struct MatmulParams {
     mp: u32,
     k: u32,
     // inner_block and mul_block: the first row and column of the block in the projected matrix
@@ -14,7 +15,7 @@ struct Params {
 // The k-wide blocks of a search basis (src/engine.rs: SEARCH_BLOCKS).
 const SEARCH_BLOCKS: u32 = 3u;
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -71,8 +72,8 @@ fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
     }
 }
 
-// inner: out (k x k) = aᵀ b. One workgroup per entry; a fixed-order tree reduction (deterministic).
-var<workgroup> partial: array<f32, WG>;
+// inner: out (k x k) = aᵀ b. One workgroup per entry; a fixed-order tree reduction (deterministic,
+// tree_sum: shaders/prelude/tree_sum.wgsl).
 
 // Column ca of a dotted with column cb of b, by the whole workgroup (the result in every thread).
 fn column_dot(lid: u32, ca: u32, cb: u32) -> f32 {
@@ -80,15 +81,7 @@ fn column_dot(lid: u32, ca: u32, cb: u32) -> f32 {
     for (var r = lid; r < p.mp; r += WG) {
         s += a[ca * p.mp + r] * b[cb * p.mp + r];
     }
-    partial[lid] = s;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
-        if (lid < half) {
-            partial[lid] += partial[lid + half];
-        }
-        workgroupBarrier();
-    }
-    return partial[0];
+    return tree_sum(lid, s);
 }
 
 @compute @workgroup_size(WG)

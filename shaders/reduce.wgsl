@@ -1,7 +1,8 @@
 // Reduce family: Frobenius inner products and the stopping quantity, each in one workgroup with a
 // fixed-order tree reduction, so that the same input gives the same bits.
 
-struct Params {
+// The Rust twin: ReduceParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
+struct ReduceParams {
     len: u32,
     // dot: the scalar to write; stop_quantity: the number of pairs (1 or 2); stop_ratio: unused
     slot: u32,
@@ -9,7 +10,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> a0: array<f32>;
 @group(0) @binding(2) var<storage, read> b0: array<f32>;
 @group(0) @binding(3) var<storage, read> a1: array<f32>;
@@ -20,21 +21,7 @@ struct Params {
 
 override WG: u32 = 256u;
 
-var<workgroup> partial: array<f32, WG>;
-
-fn tree_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
-        if (lid < half) {
-            partial[lid] += partial[lid + half];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
+// tree_sum and its workgroup array `partial`: shaders/prelude/tree_sum.wgsl.
 
 // scalars[slot] = ⟨a0, b0⟩.
 @compute @workgroup_size(WG)

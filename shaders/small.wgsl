@@ -6,14 +6,15 @@
 // matrix, e.g. from a diverging iterate) gives non-finite entries, which the next stopping check reports
 // as a divergence. An indefinite, non-singular matrix would give a finite but meaningless result.
 
-struct Params {
+// The Rust twin: SmallParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
+struct SmallParams {
     k: u32,
     shift: f32,
     _pad0: u32,
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> p: SmallParams;
 @group(0) @binding(1) var<storage, read> s: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 

@@ -5,7 +5,8 @@
 // taken as 0 when the denominator is 0. A term can read `out` itself (source 4), so that updates in
 // place need no second binding of the same buffer.
 
-struct Term {
+// The Rust twin: CombineTerm in src/gpu/contract.rs.
+struct CombineTerm {
     // 0: constant `value`; 1: scalars[num] / scalars[den]; 2: −scalars[num] / scalars[den]
     kind: u32,
     value: f32,
@@ -18,15 +19,16 @@ struct Term {
     _pad2: u32,
 }
 
-struct Params {
+// The Rust twin: UpdateParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
+struct UpdateParams {
     len: u32,
     terms: u32,
     src: u32,
     dst: u32,
-    term: array<Term, 4>,
+    term: array<CombineTerm, 4>,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> p: UpdateParams;
 @group(0) @binding(1) var<storage, read> t0: array<f32>;
 @group(0) @binding(2) var<storage, read> t1: array<f32>;
 @group(0) @binding(3) var<storage, read> t2: array<f32>;
@@ -36,7 +38,7 @@ struct Params {
 
 override WG: u32 = 256u;
 
-fn coefficient(t: Term) -> f32 {
+fn coefficient(t: CombineTerm) -> f32 {
     if (t.kind == 0u) {
         return t.value;
     }

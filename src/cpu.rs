@@ -3,7 +3,8 @@
 
 use crate::cpu_kernels::{parallelism, product, product_tn};
 use crate::engine::{
-    Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+    CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS,
+    SEARCH_BLOCKS,
 };
 use crate::error::Result;
 use crate::real::Real;
@@ -21,10 +22,14 @@ pub(crate) struct CpuEngine<T: Real> {
     passes: usize,
     /// Reused by `combine` (its output may be one of its inputs), so the loop allocates nothing.
     scratch: Vec<T>,
+    /// The engine limits, the same as the GPU engine's.
+    checks: CallCheck,
 }
 
 impl<T: Real> CpuEngine<T> {
-    pub fn new(c: &DMatrix<f64>, k: usize) -> Self {
+    /// An engine over C (m x m, converted to `T`) for k components, checking at most every
+    /// `check_every` iterations.
+    pub fn new(c: &DMatrix<f64>, k: usize, check_every: usize) -> Self {
         CpuEngine {
             c: c.map(T::of_f64),
             k,
@@ -35,6 +40,7 @@ impl<T: Real> CpuEngine<T> {
             pending: Vec::new(),
             passes: 0,
             scratch: Vec::new(),
+            checks: CallCheck::new(check_every),
         }
     }
 
@@ -73,8 +79,9 @@ impl<T: Real> Engine for CpuEngine<T> {
         Small(self.smalls.len() - 1)
     }
     fn new_scalar(&mut self) -> Scalar {
+        let index = self.checks.new_scalar();
         self.scalars.push(T::zero());
-        Scalar(self.scalars.len() - 1)
+        Scalar(index)
     }
 
     fn new_projected(&mut self) -> Projected {
@@ -84,6 +91,7 @@ impl<T: Real> Engine for CpuEngine<T> {
     }
 
     fn upload(&mut self, dst: Tall, values: &[f64]) -> Result<()> {
+        self.checks.upload(values.len(), self.m(), self.k)?;
         let t = &mut self.talls[dst.0];
         for (d, &v) in t.iter_mut().zip(values) {
             *d = T::of_f64(v);
@@ -95,7 +103,7 @@ impl<T: Real> Engine for CpuEngine<T> {
     }
 
     fn c_mul(&mut self, x: Tall, out: Tall) {
-        debug_assert_ne!(x, out);
+        self.checks.distinct(x, out, "c_mul");
         self.passes += 1;
         let (m, k) = (self.m(), self.k);
         let mut o = std::mem::take(&mut self.talls[out.0]);
@@ -121,7 +129,7 @@ impl<T: Real> Engine for CpuEngine<T> {
         );
     }
     fn mul_small(&mut self, a: Tall, s: Small, out: Tall) {
-        debug_assert_ne!(a, out);
+        self.checks.distinct(a, out, "mul_small");
         let (m, k) = (self.m(), self.k);
         let mut o = std::mem::take(&mut self.talls[out.0]);
         let (a, s) = (self.talls[a.0].as_slice(), self.smalls[s.0].as_slice());
@@ -141,6 +149,8 @@ impl<T: Real> Engine for CpuEngine<T> {
         };
     }
     fn inner_block(&mut self, a: Tall, b: Tall, out: Projected, (i, j): (usize, usize)) {
+        self.checks.block(i, "inner_block");
+        self.checks.block(j, "inner_block");
         let k = self.k;
         let block = self.talls[a.0].tr_mul(&self.talls[b.0]);
         let h = &mut self.projected[out.0];
@@ -151,7 +161,8 @@ impl<T: Real> Engine for CpuEngine<T> {
         }
     }
     fn mul_block(&mut self, a: Tall, y: Projected, i: usize, out: Tall) {
-        debug_assert_ne!(a, out);
+        self.checks.distinct(a, out, "mul_block");
+        self.checks.block(i, "mul_block");
         let k = self.k;
         let mut o = std::mem::take(&mut self.talls[out.0]);
         let block = self.projected[y.0].view((i * k, 0), (k, k));
@@ -207,6 +218,7 @@ impl<T: Real> Engine for CpuEngine<T> {
         }
     }
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]) {
+        self.checks.combine(terms);
         let len = self.m() * self.k;
         let mut o = std::mem::take(&mut self.scratch);
         o.clear();
@@ -227,6 +239,7 @@ impl<T: Real> Engine for CpuEngine<T> {
         self.scalars[dst.0] = self.scalars[src.0];
     }
     fn record_stop(&mut self, pairs: &[(Tall, Tall)]) {
+        self.checks.record_stop(pairs);
         let q: f64 = pairs
             .iter()
             .map(|(a, b)| (&self.talls[a.0] - &self.talls[b.0]).norm().as_f64())
@@ -234,6 +247,7 @@ impl<T: Real> Engine for CpuEngine<T> {
         self.pending.push(q);
     }
     fn record_stop_ratio(&mut self, num: Tall, den: Tall) {
+        self.checks.record();
         let den = self.talls[den.0].norm().as_f64();
         let num = self.talls[num.0].norm().as_f64();
         self.pending.push(if den == 0.0 { 0.0 } else { num / den });
@@ -242,6 +256,7 @@ impl<T: Real> Engine for CpuEngine<T> {
         self.passes
     }
     fn check(&mut self) -> Result<Vec<f64>> {
+        self.checks.checked();
         Ok(std::mem::take(&mut self.pending))
     }
     fn stats(&self) -> EngineStats {

@@ -1,5 +1,4 @@
-//! The operations a solver loop needs, as a trait with two executors (design.md: "One algorithm, two
-//! engines").
+//! The operations a solver loop needs, as a trait with two executors: one algorithm, two engines.
 //!
 //! Every solver in [`crate::solver`] is written once against [`Engine`]. The CPU engine runs each call at
 //! once; the GPU engine records it into a command encoder and only submits and reads back at
@@ -10,6 +9,13 @@
 //! tall and every product is one of the few below.
 
 use crate::error::Result;
+
+/// The most terms [`Engine::combine`] takes (the GPU kernel has four input bindings).
+pub const MAX_COMBINE_TERMS: usize = 4;
+/// The most pairs [`Engine::record_stop`] takes (it takes at least one).
+pub const MAX_STOP_PAIRS: usize = 2;
+/// The most scalars an engine holds (the conjugate-gradient steps use three).
+pub const MAX_SCALARS: usize = 16;
 
 /// Handle of an m x k matrix held by an engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,8 +38,11 @@ pub struct Scalar(pub(crate) usize);
 /// engine scalars (conjugate-gradient steps), taken as 0 when the denominator is 0.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Coef {
+    /// A constant.
     Const(f64),
+    /// `num / den` of two engine scalars (0 when `den` is 0).
     Ratio(Scalar, Scalar),
+    /// `−num / den` of two engine scalars (0 when `den` is 0).
     NegRatio(Scalar, Scalar),
 }
 
@@ -81,6 +90,12 @@ pub struct LoopStats {
 }
 
 /// The executor of a solver loop. Handles come from the `new_*` functions of the same engine.
+///
+/// Both engines check the same limits through the same checks (`CallCheck`): [`MAX_COMBINE_TERMS`],
+/// [`MAX_STOP_PAIRS`], [`MAX_SCALARS`], at most `check_every + 1` stopping quantities between two
+/// checks, distinct input and output where a call says so, block indices below [`SEARCH_BLOCKS`]; so
+/// a solver that runs on one engine runs on the other. A call that breaks one is a bug of the
+/// solver, never a property of the data: it panics, naming the rule.
 pub trait Engine {
     /// The number of features m (rows of C).
     fn m(&self) -> usize;
@@ -96,7 +111,9 @@ pub trait Engine {
     /// A new (3k) x (3k) matrix, zero.
     fn new_projected(&mut self) -> Projected;
 
-    /// Sets an m x k matrix from column-major f64 values.
+    /// Sets an m x k matrix from column-major f64 values (m·k of them, else [`Error::ShapeMismatch`]).
+    ///
+    /// [`Error::ShapeMismatch`]: crate::Error::ShapeMismatch
     fn upload(&mut self, dst: Tall, values: &[f64]) -> Result<()>;
     /// Reads an m x k matrix back as column-major f64 values (the one read-back of the weights).
     fn download(&mut self, src: Tall) -> Result<Vec<f64>>;
@@ -127,13 +144,14 @@ pub trait Engine {
     /// `out = D V Λ^{-1/2}`, the columns with `Λⱼ ≤ ORTHO_DROP_ULPS · ε · max Λ` (ε of the working
     /// precision) set to zero, and rows for a zero diagonal of `g` too. `g` is overwritten (or not).
     fn orthonormalizer(&mut self, g: Small, out: Small);
-    /// `out = Σ cᵢ tᵢ`, element-wise; `out` may be one of the `tᵢ`. At most four terms.
+    /// `out = Σ cᵢ tᵢ`, element-wise; `out` may be one of the `tᵢ`. At most [`MAX_COMBINE_TERMS`]
+    /// terms.
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]);
     /// `out = ⟨a, b⟩_F = trace(aᵀ b)`.
     fn dot(&mut self, a: Tall, b: Tall, out: Scalar);
     /// `dst = src`.
     fn copy_scalar(&mut self, src: Scalar, dst: Scalar);
-    /// Records this iteration's stopping quantity `Σⱼ ‖aⱼ − bⱼ‖_F`.
+    /// Records this iteration's stopping quantity `Σⱼ ‖aⱼ − bⱼ‖_F`, over 1 to [`MAX_STOP_PAIRS`] pairs.
     fn record_stop(&mut self, pairs: &[(Tall, Tall)]);
     /// Records this iteration's stopping quantity `‖num‖_F / ‖den‖_F` (0 when `den` is zero).
     fn record_stop_ratio(&mut self, num: Tall, den: Tall);
@@ -150,3 +168,100 @@ pub trait Engine {
 /// matrix below which [`Engine::orthonormalizer`] drops a direction: a Gram matrix formed in precision
 /// ε carries noise of a few ε times its largest eigenvalue, so a direction that small is rounding.
 pub const ORTHO_DROP_ULPS: f64 = 100.0;
+
+/// The engine limits, checked by both engines through these calls (each rule written once). An engine
+/// calls the check that goes with each of its operations before doing anything else.
+#[derive(Clone, Debug)]
+pub(crate) struct CallCheck {
+    scalars: usize,
+    recorded: usize,
+    record_capacity: usize,
+}
+
+impl CallCheck {
+    /// The checks of an engine whose loop checks at most every `check_every` iterations: then at most
+    /// `check_every + 1` stopping quantities come between two checks.
+    pub fn new(check_every: usize) -> Self {
+        CallCheck {
+            scalars: 0,
+            recorded: 0,
+            record_capacity: check_every.saturating_add(1),
+        }
+    }
+
+    /// The most stopping quantities recorded between two checks.
+    pub fn record_capacity(&self) -> usize {
+        self.record_capacity
+    }
+
+    /// [`Engine::new_scalar`]: the new scalar's index, below [`MAX_SCALARS`].
+    pub fn new_scalar(&mut self) -> usize {
+        assert!(
+            self.scalars < MAX_SCALARS,
+            "an engine holds at most {MAX_SCALARS} scalars"
+        );
+        self.scalars += 1;
+        self.scalars - 1
+    }
+
+    /// [`Engine::upload`]: `len` values for an m x k matrix.
+    pub fn upload(&self, len: usize, m: usize, k: usize) -> Result<()> {
+        if len != m * k {
+            return Err(crate::Error::ShapeMismatch {
+                what: format!("{len} values uploaded into an {m} x {k} matrix"),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Engine::c_mul`], [`Engine::mul_small`], [`Engine::mul_block`]: the output is not the input.
+    pub fn distinct(&self, input: Tall, out: Tall, operation: &str) {
+        assert_ne!(
+            input, out,
+            "{operation}: the output must differ from the input"
+        );
+    }
+
+    /// [`Engine::inner_block`], [`Engine::mul_block`]: a block index of a search basis.
+    pub fn block(&self, i: usize, operation: &str) {
+        assert!(
+            i < SEARCH_BLOCKS,
+            "{operation}: block {i} of a basis of {SEARCH_BLOCKS} blocks"
+        );
+    }
+
+    /// [`Engine::combine`]: at most [`MAX_COMBINE_TERMS`] terms.
+    pub fn combine(&self, terms: &[(Coef, Tall)]) {
+        assert!(
+            terms.len() <= MAX_COMBINE_TERMS,
+            "combine takes at most {MAX_COMBINE_TERMS} terms, not {}",
+            terms.len()
+        );
+    }
+
+    /// [`Engine::record_stop`]: 1 to [`MAX_STOP_PAIRS`] pairs, and room for one more value.
+    pub fn record_stop(&mut self, pairs: &[(Tall, Tall)]) {
+        assert!(
+            (1..=MAX_STOP_PAIRS).contains(&pairs.len()),
+            "record_stop takes 1 to {MAX_STOP_PAIRS} pairs, not {}",
+            pairs.len()
+        );
+        self.record();
+    }
+
+    /// [`Engine::record_stop`], [`Engine::record_stop_ratio`]: room for one more value before the next
+    /// check.
+    pub fn record(&mut self) {
+        assert!(
+            self.recorded < self.record_capacity,
+            "at most {} stopping quantities between two checks",
+            self.record_capacity
+        );
+        self.recorded += 1;
+    }
+
+    /// [`Engine::check`]: the values recorded since the last check (the count is then reset).
+    pub fn checked(&mut self) -> usize {
+        std::mem::take(&mut self.recorded)
+    }
+}

@@ -334,7 +334,7 @@ impl LaePca {
         let t_iter = Instant::now();
         let (out, backend, adapter, upload, readback, loop_passes) = match &gpu {
             None => {
-                let mut engine = CpuEngine::<T>::new(&c_loop, k);
+                let mut engine = CpuEngine::<T>::new(&c_loop, k, check_every);
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 let passes = engine.passes();
                 (

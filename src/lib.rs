@@ -38,6 +38,8 @@ mod error;
 mod finish;
 mod fit;
 mod gpu;
+#[doc(hidden)]
+pub mod internals;
 pub mod io;
 mod params;
 mod real;

@@ -16,28 +16,27 @@
 //!
 //! Every failure names the file, the entry point, the `WG` value and the
 //! backend, and a file's failures are all reported together.
+//!
+//! The sources are the modules the kernel registry compiles (each family's
+//! file with the helpers appended to it), taken from the crate. The same
+//! module's reflection is also compared with the Rust side of the contract:
+//! each WGSL struct shared with Rust against its `#[repr(C)]` twin (member
+//! names, offsets and sizes, the struct's span), the type of every family's
+//! parameters `p`, and each entry point's storage bindings (number, name,
+//! read-only or read-write) against the kernel table the bind group layouts
+//! are built from.
 
 use std::error::Error;
 use std::fmt::Write as _;
 
+use laepca::internals::{
+    shader_families, shader_helpers, Access, Binding, ShaderFamily, StructLayout,
+    WORKGROUP_OVERRIDE as WG_OVERRIDE,
+};
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use naga::{Module, ShaderStage};
-
-/// Every shader of the crate. `shader_directory_is_fully_listed` fails if
-/// `shaders/` holds a `.wgsl` file that is not listed here.
-const SHADERS: &[(&str, &str)] = &[
-    ("eigen.wgsl", include_str!("../shaders/eigen.wgsl")),
-    ("gram.wgsl", include_str!("../shaders/gram.wgsl")),
-    ("matmul.wgsl", include_str!("../shaders/matmul.wgsl")),
-    ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
-    ("small.wgsl", include_str!("../shaders/small.wgsl")),
-    ("update.wgsl", include_str!("../shaders/update.wgsl")),
-];
-
-/// Name of the workgroup-size override some shaders declare.
-const WG_OVERRIDE: &str = "WG";
 
 /// The workgroup sizes each shader with an `override WG` is resolved for.
 const WORKGROUP_SIZES: &[u32] = &[256, 64];
@@ -212,25 +211,22 @@ fn check_shader(file: &str, source: &str) -> Vec<String> {
         }
     }
 
+    // The registry passes WG to every pipeline: every family must declare it.
     let has_wg = module
         .overrides
         .iter()
         .any(|(_, o)| o.name.as_deref() == Some(WG_OVERRIDE));
-    let constant_sets: Vec<(String, naga::back::PipelineConstants)> = if has_wg {
-        WORKGROUP_SIZES
-            .iter()
-            .map(|&wg| {
-                let mut constants = naga::back::PipelineConstants::default();
-                constants.insert(WG_OVERRIDE.to_string(), f64::from(wg));
-                (format!("{WG_OVERRIDE} = {wg}"), constants)
-            })
-            .collect()
-    } else {
-        vec![(
-            "no overrides".to_string(),
-            naga::back::PipelineConstants::default(),
-        )]
-    };
+    if !has_wg {
+        failures.push(format!("{file}: no `override {WG_OVERRIDE}`"));
+    }
+    let constant_sets: Vec<(String, naga::back::PipelineConstants)> = WORKGROUP_SIZES
+        .iter()
+        .map(|&wg| {
+            let mut constants = naga::back::PipelineConstants::default();
+            constants.insert(WG_OVERRIDE.to_string(), f64::from(wg));
+            (format!("{WG_OVERRIDE} = {wg}"), constants)
+        })
+        .collect();
 
     for (label, constants) in &constant_sets {
         for &entry in &entries {
@@ -283,12 +279,17 @@ fn check_shader(file: &str, source: &str) -> Vec<String> {
     failures
 }
 
+/// The family whose file is `file`.
+fn family(file: &str) -> ShaderFamily {
+    shader_families()
+        .into_iter()
+        .find(|f| f.file == file)
+        .unwrap_or_else(|| panic!("{file} is not a kernel family of the registry"))
+}
+
 fn assert_shader_ok(file: &str) {
-    let (_, source) = SHADERS
-        .iter()
-        .find(|(name, _)| *name == file)
-        .unwrap_or_else(|| panic!("{file} is not listed in SHADERS"));
-    let failures = check_shader(file, source);
+    let family = family(file);
+    let failures = check_shader(file, &family.source);
     assert!(
         failures.is_empty(),
         "{} failure(s) in shaders/{file}:\n{}",
@@ -297,9 +298,8 @@ fn assert_shader_ok(file: &str) {
     );
 }
 
-#[test]
-fn shader_directory_is_fully_listed() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+/// The `.wgsl` files in `dir`, sorted.
+fn wgsl_files(dir: &str) -> Vec<String> {
     let mut on_disk: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"))
         .map(|entry| entry.expect("cannot read a directory entry").path())
@@ -307,11 +307,172 @@ fn shader_directory_is_fully_listed() {
         .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     on_disk.sort();
-    let mut listed: Vec<String> = SHADERS.iter().map(|(name, _)| name.to_string()).collect();
+    on_disk
+}
+
+#[test]
+fn shader_directory_is_fully_listed() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let mut listed: Vec<String> = shader_families()
+        .iter()
+        .map(|f| f.file.to_string())
+        .collect();
     listed.sort();
     assert_eq!(
-        on_disk, listed,
-        "the .wgsl files in {dir} (left) differ from SHADERS in tests/shaders.rs (right)"
+        wgsl_files(dir),
+        listed,
+        "the .wgsl files in {dir} (left) differ from the registry's families (right)"
+    );
+    let prelude = format!("{dir}/prelude");
+    let mut helpers: Vec<String> = shader_helpers()
+        .iter()
+        .map(|h| h.trim_start_matches("prelude/").to_string())
+        .collect();
+    helpers.sort();
+    assert_eq!(
+        wgsl_files(&prelude),
+        helpers,
+        "the .wgsl files in {prelude} (left) differ from the registry's helpers (right)"
+    );
+}
+
+/// Where the WGSL struct `layout.name` of `module` differs from its Rust twin `layout`.
+fn struct_failures(file: &str, module: &Module, layout: &StructLayout) -> Vec<String> {
+    let found = module
+        .types
+        .iter()
+        .find(|(_, ty)| ty.name.as_deref() == Some(layout.name));
+    let Some((_, ty)) = found else {
+        return vec![format!("{file}: no WGSL struct {}", layout.name)];
+    };
+    let naga::TypeInner::Struct { members, span } = &ty.inner else {
+        return vec![format!("{file}: {} is not a struct", layout.name)];
+    };
+    let name = layout.name;
+    let mut failures = Vec::new();
+    if *span as usize != layout.size {
+        failures.push(format!(
+            "{file}: {name}: WGSL span {span} bytes, Rust size_of {}",
+            layout.size
+        ));
+    }
+    let wgsl: Vec<(String, usize, usize)> = members
+        .iter()
+        .map(|m| {
+            let size = module.types[m.ty].inner.size(module.to_ctx()) as usize;
+            (m.name.clone().unwrap_or_default(), m.offset as usize, size)
+        })
+        .collect();
+    let rust: Vec<(String, usize, usize)> = layout
+        .fields
+        .iter()
+        .map(|f| (f.name.to_string(), f.offset, f.size))
+        .collect();
+    if wgsl != rust {
+        failures.push(format!(
+            "{file}: {name}: WGSL members (name, offset, size) {wgsl:?}, Rust fields {rust:?}"
+        ));
+    }
+    failures
+}
+
+/// The storage bindings of group 0 that entry point `entry` uses: (number, name, access), by number.
+fn used_bindings(module: &Module, info: &ModuleInfo, entry: usize) -> Vec<(u32, String, Access)> {
+    let uses = info.get_entry_point(entry);
+    let mut used: Vec<(u32, String, Access)> = module
+        .global_variables
+        .iter()
+        .filter(|&(handle, _)| !uses[handle].is_empty())
+        .filter_map(|(_, var)| {
+            let binding = var.binding.as_ref().filter(|b| b.group == 0)?;
+            let naga::AddressSpace::Storage { access } = var.space else {
+                return None;
+            };
+            let access = if access.contains(naga::StorageAccess::STORE) {
+                Access::ReadWrite
+            } else {
+                Access::Read
+            };
+            Some((
+                binding.binding,
+                var.name.clone().unwrap_or_default(),
+                access,
+            ))
+        })
+        .collect();
+    used.sort_by_key(|b| b.0);
+    used
+}
+
+/// Where a family's module differs from the Rust side of its contract.
+fn contract_failures(family: &ShaderFamily) -> Vec<String> {
+    let file = family.file;
+    let (module, info) = match parse_and_validate(file, &family.source) {
+        Ok(parsed) => parsed,
+        Err(message) => return vec![message],
+    };
+    let mut failures: Vec<String> = family
+        .structs
+        .iter()
+        .flat_map(|layout| struct_failures(file, &module, layout))
+        .collect();
+    // The parameters `p` are of the family's parameter struct (the first shared struct).
+    let params_type = module
+        .global_variables
+        .iter()
+        .find(|(_, var)| var.name.as_deref() == Some("p"))
+        .and_then(|(_, var)| module.types[var.ty].name.clone());
+    if params_type.as_deref() != Some(family.structs[0].name) {
+        failures.push(format!(
+            "{file}: `p` is of type {params_type:?}, the registry writes {}",
+            family.structs[0].name
+        ));
+    }
+    let entries: Vec<&str> = module
+        .entry_points
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let mut tabled: Vec<&str> = family.kernels.iter().map(|k| k.entry_point).collect();
+    tabled.sort_unstable();
+    let mut sorted_entries = entries.clone();
+    sorted_entries.sort_unstable();
+    if sorted_entries != tabled {
+        failures.push(format!(
+            "{file}: entry points {sorted_entries:?}, kernel table {tabled:?}"
+        ));
+    }
+    for kernel in &family.kernels {
+        let Some(index) = entries.iter().position(|&e| e == kernel.entry_point) else {
+            continue;
+        };
+        let used = used_bindings(&module, &info, index);
+        let tabled: Vec<(u32, String, Access)> = kernel
+            .bindings
+            .iter()
+            .map(|b: &Binding| (b.number, b.name.to_string(), b.access))
+            .collect();
+        if used != tabled {
+            failures.push(format!(
+                "{file}: entry point `{}` uses {used:?}, the kernel table lays out {:?}",
+                kernel.entry_point, tabled
+            ));
+        }
+    }
+    failures
+}
+
+#[test]
+fn rust_contract_matches_wgsl_reflection() {
+    let failures: Vec<String> = shader_families()
+        .iter()
+        .flat_map(contract_failures)
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} contract failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }
 

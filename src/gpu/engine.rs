@@ -3,19 +3,21 @@
 //! Parameter buffers and bind groups are made the first time a call site is seen and reused after, so
 //! the loop creates no buffer per iteration.
 
+use super::contract::{
+    eigen, matmul, reduce, small, update, Binding, CombineTerm, EigenParams, MatmulParams,
+    ReduceParams, SmallParams, UpdateParams, WgslStruct, COMBINE_SOURCE_OUT, PARAMS,
+};
 use super::kernels::Kernel;
 use super::{grid_1d, padded, GpuContext};
 use crate::engine::{
-    Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+    CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS,
+    MAX_SCALARS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
 };
 use crate::error::{Error, Result};
 use nalgebra::DMatrix;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use wgpu::BufferUsages as U;
-
-/// Scalars the engine can hold (the conjugate-gradient steps use three).
-const SCALAR_CAPACITY: usize = 16;
 
 /// A buffer of the engine, as bind-group cache keys name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,13 +46,12 @@ pub(crate) struct GpuEngine<'a> {
     projected: Vec<wgpu::Buffer>,
     /// The eigen kernels' work space (eigenvectors, rotations, ranks, scaling; made on first use).
     eigen_work: Option<wgpu::Buffer>,
-    n_scalars: usize,
     scalars: wgpu::Buffer,
     /// history[0] = values recorded since the last check, then the values.
     history: wgpu::Buffer,
     history_staging: wgpu::Buffer,
-    history_capacity: usize,
-    recorded: usize,
+    /// The engine limits, the same as the CPU engine's (the history's capacity among them).
+    checks: CallCheck,
     dummy: wgpu::Buffer,
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
@@ -90,8 +91,8 @@ impl<'a> GpuEngine<'a> {
         ctx.queue
             .write_buffer(&c_buf, 0, bytemuck::cast_slice(&padded_c));
         // check_every comes from the user: saturate (a size the device refuses), never wrap.
-        let history_capacity = check_every.saturating_add(1);
-        let history_bytes = (history_capacity as u64)
+        let checks = CallCheck::new(check_every);
+        let history_bytes = (checks.record_capacity() as u64)
             .saturating_add(1)
             .saturating_mul(4);
         let engine = GpuEngine {
@@ -104,13 +105,11 @@ impl<'a> GpuEngine<'a> {
             smalls: Vec::new(),
             projected: Vec::new(),
             eigen_work: None,
-            n_scalars: 0,
-            scalars: ctx.buffer("scalars", (SCALAR_CAPACITY * 4) as u64, storage),
+            scalars: ctx.buffer("scalars", (MAX_SCALARS * 4) as u64, storage),
             history: ctx.buffer("history", history_bytes, storage),
             history_staging: ctx.staging(history_bytes),
             weights_staging: ctx.staging((mp * k * 4) as u64),
-            history_capacity,
-            recorded: 0,
+            checks,
             dummy: ctx.buffer("unused binding", 16, U::STORAGE),
             encoder: None,
             pass: None,
@@ -147,16 +146,29 @@ impl<'a> GpuEngine<'a> {
         }
     }
 
-    /// Records one dispatch of `kernel` with the parameters `params` (binding 0) and the buffer `bindings`.
-    fn dispatch(
+    /// Records one dispatch of `kernel` with the parameters `params` (binding [`PARAMS`]) and the
+    /// buffers `bindings` (those of the kernel table, in its order).
+    fn dispatch<P: WgslStruct>(
         &mut self,
         kernel: Kernel,
-        params: Vec<u8>,
-        bindings: Vec<(u32, Buf)>,
+        params: &P,
+        bindings: &[(Binding, Buf)],
         groups: (u32, u32),
     ) {
-        let key = (kernel, bindings, params);
+        let key = (
+            kernel,
+            bindings.iter().map(|&(b, buf)| (b.number, buf)).collect(),
+            bytemuck::bytes_of(params).to_vec(),
+        );
+        let compiled = self.ctx.pipeline(kernel);
         if !self.bind_groups.contains_key(&key) {
+            // A new call site: its parameters and bindings must be the kernel's (checked once per site).
+            assert_eq!(
+                P::LAYOUT.name,
+                kernel.family().params_name(),
+                "{kernel:?}: parameter struct"
+            );
+            kernel.assert_bindings(bindings.iter().map(|b| &b.0));
             let ctx = self.ctx;
             if !self.params.contains_key(&key.2) {
                 let b = ctx.buffer("params", key.2.len() as u64, U::STORAGE | U::COPY_DST);
@@ -166,7 +178,7 @@ impl<'a> GpuEngine<'a> {
             }
             let param_buf = &self.params[&key.2];
             let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
+                binding: PARAMS.number,
                 resource: param_buf.as_entire_binding(),
             }];
             for &(binding, buf) in &key.1 {
@@ -175,16 +187,14 @@ impl<'a> GpuEngine<'a> {
                     resource: self.buffer(buf).as_entire_binding(),
                 });
             }
-            let layout = ctx.pipeline(kernel).get_bind_group_layout(0);
             let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(kernel.entry_point()),
-                layout: &layout,
+                layout: &compiled.layout,
                 entries: &entries,
             });
             self.bind_groups.insert(key.clone(), group);
             self.stats.bind_groups_created += 1;
         }
-        let pipeline = self.ctx.pipeline(kernel);
         if self.pass.is_none() {
             let mut encoder = self.ctx.encoder("laepca loop");
             let pass = encoder
@@ -197,7 +207,7 @@ impl<'a> GpuEngine<'a> {
             self.pass = Some(pass);
         }
         let pass = self.pass.as_mut().expect("opened above");
-        pass.set_pipeline(&pipeline);
+        pass.set_pipeline(&compiled.pipeline);
         pass.set_bind_group(0, &self.bind_groups[&key], &[]);
         pass.dispatch_workgroups(groups.0, groups.1, 1);
         self.stats.dispatches += 1;
@@ -224,6 +234,16 @@ impl<'a> GpuEngine<'a> {
         (self.mp * self.k) as u32
     }
 
+    /// The matmul parameters of a product whose projected block (if any) starts at (row0, col0).
+    fn matmul_params(&self, row0: usize, col0: usize) -> MatmulParams {
+        MatmulParams {
+            mp: self.mp as u32,
+            k: self.k as u32,
+            row0: row0 as u32,
+            col0: col0 as u32,
+        }
+    }
+
     fn grid(&self) -> (u32, u32) {
         grid_1d(self.mp * self.k, self.ctx.workgroup())
     }
@@ -239,15 +259,18 @@ impl<'a> GpuEngine<'a> {
                     .buffer("eigen work", (floats * 4) as u64, U::STORAGE),
             );
         }
-        let drop = (ORTHO_DROP_ULPS * f32::EPSILON as f64) as f32;
-        let params = words(&[n as u32, drop.to_bits(), 0, 0]);
-        let binds = vec![(1, a), (2, out), (3, Buf::EigenWork)];
-        self.dispatch(kernel, params, binds, (1, 1));
+        let params = EigenParams {
+            n: n as u32,
+            drop: (ORTHO_DROP_ULPS * f32::EPSILON as f64) as f32,
+            ..EigenParams::default()
+        };
+        let binds = [
+            (eigen::A, a),
+            (eigen::OUT, out),
+            (eigen::WORK, Buf::EigenWork),
+        ];
+        self.dispatch(kernel, &params, &binds, (1, 1));
     }
-}
-
-fn words(values: &[u32]) -> Vec<u8> {
-    bytemuck::cast_slice(values).to_vec()
 }
 
 impl Engine for GpuEngine<'_> {
@@ -280,12 +303,7 @@ impl Engine for GpuEngine<'_> {
         Small(self.smalls.len() - 1)
     }
     fn new_scalar(&mut self) -> Scalar {
-        assert!(
-            self.n_scalars < SCALAR_CAPACITY,
-            "the solvers use at most {SCALAR_CAPACITY} scalars"
-        );
-        self.n_scalars += 1;
-        Scalar(self.n_scalars - 1)
+        Scalar(self.checks.new_scalar())
     }
 
     fn new_projected(&mut self) -> Projected {
@@ -298,6 +316,7 @@ impl Engine for GpuEngine<'_> {
     }
 
     fn upload(&mut self, dst: Tall, values: &[f64]) -> Result<()> {
+        self.checks.upload(values.len(), self.m, self.k)?;
         let start = Instant::now();
         self.flush();
         let mut data = vec![0f32; self.mp * self.k];
@@ -333,63 +352,66 @@ impl Engine for GpuEngine<'_> {
     }
 
     fn c_mul(&mut self, x: Tall, out: Tall) {
+        self.checks.distinct(x, out, "c_mul");
         self.passes += 1;
         let groups = (self.mp.div_ceil(64) as u32, self.k.div_ceil(16) as u32);
-        let params = words(&[self.mp as u32, self.k as u32, 0, 0]);
-        self.dispatch(
-            Kernel::CMul,
-            params,
-            vec![(1, Buf::C), (2, Buf::Tall(x.0)), (3, Buf::Tall(out.0))],
-            groups,
-        );
+        let binds = [
+            (matmul::A, Buf::C),
+            (matmul::B, Buf::Tall(x.0)),
+            (matmul::OUT, Buf::Tall(out.0)),
+        ];
+        self.dispatch(Kernel::CMul, &self.matmul_params(0, 0), &binds, groups);
     }
     fn inner(&mut self, a: Tall, b: Tall, out: Small) {
-        let params = words(&[self.mp as u32, self.k as u32, 0, 0]);
-        let binds = vec![
-            (1, Buf::Tall(a.0)),
-            (2, Buf::Tall(b.0)),
-            (3, Buf::Small(out.0)),
+        let binds = [
+            (matmul::A, Buf::Tall(a.0)),
+            (matmul::B, Buf::Tall(b.0)),
+            (matmul::OUT, Buf::Small(out.0)),
         ];
-        self.dispatch(Kernel::Inner, params, binds, (self.k as u32, self.k as u32));
+        let groups = (self.k as u32, self.k as u32);
+        self.dispatch(Kernel::Inner, &self.matmul_params(0, 0), &binds, groups);
     }
     fn mul_small(&mut self, a: Tall, s: Small, out: Tall) {
-        let params = words(&[self.mp as u32, self.k as u32, 0, 0]);
-        let binds = vec![
-            (1, Buf::Tall(a.0)),
-            (2, Buf::Small(s.0)),
-            (3, Buf::Tall(out.0)),
+        self.checks.distinct(a, out, "mul_small");
+        let binds = [
+            (matmul::A, Buf::Tall(a.0)),
+            (matmul::B, Buf::Small(s.0)),
+            (matmul::OUT, Buf::Tall(out.0)),
         ];
         let grid = self.grid();
-        self.dispatch(Kernel::MulSmall, params, binds, grid);
+        self.dispatch(Kernel::MulSmall, &self.matmul_params(0, 0), &binds, grid);
     }
     fn inverse_spd(&mut self, s: Small, shift: f64, out: Small) {
-        let params = words(&[self.k as u32, (shift as f32).to_bits(), 0, 0]);
-        self.dispatch(
-            Kernel::InverseSpd,
-            params,
-            vec![(1, Buf::Small(s.0)), (2, Buf::Small(out.0))],
-            (1, 1),
-        );
+        let params = SmallParams {
+            k: self.k as u32,
+            shift: shift as f32,
+            ..SmallParams::default()
+        };
+        let binds = [(small::S, Buf::Small(s.0)), (small::OUT, Buf::Small(out.0))];
+        self.dispatch(Kernel::InverseSpd, &params, &binds, (1, 1));
     }
     fn inner_block(&mut self, a: Tall, b: Tall, out: Projected, (i, j): (usize, usize)) {
+        self.checks.block(i, "inner_block");
+        self.checks.block(j, "inner_block");
         let k = self.k;
-        let params = words(&[self.mp as u32, k as u32, (i * k) as u32, (j * k) as u32]);
-        let binds = vec![
-            (1, Buf::Tall(a.0)),
-            (2, Buf::Tall(b.0)),
-            (3, Buf::Projected(out.0)),
+        let binds = [
+            (matmul::A, Buf::Tall(a.0)),
+            (matmul::B, Buf::Tall(b.0)),
+            (matmul::OUT, Buf::Projected(out.0)),
         ];
-        self.dispatch(Kernel::InnerBlock, params, binds, (k as u32, k as u32));
+        let params = self.matmul_params(i * k, j * k);
+        self.dispatch(Kernel::InnerBlock, &params, &binds, (k as u32, k as u32));
     }
     fn mul_block(&mut self, a: Tall, y: Projected, i: usize, out: Tall) {
-        let params = words(&[self.mp as u32, self.k as u32, (i * self.k) as u32, 0]);
-        let binds = vec![
-            (1, Buf::Tall(a.0)),
-            (2, Buf::Projected(y.0)),
-            (3, Buf::Tall(out.0)),
+        self.checks.distinct(a, out, "mul_block");
+        self.checks.block(i, "mul_block");
+        let binds = [
+            (matmul::A, Buf::Tall(a.0)),
+            (matmul::B, Buf::Projected(y.0)),
+            (matmul::OUT, Buf::Tall(out.0)),
         ];
-        let grid = self.grid();
-        self.dispatch(Kernel::MulBlock, params, binds, grid);
+        let (params, grid) = (self.matmul_params(i * self.k, 0), self.grid());
+        self.dispatch(Kernel::MulBlock, &params, &binds, grid);
     }
     fn ritz_vectors(&mut self, h: Projected, out: Projected) {
         let n = SEARCH_BLOCKS * self.k;
@@ -409,14 +431,17 @@ impl Engine for GpuEngine<'_> {
         );
     }
     fn combine(&mut self, out: Tall, terms: &[(Coef, Tall)]) {
-        assert!(terms.len() <= 4, "combine takes at most four terms");
+        self.checks.combine(terms);
         // Distinct inputs other than `out` go to the bindings t0..t3; terms on `out` read it in place.
         let mut inputs: Vec<usize> = Vec::new();
-        let mut header = vec![self.len(), terms.len() as u32, 0, 0];
-        let mut term_words = Vec::new();
-        for &(coef, t) in terms {
+        let mut params = UpdateParams {
+            len: self.len(),
+            terms: terms.len() as u32,
+            ..UpdateParams::default()
+        };
+        for (slot, &(coef, t)) in params.term.iter_mut().zip(terms) {
             let source = if t == out {
-                4
+                COMBINE_SOURCE_OUT
             } else {
                 match inputs.iter().position(|&i| i == t.0) {
                     Some(p) => p as u32,
@@ -431,95 +456,101 @@ impl Engine for GpuEngine<'_> {
                 Coef::Ratio(n, d) => (1, 0.0, n.0 as u32, d.0 as u32),
                 Coef::NegRatio(n, d) => (2, 0.0, n.0 as u32, d.0 as u32),
             };
-            term_words.extend_from_slice(&[kind, value.to_bits(), num, den, source, 0, 0, 0]);
+            *slot = CombineTerm {
+                kind,
+                value,
+                num,
+                den,
+                source,
+                ..CombineTerm::default()
+            };
         }
-        term_words.resize(4 * 8, 0);
-        header.extend(term_words);
-        let mut binds: Vec<(u32, Buf)> = (0..4)
+        let mut binds: Vec<(Binding, Buf)> = (0..MAX_COMBINE_TERMS)
             .map(|i| {
-                (
-                    1 + i as u32,
-                    inputs.get(i).map_or(Buf::Dummy, |&t| Buf::Tall(t)),
-                )
+                let input = inputs.get(i).map_or(Buf::Dummy, |&t| Buf::Tall(t));
+                (update::TERMS[i], input)
             })
             .collect();
-        binds.push((5, Buf::Tall(out.0)));
-        binds.push((6, Buf::Scalars));
+        binds.push((update::OUT, Buf::Tall(out.0)));
+        binds.push((update::SCALARS, Buf::Scalars));
         let grid = self.grid();
-        self.dispatch(Kernel::Combine, words(&header), binds, grid);
+        self.dispatch(Kernel::Combine, &params, &binds, grid);
     }
     fn dot(&mut self, a: Tall, b: Tall, out: Scalar) {
-        let params = words(&[self.len(), out.0 as u32, 0, 0]);
-        let binds = vec![(1, Buf::Tall(a.0)), (2, Buf::Tall(b.0)), (5, Buf::Scalars)];
-        self.dispatch(Kernel::Dot, params, binds, (1, 1));
+        let params = ReduceParams {
+            len: self.len(),
+            slot: out.0 as u32,
+            ..ReduceParams::default()
+        };
+        let binds = [
+            (reduce::A0, Buf::Tall(a.0)),
+            (reduce::B0, Buf::Tall(b.0)),
+            (reduce::SCALARS, Buf::Scalars),
+        ];
+        self.dispatch(Kernel::Dot, &params, &binds, (1, 1));
     }
     fn copy_scalar(&mut self, src: Scalar, dst: Scalar) {
-        let mut params = vec![0u32; 4 + 32];
-        params[2] = src.0 as u32;
-        params[3] = dst.0 as u32;
-        self.dispatch(
-            Kernel::CopyScalar,
-            words(&params),
-            vec![(6, Buf::Scalars)],
-            (1, 1),
-        );
+        let params = UpdateParams {
+            src: src.0 as u32,
+            dst: dst.0 as u32,
+            ..UpdateParams::default()
+        };
+        let binds = [(update::SCALARS, Buf::Scalars)];
+        self.dispatch(Kernel::CopyScalar, &params, &binds, (1, 1));
     }
     fn record_stop(&mut self, pairs: &[(Tall, Tall)]) {
-        assert!((1..=2).contains(&pairs.len()), "one or two pairs");
-        assert!(
-            self.recorded < self.history_capacity,
-            "check before the history fills"
-        );
+        self.checks.record_stop(pairs);
         let second = pairs
             .get(1)
             .copied()
             .map_or((Buf::Dummy, Buf::Dummy), |(a, b)| {
                 (Buf::Tall(a.0), Buf::Tall(b.0))
             });
-        let params = words(&[self.len(), pairs.len() as u32, 0, 0]);
-        let binds = vec![
-            (1, Buf::Tall(pairs[0].0 .0)),
-            (2, Buf::Tall(pairs[0].1 .0)),
-            (3, second.0),
-            (4, second.1),
-            (6, Buf::History),
+        let params = ReduceParams {
+            len: self.len(),
+            slot: pairs.len() as u32,
+            ..ReduceParams::default()
+        };
+        let binds = [
+            (reduce::A0, Buf::Tall(pairs[0].0 .0)),
+            (reduce::B0, Buf::Tall(pairs[0].1 .0)),
+            (reduce::A1, second.0),
+            (reduce::B1, second.1),
+            (reduce::HISTORY, Buf::History),
         ];
-        self.dispatch(Kernel::StopQuantity, params, binds, (1, 1));
-        self.recorded += 1;
+        self.dispatch(Kernel::StopQuantity, &params, &binds, (1, 1));
     }
     fn record_stop_ratio(&mut self, num: Tall, den: Tall) {
-        assert!(
-            self.recorded < self.history_capacity,
-            "check before the history fills"
-        );
-        let params = words(&[self.len(), 0, 0, 0]);
-        let binds = vec![
-            (1, Buf::Tall(num.0)),
-            (2, Buf::Tall(den.0)),
-            (6, Buf::History),
+        self.checks.record();
+        let params = ReduceParams {
+            len: self.len(),
+            ..ReduceParams::default()
+        };
+        let binds = [
+            (reduce::A0, Buf::Tall(num.0)),
+            (reduce::B0, Buf::Tall(den.0)),
+            (reduce::HISTORY, Buf::History),
         ];
-        self.dispatch(Kernel::StopRatio, params, binds, (1, 1));
-        self.recorded += 1;
+        self.dispatch(Kernel::StopRatio, &params, &binds, (1, 1));
     }
     fn passes(&self) -> usize {
         self.passes
     }
     fn check(&mut self) -> Result<Vec<f64>> {
         let encoder = self.take_encoder();
-        let bytes = ((self.recorded + 1) * 4) as u64;
+        let recorded = self.checks.checked();
+        let bytes = ((recorded + 1) * 4) as u64;
         let data = self
             .ctx
             .read_f32(encoder, &self.history, &self.history_staging, bytes)?;
         self.stats.submissions += 1;
         self.stats.host_waits += 1;
         let count = data[0] as usize;
-        if count != self.recorded {
+        if count != recorded {
             return Err(Error::Gpu(format!(
-                "the GPU recorded {count} stopping values, {} expected",
-                self.recorded
+                "the GPU recorded {count} stopping values, {recorded} expected"
             )));
         }
-        self.recorded = 0;
         // Reset the counter; the write lands before the next submission.
         self.ctx
             .queue

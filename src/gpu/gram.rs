@@ -8,7 +8,8 @@
 //! and runs the two kernels on it. The host waits only when it comes back to a staging buffer whose
 //! previous chunk the device has not copied yet, so it fills the next chunks while the device works.
 
-use super::kernels::Kernel;
+use super::contract::{gram, Binding, GramParams, PARAMS};
+use super::kernels::{Compiled, Kernel};
 use super::{grid_1d, padded, GpuContext};
 use crate::engine::EngineStats;
 use crate::error::{Error, Result};
@@ -24,8 +25,8 @@ const MAX_CHUNK_ROWS: usize = 4096;
 const STAGING_RING: usize = 3;
 /// Device chunk buffers the kernels read in turn.
 const DEVICE_CHUNKS: usize = 2;
-/// Bytes of a chunk's parameters (rows, mp, first, 0) at the start of its staging buffer.
-const HEADER: u64 = 16;
+/// Bytes of a chunk's parameters ([`GramParams`]) at the start of its staging buffer.
+const HEADER: u64 = std::mem::size_of::<GramParams>() as u64;
 
 /// The state of a staging buffer's map request.
 const MAP_PENDING: u8 = 0;
@@ -95,8 +96,8 @@ pub(crate) struct GpuGram {
     shift: wgpu::Buffer,
     sums_hi: wgpu::Buffer,
     sums_lo: wgpu::Buffer,
-    columns_pipeline: wgpu::ComputePipeline,
-    gram_pipeline: wgpu::ComputePipeline,
+    columns_pipeline: Compiled,
+    gram_pipeline: Compiled,
     staging: Vec<Staging>,
     chunks: Vec<DeviceChunk>,
     /// Chunks added so far.
@@ -115,11 +116,27 @@ impl std::fmt::Debug for GpuGram {
     }
 }
 
-fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.as_entire_binding(),
-    }
+/// The bind group of `kernel` (compiled as `compiled`) on `params` and the buffers `bindings` (those of
+/// the kernel table, in its order).
+fn bind_group(
+    ctx: &GpuContext,
+    (kernel, compiled): (Kernel, &Compiled),
+    params: &wgpu::Buffer,
+    bindings: &[(Binding, &wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    kernel.assert_bindings(bindings.iter().map(|b| &b.0));
+    let entries: Vec<wgpu::BindGroupEntry<'_>> = std::iter::once((PARAMS, params))
+        .chain(bindings.iter().copied())
+        .map(|(b, buffer)| wgpu::BindGroupEntry {
+            binding: b.number,
+            resource: buffer.as_entire_binding(),
+        })
+        .collect();
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(kernel.entry_point()),
+        layout: &compiled.layout,
+        entries: &entries,
+    })
 }
 
 impl GpuGram {
@@ -159,28 +176,28 @@ impl GpuGram {
             .map(|_| {
                 let params = ctx.buffer("gram params", HEADER, U::STORAGE | U::COPY_DST);
                 let rows = ctx.buffer("data chunk", chunk_bytes, U::STORAGE | U::COPY_DST);
-                let columns_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("gram_columns"),
-                    layout: &columns_pipeline.get_bind_group_layout(0),
-                    entries: &[
-                        entry(0, &params),
-                        entry(1, &rows),
-                        entry(4, &shift),
-                        entry(5, &sums_hi),
-                        entry(6, &sums_lo),
+                let columns_group = bind_group(
+                    &ctx,
+                    (Kernel::GramColumns, &columns_pipeline),
+                    &params,
+                    &[
+                        (gram::X, &rows),
+                        (gram::SHIFT, &shift),
+                        (gram::SUMS_HI, &sums_hi),
+                        (gram::SUMS_LO, &sums_lo),
                     ],
-                });
-                let gram_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("gram_chunk"),
-                    layout: &gram_pipeline.get_bind_group_layout(0),
-                    entries: &[
-                        entry(0, &params),
-                        entry(1, &rows),
-                        entry(2, &c_hi),
-                        entry(3, &c_lo),
-                        entry(4, &shift),
+                );
+                let gram_group = bind_group(
+                    &ctx,
+                    (Kernel::GramChunk, &gram_pipeline),
+                    &params,
+                    &[
+                        (gram::X, &rows),
+                        (gram::C_HI, &c_hi),
+                        (gram::C_LO, &c_lo),
+                        (gram::SHIFT, &shift),
                     ],
-                });
+                );
                 DeviceChunk {
                     columns_group,
                     gram_group,
@@ -251,9 +268,14 @@ impl GpuGram {
         let staging = &mut self.staging[slot];
         match staging.buffer.get_mapped_range_mut(..HEADER + data_bytes) {
             Ok(mut view) => {
-                let header = [rows as u32, self.mp as u32, first, 0];
+                let header = GramParams {
+                    rows: rows as u32,
+                    mp: self.mp as u32,
+                    first,
+                    ..GramParams::default()
+                };
                 view.slice(..HEADER as usize)
-                    .copy_from_slice(bytemuck::cast_slice(&header));
+                    .copy_from_slice(bytemuck::bytes_of(&header));
                 fill(&mut RowWriter {
                     view: &mut view,
                     m: self.m,
@@ -276,11 +298,11 @@ impl GpuGram {
                 timestamp_writes: None,
             });
             let (gx, gy) = grid_1d(self.mp, self.ctx.workgroup());
-            pass.set_pipeline(&self.columns_pipeline);
+            pass.set_pipeline(&self.columns_pipeline.pipeline);
             pass.set_bind_group(0, &chunk.columns_group, &[]);
             pass.dispatch_workgroups(gx, gy, 1);
             let tiles = self.mp.div_ceil(64) as u32;
-            pass.set_pipeline(&self.gram_pipeline);
+            pass.set_pipeline(&self.gram_pipeline.pipeline);
             pass.set_bind_group(0, &chunk.gram_group, &[]);
             pass.dispatch_workgroups(tiles, tiles, 1);
         }

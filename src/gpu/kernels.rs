@@ -1,110 +1,269 @@
-//! The kernel registry: every WGSL source as an `include_str!` constant next to the kernel that uses
-//! it, and a cache of compiled pipelines.
+//! The kernel registry: every WGSL source as an `include_str!` constant, the table of kernels (entry
+//! point, family, bindings), and a cache of compiled pipelines with their explicit bind group layouts.
 //!
 //! Every kernel takes its parameters (sizes, coefficients) at binding 0 as a read-only *storage*
 //! buffer, not a uniform one. Mesa's lavapipe (22.3, the CI adapter) inlines uniform values that bound a
 //! loop and compiles a new shader variant at every dispatch, never freed: ~0.8 MB and ~20 ms per
 //! `c_mul` dispatch at m = 256 (one new memory mapping per iteration; a tied loop reached 1.7 GB after
 //! 2000 iterations). Storage buffers are not inlined; on other adapters the difference is a few loads.
+//!
+//! Every family declares `override WG` (the one-dimensional workgroup size); the registry passes the
+//! adapter's value to every pipeline (an entry point that does not use it ignores it). Adding a kernel
+//! touches its .wgsl file, one row of [`kernel_table!`] and the engine call that dispatches it.
 
+use super::contract::{
+    eigen, gram, matmul, reduce, small, update, Access, Binding, CombineTerm, EigenParams,
+    GramParams, MatmulParams, ReduceParams, SmallParams, StructLayout, UpdateParams, WgslStruct,
+    PARAMS,
+};
 use std::collections::HashMap;
+
+/// The name of every family's workgroup-size override.
+pub const WORKGROUP_OVERRIDE: &str = "WG";
+
+/// A helper appended to the families that use it: `tree_sum`, the fixed-order workgroup sum.
+pub const TREE_SUM: (&str, &str) = (
+    "prelude/tree_sum.wgsl",
+    include_str!("../../shaders/prelude/tree_sum.wgsl"),
+);
 
 /// A WGSL source file of the crate (one kernel family per file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
+    /// gram.wgsl: the Gram matrix of chunks of samples.
     Gram,
+    /// matmul.wgsl: the loop's products.
     Matmul,
+    /// small.wgsl: the k x k inverse.
     Small,
+    /// update.wgsl: fused element-wise updates.
     Update,
+    /// reduce.wgsl: Frobenius products and stopping quantities.
     Reduce,
+    /// eigen.wgsl: small symmetric eigenproblems.
     Eigen,
 }
 
+/// What the registry knows of a family's file.
+pub struct FamilyInfo {
+    /// The file name under shaders/.
+    pub file: &'static str,
+    /// Its text.
+    pub text: &'static str,
+    /// Its WGSL structs shared with Rust: the parameter struct (of the variable `p`) first.
+    pub structs: &'static [StructLayout],
+    /// Whether [`TREE_SUM`] is appended to it.
+    pub tree_sum: bool,
+}
+
 impl Family {
-    /// The file name and its text.
-    pub fn source(self) -> (&'static str, &'static str) {
-        match self {
-            Family::Gram => ("gram.wgsl", include_str!("../../shaders/gram.wgsl")),
-            Family::Matmul => ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
-            Family::Small => ("small.wgsl", include_str!("../../shaders/small.wgsl")),
-            Family::Update => ("update.wgsl", include_str!("../../shaders/update.wgsl")),
-            Family::Reduce => ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
-            Family::Eigen => ("eigen.wgsl", include_str!("../../shaders/eigen.wgsl")),
+    /// Every family.
+    pub const ALL: [Family; 6] = [
+        Family::Gram,
+        Family::Matmul,
+        Family::Small,
+        Family::Update,
+        Family::Reduce,
+        Family::Eigen,
+    ];
+
+    /// The file, its text, its shared structs and its helpers.
+    pub fn info(self) -> FamilyInfo {
+        let (file, text, structs, tree_sum): (_, _, &'static [StructLayout], _) = match self {
+            Family::Gram => (
+                "gram.wgsl",
+                include_str!("../../shaders/gram.wgsl"),
+                &[GramParams::LAYOUT],
+                false,
+            ),
+            Family::Matmul => (
+                "matmul.wgsl",
+                include_str!("../../shaders/matmul.wgsl"),
+                &[MatmulParams::LAYOUT],
+                true,
+            ),
+            Family::Small => (
+                "small.wgsl",
+                include_str!("../../shaders/small.wgsl"),
+                &[SmallParams::LAYOUT],
+                false,
+            ),
+            Family::Update => (
+                "update.wgsl",
+                include_str!("../../shaders/update.wgsl"),
+                &[UpdateParams::LAYOUT, CombineTerm::LAYOUT],
+                false,
+            ),
+            Family::Reduce => (
+                "reduce.wgsl",
+                include_str!("../../shaders/reduce.wgsl"),
+                &[ReduceParams::LAYOUT],
+                true,
+            ),
+            Family::Eigen => (
+                "eigen.wgsl",
+                include_str!("../../shaders/eigen.wgsl"),
+                &[EigenParams::LAYOUT],
+                true,
+            ),
+        };
+        FamilyInfo {
+            file,
+            text,
+            structs,
+            tree_sum,
         }
+    }
+
+    /// The name of the family's parameter struct.
+    pub fn params_name(self) -> &'static str {
+        self.info().structs[0].name
+    }
+
+    /// The module's WGSL: the family's file, then the helpers it uses (module-scope declarations may
+    /// come in any order, and the file's own line numbers stay those of naga's diagnostics).
+    pub fn wgsl(self) -> String {
+        let info = self.info();
+        let mut text = info.text.to_string();
+        if info.tree_sum {
+            text.push('\n');
+            text.push_str(TREE_SUM.1);
+        }
+        text
     }
 }
 
-/// A compute entry point.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    GramColumns,
-    GramChunk,
-    CMul,
-    Inner,
-    MulSmall,
-    InverseSpd,
-    Combine,
-    CopyScalar,
-    Dot,
-    StopQuantity,
-    InnerBlock,
-    MulBlock,
-    RitzVectors,
-    Orthonormalizer,
-    StopRatio,
+/// The kernel table: one row per compute entry point, `Kernel => Family, "entry point", [the bindings
+/// it uses besides its parameters at binding 0]`. Generates [`Kernel`] and its accessors.
+macro_rules! kernel_table {
+    ($($(#[$doc:meta])* $kernel:ident => $family:ident, $entry:literal, [$($binding:expr),* $(,)?];)*) => {
+        /// A compute entry point.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Kernel {
+            $($(#[$doc])* $kernel,)*
+        }
+
+        impl Kernel {
+            /// Every kernel, in table order.
+            pub const ALL: &'static [Kernel] = &[$(Kernel::$kernel,)*];
+
+            /// The file it is in.
+            pub fn family(self) -> Family {
+                match self {
+                    $(Kernel::$kernel => Family::$family,)*
+                }
+            }
+
+            /// Its entry point's name.
+            pub fn entry_point(self) -> &'static str {
+                match self {
+                    $(Kernel::$kernel => $entry,)*
+                }
+            }
+
+            /// The storage buffers it uses besides its parameters ([`PARAMS`]), by binding number.
+            pub fn bindings(self) -> &'static [Binding] {
+                match self {
+                    $(Kernel::$kernel => {
+                        const BINDINGS: &[Binding] = &[$($binding),*];
+                        BINDINGS
+                    })*
+                }
+            }
+        }
+    };
+}
+
+kernel_table! {
+    /// The shift (first chunk) and the column sums of a chunk.
+    GramColumns => Gram, "gram_columns", [gram::X, gram::SHIFT, gram::SUMS_HI, gram::SUMS_LO];
+    /// C += a chunk's Gram matrix.
+    GramChunk => Gram, "gram_chunk", [gram::X, gram::C_HI, gram::C_LO, gram::SHIFT];
+    /// out = C x.
+    CMul => Matmul, "c_mul", [matmul::A, matmul::B, matmul::OUT];
+    /// out = aᵀ b.
+    Inner => Matmul, "inner", [matmul::A, matmul::B, matmul::OUT];
+    /// out = a s.
+    MulSmall => Matmul, "mul_small", [matmul::A, matmul::B, matmul::OUT];
+    /// A block of a projected matrix = aᵀ b.
+    InnerBlock => Matmul, "inner_block", [matmul::A, matmul::B, matmul::OUT];
+    /// out = a times a block of a projected matrix.
+    MulBlock => Matmul, "mul_block", [matmul::A, matmul::B, matmul::OUT];
+    /// out = (s + shift·I)⁻¹.
+    InverseSpd => Small, "inverse_spd", [small::S, small::OUT];
+    /// out = Σ cᵢ tᵢ.
+    Combine => Update, "combine", [
+        update::TERMS[0], update::TERMS[1], update::TERMS[2], update::TERMS[3],
+        update::OUT, update::SCALARS,
+    ];
+    /// One scalar copied to another.
+    CopyScalar => Update, "copy_scalar", [update::SCALARS];
+    /// A scalar = ⟨a, b⟩_F.
+    Dot => Reduce, "dot", [reduce::A0, reduce::B0, reduce::SCALARS];
+    /// Records Σ ‖aⱼ − bⱼ‖_F.
+    StopQuantity => Reduce, "stop_quantity", [
+        reduce::A0, reduce::B0, reduce::A1, reduce::B1, reduce::HISTORY,
+    ];
+    /// Records ‖a‖_F / ‖b‖_F.
+    StopRatio => Reduce, "stop_ratio", [reduce::A0, reduce::B0, reduce::HISTORY];
+    /// The eigenvectors of a symmetric matrix.
+    RitzVectors => Eigen, "ritz_vectors", [eigen::A, eigen::OUT, eigen::WORK];
+    /// The SVQB orthonormalizer of a Gram matrix.
+    Orthonormalizer => Eigen, "orthonormalizer", [eigen::A, eigen::OUT, eigen::WORK];
 }
 
 impl Kernel {
-    pub fn family(self) -> Family {
-        match self {
-            Kernel::GramColumns | Kernel::GramChunk => Family::Gram,
-            Kernel::CMul
-            | Kernel::Inner
-            | Kernel::MulSmall
-            | Kernel::InnerBlock
-            | Kernel::MulBlock => Family::Matmul,
-            Kernel::InverseSpd => Family::Small,
-            Kernel::Combine | Kernel::CopyScalar => Family::Update,
-            Kernel::Dot | Kernel::StopQuantity | Kernel::StopRatio => Family::Reduce,
-            Kernel::RitzVectors | Kernel::Orthonormalizer => Family::Eigen,
-        }
+    /// Panics unless `given` are the kernel's table bindings, in table order (a call site that binds
+    /// other buffers than its kernel declares is a bug of the engine).
+    pub fn assert_bindings<'a>(self, given: impl IntoIterator<Item = &'a Binding> + Clone) {
+        assert!(
+            given.clone().into_iter().eq(self.bindings()),
+            "{self:?}: bindings {:?}, not those of the kernel table {:?}",
+            given.into_iter().collect::<Vec<_>>(),
+            self.bindings()
+        );
     }
 
-    pub fn entry_point(self) -> &'static str {
-        match self {
-            Kernel::GramColumns => "gram_columns",
-            Kernel::GramChunk => "gram_chunk",
-            Kernel::CMul => "c_mul",
-            Kernel::Inner => "inner",
-            Kernel::MulSmall => "mul_small",
-            Kernel::InverseSpd => "inverse_spd",
-            Kernel::Combine => "combine",
-            Kernel::CopyScalar => "copy_scalar",
-            Kernel::Dot => "dot",
-            Kernel::StopQuantity => "stop_quantity",
-            Kernel::InnerBlock => "inner_block",
-            Kernel::MulBlock => "mul_block",
-            Kernel::RitzVectors => "ritz_vectors",
-            Kernel::Orthonormalizer => "orthonormalizer",
-            Kernel::StopRatio => "stop_ratio",
-        }
+    /// Its bind group layout's entries: [`PARAMS`], then its table bindings, each a storage buffer
+    /// read-only or read-write as the WGSL declares it.
+    fn layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
+        std::iter::once(&PARAMS)
+            .chain(self.bindings())
+            .map(|b| wgpu::BindGroupLayoutEntry {
+                binding: b.number,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: b.access == Access::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect()
     }
+}
 
-    /// Whether the entry point has the `WG` override (its workgroup size, chosen per adapter).
-    pub fn has_workgroup_override(self) -> bool {
-        !matches!(self, Kernel::GramChunk | Kernel::CMul | Kernel::CopyScalar)
-    }
+/// A kernel's compiled pipeline and the layout of its bind group 0.
+#[derive(Clone)]
+pub struct Compiled {
+    /// The pipeline.
+    pub pipeline: wgpu::ComputePipeline,
+    /// Its bind group layout (from the kernel table, not derived from the shader).
+    pub layout: wgpu::BindGroupLayout,
 }
 
 /// Compiled pipelines, one per kernel, made on first use.
 pub struct PipelineCache {
     modules: HashMap<Family, wgpu::ShaderModule>,
-    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    pipelines: HashMap<Kernel, Compiled>,
     /// The one-dimensional workgroup size (a power of two the adapter allows).
     pub workgroup: u32,
 }
 
 impl PipelineCache {
+    /// An empty cache for pipelines of `workgroup` threads.
     pub fn new(workgroup: u32) -> Self {
         PipelineCache {
             modules: HashMap::new(),
@@ -113,33 +272,38 @@ impl PipelineCache {
         }
     }
 
-    pub fn get(&mut self, device: &wgpu::Device, kernel: Kernel) -> &wgpu::ComputePipeline {
+    /// The pipeline of `kernel`, compiled on first use.
+    pub fn get(&mut self, device: &wgpu::Device, kernel: Kernel) -> &Compiled {
         if !self.pipelines.contains_key(&kernel) {
             let family = kernel.family();
             let module = self.modules.entry(family).or_insert_with(|| {
-                let (name, text) = family.source();
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(text.into()),
+                    label: Some(family.info().file),
+                    source: wgpu::ShaderSource::Wgsl(family.wgsl().into()),
                 })
             });
-            let constants = [("WG", self.workgroup as f64)];
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(kernel.entry_point()),
+                entries: &kernel.layout_entries(),
+            });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.entry_point()),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let constants = [(WORKGROUP_OVERRIDE, self.workgroup as f64)];
             let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(kernel.entry_point()),
-                layout: None,
+                layout: Some(&pipeline_layout),
                 module,
                 entry_point: Some(kernel.entry_point()),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: if kernel.has_workgroup_override() {
-                        &constants
-                    } else {
-                        &[]
-                    },
+                    constants: &constants,
                     zero_initialize_workgroup_memory: true,
                 },
                 cache: None,
             });
-            self.pipelines.insert(kernel, pipeline);
+            self.pipelines.insert(kernel, Compiled { pipeline, layout });
         }
         &self.pipelines[&kernel]
     }

@@ -4,6 +4,7 @@
 //! turns wgpu's error reports (validation, out of memory, device lost) into [`Error::Gpu`] instead of
 //! wgpu's default panic; the engine and the Gram code take a context and record work into it.
 
+pub(crate) mod contract;
 mod engine;
 mod gram;
 pub(crate) mod kernels;
@@ -262,8 +263,9 @@ impl GpuContext {
         })
     }
 
-    /// The compiled pipeline of `kernel` (compiled on first use, then cached).
-    pub fn pipeline(&self, kernel: kernels::Kernel) -> wgpu::ComputePipeline {
+    /// The compiled pipeline of `kernel` and its bind group layout (compiled on first use, then
+    /// cached).
+    pub fn pipeline(&self, kernel: kernels::Kernel) -> kernels::Compiled {
         let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
         cache.get(&self.device, kernel).clone()
     }

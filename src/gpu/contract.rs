@@ -1,0 +1,289 @@
+//! The Rust side of the Rust–WGSL contract: each kernel family's parameter struct as a `#[repr(C)]`
+//! [`bytemuck::Pod`] struct of the same name and fields as its WGSL struct, and each family's buffer
+//! bindings by name, number and access.
+//!
+//! Every dispatch writes its parameters through these structs (never as packed words) and names its
+//! bindings through these constants; the kernel table ([`super::kernels`]) lists, per entry point, the
+//! bindings it uses, from which the bind group layouts are built. tests/shaders.rs compares all of it
+//! with the WGSL through naga's reflection: struct members' names, offsets and sizes and the struct's
+//! size; each entry point's bindings, their numbers and their access.
+
+/// One member of a parameter struct: its name, byte offset and byte size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldLayout {
+    /// The member's name, the same in Rust and WGSL.
+    pub name: &'static str,
+    /// Its byte offset in the struct.
+    pub offset: usize,
+    /// Its size in bytes.
+    pub size: usize,
+}
+
+/// The memory layout of a parameter struct, as Rust lays it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StructLayout {
+    /// The struct's name, the same in Rust and WGSL.
+    pub name: &'static str,
+    /// `size_of` the struct (WGSL: the struct's span).
+    pub size: usize,
+    /// Its members in declaration order.
+    pub fields: &'static [FieldLayout],
+}
+
+/// A struct shared with WGSL: its layout, for the comparison with the shader.
+pub trait WgslStruct: bytemuck::Pod {
+    /// The layout of the struct.
+    const LAYOUT: StructLayout;
+}
+
+/// Declares a `#[repr(C)]` Pod struct shared with WGSL, and its [`WgslStruct::LAYOUT`] table.
+macro_rules! wgsl_struct {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$field_meta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $ty,)*
+        }
+
+        impl WgslStruct for $name {
+            const LAYOUT: StructLayout = StructLayout {
+                name: stringify!($name),
+                size: std::mem::size_of::<$name>(),
+                fields: &[$(FieldLayout {
+                    name: stringify!($field),
+                    offset: std::mem::offset_of!($name, $field),
+                    size: std::mem::size_of::<$ty>(),
+                },)*],
+            };
+        }
+    };
+}
+
+wgsl_struct! {
+    /// gram.wgsl: one chunk of samples.
+    pub struct GramParams {
+        /// Samples in the chunk.
+        rows: u32,
+        /// The row stride: features padded to a multiple of 4.
+        mp: u32,
+        /// 1 on the first chunk when the device computes the shift.
+        first: u32,
+        /// Padding.
+        _pad0: u32,
+    }
+}
+
+wgsl_struct! {
+    /// matmul.wgsl: the products of the loop.
+    pub struct MatmulParams {
+        /// Rows of a tall matrix (m padded to a multiple of 4).
+        mp: u32,
+        /// Components.
+        k: u32,
+        /// inner_block and mul_block: the first row of the block in the projected matrix.
+        row0: u32,
+        /// inner_block and mul_block: the first column of the block.
+        col0: u32,
+    }
+}
+
+wgsl_struct! {
+    /// small.wgsl: the k x k inverse.
+    pub struct SmallParams {
+        /// The order k.
+        k: u32,
+        /// The shift added to the diagonal.
+        shift: f32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+    }
+}
+
+wgsl_struct! {
+    /// update.wgsl: one term of `combine`.
+    pub struct CombineTerm {
+        /// 0: the constant `value`; 1: scalars[num] / scalars[den]; 2: −scalars[num] / scalars[den].
+        kind: u32,
+        /// The constant (kind 0).
+        value: f32,
+        /// The numerator's scalar (kinds 1, 2).
+        num: u32,
+        /// The denominator's scalar (kinds 1, 2).
+        den: u32,
+        /// 0..3: the bindings t0..t3; [`COMBINE_SOURCE_OUT`]: `out` itself.
+        source: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
+    }
+}
+
+/// [`CombineTerm::source`] of a term that reads the output buffer in place.
+pub const COMBINE_SOURCE_OUT: u32 = 4;
+
+wgsl_struct! {
+    /// update.wgsl: `combine` and `copy_scalar`.
+    pub struct UpdateParams {
+        /// combine: the elements of a tall matrix (mp · k).
+        len: u32,
+        /// combine: the terms used.
+        terms: u32,
+        /// copy_scalar: the source scalar.
+        src: u32,
+        /// copy_scalar: the destination scalar.
+        dst: u32,
+        /// combine: the terms, the first `terms` of them used.
+        term: [CombineTerm; crate::engine::MAX_COMBINE_TERMS],
+    }
+}
+
+wgsl_struct! {
+    /// reduce.wgsl: Frobenius products and stopping quantities.
+    pub struct ReduceParams {
+        /// The elements of a tall matrix (mp · k).
+        len: u32,
+        /// dot: the scalar to write; stop_quantity: the number of pairs (1 or 2); stop_ratio: unused.
+        slot: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+    }
+}
+
+wgsl_struct! {
+    /// eigen.wgsl: the small symmetric eigenproblems.
+    pub struct EigenParams {
+        /// The order of the matrix.
+        n: u32,
+        /// orthonormalizer: the relative eigenvalue floor.
+        drop: f32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+    }
+}
+
+/// How a kernel accesses a storage buffer (as its WGSL `var<storage, …>` declares it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+/// A storage-buffer binding of group 0: its number, its WGSL variable's name, its access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Binding {
+    /// The `@binding` number.
+    pub number: u32,
+    /// The WGSL variable.
+    pub name: &'static str,
+    /// Read-only or read-write.
+    pub access: Access,
+}
+
+const fn read(number: u32, name: &'static str) -> Binding {
+    Binding {
+        number,
+        name,
+        access: Access::Read,
+    }
+}
+
+const fn read_write(number: u32, name: &'static str) -> Binding {
+    Binding {
+        number,
+        name,
+        access: Access::ReadWrite,
+    }
+}
+
+/// Every kernel's parameters (its family's parameter struct), a read-only storage buffer: see
+/// [`super::kernels`] for why not a uniform one.
+pub const PARAMS: Binding = read(0, "p");
+
+/// The bindings of gram.wgsl.
+pub mod gram {
+    use super::{read, read_write, Binding};
+    /// The chunk's samples, rows of mp values.
+    pub const X: Binding = read(1, "x");
+    /// The running sum's high part.
+    pub const C_HI: Binding = read_write(2, "c_hi");
+    /// The running sum's low part.
+    pub const C_LO: Binding = read_write(3, "c_lo");
+    /// The shift subtracted from every sample.
+    pub const SHIFT: Binding = read_write(4, "shift");
+    /// The column sums' high part.
+    pub const SUMS_HI: Binding = read_write(5, "sums_hi");
+    /// The column sums' low part.
+    pub const SUMS_LO: Binding = read_write(6, "sums_lo");
+}
+
+/// The bindings of matmul.wgsl.
+pub mod matmul {
+    use super::{read, read_write, Binding};
+    /// The left operand (C for c_mul).
+    pub const A: Binding = read(1, "a");
+    /// The right operand.
+    pub const B: Binding = read(2, "b");
+    /// The product.
+    pub const OUT: Binding = read_write(3, "out");
+}
+
+/// The bindings of small.wgsl.
+pub mod small {
+    use super::{read, read_write, Binding};
+    /// The k x k matrix.
+    pub const S: Binding = read(1, "s");
+    /// Its shifted inverse.
+    pub const OUT: Binding = read_write(2, "out");
+}
+
+/// The bindings of update.wgsl.
+pub mod update {
+    use super::{read, read_write, Binding};
+    /// The distinct inputs of `combine` other than its output, in order.
+    pub const TERMS: [Binding; crate::engine::MAX_COMBINE_TERMS] =
+        [read(1, "t0"), read(2, "t1"), read(3, "t2"), read(4, "t3")];
+    /// The output of `combine`.
+    pub const OUT: Binding = read_write(5, "out");
+    /// The engine's scalars.
+    pub const SCALARS: Binding = read_write(6, "scalars");
+}
+
+/// The bindings of reduce.wgsl.
+pub mod reduce {
+    use super::{read, read_write, Binding};
+    /// The first pair's (or the ratio's numerator) first matrix.
+    pub const A0: Binding = read(1, "a0");
+    /// The first pair's second matrix (or the ratio's denominator).
+    pub const B0: Binding = read(2, "b0");
+    /// The second pair's first matrix.
+    pub const A1: Binding = read(3, "a1");
+    /// The second pair's second matrix.
+    pub const B1: Binding = read(4, "b1");
+    /// The engine's scalars.
+    pub const SCALARS: Binding = read_write(5, "scalars");
+    /// The stopping quantities recorded since the last check (the count first).
+    pub const HISTORY: Binding = read_write(6, "history");
+}
+
+/// The bindings of eigen.wgsl.
+pub mod eigen {
+    use super::{read_write, Binding};
+    /// The symmetric matrix (overwritten).
+    pub const A: Binding = read_write(1, "a");
+    /// The result.
+    pub const OUT: Binding = read_write(2, "out");
+    /// The work space.
+    pub const WORK: Binding = read_write(3, "work");
+}

@@ -1,0 +1,90 @@
+//! The crate's internals that its integration tests check (tests/engine_ops.rs: every engine
+//! operation on both engines; tests/shaders.rs: the Rust–WGSL contract). Not a stable API: hidden from
+//! the documentation, and free to change with the engines.
+
+use crate::cpu::CpuEngine;
+use crate::gpu::kernels::{Family, Kernel, TREE_SUM};
+use crate::gpu::{contract::PARAMS, GpuDevice, GpuEngine};
+use crate::{Real, Result};
+use nalgebra::DMatrix;
+
+pub use crate::engine::{
+    Coef, Engine, Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS, MAX_SCALARS, MAX_STOP_PAIRS,
+    ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+};
+pub use crate::gpu::contract::{Access, Binding, FieldLayout, StructLayout};
+pub use crate::gpu::kernels::WORKGROUP_OVERRIDE;
+
+/// The CPU engine over C (m x m) for k components in precision `T`, checking at most every
+/// `check_every` iterations.
+pub fn cpu_engine<T: Real>(c: &DMatrix<f64>, k: usize, check_every: usize) -> Box<dyn Engine> {
+    Box::new(CpuEngine::<T>::new(c, k, check_every))
+}
+
+/// The GPU engine on `device` over C (m x m) for k components, checking at most every `check_every`
+/// iterations.
+pub fn gpu_engine<'a>(
+    device: &'a GpuDevice,
+    c: &DMatrix<f64>,
+    k: usize,
+    check_every: usize,
+) -> Result<Box<dyn Engine + 'a>> {
+    Ok(Box::new(GpuEngine::new(
+        device.context(),
+        c,
+        k,
+        check_every,
+    )?))
+}
+
+/// A kernel family (one .wgsl file) as the registry compiles it.
+#[derive(Clone, Debug)]
+pub struct ShaderFamily {
+    /// The file name under shaders/.
+    pub file: &'static str,
+    /// The module's WGSL: the file, then the helpers the registry appends to it.
+    pub source: String,
+    /// The WGSL structs shared with Rust, as Rust lays them out (the parameter struct first).
+    pub structs: &'static [StructLayout],
+    /// Its kernels.
+    pub kernels: Vec<ShaderKernel>,
+}
+
+/// One entry point of a family, as the kernel table describes it.
+#[derive(Clone, Debug)]
+pub struct ShaderKernel {
+    /// The entry point's name.
+    pub entry_point: &'static str,
+    /// The bindings of its bind group layout: the parameters first, then the table's.
+    pub bindings: Vec<Binding>,
+}
+
+/// Every kernel family, with its kernels.
+pub fn shader_families() -> Vec<ShaderFamily> {
+    Family::ALL
+        .iter()
+        .map(|&family| {
+            let info = family.info();
+            ShaderFamily {
+                file: info.file,
+                source: family.wgsl(),
+                structs: info.structs,
+                kernels: Kernel::ALL
+                    .iter()
+                    .filter(|kernel| kernel.family() == family)
+                    .map(|kernel| ShaderKernel {
+                        entry_point: kernel.entry_point(),
+                        bindings: std::iter::once(PARAMS)
+                            .chain(kernel.bindings().iter().copied())
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The helper files (under shaders/) the registry appends to families.
+pub fn shader_helpers() -> Vec<&'static str> {
+    vec![TREE_SUM.0]
+}
