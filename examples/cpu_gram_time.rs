@@ -1,6 +1,7 @@
 //! Wall-clock time of the CPU Gram phase on an f32 .npy file held in memory (C order, samples in
 //! rows): `cargo run --release --example cpu_gram_time -- FILE.npy [REPS]`. Prints each repetition.
 
+use faer::reborrow::ReborrowMut;
 use laepca::GramAccumulator;
 use std::time::Instant;
 
@@ -40,30 +41,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // The kernel alone: faer's triangular product on the same blocks, no copy, shift or f64 sum.
-    let block: usize = std::env::var("BLOCK").ok().and_then(|v| v.parse().ok()).unwrap_or(2048);
+    let block: usize = std::env::var("BLOCK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048);
     let mut out = vec![0f32; m * m];
     for rep in 0..reps {
         let cpu0 = thread_cpu_ns();
         let t = Instant::now();
+        let panel: usize = std::env::var("PANEL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         for rows in data.chunks(block * m) {
             let len = rows.len() / m;
             let bt = faer::MatRef::from_column_major_slice(rows, m, len);
-            faer::linalg::matmul::triangular::matmul(
-                faer::MatMut::from_column_major_slice_mut(&mut out, m, m),
-                faer::linalg::matmul::triangular::BlockStructure::TriangularLower,
-                faer::Accum::Replace,
-                bt,
-                faer::linalg::matmul::triangular::BlockStructure::Rectangular,
-                bt.transpose(),
-                faer::linalg::matmul::triangular::BlockStructure::Rectangular,
-                1.0f32,
-                faer::Par::rayon(0),
-            );
+            let mut dst = faer::MatMut::from_column_major_slice_mut(&mut out, m, m);
+            if panel == 0 {
+                tri(dst.rb_mut(), bt, bt);
+            } else {
+                // Column panels of the lower triangle: the diagonal block by the triangular product,
+                // the rectangle below it by a full product.
+                let mut j = 0;
+                while j < m {
+                    let w = panel.min(m - j);
+                    let pj = bt.subrows(j, w);
+                    tri(dst.rb_mut().submatrix_mut(j, j, w, w), pj, pj);
+                    if j + w < m {
+                        faer::linalg::matmul::matmul(
+                            dst.rb_mut().submatrix_mut(j + w, j, m - j - w, w),
+                            faer::Accum::Replace,
+                            bt.subrows(j + w, m - j - w),
+                            pj.transpose(),
+                            1.0f32,
+                            faer::Par::rayon(0),
+                        );
+                    }
+                    j += w;
+                }
+            }
         }
         let s = t.elapsed().as_secs_f64();
         let cpu = (thread_cpu_ns() - cpu0) as f64 * 1e-9;
         println!(
-            "kernel only, blocks of {block}: rep {rep}: {s:.3} s wall, {cpu:.3} s on this thread, {:.1} triangle-GFLOP/s per thread-second",
+            "kernel only, blocks of {block}, panels {panel}: rep {rep}: {s:.3} s wall, {cpu:.3} s on this thread, {:.1} triangle-GFLOP/s per thread-second",
             (n * m * (m + 1)) as f64 / cpu / 1e9
         );
     }
@@ -78,4 +99,19 @@ fn thread_cpu_ns() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+fn tri(dst: faer::MatMut<'_, f32>, a: faer::MatRef<'_, f32>, b: faer::MatRef<'_, f32>) {
+    use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+    matmul(
+        dst,
+        BlockStructure::TriangularLower,
+        faer::Accum::Replace,
+        a,
+        BlockStructure::Rectangular,
+        b.transpose(),
+        BlockStructure::Rectangular,
+        1.0f32,
+        faer::Par::rayon(0),
+    );
 }

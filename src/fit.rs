@@ -11,7 +11,7 @@ use crate::params::{Backend, CheckedParams, LaePca, Phase, Progress};
 use crate::real::Real;
 use crate::result::{Fit, Timings};
 use crate::rng::Rng;
-use crate::solver::{run_loop, spectrum, LoopSettings, Solver};
+use crate::solver::{run_loop, spectrum, LoopResult, LoopSettings, Solver};
 use nalgebra::{DMatrix, DVector};
 use std::time::{Duration, Instant};
 
@@ -332,19 +332,17 @@ impl LaePca {
         };
         report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
-        let (out, backend, adapter, upload, readback, loop_passes) = match &gpu {
+        let run = match &gpu {
             None => {
                 let mut engine = CpuEngine::<T>::new(&c_loop, k, check_every);
-                let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
-                let passes = engine.passes();
-                (
-                    out,
-                    Backend::Cpu,
-                    None,
-                    Duration::ZERO,
-                    Duration::ZERO,
-                    passes,
-                )
+                LoopRun {
+                    out: run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?,
+                    backend: Backend::Cpu,
+                    adapter: None,
+                    upload: Duration::ZERO,
+                    readback: Duration::ZERO,
+                    passes: engine.passes(),
+                }
             }
             Some(device) => {
                 let ctx = device.context();
@@ -352,11 +350,24 @@ impl LaePca {
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let (upload, readback) = engine.transfer_times();
-                let passes = engine.passes();
-                let info = Some(ctx.info.clone());
-                (out, Backend::Gpu, info, upload, readback, passes)
+                LoopRun {
+                    out,
+                    backend: Backend::Gpu,
+                    adapter: Some(ctx.info.clone()),
+                    upload,
+                    readback,
+                    passes: engine.passes(),
+                }
             }
         };
+        let LoopRun {
+            out,
+            backend,
+            adapter,
+            upload,
+            readback,
+            passes: loop_passes,
+        } = run;
         let iterate = t_iter.elapsed().saturating_sub(upload + readback);
 
         report(Phase::Finish, out.iterations, out.history.last().copied());
@@ -416,6 +427,18 @@ impl LaePca {
         };
         Ok(fit)
     }
+}
+
+/// What the solver loop produced and where it ran.
+struct LoopRun {
+    out: LoopResult,
+    backend: Backend,
+    adapter: Option<crate::DeviceInfo>,
+    /// Time spent moving C and the weights to the device and the weights back (zero on the CPU).
+    upload: Duration,
+    readback: Duration,
+    /// Products with C in the loop.
+    passes: usize,
 }
 
 /// Rounding noise of an accumulated C relative to its largest diagonal entry (f32 block products, with
