@@ -28,6 +28,7 @@
 //! [`stage_bytes`] and renamed into place by [`StagedFile::commit`]: a temporary file in the same
 //! directory, then a rename, so that a reader never sees half a file.
 
+mod dtype;
 mod error;
 mod idx;
 mod mtx;
@@ -36,6 +37,7 @@ mod stream;
 mod text;
 mod write;
 
+use error::SizeContext;
 pub use error::{IoError, Result};
 pub use npy::{read_npy, NpyArray};
 pub use write::{stage_bytes, stage_npy, write_atomic, write_npy, NpyWriter, StagedFile};
@@ -192,10 +194,10 @@ impl Reader {
         let path = path.as_ref();
         let format = Format::from_path(path)?;
         if path.is_dir() {
-            return Err(IoError::Open {
-                path: path.to_path_buf(),
-                source: std::io::Error::other("it is a directory"),
-            });
+            return Err(IoError::open(
+                path,
+                std::io::Error::other("it is a directory"),
+            ));
         }
         let (rows, cols, dtype, precision, source) = match format {
             Format::Npy => {
@@ -305,7 +307,7 @@ impl Reader {
         let (cols, path) = (self.cols, &self.path);
         let values = take.saturating_mul(cols);
         crate::alloc::reserve(out, values, || format!("{take} rows of {cols} values"))
-            .map_err(|e| IoError::size(path, e))?;
+            .allocating(path)?;
         match &mut self.source {
             Source::Npy(r) => r.read_rows(self.next, take, out)?,
             Source::Idx(r) => r.read_rows(self.next, take, out)?,
@@ -333,7 +335,7 @@ impl Reader {
         crate::alloc::reserve(&mut data, remaining.saturating_mul(cols), || {
             format!("the whole {remaining} x {cols} matrix")
         })
-        .map_err(|e| IoError::size(&self.path, e))?;
+        .allocating(&self.path)?;
         let chunk = self.chunk_rows();
         while self.append_rows(&mut data, chunk)? > 0 {}
         Ok(Matrix {

@@ -2,8 +2,8 @@
 //! general|symmetric|skew-symmetric`, densified (8 bytes per entry of the full matrix). Coordinate entries
 //! repeated at the same place are summed.
 
-use super::error::{IoError, Result};
-use super::text::read_line;
+use super::error::{IoError, Result, SizeContext};
+use super::text::{read_line, utf8};
 use super::Dense;
 use std::io::BufRead;
 use std::path::Path;
@@ -15,6 +15,25 @@ enum Symmetry {
     Skew,
 }
 
+/// What the banner line `%%MatrixMarket matrix <layout> <field> <symmetry>` says.
+struct Banner {
+    /// `coordinate` (entries with their indices), else `array` (every value, column by column).
+    coordinate: bool,
+    /// `pattern`: coordinate entries without values (each is a 1).
+    pattern: bool,
+    symmetry: Symmetry,
+    /// The symmetry as written (lower case), for messages.
+    symmetry_name: String,
+}
+
+/// The sizes of the size line: `rows cols entries` (coordinate) or `rows cols` (array: entries 0).
+struct Sizes {
+    rows: usize,
+    cols: usize,
+    entries: usize,
+}
+
+/// The content lines of the file after the banner, with their 1-based numbers.
 struct Lines<'a> {
     input: &'a mut dyn BufRead,
     path: &'a Path,
@@ -32,15 +51,8 @@ impl Lines<'_> {
             }
             self.line += 1;
             self.buf.clear();
-            match std::str::from_utf8(&self.raw) {
-                Ok(t) => self.buf.push_str(t),
-                Err(e) => {
-                    return Err(self.parse_err(
-                        1,
-                        format!("not valid UTF-8 text (byte {})", e.valid_up_to() + 1),
-                    ))
-                }
-            }
+            let text = utf8(&self.raw).map_err(|d| self.parse_err(1, d))?;
+            self.buf.push_str(text);
             let t = self.buf.trim();
             if !t.is_empty() && !t.starts_with('%') {
                 return Ok(true);
@@ -53,13 +65,9 @@ impl Lines<'_> {
         self.buf.trim()
     }
 
-    fn parse_err(&self, column: usize, detail: String) -> IoError {
-        IoError::Parse {
-            path: self.path.to_path_buf(),
-            line: self.line,
-            column,
-            detail,
-        }
+    /// A parse error at `column` of the current line.
+    fn parse_err(&self, column: usize, detail: impl Into<String>) -> IoError {
+        IoError::parse(self.path, self.line, column, detail)
     }
 }
 
@@ -82,14 +90,37 @@ fn parse_value(tok: Option<&str>) -> std::result::Result<f64, String> {
 /// Reads a Matrix Market file into a dense row-major matrix; `holds` (when known) is the most bytes the
 /// input can deliver, which bounds the values an `array` file can hold.
 pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>) -> Result<Dense> {
-    let bad = |detail: String| IoError::BadHeader {
-        path: path.to_path_buf(),
-        format: "Matrix Market",
-        detail,
-    };
     let mut raw = Vec::new();
     read_line(input, &mut raw, 1, path)?;
-    let first = String::from_utf8_lossy(&raw);
+    let banner = read_banner(&String::from_utf8_lossy(&raw), path)?;
+    let mut lines = Lines {
+        input,
+        path,
+        line: 1,
+        raw,
+        buf: String::new(),
+    };
+    let sizes = read_sizes(&mut lines, &banner)?;
+    let mut values = allocate(&banner, &sizes, path, holds)?;
+    if banner.coordinate {
+        read_coordinate_entries(&mut lines, &banner, &sizes, &mut values)?;
+    } else {
+        read_array_values(&mut lines, &banner, &sizes, &mut values)?;
+    }
+    if lines.next_content()? {
+        return Err(lines.parse_err(1, "more entries than the size line announces"));
+    }
+    Ok(Dense {
+        rows: sizes.rows,
+        cols: sizes.cols,
+        values,
+        lines: None,
+    })
+}
+
+/// Reads the banner (the first line).
+fn read_banner(first: &str, path: &Path) -> Result<Banner> {
+    let bad = |detail: String| IoError::bad_header(path, "Matrix Market", detail);
     let first = first.trim_start_matches('\u{feff}'); // a byte-order mark
     let banner: Vec<String> = first.split_whitespace().map(str::to_lowercase).collect();
     if banner.first().map(String::as_str) != Some("%%matrixmarket") {
@@ -104,10 +135,10 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>)
         )));
     }
     if banner[1] != "matrix" {
-        return Err(IoError::NotAMatrix {
-            path: path.to_path_buf(),
-            detail: format!("a Matrix Market '{}' object, not a matrix", banner[1]),
-        });
+        return Err(IoError::not_a_matrix(
+            path,
+            format!("a Matrix Market '{}' object, not a matrix", banner[1]),
+        ));
     }
     let coordinate = match banner[2].as_str() {
         "coordinate" => true,
@@ -128,11 +159,11 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>)
                     .to_string(),
             )),
             f @ ("complex" | "hermitian") => {
-                return Err(IoError::UnsupportedDtype {
-                    path: path.to_path_buf(),
-                    dtype: f.to_string(),
-                    detail: "complex matrices are not supported (real or integer only)".to_string(),
-                })
+                return Err(IoError::unsupported(
+                    path,
+                    f,
+                    "complex matrices are not supported (real or integer only)",
+                ))
             }
             f => {
                 return Err(bad(format!(
@@ -151,29 +182,31 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>)
             )))
         }
     };
+    Ok(Banner {
+        coordinate,
+        pattern,
+        symmetry,
+        symmetry_name: banner[4].clone(),
+    })
+}
 
-    let mut lines = Lines {
-        input,
-        path,
-        line: 1,
-        raw,
-        buf: String::new(),
-    };
+/// Reads the size line (the first content line after the banner).
+fn read_sizes(lines: &mut Lines, banner: &Banner) -> Result<Sizes> {
     if !lines.next_content()? {
-        return Err(IoError::Truncated {
-            path: path.to_path_buf(),
-            detail: "no size line after the banner".to_string(),
-        });
+        return Err(IoError::truncated(
+            lines.path,
+            "no size line after the banner",
+        ));
     }
     let size_line = lines.current().to_string();
     let sizes: Vec<&str> = size_line.split_whitespace().collect();
-    let want = if coordinate { 3 } else { 2 };
+    let want = if banner.coordinate { 3 } else { 2 };
     if sizes.len() != want {
         return Err(lines.parse_err(
             1,
             format!(
                 "the size line needs {want} integers ({}), found '{size_line}'",
-                if coordinate {
+                if banner.coordinate {
                     "rows, columns, entries"
                 } else {
                     "rows, columns"
@@ -187,124 +220,141 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>)
             lines.parse_err(j + 1, format!("'{tok}' is not a non-negative integer"))
         })?;
     }
-    let (rows, cols, nnz) = (dims[0], dims[1], dims[2]);
-    if symmetry != Symmetry::General && rows != cols {
-        return Err(IoError::Invalid {
-            path: path.to_path_buf(),
-            detail: format!(
+    let (rows, cols, entries) = (dims[0], dims[1], dims[2]);
+    if banner.symmetry != Symmetry::General && rows != cols {
+        return Err(IoError::invalid(
+            lines.path,
+            format!(
                 "a {} matrix must be square, this one is {rows} x {cols}",
-                banner[4]
+                banner.symmetry_name
             ),
-        });
+        ));
     }
-    // Array entries are listed column by column; symmetric: the lower triangle with the diagonal,
-    // skew: without it.
-    let first_row = |j: usize| match symmetry {
-        Symmetry::General => 0,
-        Symmetry::Symmetric => j,
-        Symmetry::Skew => j + 1,
-    };
-    let listed = match symmetry {
-        Symmetry::General => rows.checked_mul(cols),
+    Ok(Sizes {
+        rows,
+        cols,
+        entries,
+    })
+}
+
+/// How many values an array file lists: all, the lower triangle with the diagonal (symmetric) or
+/// without it (skew); None on overflow.
+fn array_values(banner: &Banner, sizes: &Sizes) -> Option<usize> {
+    let rows = sizes.rows;
+    match banner.symmetry {
+        Symmetry::General => rows.checked_mul(sizes.cols),
         Symmetry::Symmetric => rows.checked_mul(rows.saturating_add(1)).map(|t| t / 2),
         Symmetry::Skew => rows.checked_mul(rows.saturating_sub(1)).map(|t| t / 2),
-    };
+    }
+}
+
+/// The dense matrix of zeros, after checking that an array file can hold the values it announces.
+fn allocate(banner: &Banner, sizes: &Sizes, path: &Path, holds: Option<u64>) -> Result<Vec<f64>> {
+    let (rows, cols) = (sizes.rows, sizes.cols);
     // An array file spends at least 2 bytes (a digit and a separator) on each value it lists.
-    let array_bound = match (coordinate, holds) {
-        (false, Some(h)) => Some(h / 2 + 1),
-        _ => None,
-    };
-    if let Some(bound) = array_bound {
+    if let (false, Some(h)) = (banner.coordinate, holds) {
         crate::alloc::check(
             || format!("the {rows} x {cols} array (2 bytes a value at least)"),
-            listed,
+            array_values(banner, sizes),
             2,
-            Some(bound),
+            Some(h / 2 + 1),
         )
-        .map_err(|e| IoError::size(path, e))?;
+        .allocating(path)?;
     }
-    let mut values: Vec<f64> = crate::alloc::filled(
+    crate::alloc::filled(
         || format!("the dense {rows} x {cols} matrix (f64)"),
         rows.checked_mul(cols),
         None,
         0.0,
     )
-    .map_err(|e| IoError::size(path, e))?;
+    .allocating(path)
+}
 
-    if coordinate {
-        for e in 0..nnz {
-            if !lines.next_content()? {
-                return Err(IoError::Truncated {
-                    path: path.to_path_buf(),
-                    detail: format!(
-                        "the size line announces {nnz} entries but the file ends after {e}"
-                    ),
-                });
-            }
-            let mut toks = lines.current().split_whitespace();
-            let (ti, tj) = (toks.next().unwrap_or(""), toks.next().unwrap_or(""));
-            let i = parse_index(ti, rows, "row").map_err(|d| lines.parse_err(1, d))?;
-            let j = parse_index(tj, cols, "column").map_err(|d| lines.parse_err(2, d))?;
-            let v = if pattern {
-                1.0
-            } else {
-                parse_value(toks.next()).map_err(|d| lines.parse_err(3, d))?
-            };
-            values[i * cols + j] += v;
-            if i != j {
-                match symmetry {
-                    Symmetry::General => {}
-                    Symmetry::Symmetric => values[j * cols + i] += v,
-                    Symmetry::Skew => values[j * cols + i] -= v,
-                }
-            }
+/// Adds the coordinate entries `i j [value]` into `values` (and their mirror images for a symmetric or
+/// skew-symmetric matrix).
+fn read_coordinate_entries(
+    lines: &mut Lines,
+    banner: &Banner,
+    sizes: &Sizes,
+    values: &mut [f64],
+) -> Result<()> {
+    let (rows, cols, entries) = (sizes.rows, sizes.cols, sizes.entries);
+    for e in 0..entries {
+        if !lines.next_content()? {
+            return Err(IoError::truncated(
+                lines.path,
+                format!("the size line announces {entries} entries but the file ends after {e}"),
+            ));
         }
-    } else {
-        let expected = listed.unwrap_or(0);
-        let (mut i, mut j) = (first_row(0), 0);
-        let mut next = 0usize;
-        while next < expected {
-            if !lines.next_content()? {
-                return Err(IoError::Truncated {
-                    path: path.to_path_buf(),
-                    detail: format!(
-                        "expected {expected} values in the array, the file ends after {next}"
-                    ),
-                });
-            }
-            for (c, tok) in lines.current().split_whitespace().enumerate() {
-                if next == expected {
-                    return Err(lines.parse_err(
-                        c + 1,
-                        format!("more than the {expected} values of the array"),
-                    ));
-                }
-                let v = parse_value(Some(tok)).map_err(|d| lines.parse_err(c + 1, d))?;
-                values[i * cols + j] = v;
-                match symmetry {
-                    Symmetry::General => {}
-                    Symmetry::Symmetric => values[j * cols + i] = v,
-                    Symmetry::Skew => values[j * cols + i] = -v,
-                }
-                next += 1;
-                // The next place, column by column.
-                i += 1;
-                while i >= rows && next < expected {
-                    j += 1;
-                    i = first_row(j);
-                }
+        let mut toks = lines.current().split_whitespace();
+        let (ti, tj) = (toks.next().unwrap_or(""), toks.next().unwrap_or(""));
+        let i = parse_index(ti, rows, "row").map_err(|d| lines.parse_err(1, d))?;
+        let j = parse_index(tj, cols, "column").map_err(|d| lines.parse_err(2, d))?;
+        let v = if banner.pattern {
+            1.0
+        } else {
+            parse_value(toks.next()).map_err(|d| lines.parse_err(3, d))?
+        };
+        values[i * cols + j] += v;
+        if i != j {
+            match banner.symmetry {
+                Symmetry::General => {}
+                Symmetry::Symmetric => values[j * cols + i] += v,
+                Symmetry::Skew => values[j * cols + i] -= v,
             }
         }
     }
-    if lines.next_content()? {
-        return Err(lines.parse_err(1, "more entries than the size line announces".to_string()));
+    Ok(())
+}
+
+/// Places the values of an array file, listed column by column (any number a line), into `values`.
+fn read_array_values(
+    lines: &mut Lines,
+    banner: &Banner,
+    sizes: &Sizes,
+    values: &mut [f64],
+) -> Result<()> {
+    let (rows, cols) = (sizes.rows, sizes.cols);
+    // The first row listed in column j: the diagonal (symmetric), below it (skew), else 0.
+    let first_row = |j: usize| match banner.symmetry {
+        Symmetry::General => 0,
+        Symmetry::Symmetric => j,
+        Symmetry::Skew => j + 1,
+    };
+    let expected = array_values(banner, sizes).unwrap_or(0);
+    let (mut i, mut j) = (first_row(0), 0);
+    let mut next = 0usize;
+    while next < expected {
+        if !lines.next_content()? {
+            return Err(IoError::truncated(
+                lines.path,
+                format!("expected {expected} values in the array, the file ends after {next}"),
+            ));
+        }
+        for (c, tok) in lines.current().split_whitespace().enumerate() {
+            if next == expected {
+                return Err(lines.parse_err(
+                    c + 1,
+                    format!("more than the {expected} values of the array"),
+                ));
+            }
+            let v = parse_value(Some(tok)).map_err(|d| lines.parse_err(c + 1, d))?;
+            values[i * cols + j] = v;
+            match banner.symmetry {
+                Symmetry::General => {}
+                Symmetry::Symmetric => values[j * cols + i] = v,
+                Symmetry::Skew => values[j * cols + i] = -v,
+            }
+            next += 1;
+            // The next place, column by column.
+            i += 1;
+            while i >= rows && next < expected {
+                j += 1;
+                i = first_row(j);
+            }
+        }
     }
-    Ok(Dense {
-        rows,
-        cols,
-        values,
-        lines: None,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

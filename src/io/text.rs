@@ -1,7 +1,7 @@
 //! Delimited text (.csv with commas, .tsv with tabs): numbers only, an optional header line, `#` comment
 //! lines and blank lines skipped. Read whole (8 bytes a value); errors give the 1-based line and column.
 
-use super::error::{IoError, Result};
+use super::error::{IoContext, IoError, Result, SizeContext};
 use super::Dense;
 use std::io::{BufRead, Read};
 use std::path::Path;
@@ -22,20 +22,23 @@ pub(super) fn read_line(
     let n = input
         .take(MAX_LINE_BYTES + 1)
         .read_until(b'\n', raw)
-        .map_err(|source| IoError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .reading(path)?;
     if n as u64 > MAX_LINE_BYTES {
-        return Err(IoError::TooLarge {
-            path: path.to_path_buf(),
-            detail: format!(
+        return Err(IoError::too_large(
+            path,
+            format!(
                 "line {line_no} is longer than {} MiB (not a text file?)",
                 MAX_LINE_BYTES >> 20
             ),
-        });
+        ));
     }
     Ok(n)
+}
+
+/// A line as text, or what is wrong with it.
+pub(super) fn utf8(raw: &[u8]) -> std::result::Result<&str, String> {
+    std::str::from_utf8(raw)
+        .map_err(|e| format!("not valid UTF-8 text (byte {})", e.valid_up_to() + 1))
 }
 
 /// Parses one field: surrounding spaces and double quotes are dropped; NaN and inf are read (the fit
@@ -81,12 +84,7 @@ pub(super) fn read_delimited(
             break;
         }
         line_no += 1;
-        let text = std::str::from_utf8(&raw).map_err(|e| IoError::Parse {
-            path: path.to_path_buf(),
-            line: line_no,
-            column: 1,
-            detail: format!("not valid UTF-8 text (byte {})", e.valid_up_to() + 1),
-        })?;
+        let text = utf8(&raw).map_err(|d| IoError::parse(path, line_no, 1, d))?;
         let text = text.trim_end_matches(['\n', '\r']);
         let text = if line_no == 1 {
             text.trim_start_matches('\u{feff}') // a byte-order mark
@@ -121,18 +119,13 @@ pub(super) fn read_delimited(
         crate::alloc::reserve(&mut values, cols, || {
             format!("{} rows of {cols} values (8 bytes each)", rows + 1)
         })
-        .map_err(|e| IoError::size(path, e))?;
+        .allocating(path)?;
         crate::alloc::reserve(&mut lines, 1, || {
             format!("the line numbers of {} rows", rows + 1)
         })
-        .map_err(|e| IoError::size(path, e))?;
+        .allocating(path)?;
         for (j, f) in fields.iter().enumerate() {
-            let v = parse_field(f).map_err(|detail| IoError::Parse {
-                path: path.to_path_buf(),
-                line: line_no,
-                column: j + 1,
-                detail,
-            })?;
+            let v = parse_field(f).map_err(|d| IoError::parse(path, line_no, j + 1, d))?;
             values.push(v);
         }
         lines.push(line_no);
