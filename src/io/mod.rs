@@ -31,6 +31,7 @@
 mod dtype;
 mod error;
 mod idx;
+mod lines;
 mod mtx;
 mod npy;
 mod stream;

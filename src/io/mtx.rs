@@ -1,11 +1,12 @@
 //! Matrix Market (.mtx): `%%MatrixMarket matrix coordinate|array real|double|integer|pattern
 //! general|symmetric|skew-symmetric`, densified (8 bytes per entry of the full matrix). Coordinate entries
-//! repeated at the same place are summed.
+//! repeated at the same place are summed; they are parsed in parallel and added in file order.
 
 use super::error::{IoError, Result, SizeContext};
-use super::text::{read_line, utf8};
+use super::lines::{parse_lines, read_line, utf8, Block, LineParser, Split};
 use super::Dense;
 use std::io::BufRead;
+use std::ops::Range;
 use std::path::Path;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,16 @@ fn parse_value(tok: Option<&str>) -> std::result::Result<f64, String> {
 /// Reads a Matrix Market file into a dense row-major matrix; `holds` (when known) is the most bytes the
 /// input can deliver, which bounds the values an `array` file can hold.
 pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>) -> Result<Dense> {
+    read_mtx_split(input, path, holds, Split::DEFAULT)
+}
+
+/// [`read_mtx`], the coordinate entries' lines cut for the parallel parse as `split` says.
+fn read_mtx_split(
+    input: &mut dyn BufRead,
+    path: &Path,
+    holds: Option<u64>,
+    split: Split,
+) -> Result<Dense> {
     let mut raw = Vec::new();
     read_line(input, &mut raw, 1, path)?;
     let banner = read_banner(&String::from_utf8_lossy(&raw), path)?;
@@ -103,12 +114,12 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>)
     let sizes = read_sizes(&mut lines, &banner)?;
     let mut values = allocate(&banner, &sizes, path, holds)?;
     if banner.coordinate {
-        read_coordinate_entries(&mut lines, &banner, &sizes, &mut values)?;
+        values = read_coordinate_entries(&mut lines, &banner, &sizes, values, split)?;
     } else {
         read_array_values(&mut lines, &banner, &sizes, &mut values)?;
-    }
-    if lines.next_content()? {
-        return Err(lines.parse_err(1, "more entries than the size line announces"));
+        if lines.next_content()? {
+            return Err(lines.parse_err(1, "more entries than the size line announces"));
+        }
     }
     Ok(Dense {
         rows: sizes.rows,
@@ -270,41 +281,141 @@ fn allocate(banner: &Banner, sizes: &Sizes, path: &Path, holds: Option<u64>) -> 
     .allocating(path)
 }
 
-/// Adds the coordinate entries `i j [value]` into `values` (and their mirror images for a symmetric or
-/// skew-symmetric matrix).
+/// The parse of coordinate entries `i j [value]`: parsed in parallel, added into the dense matrix in
+/// file order (so that repeated entries sum the same whatever the thread count), with their mirror
+/// images for a symmetric or skew-symmetric matrix.
+struct Coordinate<'a> {
+    path: &'a Path,
+    banner: &'a Banner,
+    sizes: &'a Sizes,
+    values: Vec<f64>,
+    /// The entries added so far.
+    added: usize,
+}
+
+/// A part of the entry lines: the entries (0-based row and column, value) with their lines, then the
+/// first error if any, and whether that error is about an entry (rather than the line's bytes).
+#[derive(Default)]
+struct Entries {
+    entries: Vec<(usize, usize, f64)>,
+    lines: Vec<usize>,
+    error: Option<(IoError, bool)>,
+}
+
+impl Coordinate<'_> {
+    /// The entry of a content line, or a parse error (1-based column).
+    fn entry(&self, text: &str) -> std::result::Result<(usize, usize, f64), (usize, String)> {
+        let mut toks = text.split_whitespace();
+        let (ti, tj) = (toks.next().unwrap_or(""), toks.next().unwrap_or(""));
+        let i = parse_index(ti, self.sizes.rows, "row").map_err(|d| (1, d))?;
+        let j = parse_index(tj, self.sizes.cols, "column").map_err(|d| (2, d))?;
+        let v = if self.banner.pattern {
+            1.0
+        } else {
+            parse_value(toks.next()).map_err(|d| (3, d))?
+        };
+        Ok((i, j, v))
+    }
+
+    fn more_entries(&self, line: usize) -> IoError {
+        IoError::parse(
+            self.path,
+            line,
+            1,
+            "more entries than the size line announces",
+        )
+    }
+}
+
+impl LineParser for Coordinate<'_> {
+    type Part = Entries;
+
+    fn prefix(&mut self, _block: &Block) -> Result<usize> {
+        Ok(0)
+    }
+
+    // A part's entries take at most 8 times its bytes (32 bytes for an entry of at least 4 bytes).
+    fn parse(&self, block: &Block, lines: Range<usize>) -> Entries {
+        let mut part = Entries::default();
+        for k in lines {
+            let line = block.first_line + k;
+            let text = match utf8(block.line(k)) {
+                Ok(t) => t.trim(),
+                Err(d) => {
+                    part.error = Some((IoError::parse(self.path, line, 1, d), false));
+                    break;
+                }
+            };
+            if text.is_empty() || text.starts_with('%') {
+                continue;
+            }
+            match self.entry(text) {
+                Ok(e) => {
+                    part.entries.push(e);
+                    part.lines.push(line);
+                }
+                Err((column, d)) => {
+                    part.error = Some((IoError::parse(self.path, line, column, d), true));
+                    break;
+                }
+            }
+        }
+        part
+    }
+
+    fn join(&mut self, part: Entries) -> Result<()> {
+        let cols = self.sizes.cols;
+        for (&(i, j, v), &line) in part.entries.iter().zip(&part.lines) {
+            if self.added == self.sizes.entries {
+                return Err(self.more_entries(line));
+            }
+            self.values[i * cols + j] += v;
+            if i != j {
+                match self.banner.symmetry {
+                    Symmetry::General => {}
+                    Symmetry::Symmetric => self.values[j * cols + i] += v,
+                    Symmetry::Skew => self.values[j * cols + i] -= v,
+                }
+            }
+            self.added += 1;
+        }
+        match part.error {
+            // A bad line after the announced entries is one entry too many.
+            Some((IoError::Parse { line, .. }, true)) if self.added == self.sizes.entries => {
+                Err(self.more_entries(line))
+            }
+            Some((e, _)) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads the coordinate entries (the rest of the file) into `values`.
 fn read_coordinate_entries(
     lines: &mut Lines,
     banner: &Banner,
     sizes: &Sizes,
-    values: &mut [f64],
-) -> Result<()> {
-    let (rows, cols, entries) = (sizes.rows, sizes.cols, sizes.entries);
-    for e in 0..entries {
-        if !lines.next_content()? {
-            return Err(IoError::truncated(
-                lines.path,
-                format!("the size line announces {entries} entries but the file ends after {e}"),
-            ));
-        }
-        let mut toks = lines.current().split_whitespace();
-        let (ti, tj) = (toks.next().unwrap_or(""), toks.next().unwrap_or(""));
-        let i = parse_index(ti, rows, "row").map_err(|d| lines.parse_err(1, d))?;
-        let j = parse_index(tj, cols, "column").map_err(|d| lines.parse_err(2, d))?;
-        let v = if banner.pattern {
-            1.0
-        } else {
-            parse_value(toks.next()).map_err(|d| lines.parse_err(3, d))?
-        };
-        values[i * cols + j] += v;
-        if i != j {
-            match banner.symmetry {
-                Symmetry::General => {}
-                Symmetry::Symmetric => values[j * cols + i] += v,
-                Symmetry::Skew => values[j * cols + i] -= v,
-            }
-        }
+    values: Vec<f64>,
+    split: Split,
+) -> Result<Vec<f64>> {
+    let mut parser = Coordinate {
+        path: lines.path,
+        banner,
+        sizes,
+        values,
+        added: 0,
+    };
+    parse_lines(lines.input, lines.path, lines.line + 1, split, &mut parser)?;
+    if parser.added < sizes.entries {
+        return Err(IoError::truncated(
+            lines.path,
+            format!(
+                "the size line announces {} entries but the file ends after {}",
+                sizes.entries, parser.added
+            ),
+        ));
     }
-    Ok(())
+    Ok(parser.values)
 }
 
 /// Places the values of an array file, listed column by column (any number a line), into `values`.
@@ -437,5 +548,107 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("must be square"), "{e}");
+    }
+
+    /// 6000 entries of a 40 x 30 matrix, many at the same places, of magnitudes whose sum depends on
+    /// the order of the additions; comments and blank lines in between.
+    fn repeated_entries() -> (String, Vec<(usize, usize, f64)>) {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut entries = Vec::new();
+        let mut body = String::new();
+        for e in 0..6000 {
+            let (i, j) = ((next() % 40) as usize, (next() % 30) as usize);
+            let v = match next() % 3 {
+                0 => 1e16,
+                1 => -1e16,
+                _ => (next() % 1000) as f64 / 7.0,
+            };
+            entries.push((i, j, v));
+            body.push_str(&format!("{} {} {v:e}\n", i + 1, j + 1));
+            if e % 500 == 3 {
+                body.push_str("% a comment\n\n");
+            }
+        }
+        let text = format!(
+            "%%MatrixMarket matrix coordinate real general\n40 30 {}\n{body}",
+            entries.len()
+        );
+        (text, entries)
+    }
+
+    fn read_with(text: &str, threads: usize, split: Split) -> Result<Dense> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| read_mtx_split(&mut text.as_bytes(), Path::new("t.mtx"), None, split))
+    }
+
+    #[test]
+    fn parallel_entries_sum_in_file_order_whatever_the_threads() {
+        let (text, entries) = repeated_entries();
+        let mut reference = vec![0.0f64; 40 * 30];
+        for &(i, j, v) in &entries {
+            reference[i * 30 + j] += v;
+        }
+        let reference: Vec<u64> = reference.iter().map(|v| v.to_bits()).collect();
+        let tiny = Split {
+            block: 2048,
+            part: 200,
+        };
+        for split in [tiny, Split::DEFAULT] {
+            for threads in [1, 2] {
+                let d = read_with(&text, threads, split).unwrap();
+                let bits: Vec<u64> = d.values.iter().map(|v| v.to_bits()).collect();
+                assert!(bits == reference, "{split:?}, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_entries_report_the_serial_errors() {
+        let (text, _) = repeated_entries();
+        let tiny = Split {
+            block: 2048,
+            part: 200,
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        // A bad entry (line 4001), then one on a later line: the first is reported.
+        let mut bad = lines.clone();
+        bad[4000] = "1 99 1";
+        bad[5000] = "x 1 1";
+        // One entry too many, even a bad one: the line after the announced entries.
+        let mut extra = lines.clone();
+        extra.push("x y z");
+        // One entry fewer than announced.
+        let short = &lines[..lines.len() - 1];
+        for threads in [1, 2] {
+            let e = read_with(&bad.join("\n"), threads, tiny).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "t.mtx: line 4001, column 2: the column index 99 is outside 1..=30"
+            );
+            let e = read_with(&extra.join("\n"), threads, tiny).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "t.mtx: line {}: more entries than the size line announces",
+                    extra.len()
+                )
+                .replace(": more", ", column 1: more")
+            );
+            let e = read_with(&short.join("\n"), threads, tiny).unwrap_err();
+            assert!(
+                e.to_string()
+                    .ends_with("announces 6000 entries but the file ends after 5999"),
+                "{e}"
+            );
+        }
     }
 }

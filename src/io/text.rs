@@ -1,39 +1,12 @@
 //! Delimited text (.csv with commas, .tsv with tabs): numbers only, an optional header line, `#` comment
 //! lines and blank lines skipped. Read whole (8 bytes a value); errors give the 1-based line and column.
 
-use super::error::{IoContext, IoError, Result, SizeContext};
+use super::error::{IoError, Result, SizeContext};
+use super::lines::{parse_lines, utf8, Block, LineParser, Split};
 use super::Dense;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
+use std::ops::Range;
 use std::path::Path;
-
-/// The longest line read (64 MiB): it would hold millions of values, a number of features whose Gram
-/// matrix (m x m) could not be held anyway; a longer one is a binary file or a line without end.
-pub(super) const MAX_LINE_BYTES: u64 = 64 << 20;
-
-/// Reads one line (with its `\n`) into `raw`; returns its length (0 at the end). A line longer than
-/// [`MAX_LINE_BYTES`] is an error.
-pub(super) fn read_line(
-    input: &mut dyn BufRead,
-    raw: &mut Vec<u8>,
-    line_no: usize,
-    path: &Path,
-) -> Result<usize> {
-    raw.clear();
-    let n = input
-        .take(MAX_LINE_BYTES + 1)
-        .read_until(b'\n', raw)
-        .reading(path)?;
-    if n as u64 > MAX_LINE_BYTES {
-        return Err(line_too_long(path, line_no));
-    }
-    Ok(n)
-}
-
-/// A line as text, or what is wrong with it.
-pub(super) fn utf8(raw: &[u8]) -> std::result::Result<&str, String> {
-    std::str::from_utf8(raw)
-        .map_err(|e| format!("not valid UTF-8 text (byte {})", e.valid_up_to() + 1))
-}
 
 /// Parses one field: surrounding spaces and double quotes are dropped; NaN and inf are read (the fit
 /// rejects them with their row and column).
@@ -57,92 +30,6 @@ fn truncate(s: &str, n: usize) -> String {
     } else {
         format!("{}...", s.chars().take(n).collect::<String>())
     }
-}
-
-/// How the text is cut for the parallel parse: blocks of about `block` bytes of whole lines are read
-/// (one block in memory at a time), each cut into parts of about `part` bytes of whole lines, which
-/// rayon's threads parse; the parts' rows are joined in file order. The cuts depend on the bytes only,
-/// and every value on its own field only, so the result is the same whatever the thread count.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Split {
-    pub block: usize,
-    pub part: usize,
-}
-
-impl Split {
-    /// 8 MiB blocks (the text in memory beside the values), 256 KiB parts (enough to share a block
-    /// among 32 threads, big enough that a part's start costs nothing).
-    pub const DEFAULT: Split = Split {
-        block: 8 << 20,
-        part: 256 << 10,
-    };
-}
-
-/// Whole lines of the input, with the 1-based number of the first.
-struct Block {
-    bytes: Vec<u8>,
-    /// Where each line ends in `bytes` (exclusive, its `\n` included).
-    ends: Vec<usize>,
-    first_line: usize,
-}
-
-impl Block {
-    /// Replaces the block with the next lines: at least one, until it holds `size` bytes or the input
-    /// ends; false at the end of the input. A line longer than [`MAX_LINE_BYTES`] is an error.
-    fn fill(&mut self, input: &mut dyn BufRead, size: usize, path: &Path) -> Result<bool> {
-        self.first_line += self.ends.len();
-        self.bytes.clear();
-        self.ends.clear();
-        crate::alloc::reserve(&mut self.bytes, size, || {
-            format!("a text buffer of {size} bytes")
-        })
-        .allocating(path)?;
-        while self.bytes.len() < size {
-            let line_no = self.first_line + self.ends.len();
-            let n = input
-                .take(MAX_LINE_BYTES + 1)
-                .read_until(b'\n', &mut self.bytes)
-                .reading(path)?;
-            if n == 0 {
-                break;
-            }
-            if n as u64 > MAX_LINE_BYTES {
-                return Err(line_too_long(path, line_no));
-            }
-            self.ends.push(self.bytes.len());
-        }
-        Ok(!self.ends.is_empty())
-    }
-
-    /// The bytes of line `k` of the block.
-    fn line(&self, k: usize) -> &[u8] {
-        let start = if k == 0 { 0 } else { self.ends[k - 1] };
-        &self.bytes[start..self.ends[k]]
-    }
-
-    /// The block's lines from `from` cut into runs of about `part` bytes.
-    fn parts(&self, from: usize, part: usize) -> Vec<std::ops::Range<usize>> {
-        let mut parts = Vec::new();
-        let mut start = from;
-        let mut start_byte = if from == 0 { 0 } else { self.ends[from - 1] };
-        for (k, &end) in self.ends.iter().enumerate().skip(from) {
-            if end - start_byte >= part || k + 1 == self.ends.len() {
-                parts.push(start..k + 1);
-                (start, start_byte) = (k + 1, end);
-            }
-        }
-        parts
-    }
-}
-
-fn line_too_long(path: &Path, line_no: usize) -> IoError {
-    IoError::too_large(
-        path,
-        format!(
-            "line {line_no} is longer than {} MiB (not a text file?)",
-            MAX_LINE_BYTES >> 20
-        ),
-    )
 }
 
 /// A line's text without its line end (and, on line 1, a byte-order mark); None for a blank line or a
@@ -176,19 +63,17 @@ struct Rows {
 }
 
 impl Rows {
-    /// Checks the number of fields of a data line and appends its values.
+    /// Checks the number of fields of a data line and appends its values (a line with the wrong
+    /// number of fields is [`IoError::Ragged`], whatever its fields hold).
     fn push(&mut self, text: &str, line_no: usize, layout: Layout, path: &Path) -> Result<()> {
         let cols = layout.cols;
-        let found = text.split(layout.delimiter).count();
-        if found != cols {
-            return Err(IoError::Ragged {
-                path: path.to_path_buf(),
-                line: line_no,
-                found,
-                expected: cols,
-                first_line: layout.first_line,
-            });
-        }
+        let ragged = |found: usize| IoError::Ragged {
+            path: path.to_path_buf(),
+            line: line_no,
+            found,
+            expected: cols,
+            first_line: layout.first_line,
+        };
         let rows = self.lines.len();
         crate::alloc::reserve(&mut self.values, cols, || {
             format!("{} rows of {cols} values (8 bytes each)", rows + 1)
@@ -198,9 +83,26 @@ impl Rows {
             format!("the line numbers of {} rows", rows + 1)
         })
         .allocating(path)?;
-        for (j, f) in text.split(layout.delimiter).enumerate() {
-            let v = parse_field(f).map_err(|d| IoError::parse(path, line_no, j + 1, d))?;
-            self.values.push(v);
+        // One pass: parse while counting; the count decides between a ragged row and a bad field.
+        let start = self.values.len();
+        let mut fields = text.split(layout.delimiter);
+        let mut found = 0;
+        for f in fields.by_ref() {
+            found += 1;
+            if found > cols {
+                break;
+            }
+            match parse_field(f) {
+                Ok(v) => self.values.push(v),
+                Err(d) if found + fields.clone().count() == cols => {
+                    return Err(IoError::parse(path, line_no, found, d))
+                }
+                Err(_) => break,
+            }
+        }
+        if found != cols || self.values.len() != start + cols {
+            self.values.truncate(start);
+            return Err(ragged(found + fields.count()));
         }
         self.lines.push(line_no);
         Ok(())
@@ -223,21 +125,68 @@ impl Rows {
     }
 }
 
-/// Parses lines `range` of `block` (all after the first data row); stops at the first error.
-fn parse_part(
-    block: &Block,
-    range: std::ops::Range<usize>,
-    layout: Layout,
-    path: &Path,
-) -> Result<Rows> {
-    let mut rows = Rows::default();
-    for k in range {
-        let line_no = block.first_line + k;
-        if let Some(text) = content(block.line(k), line_no, path)? {
-            rows.push(text, line_no, layout, path)?;
+/// The parse of a delimited file: the rows so far, and the layout once the first data row fixed it.
+struct Delimited<'a> {
+    path: &'a Path,
+    delimiter: char,
+    rows: Rows,
+    /// Whether the first content line has been looked at (a header or the first data row).
+    header_decided: bool,
+    layout: Option<Layout>,
+}
+
+impl LineParser for Delimited<'_> {
+    type Part = Result<Rows>;
+
+    /// Up to the first data row: it decides the header and the number of columns.
+    fn prefix(&mut self, block: &Block) -> Result<usize> {
+        let mut k = 0;
+        while self.layout.is_none() && k < block.len() {
+            let line_no = block.first_line + k;
+            k += 1;
+            let Some(text) = content(block.line(k - 1), line_no, self.path)? else {
+                continue;
+            };
+            let fields: Vec<&str> = text.split(self.delimiter).collect();
+            if !self.header_decided {
+                self.header_decided = true;
+                // A first line none of whose fields is a number is a header (column names).
+                if fields.iter().all(|f| parse_field(f).is_err()) {
+                    log::debug!("{}: line {line_no} is a header", self.path.display());
+                    continue;
+                }
+            }
+            let layout = Layout {
+                delimiter: self.delimiter,
+                cols: fields.len(),
+                first_line: line_no,
+            };
+            self.rows.push(text, line_no, layout, self.path)?;
+            self.layout = Some(layout);
         }
+        Ok(k)
     }
-    Ok(rows)
+
+    /// The rows of `lines` (all after the first data row), or the first error among them.
+    fn parse(&self, block: &Block, lines: Range<usize>) -> Result<Rows> {
+        let mut rows = Rows::default();
+        let Some(layout) = self.layout else {
+            return Ok(rows);
+        };
+        for k in lines {
+            let line_no = block.first_line + k;
+            if let Some(text) = content(block.line(k), line_no, self.path)? {
+                rows.push(text, line_no, layout, self.path)?;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// In file order, the first error of the file is the first error of the first failed part.
+    fn join(&mut self, part: Result<Rows>) -> Result<()> {
+        let cols = self.layout.map_or(0, |l| l.cols);
+        self.rows.append(part?, cols, self.path)
+    }
 }
 
 /// Reads a delimited text file into a dense row-major matrix with each row's line number, in parallel
@@ -251,64 +200,25 @@ pub(super) fn read_delimited(
 }
 
 /// [`read_delimited`] with the text cut as `split` says.
-pub(super) fn read_delimited_split(
+fn read_delimited_split(
     input: &mut dyn BufRead,
     delimiter: char,
     path: &Path,
     split: Split,
 ) -> Result<Dense> {
-    use rayon::prelude::*;
-    let mut all = Rows::default();
-    let mut layout = None;
-    // Whether the first content line has been looked at (a header or the first data row).
-    let mut header_decided = false;
-    let mut block = Block {
-        bytes: Vec::new(),
-        ends: Vec::new(),
-        first_line: 1,
+    let mut parser = Delimited {
+        path,
+        delimiter,
+        rows: Rows::default(),
+        header_decided: false,
+        layout: None,
     };
-    while block.fill(input, split.block.max(1), path)? {
-        // Serially, up to the first data row: it decides the header and the number of columns.
-        let mut from = 0;
-        while layout.is_none() && from < block.ends.len() {
-            let line_no = block.first_line + from;
-            from += 1;
-            let Some(text) = content(block.line(from - 1), line_no, path)? else {
-                continue;
-            };
-            let fields: Vec<&str> = text.split(delimiter).collect();
-            if !header_decided {
-                header_decided = true;
-                // A first line none of whose fields is a number is a header (column names).
-                if fields.iter().all(|f| parse_field(f).is_err()) {
-                    log::debug!("{}: line {line_no} is a header", path.display());
-                    continue;
-                }
-            }
-            let first = Layout {
-                delimiter,
-                cols: fields.len(),
-                first_line: line_no,
-            };
-            all.push(text, line_no, first, path)?;
-            layout = Some(first);
-        }
-        let Some(layout) = layout else { continue };
-        let parts: Vec<Result<Rows>> = block
-            .parts(from, split.part.max(1))
-            .into_par_iter()
-            .map(|range| parse_part(&block, range, layout, path))
-            .collect();
-        // In file order: the first error of the file is the first error of the first failed part.
-        for rows in parts {
-            all.append(rows?, layout.cols, path)?;
-        }
-    }
+    parse_lines(input, path, 1, split, &mut parser)?;
     Ok(Dense {
-        rows: all.lines.len(),
-        cols: layout.map_or(0, |l| l.cols),
-        values: all.values,
-        lines: Some(all.lines),
+        rows: parser.rows.lines.len(),
+        cols: parser.layout.map_or(0, |l| l.cols),
+        values: parser.rows.values,
+        lines: Some(parser.rows.lines),
     })
 }
 
