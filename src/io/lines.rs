@@ -192,3 +192,22 @@ pub(super) fn parse_lines(
     }
     Ok(())
 }
+
+/// Runs `f(split)` under rayon pools of 1 and 2 threads, for the text cut in blocks of `tiny_block`
+/// bytes and parts of `tiny_block / 10` (many of each in a small test file) and as by default.
+#[cfg(test)]
+pub(super) fn for_each_split_and_pool(tiny_block: usize, f: impl Fn(Split, usize) + Sync) {
+    let tiny = Split {
+        block: tiny_block,
+        part: tiny_block / 10,
+    };
+    for split in [tiny, Split::DEFAULT] {
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| f(split, threads));
+        }
+    }
+}

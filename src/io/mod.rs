@@ -3,8 +3,8 @@
 //! | format | extensions | how it is read |
 //! |---|---|---|
 //! | NumPy | `.npy` | float32/64, (u)int8/16/32/64, bool; either byte order; C or Fortran order; 2-D only. **Streamed**: row chunks through one bounded buffer (no memory map) |
-//! | delimited text | `.csv` (commas), `.tsv` (tabs), optionally `.gz` | numbers only; a first line without any number is a header; `#` lines and blank lines skipped; read whole |
-//! | Matrix Market | `.mtx`, optionally `.gz` | `matrix coordinate` or `array`; `real`, `double`, `integer` or `pattern`; `general`, `symmetric` or `skew-symmetric`; densified (read whole) |
+//! | delimited text | `.csv` (commas), `.tsv` (tabs), optionally `.gz` | numbers only; a first line without any number is a header; `#` lines and blank lines skipped; read whole, parsed in parallel |
+//! | Matrix Market | `.mtx`, optionally `.gz` | `matrix coordinate` or `array`; `real`, `double`, `integer` or `pattern`; `general`, `symmetric` or `skew-symmetric`; densified (read whole; coordinate entries parsed in parallel) |
 //! | IDX (MNIST) | `.idx`, `*-ubyte` (e.g. `train-images-idx3-ubyte`), optionally `.gz` | u8, i8, i16, i32, f32, f64; n x d1 x d2... flattened to one row of d1·d2·... values per item; **streamed** |
 //!
 //! A [`Reader`] gives the shape up front and then rows in chunks ([`Reader::read_rows`]), converted to
@@ -23,6 +23,10 @@
 //! let fit = LaePca::new(10).fit_gram::<f32>(&acc.finish()?)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The text formats are parsed in blocks of whole lines on rayon's threads and joined in file order:
+//! the values, the line numbers and the first error reported do not depend on the thread count
+//! (`RAYON_NUM_THREADS`). gzip is inflated by zlib-rs (flate2's fastest pure-Rust backend).
 //!
 //! Results are written with [`write_npy`] (float32, C order) or staged with [`NpyWriter`] /
 //! [`stage_bytes`] and renamed into place by [`StagedFile::commit`]: a temporary file in the same
@@ -350,8 +354,11 @@ impl Reader {
 /// A matrix read whole: `rows x cols`, row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matrix<T> {
+    /// Rows (as the file has them).
     pub rows: usize,
+    /// Columns.
     pub cols: usize,
+    /// The `rows x cols` values, row after row.
     pub data: Vec<T>,
 }
 

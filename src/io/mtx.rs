@@ -470,6 +470,7 @@ fn read_array_values(
 
 #[cfg(test)]
 mod tests {
+    use super::super::lines::for_each_split_and_pool;
     use super::*;
 
     fn read(text: &str) -> Result<Dense> {
@@ -582,12 +583,8 @@ mod tests {
         (text, entries)
     }
 
-    fn read_with(text: &str, threads: usize, split: Split) -> Result<Dense> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| read_mtx_split(&mut text.as_bytes(), Path::new("t.mtx"), None, split))
+    fn read_split(text: &str, split: Split) -> Result<Dense> {
+        read_mtx_split(&mut text.as_bytes(), Path::new("t.mtx"), None, split)
     }
 
     #[test]
@@ -598,26 +595,16 @@ mod tests {
             reference[i * 30 + j] += v;
         }
         let reference: Vec<u64> = reference.iter().map(|v| v.to_bits()).collect();
-        let tiny = Split {
-            block: 2048,
-            part: 200,
-        };
-        for split in [tiny, Split::DEFAULT] {
-            for threads in [1, 2] {
-                let d = read_with(&text, threads, split).unwrap();
-                let bits: Vec<u64> = d.values.iter().map(|v| v.to_bits()).collect();
-                assert!(bits == reference, "{split:?}, {threads} threads");
-            }
-        }
+        for_each_split_and_pool(2048, |split, threads| {
+            let d = read_split(&text, split).unwrap();
+            let bits: Vec<u64> = d.values.iter().map(|v| v.to_bits()).collect();
+            assert!(bits == reference, "{split:?}, {threads} threads");
+        });
     }
 
     #[test]
     fn parallel_entries_report_the_serial_errors() {
         let (text, _) = repeated_entries();
-        let tiny = Split {
-            block: 2048,
-            part: 200,
-        };
         let lines: Vec<&str> = text.lines().collect();
         // A bad entry (line 4001), then one on a later line: the first is reported.
         let mut bad = lines.clone();
@@ -628,27 +615,27 @@ mod tests {
         extra.push("x y z");
         // One entry fewer than announced.
         let short = &lines[..lines.len() - 1];
-        for threads in [1, 2] {
-            let e = read_with(&bad.join("\n"), threads, tiny).unwrap_err();
+        let (bad, extra, short) = (bad.join("\n"), extra.join("\n"), short.join("\n"));
+        let more_at = text.lines().count() + 1;
+        for_each_split_and_pool(2048, |split, _| {
+            let e = read_split(&bad, split).unwrap_err();
             assert_eq!(
                 e.to_string(),
                 "t.mtx: line 4001, column 2: the column index 99 is outside 1..=30"
             );
-            let e = read_with(&extra.join("\n"), threads, tiny).unwrap_err();
+            let e = read_split(&extra, split).unwrap_err();
             assert_eq!(
                 e.to_string(),
                 format!(
-                    "t.mtx: line {}: more entries than the size line announces",
-                    extra.len()
+                    "t.mtx: line {more_at}, column 1: more entries than the size line announces"
                 )
-                .replace(": more", ", column 1: more")
             );
-            let e = read_with(&short.join("\n"), threads, tiny).unwrap_err();
+            let e = read_split(&short, split).unwrap_err();
             assert!(
                 e.to_string()
                     .ends_with("announces 6000 entries but the file ends after 5999"),
                 "{e}"
             );
-        }
+        });
     }
 }

@@ -457,7 +457,9 @@ impl NpyReader {
 /// A whole .npy array of any dimension: its shape and its values in C (row-major) order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NpyArray<T> {
+    /// The dimensions, as the header gives them (empty for a 0-d array).
     pub shape: Vec<usize>,
+    /// The values in C order (the last dimension fastest), whatever the file's order.
     pub data: Vec<T>,
 }
 

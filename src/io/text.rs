@@ -1,5 +1,6 @@
 //! Delimited text (.csv with commas, .tsv with tabs): numbers only, an optional header line, `#` comment
-//! lines and blank lines skipped. Read whole (8 bytes a value); errors give the 1-based line and column.
+//! lines and blank lines skipped. Read whole (8 bytes a value), parsed in parallel ([`parse_lines`]);
+//! errors give the 1-based line and column.
 
 use super::error::{IoError, Result, SizeContext};
 use super::lines::{parse_lines, utf8, Block, LineParser, Split};
@@ -224,6 +225,7 @@ fn read_delimited_split(
 
 #[cfg(test)]
 mod tests {
+    use super::super::lines::for_each_split_and_pool;
     use super::*;
 
     fn read(text: &str, d: char) -> Result<Dense> {
@@ -276,13 +278,8 @@ mod tests {
         assert!(e.contains("line 2, column 1: not valid UTF-8"), "{e}");
     }
 
-    /// Reads under a rayon pool of `threads` threads, the text cut as `split` says.
-    fn read_with(text: &str, threads: usize, split: Split) -> Result<Dense> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| read_delimited_split(&mut text.as_bytes(), ',', Path::new("t.csv"), split))
+    fn read_split(text: &str, split: Split) -> Result<Dense> {
+        read_delimited_split(&mut text.as_bytes(), ',', Path::new("t.csv"), split)
     }
 
     /// 3000 lines: a header, then rows of 5 values of every magnitude and spelling, with comments,
@@ -333,19 +330,13 @@ mod tests {
             }
             lines.push(n + 1);
         }
-        let tiny = Split {
-            block: 4096,
-            part: 300,
-        };
-        for split in [tiny, Split::DEFAULT] {
-            for threads in [1, 2] {
-                let d = read_with(&text, threads, split).unwrap();
-                assert_eq!((d.rows, d.cols), (3000, 5), "{split:?}, {threads} threads");
-                let bits: Vec<u64> = d.values.iter().map(|v| v.to_bits()).collect();
-                assert!(bits == values, "{split:?}, {threads} threads");
-                assert_eq!(d.lines.as_deref(), Some(&lines[..]));
-            }
-        }
+        for_each_split_and_pool(4096, |split, threads| {
+            let d = read_split(&text, split).unwrap();
+            assert_eq!((d.rows, d.cols), (3000, 5), "{split:?}, {threads} threads");
+            let bits: Vec<u64> = d.values.iter().map(|v| v.to_bits()).collect();
+            assert!(bits == values, "{split:?}, {threads} threads");
+            assert_eq!(d.lines.as_deref(), Some(&lines[..]));
+        });
     }
 
     #[test]
@@ -356,30 +347,27 @@ mod tests {
         lines[2900] = "1,2,3,4".to_string();
         lines[1700] = "1,2,x3,4,5".to_string();
         let text = lines.join("\n");
-        let tiny = Split {
-            block: 4096,
-            part: 300,
-        };
-        for split in [tiny, Split::DEFAULT] {
-            for threads in [1, 2] {
-                let e = read_with(&text, threads, split).unwrap_err().to_string();
-                assert_eq!(e, "t.csv: line 1701, column 3: 'x3' is not a number");
-            }
-        }
+        for_each_split_and_pool(4096, |split, _| {
+            let e = read_split(&text, split).unwrap_err().to_string();
+            assert_eq!(e, "t.csv: line 1701, column 3: 'x3' is not a number");
+        });
         lines[1700] = "1,2,3".to_string();
-        let e = read_with(&lines.join("\n"), 2, tiny).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                IoError::Ragged {
-                    line: 1701,
-                    found: 3,
-                    expected: 5,
-                    first_line: 2,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        let text = lines.join("\n");
+        for_each_split_and_pool(4096, |split, _| {
+            let e = read_split(&text, split).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    IoError::Ragged {
+                        line: 1701,
+                        found: 3,
+                        expected: 5,
+                        first_line: 2,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        });
     }
 }
