@@ -1,6 +1,9 @@
 //! The SVG plots of `fit --plot`: convergence (the stopping quantity against iteration, log scale, like
 //! the paper's figures) and the scree plot (explained variance ratio per component).
 
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (800, 500);
@@ -24,6 +27,81 @@ fn thin(history: &[f64]) -> Vec<(f64, f64)> {
     pts
 }
 
+/// The chart of both plots: a linear x axis, a linear or logarithmic y axis, on an SVG string.
+type Chart<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
+
+/// The axes of a plot: their ranges, their descriptions and the width of the y labels' area.
+struct Axes<'t, R> {
+    x: std::ops::Range<f64>,
+    y: R,
+    x_desc: &'t str,
+    y_desc: &'t str,
+    y_label_area: u32,
+}
+
+/// One plot as SVG text: the caption, the axes (`mesh` sets their labels beyond the descriptions),
+/// the series that `draw` adds, and the legend of the labelled ones.
+fn render<R, Y>(
+    title: &str,
+    axes: Axes<'_, R>,
+    mesh: impl FnOnce(&mut MeshStyle<'_, '_, RangedCoordf64, Y, SVGBackend<'_>>),
+    draw: impl FnOnce(&mut Chart<'_, '_, Y>) -> Result<(), String>,
+) -> Result<String, String>
+where
+    R: AsRangedCoord<CoordDescType = Y, Value = f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(axes.y_label_area)
+            .build_cartesian_2d(axes.x, axes.y)
+            .map_err(err)?;
+        let mut style = chart.configure_mesh();
+        style
+            .x_desc(axes.x_desc)
+            .y_desc(axes.y_desc)
+            .x_label_formatter(&|v| format!("{v:.0}"));
+        mesh(&mut style);
+        style.draw().map_err(err)?;
+        draw(&mut chart)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Draws `points` joined by a line of `color` and `width`, with its legend entry `label`.
+fn labelled_line<Y>(
+    chart: &mut Chart<'_, '_, Y>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    width: u32,
+    label: String,
+) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(width)))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
+        });
+    Ok(())
+}
+
 /// The stopping quantity after each iteration, on a log scale, with the tolerance.
 pub fn convergence_svg(history: &[f64], tol: f64, title: &str) -> Result<String, String> {
     let pts = thin(history);
@@ -35,47 +113,30 @@ pub fn convergence_svg(history: &[f64], tol: f64, title: &str) -> Result<String,
         hi = hi.max(q);
     }
     let (lo, hi) = (lo / 3.0, hi * 3.0);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(75)
-            .build_cartesian_2d(0f64..n, (lo..hi).log_scale())
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("iteration")
-            .y_desc("stopping quantity")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| format!("{v:.0e}"))
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(pts, BLUE.stroke_width(2)))
-            .map_err(err)?
-            .label("stopping quantity")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(
+    let axes = Axes {
+        x: 0f64..n,
+        y: (lo..hi).log_scale(),
+        x_desc: "iteration",
+        y_desc: "stopping quantity",
+        y_label_area: 75,
+    };
+    render(
+        title,
+        axes,
+        |mesh| {
+            mesh.y_label_formatter(&|v| format!("{v:.0e}"));
+        },
+        |chart| {
+            labelled_line(chart, pts, BLUE, 2, "stopping quantity".to_string())?;
+            labelled_line(
+                chart,
                 vec![(0.0, tol), (n, tol)],
-                RED.stroke_width(1),
-            ))
-            .map_err(err)?
-            .label(format!("tol = {tol:.1e}"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(1)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+                RED,
+                1,
+                format!("tol = {tol:.1e}"),
+            )
+        },
+    )
 }
 
 /// The explained variance ratio of each component and its running sum.
@@ -89,61 +150,37 @@ pub fn scree_svg(ratio: &[f64], title: &str) -> Result<String, String> {
         })
         .collect();
     let top = cumulative.last().copied().unwrap_or(1.0).clamp(0.05, 1.0) * 1.1;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(65)
-            .build_cartesian_2d(0.5f64..k as f64 + 0.5, 0f64..top)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("component")
-            .y_desc("explained variance ratio")
-            .x_labels(k.clamp(2, 20))
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .draw()
-            .map_err(err)?;
-        let each: Vec<(f64, f64)> = ratio
-            .iter()
-            .enumerate()
-            .map(|(i, &r)| ((i + 1) as f64, r))
-            .collect();
-        let cum: Vec<(f64, f64)> = cumulative
-            .iter()
-            .enumerate()
-            .map(|(i, &r)| ((i + 1) as f64, r))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(each.clone(), BLUE.stroke_width(2)))
-            .map_err(err)?
-            .label("per component")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-        chart
-            .draw_series(each.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))
-            .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(cum.clone(), GREEN.stroke_width(2)))
-            .map_err(err)?
-            .label("cumulative")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
-        chart
-            .draw_series(cum.iter().map(|&p| Circle::new(p, 4, GREEN.filled())))
-            .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::MiddleRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+    let axes = Axes {
+        x: 0.5f64..k as f64 + 0.5,
+        y: 0f64..top,
+        x_desc: "component",
+        y_desc: "explained variance ratio",
+        y_label_area: 65,
+    };
+    render(
+        title,
+        axes,
+        |mesh| {
+            mesh.x_labels(k.clamp(2, 20));
+        },
+        |chart| {
+            for (values, color, label) in [
+                (ratio, BLUE, "per component"),
+                (&cumulative, GREEN, "cumulative"),
+            ] {
+                let points: Vec<(f64, f64)> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &r)| ((i + 1) as f64, r))
+                    .collect();
+                labelled_line(chart, points.clone(), color, 2, label.to_string())?;
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .map_err(err)?;
+            }
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]

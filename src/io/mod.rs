@@ -3,8 +3,8 @@
 //! | format | extensions | how it is read |
 //! |---|---|---|
 //! | NumPy | `.npy` | float32/64, (u)int8/16/32/64, bool; either byte order; C or Fortran order; 2-D only. **Streamed**: row chunks through one bounded buffer (no memory map) |
-//! | delimited text | `.csv` (commas), `.tsv` (tabs), optionally `.gz` | numbers only; a first line without any number is a header; `#` lines and blank lines skipped; read whole |
-//! | Matrix Market | `.mtx`, optionally `.gz` | `matrix coordinate` or `array`; `real`, `double`, `integer` or `pattern`; `general`, `symmetric` or `skew-symmetric`; densified (read whole) |
+//! | delimited text | `.csv` (commas), `.tsv` (tabs), optionally `.gz` | numbers only; a first line without any number is a header; `#` lines and blank lines skipped; read whole, parsed in parallel |
+//! | Matrix Market | `.mtx`, optionally `.gz` | `matrix coordinate` or `array`; `real`, `double`, `integer` or `pattern`; `general`, `symmetric` or `skew-symmetric`; densified (read whole; coordinate entries parsed in parallel) |
 //! | IDX (MNIST) | `.idx`, `*-ubyte` (e.g. `train-images-idx3-ubyte`), optionally `.gz` | u8, i8, i16, i32, f32, f64; n x d1 x d2... flattened to one row of d1·d2·... values per item; **streamed** |
 //!
 //! A [`Reader`] gives the shape up front and then rows in chunks ([`Reader::read_rows`]), converted to
@@ -24,18 +24,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! The text formats are parsed in blocks of whole lines on rayon's threads and joined in file order:
+//! the values, the line numbers and the first error reported do not depend on the thread count
+//! (`RAYON_NUM_THREADS`). gzip is inflated by zlib-rs (flate2's fastest pure-Rust backend).
+//!
 //! Results are written with [`write_npy`] (float32, C order) or staged with [`NpyWriter`] /
 //! [`stage_bytes`] and renamed into place by [`StagedFile::commit`]: a temporary file in the same
 //! directory, then a rename, so that a reader never sees half a file.
 
+mod dtype;
 mod error;
 mod idx;
+mod lines;
 mod mtx;
 mod npy;
 mod stream;
 mod text;
 mod write;
 
+use error::SizeContext;
 pub use error::{IoError, Result};
 pub use npy::{read_npy, NpyArray};
 pub use write::{stage_bytes, stage_npy, write_atomic, write_npy, NpyWriter, StagedFile};
@@ -192,10 +199,10 @@ impl Reader {
         let path = path.as_ref();
         let format = Format::from_path(path)?;
         if path.is_dir() {
-            return Err(IoError::Open {
-                path: path.to_path_buf(),
-                source: std::io::Error::other("it is a directory"),
-            });
+            return Err(IoError::open(
+                path,
+                std::io::Error::other("it is a directory"),
+            ));
         }
         let (rows, cols, dtype, precision, source) = match format {
             Format::Npy => {
@@ -305,7 +312,7 @@ impl Reader {
         let (cols, path) = (self.cols, &self.path);
         let values = take.saturating_mul(cols);
         crate::alloc::reserve(out, values, || format!("{take} rows of {cols} values"))
-            .map_err(|e| IoError::size(path, e))?;
+            .allocating(path)?;
         match &mut self.source {
             Source::Npy(r) => r.read_rows(self.next, take, out)?,
             Source::Idx(r) => r.read_rows(self.next, take, out)?,
@@ -333,7 +340,7 @@ impl Reader {
         crate::alloc::reserve(&mut data, remaining.saturating_mul(cols), || {
             format!("the whole {remaining} x {cols} matrix")
         })
-        .map_err(|e| IoError::size(&self.path, e))?;
+        .allocating(&self.path)?;
         let chunk = self.chunk_rows();
         while self.append_rows(&mut data, chunk)? > 0 {}
         Ok(Matrix {
@@ -347,8 +354,11 @@ impl Reader {
 /// A matrix read whole: `rows x cols`, row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matrix<T> {
+    /// Rows (as the file has them).
     pub rows: usize,
+    /// Columns.
     pub cols: usize,
+    /// The `rows x cols` values, row after row.
     pub data: Vec<T>,
 }
 

@@ -1,11 +1,12 @@
 //! Matrix Market (.mtx): `%%MatrixMarket matrix coordinate|array real|double|integer|pattern
 //! general|symmetric|skew-symmetric`, densified (8 bytes per entry of the full matrix). Coordinate entries
-//! repeated at the same place are summed.
+//! repeated at the same place are summed; they are parsed in parallel and added in file order.
 
-use super::error::{IoError, Result};
-use super::text::read_line;
+use super::error::{IoError, Result, SizeContext};
+use super::lines::{parse_lines, read_line, utf8, Block, LineParser, Split};
 use super::Dense;
 use std::io::BufRead;
+use std::ops::Range;
 use std::path::Path;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,25 @@ enum Symmetry {
     Skew,
 }
 
+/// What the banner line `%%MatrixMarket matrix <layout> <field> <symmetry>` says.
+struct Banner {
+    /// `coordinate` (entries with their indices), else `array` (every value, column by column).
+    coordinate: bool,
+    /// `pattern`: coordinate entries without values (each is a 1).
+    pattern: bool,
+    symmetry: Symmetry,
+    /// The symmetry as written (lower case), for messages.
+    symmetry_name: String,
+}
+
+/// The sizes of the size line: `rows cols entries` (coordinate) or `rows cols` (array: entries 0).
+struct Sizes {
+    rows: usize,
+    cols: usize,
+    entries: usize,
+}
+
+/// The content lines of the file after the banner, with their 1-based numbers.
 struct Lines<'a> {
     input: &'a mut dyn BufRead,
     path: &'a Path,
@@ -32,15 +52,8 @@ impl Lines<'_> {
             }
             self.line += 1;
             self.buf.clear();
-            match std::str::from_utf8(&self.raw) {
-                Ok(t) => self.buf.push_str(t),
-                Err(e) => {
-                    return Err(self.parse_err(
-                        1,
-                        format!("not valid UTF-8 text (byte {})", e.valid_up_to() + 1),
-                    ))
-                }
-            }
+            let text = utf8(&self.raw).map_err(|d| self.parse_err(1, d))?;
+            self.buf.push_str(text);
             let t = self.buf.trim();
             if !t.is_empty() && !t.starts_with('%') {
                 return Ok(true);
@@ -53,13 +66,9 @@ impl Lines<'_> {
         self.buf.trim()
     }
 
-    fn parse_err(&self, column: usize, detail: String) -> IoError {
-        IoError::Parse {
-            path: self.path.to_path_buf(),
-            line: self.line,
-            column,
-            detail,
-        }
+    /// A parse error at `column` of the current line.
+    fn parse_err(&self, column: usize, detail: impl Into<String>) -> IoError {
+        IoError::parse(self.path, self.line, column, detail)
     }
 }
 
@@ -82,14 +91,47 @@ fn parse_value(tok: Option<&str>) -> std::result::Result<f64, String> {
 /// Reads a Matrix Market file into a dense row-major matrix; `holds` (when known) is the most bytes the
 /// input can deliver, which bounds the values an `array` file can hold.
 pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>) -> Result<Dense> {
-    let bad = |detail: String| IoError::BadHeader {
-        path: path.to_path_buf(),
-        format: "Matrix Market",
-        detail,
-    };
+    read_mtx_split(input, path, holds, Split::DEFAULT)
+}
+
+/// [`read_mtx`], the coordinate entries' lines cut for the parallel parse as `split` says.
+fn read_mtx_split(
+    input: &mut dyn BufRead,
+    path: &Path,
+    holds: Option<u64>,
+    split: Split,
+) -> Result<Dense> {
     let mut raw = Vec::new();
     read_line(input, &mut raw, 1, path)?;
-    let first = String::from_utf8_lossy(&raw);
+    let banner = read_banner(&String::from_utf8_lossy(&raw), path)?;
+    let mut lines = Lines {
+        input,
+        path,
+        line: 1,
+        raw,
+        buf: String::new(),
+    };
+    let sizes = read_sizes(&mut lines, &banner)?;
+    let mut values = allocate(&banner, &sizes, path, holds)?;
+    if banner.coordinate {
+        values = read_coordinate_entries(&mut lines, &banner, &sizes, values, split)?;
+    } else {
+        read_array_values(&mut lines, &banner, &sizes, &mut values)?;
+        if lines.next_content()? {
+            return Err(lines.parse_err(1, "more entries than the size line announces"));
+        }
+    }
+    Ok(Dense {
+        rows: sizes.rows,
+        cols: sizes.cols,
+        values,
+        lines: None,
+    })
+}
+
+/// Reads the banner (the first line).
+fn read_banner(first: &str, path: &Path) -> Result<Banner> {
+    let bad = |detail: String| IoError::bad_header(path, "Matrix Market", detail);
     let first = first.trim_start_matches('\u{feff}'); // a byte-order mark
     let banner: Vec<String> = first.split_whitespace().map(str::to_lowercase).collect();
     if banner.first().map(String::as_str) != Some("%%matrixmarket") {
@@ -104,10 +146,10 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>)
         )));
     }
     if banner[1] != "matrix" {
-        return Err(IoError::NotAMatrix {
-            path: path.to_path_buf(),
-            detail: format!("a Matrix Market '{}' object, not a matrix", banner[1]),
-        });
+        return Err(IoError::not_a_matrix(
+            path,
+            format!("a Matrix Market '{}' object, not a matrix", banner[1]),
+        ));
     }
     let coordinate = match banner[2].as_str() {
         "coordinate" => true,
@@ -128,11 +170,11 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>)
                     .to_string(),
             )),
             f @ ("complex" | "hermitian") => {
-                return Err(IoError::UnsupportedDtype {
-                    path: path.to_path_buf(),
-                    dtype: f.to_string(),
-                    detail: "complex matrices are not supported (real or integer only)".to_string(),
-                })
+                return Err(IoError::unsupported(
+                    path,
+                    f,
+                    "complex matrices are not supported (real or integer only)",
+                ))
             }
             f => {
                 return Err(bad(format!(
@@ -151,29 +193,31 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>)
             )))
         }
     };
+    Ok(Banner {
+        coordinate,
+        pattern,
+        symmetry,
+        symmetry_name: banner[4].clone(),
+    })
+}
 
-    let mut lines = Lines {
-        input,
-        path,
-        line: 1,
-        raw,
-        buf: String::new(),
-    };
+/// Reads the size line (the first content line after the banner).
+fn read_sizes(lines: &mut Lines, banner: &Banner) -> Result<Sizes> {
     if !lines.next_content()? {
-        return Err(IoError::Truncated {
-            path: path.to_path_buf(),
-            detail: "no size line after the banner".to_string(),
-        });
+        return Err(IoError::truncated(
+            lines.path,
+            "no size line after the banner",
+        ));
     }
     let size_line = lines.current().to_string();
     let sizes: Vec<&str> = size_line.split_whitespace().collect();
-    let want = if coordinate { 3 } else { 2 };
+    let want = if banner.coordinate { 3 } else { 2 };
     if sizes.len() != want {
         return Err(lines.parse_err(
             1,
             format!(
                 "the size line needs {want} integers ({}), found '{size_line}'",
-                if coordinate {
+                if banner.coordinate {
                     "rows, columns, entries"
                 } else {
                     "rows, columns"
@@ -187,128 +231,246 @@ pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>)
             lines.parse_err(j + 1, format!("'{tok}' is not a non-negative integer"))
         })?;
     }
-    let (rows, cols, nnz) = (dims[0], dims[1], dims[2]);
-    if symmetry != Symmetry::General && rows != cols {
-        return Err(IoError::Invalid {
-            path: path.to_path_buf(),
-            detail: format!(
+    let (rows, cols, entries) = (dims[0], dims[1], dims[2]);
+    if banner.symmetry != Symmetry::General && rows != cols {
+        return Err(IoError::invalid(
+            lines.path,
+            format!(
                 "a {} matrix must be square, this one is {rows} x {cols}",
-                banner[4]
+                banner.symmetry_name
             ),
-        });
+        ));
     }
-    // Array entries are listed column by column; symmetric: the lower triangle with the diagonal,
-    // skew: without it.
-    let first_row = |j: usize| match symmetry {
-        Symmetry::General => 0,
-        Symmetry::Symmetric => j,
-        Symmetry::Skew => j + 1,
-    };
-    let listed = match symmetry {
-        Symmetry::General => rows.checked_mul(cols),
+    Ok(Sizes {
+        rows,
+        cols,
+        entries,
+    })
+}
+
+/// How many values an array file lists: all, the lower triangle with the diagonal (symmetric) or
+/// without it (skew); None on overflow.
+fn array_values(banner: &Banner, sizes: &Sizes) -> Option<usize> {
+    let rows = sizes.rows;
+    match banner.symmetry {
+        Symmetry::General => rows.checked_mul(sizes.cols),
         Symmetry::Symmetric => rows.checked_mul(rows.saturating_add(1)).map(|t| t / 2),
         Symmetry::Skew => rows.checked_mul(rows.saturating_sub(1)).map(|t| t / 2),
-    };
+    }
+}
+
+/// The dense matrix of zeros, after checking that an array file can hold the values it announces.
+fn allocate(banner: &Banner, sizes: &Sizes, path: &Path, holds: Option<u64>) -> Result<Vec<f64>> {
+    let (rows, cols) = (sizes.rows, sizes.cols);
     // An array file spends at least 2 bytes (a digit and a separator) on each value it lists.
-    let array_bound = match (coordinate, holds) {
-        (false, Some(h)) => Some(h / 2 + 1),
-        _ => None,
-    };
-    if let Some(bound) = array_bound {
+    if let (false, Some(h)) = (banner.coordinate, holds) {
         crate::alloc::check(
             || format!("the {rows} x {cols} array (2 bytes a value at least)"),
-            listed,
+            array_values(banner, sizes),
             2,
-            Some(bound),
+            Some(h / 2 + 1),
         )
-        .map_err(|e| IoError::size(path, e))?;
+        .allocating(path)?;
     }
-    let mut values: Vec<f64> = crate::alloc::filled(
+    crate::alloc::filled(
         || format!("the dense {rows} x {cols} matrix (f64)"),
         rows.checked_mul(cols),
         None,
         0.0,
     )
-    .map_err(|e| IoError::size(path, e))?;
+    .allocating(path)
+}
 
-    if coordinate {
-        for e in 0..nnz {
-            if !lines.next_content()? {
-                return Err(IoError::Truncated {
-                    path: path.to_path_buf(),
-                    detail: format!(
-                        "the size line announces {nnz} entries but the file ends after {e}"
-                    ),
-                });
-            }
-            let mut toks = lines.current().split_whitespace();
-            let (ti, tj) = (toks.next().unwrap_or(""), toks.next().unwrap_or(""));
-            let i = parse_index(ti, rows, "row").map_err(|d| lines.parse_err(1, d))?;
-            let j = parse_index(tj, cols, "column").map_err(|d| lines.parse_err(2, d))?;
-            let v = if pattern {
-                1.0
-            } else {
-                parse_value(toks.next()).map_err(|d| lines.parse_err(3, d))?
+/// The parse of coordinate entries `i j [value]`: parsed in parallel, added into the dense matrix in
+/// file order (so that repeated entries sum the same whatever the thread count), with their mirror
+/// images for a symmetric or skew-symmetric matrix.
+struct Coordinate<'a> {
+    path: &'a Path,
+    banner: &'a Banner,
+    sizes: &'a Sizes,
+    values: Vec<f64>,
+    /// The entries added so far.
+    added: usize,
+}
+
+/// A part of the entry lines: the entries (0-based row and column, value) with their lines, then the
+/// first error if any, and whether that error is about an entry (rather than the line's bytes).
+#[derive(Default)]
+struct Entries {
+    entries: Vec<(usize, usize, f64)>,
+    lines: Vec<usize>,
+    error: Option<(IoError, bool)>,
+}
+
+impl Coordinate<'_> {
+    /// The entry of a content line, or a parse error (1-based column).
+    fn entry(&self, text: &str) -> std::result::Result<(usize, usize, f64), (usize, String)> {
+        let mut toks = text.split_whitespace();
+        let (ti, tj) = (toks.next().unwrap_or(""), toks.next().unwrap_or(""));
+        let i = parse_index(ti, self.sizes.rows, "row").map_err(|d| (1, d))?;
+        let j = parse_index(tj, self.sizes.cols, "column").map_err(|d| (2, d))?;
+        let v = if self.banner.pattern {
+            1.0
+        } else {
+            parse_value(toks.next()).map_err(|d| (3, d))?
+        };
+        Ok((i, j, v))
+    }
+
+    fn more_entries(&self, line: usize) -> IoError {
+        IoError::parse(
+            self.path,
+            line,
+            1,
+            "more entries than the size line announces",
+        )
+    }
+}
+
+impl LineParser for Coordinate<'_> {
+    type Part = Entries;
+
+    fn prefix(&mut self, _block: &Block) -> Result<usize> {
+        Ok(0)
+    }
+
+    // A part's entries take at most 8 times its bytes (32 bytes for an entry of at least 4 bytes).
+    fn parse(&self, block: &Block, lines: Range<usize>) -> Entries {
+        let mut part = Entries::default();
+        for k in lines {
+            let line = block.first_line + k;
+            let text = match utf8(block.line(k)) {
+                Ok(t) => t.trim(),
+                Err(d) => {
+                    part.error = Some((IoError::parse(self.path, line, 1, d), false));
+                    break;
+                }
             };
-            values[i * cols + j] += v;
+            if text.is_empty() || text.starts_with('%') {
+                continue;
+            }
+            match self.entry(text) {
+                Ok(e) => {
+                    part.entries.push(e);
+                    part.lines.push(line);
+                }
+                Err((column, d)) => {
+                    part.error = Some((IoError::parse(self.path, line, column, d), true));
+                    break;
+                }
+            }
+        }
+        part
+    }
+
+    fn join(&mut self, part: Entries) -> Result<()> {
+        let cols = self.sizes.cols;
+        for (&(i, j, v), &line) in part.entries.iter().zip(&part.lines) {
+            if self.added == self.sizes.entries {
+                return Err(self.more_entries(line));
+            }
+            self.values[i * cols + j] += v;
             if i != j {
-                match symmetry {
+                match self.banner.symmetry {
                     Symmetry::General => {}
-                    Symmetry::Symmetric => values[j * cols + i] += v,
-                    Symmetry::Skew => values[j * cols + i] -= v,
+                    Symmetry::Symmetric => self.values[j * cols + i] += v,
+                    Symmetry::Skew => self.values[j * cols + i] -= v,
                 }
             }
+            self.added += 1;
         }
-    } else {
-        let expected = listed.unwrap_or(0);
-        let (mut i, mut j) = (first_row(0), 0);
-        let mut next = 0usize;
-        while next < expected {
-            if !lines.next_content()? {
-                return Err(IoError::Truncated {
-                    path: path.to_path_buf(),
-                    detail: format!(
-                        "expected {expected} values in the array, the file ends after {next}"
-                    ),
-                });
+        match part.error {
+            // A bad line after the announced entries is one entry too many.
+            Some((IoError::Parse { line, .. }, true)) if self.added == self.sizes.entries => {
+                Err(self.more_entries(line))
             }
-            for (c, tok) in lines.current().split_whitespace().enumerate() {
-                if next == expected {
-                    return Err(lines.parse_err(
-                        c + 1,
-                        format!("more than the {expected} values of the array"),
-                    ));
-                }
-                let v = parse_value(Some(tok)).map_err(|d| lines.parse_err(c + 1, d))?;
-                values[i * cols + j] = v;
-                match symmetry {
-                    Symmetry::General => {}
-                    Symmetry::Symmetric => values[j * cols + i] = v,
-                    Symmetry::Skew => values[j * cols + i] = -v,
-                }
-                next += 1;
-                // The next place, column by column.
-                i += 1;
-                while i >= rows && next < expected {
-                    j += 1;
-                    i = first_row(j);
-                }
-            }
+            Some((e, _)) => Err(e),
+            None => Ok(()),
         }
     }
-    if lines.next_content()? {
-        return Err(lines.parse_err(1, "more entries than the size line announces".to_string()));
-    }
-    Ok(Dense {
-        rows,
-        cols,
+}
+
+/// Reads the coordinate entries (the rest of the file) into `values`.
+fn read_coordinate_entries(
+    lines: &mut Lines,
+    banner: &Banner,
+    sizes: &Sizes,
+    values: Vec<f64>,
+    split: Split,
+) -> Result<Vec<f64>> {
+    let mut parser = Coordinate {
+        path: lines.path,
+        banner,
+        sizes,
         values,
-        lines: None,
-    })
+        added: 0,
+    };
+    parse_lines(lines.input, lines.path, lines.line + 1, split, &mut parser)?;
+    if parser.added < sizes.entries {
+        return Err(IoError::truncated(
+            lines.path,
+            format!(
+                "the size line announces {} entries but the file ends after {}",
+                sizes.entries, parser.added
+            ),
+        ));
+    }
+    Ok(parser.values)
+}
+
+/// Places the values of an array file, listed column by column (any number a line), into `values`.
+fn read_array_values(
+    lines: &mut Lines,
+    banner: &Banner,
+    sizes: &Sizes,
+    values: &mut [f64],
+) -> Result<()> {
+    let (rows, cols) = (sizes.rows, sizes.cols);
+    // The first row listed in column j: the diagonal (symmetric), below it (skew), else 0.
+    let first_row = |j: usize| match banner.symmetry {
+        Symmetry::General => 0,
+        Symmetry::Symmetric => j,
+        Symmetry::Skew => j + 1,
+    };
+    let expected = array_values(banner, sizes).unwrap_or(0);
+    let (mut i, mut j) = (first_row(0), 0);
+    let mut next = 0usize;
+    while next < expected {
+        if !lines.next_content()? {
+            return Err(IoError::truncated(
+                lines.path,
+                format!("expected {expected} values in the array, the file ends after {next}"),
+            ));
+        }
+        for (c, tok) in lines.current().split_whitespace().enumerate() {
+            if next == expected {
+                return Err(lines.parse_err(
+                    c + 1,
+                    format!("more than the {expected} values of the array"),
+                ));
+            }
+            let v = parse_value(Some(tok)).map_err(|d| lines.parse_err(c + 1, d))?;
+            values[i * cols + j] = v;
+            match banner.symmetry {
+                Symmetry::General => {}
+                Symmetry::Symmetric => values[j * cols + i] = v,
+                Symmetry::Skew => values[j * cols + i] = -v,
+            }
+            next += 1;
+            // The next place, column by column.
+            i += 1;
+            while i >= rows && next < expected {
+                j += 1;
+                i = first_row(j);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::lines::for_each_split_and_pool;
     use super::*;
 
     fn read(text: &str) -> Result<Dense> {
@@ -387,5 +549,93 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("must be square"), "{e}");
+    }
+
+    /// 6000 entries of a 40 x 30 matrix, many at the same places, of magnitudes whose sum depends on
+    /// the order of the additions; comments and blank lines in between.
+    fn repeated_entries() -> (String, Vec<(usize, usize, f64)>) {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut entries = Vec::new();
+        let mut body = String::new();
+        for e in 0..6000 {
+            let (i, j) = ((next() % 40) as usize, (next() % 30) as usize);
+            let v = match next() % 3 {
+                0 => 1e16,
+                1 => -1e16,
+                _ => (next() % 1000) as f64 / 7.0,
+            };
+            entries.push((i, j, v));
+            body.push_str(&format!("{} {} {v:e}\n", i + 1, j + 1));
+            if e % 500 == 3 {
+                body.push_str("% a comment\n\n");
+            }
+        }
+        let text = format!(
+            "%%MatrixMarket matrix coordinate real general\n40 30 {}\n{body}",
+            entries.len()
+        );
+        (text, entries)
+    }
+
+    fn read_split(text: &str, split: Split) -> Result<Dense> {
+        read_mtx_split(&mut text.as_bytes(), Path::new("t.mtx"), None, split)
+    }
+
+    #[test]
+    fn parallel_entries_sum_in_file_order_whatever_the_threads() {
+        let (text, entries) = repeated_entries();
+        let mut reference = vec![0.0f64; 40 * 30];
+        for &(i, j, v) in &entries {
+            reference[i * 30 + j] += v;
+        }
+        let reference: Vec<u64> = reference.iter().map(|v| v.to_bits()).collect();
+        for_each_split_and_pool(2048, |split, threads| {
+            let d = read_split(&text, split).unwrap();
+            let bits: Vec<u64> = d.values.iter().map(|v| v.to_bits()).collect();
+            assert!(bits == reference, "{split:?}, {threads} threads");
+        });
+    }
+
+    #[test]
+    fn parallel_entries_report_the_serial_errors() {
+        let (text, _) = repeated_entries();
+        let lines: Vec<&str> = text.lines().collect();
+        // A bad entry (line 4001), then one on a later line: the first is reported.
+        let mut bad = lines.clone();
+        bad[4000] = "1 99 1";
+        bad[5000] = "x 1 1";
+        // One entry too many, even a bad one: the line after the announced entries.
+        let mut extra = lines.clone();
+        extra.push("x y z");
+        // One entry fewer than announced.
+        let short = &lines[..lines.len() - 1];
+        let (bad, extra, short) = (bad.join("\n"), extra.join("\n"), short.join("\n"));
+        let more_at = text.lines().count() + 1;
+        for_each_split_and_pool(2048, |split, _| {
+            let e = read_split(&bad, split).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "t.mtx: line 4001, column 2: the column index 99 is outside 1..=30"
+            );
+            let e = read_split(&extra, split).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "t.mtx: line {more_at}, column 1: more entries than the size line announces"
+                )
+            );
+            let e = read_split(&short, split).unwrap_err();
+            assert!(
+                e.to_string()
+                    .ends_with("announces 6000 entries but the file ends after 5999"),
+                "{e}"
+            );
+        });
     }
 }

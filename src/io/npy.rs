@@ -1,8 +1,9 @@
 //! NumPy's .npy format (versions 1, 2 and 3): the header, the dtypes, and a row-chunk reader that keeps
 //! one bounded buffer (C order: one contiguous read per chunk; Fortran order: one read per column).
 
-use super::error::{IoError, Result};
-use super::{read_full, Precision};
+use super::dtype::{decode, element_count, Dtype, Kind};
+use super::error::{IoContext, IoError, Result, SizeContext};
+use super::read_full;
 use crate::Real;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -10,131 +11,8 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
-/// The element types read from .npy files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
-    Bool,
-    U1,
-    I1,
-    U2,
-    I2,
-    U4,
-    I4,
-    U8,
-    I8,
-    F4,
-    F8,
-}
-
-/// An element type and its byte order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Dtype {
-    pub kind: Kind,
-    pub big_endian: bool,
-}
-
-impl Dtype {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self.kind {
-            Kind::Bool | Kind::U1 | Kind::I1 => 1,
-            Kind::U2 | Kind::I2 => 2,
-            Kind::U4 | Kind::I4 | Kind::F4 => 4,
-            Kind::U8 | Kind::I8 | Kind::F8 => 8,
-        }
-    }
-
-    /// NumPy's name of the type, with the byte order when it is big-endian.
-    pub fn name(self) -> String {
-        let base = match self.kind {
-            Kind::Bool => "bool",
-            Kind::U1 => "uint8",
-            Kind::I1 => "int8",
-            Kind::U2 => "uint16",
-            Kind::I2 => "int16",
-            Kind::U4 => "uint32",
-            Kind::I4 => "int32",
-            Kind::U8 => "uint64",
-            Kind::I8 => "int64",
-            Kind::F4 => "float32",
-            Kind::F8 => "float64",
-        };
-        if self.big_endian && self.size() > 1 {
-            format!("{base} (big-endian)")
-        } else {
-            base.to_string()
-        }
-    }
-
-    /// The narrowest float type that holds every value exactly (64-bit integers: nearly).
-    pub fn precision(self) -> Precision {
-        match self.kind {
-            Kind::Bool | Kind::U1 | Kind::I1 | Kind::U2 | Kind::I2 | Kind::F4 => Precision::F32,
-            Kind::U4 | Kind::I4 | Kind::U8 | Kind::I8 | Kind::F8 => Precision::F64,
-        }
-    }
-}
-
-/// Decodes whole elements of `bytes` and appends them to `out`.
-pub(super) fn decode<T: Real>(dtype: Dtype, bytes: &[u8], out: &mut Vec<T>) {
-    // The file's values already are T in this machine's byte order: one copy, no per-value conversion.
-    let same_type = match dtype.kind {
-        Kind::F4 => std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>(),
-        Kind::F8 => std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>(),
-        _ => false,
-    };
-    if same_type && dtype.big_endian == cfg!(target_endian = "big") {
-        let (base, count) = (out.len(), bytes.len() / std::mem::size_of::<T>());
-        out.resize(base + count, T::zero());
-        let whole = &bytes[..count * std::mem::size_of::<T>()];
-        bytemuck::cast_slice_mut::<T, u8>(&mut out[base..]).copy_from_slice(whole);
-        return;
-    }
-    macro_rules! run {
-        ($t:ty, $n:expr) => {{
-            out.reserve(bytes.len() / $n);
-            let chunks = bytes.chunks_exact($n);
-            if dtype.big_endian {
-                out.extend(chunks.map(|c| {
-                    let mut a = [0u8; $n];
-                    a.copy_from_slice(c);
-                    T::of_f64(<$t>::from_be_bytes(a) as f64)
-                }));
-            } else {
-                out.extend(chunks.map(|c| {
-                    let mut a = [0u8; $n];
-                    a.copy_from_slice(c);
-                    T::of_f64(<$t>::from_le_bytes(a) as f64)
-                }));
-            }
-        }};
-    }
-    match dtype.kind {
-        Kind::Bool => out.extend(
-            bytes
-                .iter()
-                .map(|&b| T::of_f64(if b != 0 { 1.0 } else { 0.0 })),
-        ),
-        Kind::U1 => run!(u8, 1),
-        Kind::I1 => run!(i8, 1),
-        Kind::U2 => run!(u16, 2),
-        Kind::I2 => run!(i16, 2),
-        Kind::U4 => run!(u32, 4),
-        Kind::I4 => run!(i32, 4),
-        Kind::U8 => run!(u64, 8),
-        Kind::I8 => run!(i64, 8),
-        Kind::F4 => run!(f32, 4),
-        Kind::F8 => run!(f64, 8),
-    }
-}
-
 /// Reads a dtype string such as `<f4`, `>i8` or `|u1`.
 pub(super) fn parse_descr(descr: &str, path: &Path) -> Result<Dtype> {
-    let unsupported = |detail: &str| IoError::UnsupportedDtype {
-        path: path.to_path_buf(),
-        dtype: format!("'{descr}'"),
-        detail: detail.to_string(),
-    };
     let (order, code) = match descr.chars().next() {
         Some(c @ ('<' | '>' | '|' | '=')) => (c, &descr[1..]),
         _ => ('|', descr),
@@ -144,47 +22,23 @@ pub(super) fn parse_descr(descr: &str, path: &Path) -> Result<Dtype> {
         '=' => cfg!(target_endian = "big"),
         _ => false,
     };
-    let kind = match code {
-        "b1" | "?" => Kind::Bool,
-        "u1" | "B" => Kind::U1,
-        "i1" | "b" => Kind::I1,
-        "u2" | "H" => Kind::U2,
-        "i2" | "h" => Kind::I2,
-        "u4" | "I" => Kind::U4,
-        "i4" | "i" => Kind::I4,
-        "u8" | "Q" => Kind::U8,
-        "i8" | "q" => Kind::I8,
-        "f4" | "f" => Kind::F4,
-        "f8" | "d" => Kind::F8,
-        "f2" | "e" => {
-            return Err(unsupported(
-                "float16 is not read; save the array as float32 (x.astype('float32'))",
-            ))
-        }
-        c if c.starts_with('c') => return Err(unsupported("complex numbers are not supported")),
+    if let Some(kind) = Kind::from_npy_code(code) {
+        return Ok(Dtype { kind, big_endian });
+    }
+    let why = match code {
+        "f2" | "e" => "float16 is not read; save the array as float32 (x.astype('float32'))",
+        c if c.starts_with('c') => "complex numbers are not supported",
         c if c.starts_with('U') || c.starts_with('S') || c.starts_with('a') => {
-            return Err(unsupported(
-                "strings are not numbers; convert the array to float32 or float64",
-            ))
+            "strings are not numbers; convert the array to float32 or float64"
         }
-        c if c.starts_with('O') => {
-            return Err(unsupported(
-                "object arrays (pickled Python objects) are not read",
-            ))
-        }
+        c if c.starts_with('O') => "object arrays (pickled Python objects) are not read",
         c if c.starts_with('M') || c.starts_with('m') => {
-            return Err(unsupported("dates and time deltas are not data values"))
+            "dates and time deltas are not data values"
         }
-        c if c.starts_with('V') => {
-            return Err(unsupported("structured (record) arrays are not supported"))
-        }
-        _ => {
-            return Err(unsupported(
-                "expected float32/float64, (u)int8/16/32/64 or bool",
-            ))
-        }
+        c if c.starts_with('V') => "structured (record) arrays are not supported",
+        _ => "expected float32/float64, (u)int8/16/32/64 or bool",
     };
-    Ok(Dtype { kind, big_endian })
+    Err(IoError::unsupported(path, format!("'{descr}'"), why))
 }
 
 /// A parsed .npy header.
@@ -200,11 +54,8 @@ pub(super) struct Header {
 impl Header {
     /// Bytes of data the header announces (None on overflow).
     pub fn data_bytes(&self) -> Option<u64> {
-        let mut n = self.dtype.size() as u64;
-        for &d in &self.shape {
-            n = n.checked_mul(d as u64)?;
-        }
-        Some(n)
+        let bytes = element_count(&self.shape)?.checked_mul(self.dtype.size())?;
+        u64::try_from(bytes).ok()
     }
 }
 
@@ -227,27 +78,19 @@ pub(super) fn shape_str(shape: &[usize]) -> String {
 /// Reads the magic, the version and the header dictionary; `file_len` (when known) bounds the header
 /// length the file may announce.
 pub(super) fn read_header(r: &mut impl Read, path: &Path, file_len: Option<u64>) -> Result<Header> {
-    let bad = |detail: String| IoError::BadHeader {
-        path: path.to_path_buf(),
-        format: ".npy",
-        detail,
-    };
-    let read_err = |source| IoError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    let bad = |detail: String| IoError::bad_header(path, ".npy", detail);
     let mut pre = [0u8; 8];
-    let got = read_full(r, &mut pre).map_err(read_err)?;
+    let got = read_full(r, &mut pre).reading(path)?;
     if got < 6 || &pre[..6] != MAGIC {
         return Err(bad(
             "it does not start with the .npy magic string \\x93NUMPY".to_string(),
         ));
     }
     if got < 8 {
-        return Err(IoError::Truncated {
-            path: path.to_path_buf(),
-            detail: "the file ends inside the .npy header".to_string(),
-        });
+        return Err(IoError::truncated(
+            path,
+            "the file ends inside the .npy header",
+        ));
     }
     let (major, minor) = (pre[6], pre[7]);
     let len_bytes = match major {
@@ -260,12 +103,12 @@ pub(super) fn read_header(r: &mut impl Read, path: &Path, file_len: Option<u64>)
         }
     };
     let mut len_buf = [0u8; 4];
-    let got = read_full(r, &mut len_buf[..len_bytes]).map_err(read_err)?;
+    let got = read_full(r, &mut len_buf[..len_bytes]).reading(path)?;
     if got < len_bytes {
-        return Err(IoError::Truncated {
-            path: path.to_path_buf(),
-            detail: "the file ends inside the .npy header".to_string(),
-        });
+        return Err(IoError::truncated(
+            path,
+            "the file ends inside the .npy header",
+        ));
     }
     let header_len = u32::from_le_bytes(len_buf) as usize;
     let prefix = (8 + len_bytes) as u64;
@@ -275,15 +118,13 @@ pub(super) fn read_header(r: &mut impl Read, path: &Path, file_len: Option<u64>)
         file_len.map(|l| l.saturating_sub(prefix)),
         0u8,
     )
-    .map_err(|e| IoError::size(path, e))?;
-    let got = read_full(r, &mut text).map_err(read_err)?;
+    .allocating(path)?;
+    let got = read_full(r, &mut text).reading(path)?;
     if got < header_len {
-        return Err(IoError::Truncated {
-            path: path.to_path_buf(),
-            detail: format!(
-                "the .npy header announces {header_len} bytes but the file ends after {got}"
-            ),
-        });
+        return Err(IoError::truncated(
+            path,
+            format!("the .npy header announces {header_len} bytes but the file ends after {got}"),
+        ));
     }
     let text = String::from_utf8(text)
         .map_err(|_| bad("the header is not text (invalid UTF-8)".to_string()))?;
@@ -297,11 +138,11 @@ pub(super) fn read_header(r: &mut impl Read, path: &Path, file_len: Option<u64>)
     let dtype = match get("descr") {
         Some(PyValue::Str(s)) => parse_descr(s, path)?,
         Some(PyValue::List) => {
-            return Err(IoError::UnsupportedDtype {
-                path: path.to_path_buf(),
-                dtype: "(a list of fields)".to_string(),
-                detail: "structured (record) arrays are not supported".to_string(),
-            })
+            return Err(IoError::unsupported(
+                path,
+                "(a list of fields)",
+                "structured (record) arrays are not supported",
+            ))
         }
         Some(_) => return Err(bad("'descr' is not a string".to_string())),
         None => return Err(bad("the header has no 'descr'".to_string())),
@@ -457,33 +298,26 @@ fn parse_dict(text: &str) -> std::result::Result<Vec<(String, PyValue)>, String>
 
 /// Opens a .npy file and checks that its data is all there.
 fn open_checked(path: &Path) -> Result<(File, Header)> {
-    let mut file = File::open(path).map_err(|source| IoError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let len = file
-        .metadata()
-        .map_err(|source| IoError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len();
+    let mut file = File::open(path).opening(path)?;
+    let len = file.metadata().reading(path)?.len();
     let header = read_header(&mut file, path, Some(len))?;
-    let need = header.data_bytes().ok_or_else(|| IoError::TooLarge {
-        path: path.to_path_buf(),
-        detail: format!("the shape {} overflows", shape_str(&header.shape)),
+    let need = header.data_bytes().ok_or_else(|| {
+        IoError::too_large(
+            path,
+            format!("the shape {} overflows", shape_str(&header.shape)),
+        )
     })?;
     let have = len.saturating_sub(header.data_offset);
     if have < need {
-        return Err(IoError::Truncated {
-            path: path.to_path_buf(),
-            detail: format!(
+        return Err(IoError::truncated(
+            path,
+            format!(
                 "the header announces a {} array of shape {} ({need} bytes of data) but the file \
                  holds {have} bytes of data",
                 header.dtype.name(),
                 shape_str(&header.shape)
             ),
-        });
+        ));
     }
     Ok((file, header))
 }
@@ -509,32 +343,31 @@ impl NpyReader {
         let (rows, cols) = match header.shape[..] {
             [r, c] => (r, c),
             [] => {
-                return Err(IoError::NotAMatrix {
-                    path: path.to_path_buf(),
-                    detail: "a 0-d array (a single number), not a 2-D matrix (samples x features)"
-                        .to_string(),
-                })
+                return Err(IoError::not_a_matrix(
+                    path,
+                    "a 0-d array (a single number), not a 2-D matrix (samples x features)",
+                ))
             }
             [n] => {
-                return Err(IoError::NotAMatrix {
-                    path: path.to_path_buf(),
-                    detail: format!(
+                return Err(IoError::not_a_matrix(
+                    path,
+                    format!(
                         "a 1-D array of shape ({n},), not a 2-D matrix (samples x features): save \
                          it as x.reshape(-1, 1) for one feature or x.reshape(1, -1) for one sample"
                     ),
-                })
+                ))
             }
             ref s => {
-                return Err(IoError::NotAMatrix {
-                    path: path.to_path_buf(),
-                    detail: format!(
+                return Err(IoError::not_a_matrix(
+                    path,
+                    format!(
                         "a {}-D array of shape {}, not a 2-D matrix (samples x features): reshape \
                          it, e.g. x.reshape({}, -1) for one row per sample",
                         s.len(),
                         shape_str(s),
                         s[0]
                     ),
-                })
+                ))
             }
         };
         Ok(NpyReader {
@@ -552,12 +385,7 @@ impl NpyReader {
 
     fn seek(&mut self, to: u64) -> Result<()> {
         if self.pos != Some(to) {
-            self.file
-                .seek(SeekFrom::Start(to))
-                .map_err(|source| IoError::Read {
-                    path: self.path.clone(),
-                    source,
-                })?;
+            self.file.seek(SeekFrom::Start(to)).reading(&self.path)?;
         }
         Ok(())
     }
@@ -568,21 +396,18 @@ impl NpyReader {
         crate::alloc::reserve(&mut self.bytes, len, || {
             format!("a read buffer of {len} bytes")
         })
-        .map_err(|e| IoError::size(&self.path, e))?;
+        .allocating(&self.path)?;
         self.bytes.resize(len, 0);
-        let got = read_full(&mut self.file, &mut self.bytes).map_err(|source| IoError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
+        let got = read_full(&mut self.file, &mut self.bytes).reading(&self.path)?;
         if got < len {
-            return Err(IoError::Truncated {
-                path: self.path.clone(),
-                detail: format!(
+            return Err(IoError::truncated(
+                &self.path,
+                format!(
                     "the data ends in row {} of {} (the file shrank while it was read?)",
                     row_of(got),
                     self.rows
                 ),
-            });
+            ));
         }
         Ok(())
     }
@@ -632,7 +457,9 @@ impl NpyReader {
 /// A whole .npy array of any dimension: its shape and its values in C (row-major) order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NpyArray<T> {
+    /// The dimensions, as the header gives them (empty for a 0-d array).
     pub shape: Vec<usize>,
+    /// The values in C order (the last dimension fastest), whatever the file's order.
     pub data: Vec<T>,
 }
 
@@ -644,23 +471,20 @@ pub fn read_npy<T: Real>(path: impl AsRef<Path>) -> Result<NpyArray<T>> {
     let need = header.data_bytes().unwrap_or(0) as usize;
     let shape = shape_str(&header.shape);
     let mut bytes = crate::alloc::filled(|| format!("the {shape} array"), Some(need), None, 0u8)
-        .map_err(|e| IoError::size(path, e))?;
-    let got = read_full(&mut file, &mut bytes).map_err(|source| IoError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+        .allocating(path)?;
+    let got = read_full(&mut file, &mut bytes).reading(path)?;
     if got < need {
-        return Err(IoError::Truncated {
-            path: path.to_path_buf(),
-            detail: format!("expected {need} bytes of data, read {got}"),
-        });
+        return Err(IoError::truncated(
+            path,
+            format!("expected {need} bytes of data, read {got}"),
+        ));
     }
     let mut values = Vec::new();
     let count = need / header.dtype.size();
     crate::alloc::reserve(&mut values, count, || {
         format!("the {shape} array as floats")
     })
-    .map_err(|e| IoError::size(path, e))?;
+    .allocating(path)?;
     decode(header.dtype, &bytes, &mut values);
     drop(bytes);
     let shape = header.shape;
@@ -684,7 +508,7 @@ fn fortran_to_c<T: Copy>(values: &[T], shape: &[usize], path: &Path) -> Result<V
     crate::alloc::reserve(&mut out, values.len(), || {
         format!("the C-order copy of a {} array", shape_str(shape))
     })
-    .map_err(|e| IoError::size(path, e))?;
+    .allocating(path)?;
     let mut index = vec![0usize; nd];
     for _ in 0..values.len() {
         let at: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();

@@ -2,7 +2,7 @@
 //! to the trailer of its last member ([`Input::finish`]), so that every member's CRC-32 and length are
 //! checked, and a decoding error says that the gzip data is corrupt.
 
-use super::error::{IoError, Result};
+use super::error::{IoContext, IoError, Result};
 use crate::alloc::MAX_DEFLATE_RATIO;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -21,20 +21,14 @@ pub(super) struct Input {
 impl Input {
     /// Opens `path`.
     pub fn open(path: &Path) -> Result<Input> {
-        let file = File::open(path).map_err(|source| IoError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = File::open(path).opening(path)?;
         let size = file
             .metadata()
             .ok()
             .filter(|m| m.is_file())
             .map(|m| m.len());
         let mut buffered = BufReader::with_capacity(1 << 20, file);
-        let head = buffered.fill_buf().map_err(|source| IoError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let head = buffered.fill_buf().reading(path)?;
         let gzip = head.starts_with(&[0x1f, 0x8b]);
         let (inner, holds): (Box<dyn BufRead + Send>, _) = if gzip {
             let gz = flate2::bufread::MultiGzDecoder::new(buffered);
@@ -82,19 +76,14 @@ impl Input {
     /// A read error as the user should see it: corrupt gzip data, or a plain read error.
     pub fn corrupt(&self, source: std::io::Error) -> IoError {
         if self.gzip && source.kind() != std::io::ErrorKind::Interrupted {
-            IoError::Corrupt {
-                path: self.path.clone(),
-                detail: if source.kind() == std::io::ErrorKind::UnexpectedEof {
-                    "the gzip stream ends before its trailer (truncated)".to_string()
-                } else {
-                    source.to_string()
-                },
-            }
+            let detail = if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                "the gzip stream ends before its trailer (truncated)".to_string()
+            } else {
+                source.to_string()
+            };
+            IoError::corrupt(&self.path, detail)
         } else {
-            IoError::Read {
-                path: self.path.clone(),
-                source,
-            }
+            IoError::read(&self.path, source)
         }
     }
 

@@ -2,7 +2,8 @@
 //! a temporary file in the destination's directory ([`StagedFile`]); only [`StagedFile::commit`] renames
 //! it into place, so a failed run leaves no half-written result (a dropped, uncommitted file is removed).
 
-use super::error::{IoError, Result};
+use super::dtype::element_count;
+use super::error::{IoContext, IoError, Result};
 use super::npy::header_bytes;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -26,10 +27,7 @@ impl StagedFile {
 
     /// Renames the temporary file to its destination (replacing an existing file atomically).
     pub fn commit(mut self) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.dest).map_err(|source| IoError::Write {
-            path: self.dest.clone(),
-            source,
-        })?;
+        std::fs::rename(&self.tmp, &self.dest).writing(&self.dest)?;
         self.committed = true;
         Ok(())
     }
@@ -49,10 +47,7 @@ fn create_temp(dest: &Path) -> Result<(File, StagedFile)> {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| IoError::Invalid {
-            path: dest.to_path_buf(),
-            detail: "not a file name".to_string(),
-        })?;
+        .ok_or_else(|| IoError::invalid(dest, "not a file name"))?;
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -66,10 +61,7 @@ fn create_temp(dest: &Path) -> Result<(File, StagedFile)> {
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(|source| IoError::Write {
-            path: dest.to_path_buf(),
-            source,
-        })?;
+        .writing(dest)?;
     Ok((
         file,
         StagedFile {
@@ -84,12 +76,8 @@ fn create_temp(dest: &Path) -> Result<(File, StagedFile)> {
 pub fn stage_bytes(dest: impl AsRef<Path>, bytes: &[u8]) -> Result<StagedFile> {
     let dest = dest.as_ref();
     let (mut file, staged) = create_temp(dest)?;
-    let werr = |source| IoError::Write {
-        path: dest.to_path_buf(),
-        source,
-    };
-    file.write_all(bytes).map_err(werr)?;
-    file.sync_all().map_err(werr)?;
+    file.write_all(bytes).writing(dest)?;
+    file.sync_all().writing(dest)?;
     Ok(staged)
 }
 
@@ -110,20 +98,11 @@ impl NpyWriter {
     /// Starts a .npy file of `shape` at a temporary name next to `dest`.
     pub fn create(dest: impl AsRef<Path>, shape: &[usize]) -> Result<Self> {
         let dest = dest.as_ref();
-        let expected = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| IoError::TooLarge {
-                path: dest.to_path_buf(),
-                detail: format!("the shape {shape:?} overflows"),
-            })?;
+        let expected = element_count(shape)
+            .ok_or_else(|| IoError::too_large(dest, format!("the shape {shape:?} overflows")))?;
         let (file, staged) = create_temp(dest)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&header_bytes(shape))
-            .map_err(|source| IoError::Write {
-                path: dest.to_path_buf(),
-                source,
-            })?;
+        out.write_all(&header_bytes(shape)).writing(dest)?;
         Ok(NpyWriter {
             out,
             staged,
@@ -140,14 +119,14 @@ impl NpyWriter {
     /// Appends values (in C order).
     pub fn write(&mut self, values: &[f32]) -> Result<()> {
         if self.written + values.len() > self.expected {
-            return Err(IoError::Invalid {
-                path: self.staged.dest.clone(),
-                detail: format!(
+            return Err(IoError::invalid(
+                &self.staged.dest,
+                format!(
                     "{} values written to an array of {}",
                     self.written + values.len(),
                     self.expected
                 ),
-            });
+            ));
         }
         let mut bytes = [0u8; 4096];
         for chunk in values.chunks(1024) {
@@ -156,10 +135,7 @@ impl NpyWriter {
             }
             self.out
                 .write_all(&bytes[..4 * chunk.len()])
-                .map_err(|source| IoError::Write {
-                    path: self.staged.dest.clone(),
-                    source,
-                })?;
+                .writing(&self.staged.dest)?;
         }
         self.written += values.len();
         Ok(())
@@ -173,18 +149,17 @@ impl NpyWriter {
             expected,
             written,
         } = self;
-        let werr = |source| IoError::Write {
-            path: staged.dest.clone(),
-            source,
-        };
         if written != expected {
-            return Err(IoError::Invalid {
-                path: staged.dest.clone(),
-                detail: format!("{written} values written to an array of {expected}"),
-            });
+            return Err(IoError::invalid(
+                &staged.dest,
+                format!("{written} values written to an array of {expected}"),
+            ));
         }
-        let file = out.into_inner().map_err(|e| werr(e.into_error()))?;
-        file.sync_all().map_err(werr)?;
+        let file = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .writing(&staged.dest)?;
+        file.sync_all().writing(&staged.dest)?;
         Ok(staged)
     }
 }
