@@ -29,6 +29,9 @@
 //! # Ok::<(), laepca::Error>(())
 //! ```
 
+// Every public item is documented; CI's `cargo doc` step turns a missing doc into an error.
+#![warn(missing_docs)]
+
 pub mod alloc;
 mod cpu;
 mod cpu_kernels;
