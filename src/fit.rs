@@ -81,9 +81,12 @@ pub struct Fit<T: Real> {
     pub tol: f64,
     /// Iterations run.
     pub iterations: usize,
-    /// Products of C with a block of k columns, the setup's included (the subspace iteration that
+    /// Products of C with the loop's block, the setup's included (the subspace iteration that
     /// chooses λ, α and β, in k-column units): the cost that matters when C is applied from the data.
-    /// The finish's f64 Rayleigh quotients (one more product, on the CPU) are not counted.
+    /// The block has k columns, for auto `k + ⌈k/2⌉` (its guard columns; fewer when three such blocks
+    /// exceed the features): each of its products counts as one pass (one pass over the data), with
+    /// the arithmetic of `(k + ⌈k/2⌉)/k` k-column products. The finish's f64 Rayleigh quotients (one
+    /// more product, on the CPU) are not counted.
     pub passes: usize,
     /// Whether the stopping quantity fell below `tol` before `max_iter`.
     pub converged: bool,
@@ -635,9 +638,11 @@ impl LaePca {
         };
         report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
+        // The engine's block: the k components, and auto's guard columns.
+        let width = self.solver.block_width(m, k);
         let (out, backend, adapter, upload, readback, loop_passes) = match &gpu {
             None => {
-                let mut engine = CpuEngine::<T>::new(&c_loop, k);
+                let mut engine = CpuEngine::<T>::new(&c_loop, width);
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 let passes = engine.passes();
                 (
@@ -651,7 +656,7 @@ impl LaePca {
             }
             Some(device) => {
                 let ctx = device.context();
-                let mut engine = GpuEngine::new(ctx, &c_loop, k, check_every)?;
+                let mut engine = GpuEngine::new(ctx, &c_loop, width, check_every)?;
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let (upload, readback) = engine.transfer_times();
