@@ -297,7 +297,7 @@ pub(crate) fn run_loop<E: Engine>(
     on_check: &mut dyn FnMut(usize, f64) -> Result<()>,
 ) -> Result<LoopResult> {
     if s.solver == Solver::Auto {
-        return ritz::run_loop(e, s, w0, v0, on_check);
+        return ritz::run_loop(e, s, (w0, v0), on_check);
     }
     let mut st = State {
         v: e.new_tall(),

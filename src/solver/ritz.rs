@@ -89,8 +89,7 @@ struct Work {
 pub(crate) fn run_loop<E: Engine>(
     e: &mut E,
     s: &LoopSettings,
-    w0: &[f64],
-    v0: &[f64],
+    (w0, v0): (&[f64], &[f64]),
     on_check: &mut dyn FnMut(usize, f64) -> Result<()>,
 ) -> Result<LoopResult> {
     let (m, width) = (e.m(), e.k());
