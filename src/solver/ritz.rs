@@ -194,10 +194,6 @@ fn residual<E: Engine>(e: &mut E, w: &Work, b: &Basis) {
 
 /// One Rayleigh–Ritz step over `[X, R, P]`: one pass over C.
 fn step<E: Engine>(e: &mut E, w: &mut Work, b: &mut Basis) {
-    // X orthonormal again (C X transformed alike): S Y is orthonormal only to the accuracy of the
-    // small eigenvectors Y, an error the steps would accumulate. The span is the same, so P stays
-    // orthogonal to it.
-    orthonormalize(e, w, &mut b.x, Some(&mut b.cx));
     // R orthonormal and orthogonal to X and P (P is already orthonormal and orthogonal to X).
     for _ in 0..2 {
         project_out(e, w, b.x, None, b.r, None);
