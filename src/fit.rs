@@ -332,9 +332,11 @@ impl LaePca {
         };
         report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
+        // The engine's block: the k components, and auto's guard columns.
+        let width = self.solver.block_width(m, k);
         let run = match &gpu {
             None => {
-                let mut engine = CpuEngine::<T>::new(&c_loop, k, check_every);
+                let mut engine = CpuEngine::<T>::new(&c_loop, width, check_every);
                 LoopRun {
                     out: run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?,
                     backend: Backend::Cpu,
@@ -346,7 +348,7 @@ impl LaePca {
             }
             Some(device) => {
                 let ctx = device.context();
-                let mut engine = GpuEngine::new(ctx, &c_loop, k, check_every)?;
+                let mut engine = GpuEngine::new(ctx, &c_loop, width, check_every)?;
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let (upload, readback) = engine.transfer_times();

@@ -13,7 +13,9 @@ pub trait Real:
     /// The default stopping tolerance for the paper's variants in this precision (see `LaePca::tol`).
     const DEFAULT_TOL: f64;
     /// The default stopping tolerance of [`Solver::Auto`](crate::Solver::Auto), whose stopping quantity
-    /// is relative (the residual `‖CX − X(XᵀCX)‖ / ‖CX‖`).
+    /// is relative (the residual `‖CX − X(XᵀCX)‖ / ‖CX‖` of the top k columns). In f32 it lies below
+    /// the residual's rounding floor (some ulps), so that a fit ends at that floor (stalled), where its
+    /// angle still improves for a pass or two after the residual stops shrinking.
     const AUTO_TOL: f64;
     /// Magnitudes whose products and block sums stay well inside the type's normal range: the Gram
     /// block of a column whose largest magnitude lies outside is computed on a power-of-two rescaled copy.
@@ -32,7 +34,7 @@ pub trait Real:
 impl Real for f32 {
     const EPSILON: f64 = f32::EPSILON as f64;
     const DEFAULT_TOL: f64 = 1e-6;
-    const AUTO_TOL: f64 = 1e-6;
+    const AUTO_TOL: f64 = 1e-7;
     const MOMENTUM_TOL: f64 = 2e-6;
     // 2^±30: squares 2^±60, sums of a block 2^69 ≪ 2^127, and 2^−60 ≫ the smallest normal 2^−126.
     const SAFE_GRAM_RANGE: (f64, f64) = (9.313225746154785e-10, 1073741824.0);

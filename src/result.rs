@@ -82,9 +82,12 @@ pub struct Fit<T: Real> {
     pub tol: f64,
     /// Iterations run.
     pub iterations: usize,
-    /// Products of C with a block of k columns, the setup's included (the subspace iteration that
+    /// Products of C with the loop's block, the setup's included (the subspace iteration that
     /// chooses λ, α and β, in k-column units): the cost that matters when C is applied from the data.
-    /// The finish's f64 Rayleigh quotients (one more product, on the CPU) are not counted.
+    /// The block has k columns, for auto `k + ⌈k/2⌉` (its guard columns; fewer when three such blocks
+    /// exceed the features): each of its products counts as one pass (one pass over the data), with
+    /// the arithmetic of `(k + ⌈k/2⌉)/k` k-column products. The finish's f64 Rayleigh quotients (one
+    /// more product, on the CPU) are not counted.
     pub passes: usize,
     /// Whether the stopping quantity fell below `tol` before `max_iter`.
     pub converged: bool,

@@ -17,8 +17,8 @@
 //! | exact-sync | started from `W1 = W2ᵀ`: `W2 = argmin` given W1, then `W1 = argmin` given the new W2 | `‖W1 − W2ᵀ‖` |
 //! | exact-tied | `W2 = argmin` given `W1 = W2ᵀ`, then `W1 = W2ᵀ` | `‖ΔW2‖` |
 //!
-//! The paper's published `algorithms.py` holds untied, sync, oja (tied) and exact (untied). Its exact
-//! sync and tied rows (reference-numbers.md) are read here as the exact analogues of the gradient ones:
+//! The paper's published `algorithms.py` holds untied, sync, oja (tied) and exact (untied). The exact
+//! sync and tied rows of the paper's results table are read here as the exact analogues of the gradient ones:
 //! sync starts tied (so the decoder must move first for the start to matter), tied keeps `W1 = W2ᵀ`.
 //! Two other readings were tried and dropped: both exact steps from one iterate (Jacobi) cycles with
 //! period two, and an exact encoder step copied to the decoder leaves any rotation of the answer fixed
@@ -37,7 +37,7 @@
 pub(crate) mod ritz;
 pub(crate) mod spectrum;
 
-use crate::engine::{Coef, Engine, LoopStats, Scalar, Small, Tall};
+use crate::engine::{Coef, Engine, EngineStats, LoopStats, Scalar, Small, Tall};
 use crate::error::{Error, Result};
 
 /// The solver (the iteration) to run.
@@ -45,7 +45,10 @@ use crate::error::{Error, Result};
 #[non_exhaustive]
 pub enum Solver {
     /// The default: the locally optimal LAE step, a Rayleigh–Ritz step over `[W, CW − WΘ, P]` per pass
-    /// over C (LOBPCG), no parameter to tune; about as many passes over C as LOBPCG needs.
+    /// over C (LOBPCG) with `⌈k/2⌉` guard columns beyond the k wanted ones, no parameter to tune; fewer
+    /// passes over C than LOBPCG with a block of k. Each pass multiplies C by a block of k + ⌈k/2⌉
+    /// columns (fewer guard columns when 3(k + ⌈k/2⌉) > m): one pass over the data when C is applied
+    /// from it, about 1.5 times the arithmetic of a k-column product.
     #[default]
     Auto,
     /// The exact-tied step accelerated with heavy-ball momentum (β from a 10-step Ritz estimate), no
@@ -69,16 +72,16 @@ pub enum Solver {
 
 impl Solver {
     /// All solvers: the default, momentum, then the paper's, in the paper's order.
-    pub const ALL: [Solver; 8] = [
-        Solver::Auto,
-        Solver::Momentum,
-        Solver::Untied,
-        Solver::Sync,
-        Solver::Tied,
-        Solver::ExactUntied,
-        Solver::ExactSync,
-        Solver::ExactTied,
-    ];
+    pub const ALL: [Solver; 8] = {
+        let mut all = [Solver::Auto; 8];
+        all[1] = Solver::Momentum;
+        let mut i = 0;
+        while i < Solver::PAPER.len() {
+            all[i + 2] = Solver::PAPER[i];
+            i += 1;
+        }
+        all
+    };
 
     /// The paper's six variants: all but [`Solver::Auto`] and [`Solver::Momentum`].
     pub const PAPER: [Solver; 6] = [
@@ -113,6 +116,15 @@ impl Solver {
     /// are the decoder's left singular vectors, as in the paper).
     pub fn uses_rayleigh_ritz(self) -> bool {
         matches!(self, Solver::Auto | Solver::Momentum)
+    }
+
+    /// The columns of the loop's iterate for k components of m features (the engine's width): k,
+    /// and for [`Solver::Auto`] also its guard columns (see [`ritz::block_width`]).
+    pub(crate) fn block_width(self, m: usize, k: usize) -> usize {
+        match self {
+            Solver::Auto => ritz::block_width(m, k),
+            _ => k,
+        }
     }
 
     /// Whether the encoder is the decoder's transpose throughout.
@@ -179,6 +191,68 @@ pub(crate) struct LoopResult {
     pub stats: LoopStats,
 }
 
+/// The bookkeeping every loop shares: the stopping quantities checked so far, how the loop ended, and
+/// the engine's counts of one steady block of `check_every` iterations (the third full block on).
+struct Checks {
+    history: Vec<f64>,
+    converged: bool,
+    stalled: bool,
+    full_blocks: usize,
+    block_start: EngineStats,
+    steady_block: Option<EngineStats>,
+}
+
+impl Checks {
+    fn new<E: Engine>(e: &E) -> Self {
+        Checks {
+            history: Vec::new(),
+            converged: false,
+            stalled: false,
+            full_blocks: 0,
+            block_start: e.stats(),
+            steady_block: None,
+        }
+    }
+
+    /// A block of iterations begins.
+    fn start_block<E: Engine>(&mut self, e: &E) {
+        self.block_start = e.stats();
+    }
+
+    /// A block of iterations was checked and gave `values`; `full` when it ran `check_every`.
+    fn end_block<E: Engine>(&mut self, e: &E, values: &[f64], full: bool) {
+        self.history.extend_from_slice(values);
+        if full {
+            self.full_blocks += 1;
+            if self.full_blocks >= 3 {
+                self.steady_block = Some(e.stats() - self.block_start);
+            }
+        }
+    }
+
+    fn finish<E: Engine>(
+        self,
+        e: &E,
+        s: &LoopSettings,
+        (decoder, encoder): (Vec<f64>, Vec<f64>),
+        iterations: usize,
+    ) -> LoopResult {
+        LoopResult {
+            decoder,
+            encoder,
+            iterations,
+            converged: self.converged,
+            stalled: self.stalled,
+            history: self.history,
+            stats: LoopStats {
+                total: e.stats(),
+                steady_block: self.steady_block,
+                block_iterations: s.check_every,
+            },
+        }
+    }
+}
+
 /// The handles of one loop: the current weights, their next values and scratch space.
 struct State {
     v: Tall,
@@ -227,7 +301,7 @@ pub(crate) fn run_loop<E: Engine>(
     on_check: &mut dyn FnMut(usize, f64) -> Result<()>,
 ) -> Result<LoopResult> {
     if s.solver == Solver::Auto {
-        return ritz::run_loop(e, s, w0, on_check);
+        return ritz::run_loop(e, s, (w0, v0), on_check);
     }
     let mut st = State {
         v: e.new_tall(),
@@ -269,17 +343,13 @@ pub(crate) fn run_loop<E: Engine>(
         e.c_mul(st.v, st.cv); // kept up to date by each step
     }
 
-    let mut history = Vec::new();
+    let mut checks = Checks::new(e);
     let mut iterations = 0;
-    let mut converged = false;
-    let mut stalled = false;
     // Divergences of the momentum solver left behind so far (each undone, with less momentum).
     let mut retries = 0;
-    let mut full_blocks = 0;
-    let mut steady_block = None;
     while iterations < s.max_iter {
         let block = s.check_every.min(s.max_iter - iterations);
-        let before = e.stats();
+        checks.start_block(e);
         if let Some(a) = &st.momentum {
             e.combine(a.saved_w, &[(Coef::Const(1.0), st.w)]);
             e.combine(a.saved_prev, &[(Coef::Const(1.0), a.prev)]);
@@ -308,22 +378,16 @@ pub(crate) fn run_loop<E: Engine>(
                 }
             }
         }
-        history.extend_from_slice(&values);
-        if block == s.check_every {
-            full_blocks += 1;
-            if full_blocks >= 3 {
-                steady_block = Some(e.stats() - before);
-            }
-        }
+        checks.end_block(e, &values, block == s.check_every);
         if let Some(&q) = values.last() {
             on_check(iterations, q)?;
         }
         if values.last().is_some_and(|&q| q < s.tol) {
-            converged = true;
+            checks.converged = true;
             break;
         }
-        if is_stalled(&history, s.noise_floor, s.solver.stall()) {
-            stalled = true;
+        if is_stalled(&checks.history, s.noise_floor, s.solver.stall()) {
+            checks.stalled = true;
             break;
         }
     }
@@ -333,19 +397,7 @@ pub(crate) fn run_loop<E: Engine>(
     } else {
         e.download(st.v)?
     };
-    Ok(LoopResult {
-        decoder,
-        encoder,
-        iterations,
-        converged,
-        stalled,
-        history,
-        stats: LoopStats {
-            total: e.stats(),
-            steady_block,
-            block_iterations: s.check_every,
-        },
-    })
+    Ok(checks.finish(e, s, (decoder, encoder), iterations))
 }
 
 /// Divergent blocks the momentum solver may undo before it gives up.
