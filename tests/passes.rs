@@ -231,3 +231,31 @@ fn rank_below_the_search_basis_ends_cleanly() {
         assert!(a <= 1e-4, "{path}: angle {a:e}");
     }
 }
+
+/// The GPU's Jacobi kernel is wrong above order 123 (`GPU_RITZ_MAX_ORDER` in src/fit.rs; found with a
+/// prescribed spectrum at k = 28, whose guard columns made the order 126): up to that order the GPU
+/// agrees with the CPU (k = 28 and 41 run on the GPU with fewer guard columns); beyond it the auto
+/// solver's loop runs on the CPU, and the fit says so, instead of returning a wrong answer.
+#[test]
+fn gpu_auto_stays_within_the_order_its_jacobi_kernel_solves() {
+    if !gpu_available() {
+        eprintln!("skipped: no GPU adapter");
+        return;
+    }
+    let sigma = laepca::synthetic::geometric_spectrum(300, 100.0, 0.97);
+    let data = prescribed_spectrum(2000, 300, &sigma, 1.0, 1);
+    let x = data.x.map(|v| v as f32);
+    for (k, backend) in [(28, Backend::Gpu), (41, Backend::Gpu), (42, Backend::Cpu)] {
+        let reference = LaePca::new(k).backend(Backend::Cpu).fit(&data.x).unwrap();
+        let fit = LaePca::new(k).backend(Backend::Gpu).fit(&x).unwrap();
+        assert_eq!(fit.backend, backend, "k = {k}: where the loop ran");
+        let angle = largest_principal_angle(
+            &fit.components.map(f64::from).transpose(),
+            &reference.components.transpose(),
+        );
+        assert!(
+            angle < 1e-3,
+            "k = {k} ({backend:?}): largest angle {angle:.2e}"
+        );
+    }
+}
