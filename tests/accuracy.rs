@@ -196,9 +196,9 @@ fn theorem_holds_at_convergence() {
     }
 }
 
-/// The paper's problem (its `algorithms.py`: 10 features, 10000 samples; here k = 2), rebuilt bit for bit from NumPy's seed 0: the solvers of
-/// the paper's code converge to the SVD's directions and singular values in about the paper's number
-/// of iterations (the start differs: NumPy's N(0, 1) weights against our seeded N(0, 1/m)).
+/// The paper's problem (its `algorithms.py`: 10 features, 10000 samples; here k = 2), rebuilt bit for
+/// bit from NumPy's seed 0: the solvers of the paper's code converge to the SVD's directions and
+/// singular values in about the paper's number of iterations (the start differs: NumPy's N(0, 1) weights against our seeded N(0, 1/m)).
 #[test]
 fn paper_problem_matches_svd_in_paper_iterations() {
     let x = paper_problem();
