@@ -225,6 +225,12 @@ impl LaePca {
         self.backend = backend;
         self
     }
+    /// The backend this builder asks for: after [`resolve_backend`](LaePca::resolve_backend), where its
+    /// accumulations run (`Cpu` or `Gpu`, never `Auto`). A fit's loop can still end up on the CPU:
+    /// [`Fit::backend`](crate::Fit::backend) says where it ran.
+    pub fn requested_backend(&self) -> Backend {
+        self.backend
+    }
     /// How the data handed to `fit` is laid out.
     pub fn layout(mut self, layout: Layout) -> Self {
         self.layout = layout;

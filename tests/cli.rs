@@ -810,3 +810,33 @@ fn readme_usage_matches_the_help() {
         assert!(name.parse::<Backend>().is_ok(), "{name}");
     }
 }
+
+/// With k > 41 the auto solver's GPU loop hands the iteration to the CPU (src/fit.rs,
+/// GPU_RITZ_MAX_ORDER): the summary says the Gram phase ran on the GPU and the loop on the CPU.
+#[test]
+fn summary_phases_say_where_each_ran_when_the_loop_leaves_the_gpu() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sigma = geometric_spectrum(130, 50.0, 0.95);
+    let x = prescribed_spectrum(400, 130, &sigma, 1.0, 3).x;
+    let input = dir.path().join("wide-k.npy");
+    write_f32_npy(&input, &x);
+    let out = dir.path().join("out");
+    let output = succeeds(&[
+        "fit",
+        &s(&input),
+        "-k",
+        "42",
+        "-o",
+        &s(&out),
+        "--backend",
+        "gpu",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(v["phases"]["gram"], "gpu", "{v}");
+    assert_eq!(v["phases"]["iterate"], "cpu", "{v}");
+    assert_eq!(v["backend"], "cpu", "{v}");
+}

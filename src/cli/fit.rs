@@ -278,7 +278,7 @@ fn fit_as<T: Real>(
     let summary = Summary {
         laepca_version: env!("CARGO_PKG_VERSION"),
         data: data_json(args, &reader, checked),
-        run: run_json(args, checked, fit),
+        run: run_json(args, checked, fit, model.requested_backend()),
         spectrum: SpectrumJson {
             singular_values: to_f64(&fit.singular_values),
             explained_variance: to_f64(&fit.explained_variance),
@@ -424,13 +424,18 @@ fn data_json(args: &FitArgs, reader: &Reader, checked: &CheckedParams) -> DataJs
 }
 
 /// The summary's description of the run: what was asked, what ran, how it ended.
-fn run_json<T: Real>(args: &FitArgs, checked: &CheckedParams, fit: &Fit<T>) -> RunJson {
+fn run_json<T: Real>(
+    args: &FitArgs,
+    checked: &CheckedParams,
+    fit: &Fit<T>,
+    gram_backend: laepca::Backend,
+) -> RunJson {
     RunJson {
         solver: fit.solver.name().to_string(),
         solver_requested: args.solver.name().to_string(),
         backend: fit.backend.name().to_string(),
         backend_requested: args.backend.name().to_string(),
-        phases: PhasesJson::of(fit.backend),
+        phases: PhasesJson::of(gram_backend, fit.backend),
         adapter: fit.adapter.as_ref().map(AdapterJson::of),
         lambda: fit.lambda,
         alpha: fit.alpha,

@@ -412,12 +412,13 @@ pub struct PhasesJson {
 }
 
 impl PhasesJson {
-    /// The phases of a fit that ran on `backend`.
-    pub fn of(backend: laepca::Backend) -> Self {
+    /// The phases of a fit whose Gram matrix was accumulated on `gram` and whose loop ran on `iterate`
+    /// (they differ when the auto solver's GPU loop hands a too large k to the CPU).
+    pub fn of(gram: laepca::Backend, iterate: laepca::Backend) -> Self {
         PhasesJson {
-            gram: backend.name(),
+            gram: gram.name(),
             setup: "cpu",
-            iterate: backend.name(),
+            iterate: iterate.name(),
             finish: "cpu",
         }
     }
@@ -520,7 +521,7 @@ pub struct RunJson {
     pub solver: String,
     /// The solver asked for (`exact` is reported as `exact-tied`).
     pub solver_requested: String,
-    /// The backend that ran every device phase ("gpu" or "cpu"; see `phases`).
+    /// The backend that ran the solver loop ("gpu" or "cpu"; `phases` says where each phase ran).
     pub backend: String,
     /// The backend asked for.
     pub backend_requested: String,
