@@ -53,10 +53,23 @@ fn check_library<T: Real>(r: &Results, x: &DMatrix<T>, k: usize) {
     assert_eq!(r.summary["solver"], fit.solver.name());
 }
 
-/// Runs `laepca fit` and expects success.
 /// `laepca fit INPUT -k K -o OUT --backend cpu`.
 fn fit_args(input: &Path, k: &str, out: &Path) -> Vec<String> {
-    args(&["fit", &s(input), "-k", k, "-o", &s(out), "--backend", "cpu"])
+    fit_args_on(input, k, out, "cpu")
+}
+
+/// `laepca fit INPUT -k K -o OUT --backend BACKEND`.
+fn fit_args_on(input: &Path, k: &str, out: &Path, backend: &str) -> Vec<String> {
+    args(&[
+        "fit",
+        &s(input),
+        "-k",
+        k,
+        "-o",
+        &s(out),
+        "--backend",
+        backend,
+    ])
 }
 
 /// `laepca transform --model MODEL INPUT -o OUT`.
@@ -366,17 +379,9 @@ fn backend_auto_runs_somewhere() {
     let input = dir.path().join("x.npy");
     write_f32_npy(&input, &x);
     let out = dir.path().join("out");
-    let output = succeeds(&[
-        "fit",
-        &s(&input),
-        "-k",
-        "2",
-        "-o",
-        &s(&out),
-        "--backend",
-        "auto",
-        "--json",
-    ]);
+    let mut command = fit_args_on(&input, "2", &out, "auto");
+    command.push("--json".to_string());
+    let output = succeeds(&command);
     let v: Value = serde_json::from_slice(&output.stdout).unwrap();
     match v["backend"].as_str().unwrap() {
         "gpu" => {
@@ -824,17 +829,9 @@ fn summary_phases_say_where_each_ran_when_the_loop_leaves_the_gpu() {
     let input = dir.path().join("wide-k.npy");
     write_f32_npy(&input, &x);
     let out = dir.path().join("out");
-    let output = succeeds(&[
-        "fit",
-        &s(&input),
-        "-k",
-        "42",
-        "-o",
-        &s(&out),
-        "--backend",
-        "gpu",
-        "--json",
-    ]);
+    let mut command = fit_args_on(&input, "42", &out, "gpu");
+    command.push("--json".to_string());
+    let output = succeeds(&command);
     let v: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(v["phases"]["gram"], "gpu", "{v}");
     assert_eq!(v["phases"]["iterate"], "cpu", "{v}");
