@@ -10,16 +10,25 @@
 //   times the largest are zero (directions B does not have), and rows for a zero diagonal entry too.
 //
 // a is overwritten. work holds the eigenvectors V (n²), then the round's rotations (n + 1), then each
-// eigenvalue's rank (n), then the diagonal scaling D (n). A non-finite input gives a meaningless but
-// finite-time result (the solver's next stopping check reports it).
+// eigenvalue's rank (n), then the diagonal scaling D (n), then the converged flag (1). A non-finite
+// input gives a meaningless but finite-time result (the solver's next stopping check reports it).
+//
+// One eigenproblem is several dispatches of the same entry point, each running the rounds
+// [round0, round_end) of the MAX_SWEEPS·(np − 1) rounds there may be (np = n rounded up to even): the
+// first also initialises, the last also writes `out`; the state between them is a and work. The split
+// changes no arithmetic, only where the dispatches end, and it keeps each dispatch's loop iterations
+// per invocation bounded (llvmpipe, the software driver of CI, silently ends every loop of an
+// invocation after 65535 iterations in all: a whole eigenproblem of order 126 in one dispatch needs
+// more). Once converged, the remaining rounds do nothing. The plan: jacobi_plan in src/gpu/engine.rs.
 
 // The Rust twin: EigenParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
 struct EigenParams {
     n: u32,
     // orthonormalizer: the relative eigenvalue floor
     drop: f32,
-    _pad0: u32,
-    _pad1: u32,
+    // The rounds this dispatch runs: [round0, round_end).
+    round0: u32,
+    round_end: u32,
 }
 
 @group(0) @binding(0) var<storage, read> p: EigenParams;
@@ -29,7 +38,8 @@ struct EigenParams {
 
 override WG: u32 = 256u;
 
-// Sweeps before giving up (Jacobi converges quadratically: about 6 to 10 suffice in f32).
+// Sweeps before giving up (Jacobi converges quadratically: about 6 to 10 suffice in f32). The Rust
+// twin: JACOBI_MAX_SWEEPS in src/gpu/engine.rs.
 const MAX_SWEEPS: u32 = 30u;
 
 var<workgroup> converged: u32;
@@ -40,6 +50,26 @@ fn sync() {
 }
 
 // tree_sum (a fixed-order workgroup sum): shaders/prelude/tree_sum.wgsl.
+
+// The work offsets of the rotations, the ranks, the scaling and the converged flag.
+fn rotations_at(n: u32) -> u32 {
+    return n * n;
+}
+fn ranks_at(n: u32) -> u32 {
+    return n * n + n + 1u;
+}
+fn scaling_at(n: u32) -> u32 {
+    return ranks_at(n) + n;
+}
+fn flag_at(n: u32) -> u32 {
+    return scaling_at(n) + n;
+}
+
+// Whether this dispatch is the eigenproblem's last (it writes `out`).
+fn is_last_dispatch() -> bool {
+    let np = p.n + (p.n & 1u);
+    return p.round_end == MAX_SWEEPS * (np - 1u);
+}
 
 // The pair i (of np / 2) of round r (of np − 1) of the round-robin tournament on np (even) indices:
 // index np − 1 stays, the others turn. An index ≥ n is padding (n odd): its pair is skipped.
@@ -61,7 +91,7 @@ fn pair(r: u32, i: u32, np: u32) -> vec2<u32> {
 // and with `vectors` V ← V J) or of rows (pair_stride = 1, other_stride = n: A ← Jᵀ A) of a.
 fn apply_rotations(lid: u32, r: u32, np: u32, pair_stride: u32, other_stride: u32, vectors: bool) {
     let n = p.n;
-    let rot = n * n;
+    let rot = rotations_at(n);
     for (var e = lid; e < (np / 2u) * n; e += WG) {
         let i = e / n;
         let other = e % n;
@@ -85,66 +115,81 @@ fn apply_rotations(lid: u32, r: u32, np: u32, pair_stride: u32, other_stride: u3
     }
 }
 
-// Diagonalises a (A ← Jᵀ A J over all rotations J), accumulating V = Π J in work[0..n²].
-fn jacobi(lid: u32) {
+// Runs this dispatch's rounds of the diagonalisation of a (A ← Jᵀ A J over all rotations J),
+// accumulating V = Π J in work[0..n²]. The first round of each sweep first checks convergence.
+fn jacobi_rounds(lid: u32) {
     let n = p.n;
     let np = n + (n & 1u);
-    let rot = n * n;
-    for (var e = lid; e < n * n; e += WG) {
-        work[e] = select(0.0, 1.0, e % n == e / n);
-    }
-    sync();
-    for (var sweep = 0u; sweep < MAX_SWEEPS; sweep++) {
-        var off = 0.0;
-        var diag = 0.0;
+    let rot = rotations_at(n);
+    let flag = flag_at(n);
+    if (p.round0 == 0u) {
         for (var e = lid; e < n * n; e += WG) {
-            let v = a[e];
-            if (e % n == e / n) {
-                diag += v * v;
-            } else {
-                off += v * v;
-            }
+            work[e] = select(0.0, 1.0, e % n == e / n);
         }
-        let off_total = tree_sum(lid, off);
-        let diag_total = tree_sum(lid, diag);
         if (lid == 0u) {
-            // Off-diagonal below (n ulps)² of the diagonal: rounding noise.
-            let tol = f32(n) * 1.1920929e-7;
-            converged = select(0u, 1u, off_total <= tol * tol * diag_total);
+            work[flag] = 0.0;
         }
-        if (workgroupUniformLoad(&converged) == 1u) {
-            break;
-        }
-        for (var r = 0u; r + 1u < np; r++) {
-            // The rotation zeroing a[p, q] (Golub & Van Loan, sym.schur2).
-            for (var i = lid; i < np / 2u; i += WG) {
-                let pq = pair(r, i, np);
-                var c = 1.0;
-                var s = 0.0;
-                if (pq.y < n) {
-                    let apq = a[pq.y * n + pq.x];
-                    if (apq != 0.0) {
-                        let tau = (a[pq.y * n + pq.y] - a[pq.x * n + pq.x]) / (2.0 * apq);
-                        var t: f32;
-                        if (abs(tau) > 1e18) {
-                            t = 0.5 / tau;
-                        } else {
-                            t = select(-1.0, 1.0, tau >= 0.0) / (abs(tau) + sqrt(1.0 + tau * tau));
-                        }
-                        c = inverseSqrt(1.0 + t * t);
-                        s = t * c;
-                    }
+        sync();
+    }
+    if (lid == 0u) {
+        converged = u32(work[flag]);
+    }
+    if (workgroupUniformLoad(&converged) == 1u) {
+        return;
+    }
+    for (var g = p.round0; g < p.round_end; g++) {
+        let r = g % (np - 1u);
+        if (r == 0u) {
+            var off = 0.0;
+            var diag = 0.0;
+            for (var e = lid; e < n * n; e += WG) {
+                let v = a[e];
+                if (e % n == e / n) {
+                    diag += v * v;
+                } else {
+                    off += v * v;
                 }
-                work[rot + 2u * i] = c;
-                work[rot + 2u * i + 1u] = s;
             }
-            sync();
-            // Columns p and q of A and V: A ← A J; then rows p and q: A ← Jᵀ A.
-            apply_rotations(lid, r, np, n, 1u, true);
-            sync();
-            apply_rotations(lid, r, np, 1u, n, false);
-            sync();
+            let off_total = tree_sum(lid, off);
+            let diag_total = tree_sum(lid, diag);
+            if (lid == 0u) {
+                // Off-diagonal below (n ulps)² of the diagonal: rounding noise.
+                let tol = f32(n) * 1.1920929e-7;
+                converged = select(0u, 1u, off_total <= tol * tol * diag_total);
+                work[flag] = f32(converged);
+            }
+            if (workgroupUniformLoad(&converged) == 1u) {
+                break;
+            }
         }
+        // The rotation zeroing a[p, q] (Golub & Van Loan, sym.schur2).
+        for (var i = lid; i < np / 2u; i += WG) {
+            let pq = pair(r, i, np);
+            var c = 1.0;
+            var s = 0.0;
+            if (pq.y < n) {
+                let apq = a[pq.y * n + pq.x];
+                if (apq != 0.0) {
+                    let tau = (a[pq.y * n + pq.y] - a[pq.x * n + pq.x]) / (2.0 * apq);
+                    var t: f32;
+                    if (abs(tau) > 1e18) {
+                        t = 0.5 / tau;
+                    } else {
+                        t = select(-1.0, 1.0, tau >= 0.0) / (abs(tau) + sqrt(1.0 + tau * tau));
+                    }
+                    c = inverseSqrt(1.0 + t * t);
+                    s = t * c;
+                }
+            }
+            work[rot + 2u * i] = c;
+            work[rot + 2u * i + 1u] = s;
+        }
+        sync();
+        // Columns p and q of A and V: A ← A J; then rows p and q: A ← Jᵀ A.
+        apply_rotations(lid, r, np, n, 1u, true);
+        sync();
+        apply_rotations(lid, r, np, 1u, n, false);
+        sync();
     }
 }
 
@@ -167,9 +212,12 @@ fn rank_eigenvalues(lid: u32, rank: u32) {
 
 @compute @workgroup_size(WG)
 fn ritz_vectors(@builtin(local_invocation_id) lid: vec3<u32>) {
+    jacobi_rounds(lid.x);
+    if (!is_last_dispatch()) {
+        return;
+    }
     let n = p.n;
-    let rank = n * n + n + 1u;
-    jacobi(lid.x);
+    let rank = ranks_at(n);
     rank_eigenvalues(lid.x, rank);
     for (var e = lid.x; e < n * n; e += WG) {
         let i = e / n;
@@ -181,18 +229,23 @@ fn ritz_vectors(@builtin(local_invocation_id) lid: vec3<u32>) {
 @compute @workgroup_size(WG)
 fn orthonormalizer(@builtin(local_invocation_id) lid: vec3<u32>) {
     let n = p.n;
-    let rank = n * n + n + 1u;
-    let scale = rank + n;
-    for (var i = lid.x; i < n; i += WG) {
-        let d = a[i * n + i];
-        work[scale + i] = select(0.0, inverseSqrt(d), d > 0.0);
+    let rank = ranks_at(n);
+    let scale = scaling_at(n);
+    if (p.round0 == 0u) {
+        for (var i = lid.x; i < n; i += WG) {
+            let d = a[i * n + i];
+            work[scale + i] = select(0.0, inverseSqrt(d), d > 0.0);
+        }
+        sync();
+        for (var e = lid.x; e < n * n; e += WG) {
+            a[e] *= work[scale + e % n] * work[scale + e / n];
+        }
+        sync();
     }
-    sync();
-    for (var e = lid.x; e < n * n; e += WG) {
-        a[e] *= work[scale + e % n] * work[scale + e / n];
+    jacobi_rounds(lid.x);
+    if (!is_last_dispatch()) {
+        return;
     }
-    sync();
-    jacobi(lid.x);
     rank_eigenvalues(lid.x, rank);
     var largest = 0.0;
     for (var j = 0u; j < n; j++) {

@@ -3,7 +3,7 @@
 
 use crate::cpu::CpuEngine;
 use crate::data::{GramAccumulator, GramStats, SampleView};
-use crate::engine::{Engine, SEARCH_BLOCKS};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::finish::finish;
 use crate::gpu::{requested_adapter_name, GpuDevice, GpuEngine};
@@ -260,21 +260,6 @@ impl LaePca {
         })?;
         let t_setup = Instant::now();
         let auto = self.solver == Solver::Auto;
-        // The GPU's Jacobi kernel (shaders/eigen.wgsl) returns wrong eigenvectors for projected problems
-        // above GPU_RITZ_MAX_ORDER (seen on lavapipe and on GL from order 126; the cause is not found
-        // yet): auto's loop then runs on the CPU (the fit's `backend` says so), and on the GPU its guard
-        // columns stop where three blocks would exceed that order.
-        let gpu = match gpu {
-            Some(_) if auto && SEARCH_BLOCKS * k > GPU_RITZ_MAX_ORDER => {
-                log::warn!(
-                    "the auto solver's GPU loop supports k <= {} (a known fault of its Jacobi kernel \
-                     above order {GPU_RITZ_MAX_ORDER}): its loop runs on the CPU",
-                    GPU_RITZ_MAX_ORDER / SEARCH_BLOCKS
-                );
-                None
-            }
-            g => g,
-        };
         let Resolved {
             lambda,
             alpha,
@@ -348,13 +333,7 @@ impl LaePca {
         report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
         // The engine's block: the k components, and auto's guard columns.
-        let width = match gpu {
-            Some(_) => self
-                .solver
-                .block_width(m, k)
-                .min((GPU_RITZ_MAX_ORDER / SEARCH_BLOCKS).max(k)),
-            None => self.solver.block_width(m, k),
-        };
+        let width = self.solver.block_width(m, k);
         let run = match &gpu {
             None => {
                 let mut engine = CpuEngine::<T>::new(&c_loop, width, check_every);
@@ -451,10 +430,6 @@ impl LaePca {
         Ok(fit)
     }
 }
-
-/// The largest order of the auto solver's projected problem that the GPU's Jacobi kernel is known to
-/// solve correctly (tests/passes.rs pins the fault just above it).
-pub(crate) const GPU_RITZ_MAX_ORDER: usize = 123;
 
 /// What the solver loop produced and where it ran.
 struct LoopRun {

@@ -164,10 +164,10 @@ wgsl_struct! {
         n: u32,
         /// orthonormalizer: the relative eigenvalue floor.
         drop: f32,
-        /// Padding.
-        _pad0: u32,
-        /// Padding.
-        _pad1: u32,
+        /// The first Jacobi round this dispatch runs.
+        round0: u32,
+        /// The round after this dispatch's last.
+        round_end: u32,
     }
 }
 

@@ -248,29 +248,86 @@ impl<'a> GpuEngine<'a> {
         grid_1d(self.mp * self.k, self.ctx.workgroup())
     }
 
-    /// Records an eigen kernel on the n x n matrix `a` (overwritten) into `out`.
+    /// Records an eigen kernel on the n x n matrix `a` (overwritten) into `out`: the dispatches of
+    /// [`jacobi_plan`].
     fn eigen(&mut self, kernel: Kernel, n: usize, a: Buf, out: Buf) {
         if self.eigen_work.is_none() {
-            // For the largest order, SEARCH_BLOCKS·k: n² + 3n + 1 floats.
+            // For the largest order, SEARCH_BLOCKS·k: n² + 3n + 2 floats (eigen.wgsl's layout).
             let order = SEARCH_BLOCKS * self.k;
-            let floats = order * order + 3 * order + 1;
+            let floats = order * order + 3 * order + 2;
             self.eigen_work = Some(
                 self.ctx
                     .buffer("eigen work", (floats * 4) as u64, U::STORAGE),
             );
         }
-        let params = EigenParams {
-            n: n as u32,
-            drop: (ORTHO_DROP_ULPS * f32::EPSILON as f64) as f32,
-            ..EigenParams::default()
-        };
         let binds = [
             (eigen::A, a),
             (eigen::OUT, out),
             (eigen::WORK, Buf::EigenWork),
         ];
-        self.dispatch(kernel, &params, &binds, (1, 1));
+        for (round0, round_end) in jacobi_plan(n, self.ctx.workgroup() as usize) {
+            let params = EigenParams {
+                n: n as u32,
+                drop: (ORTHO_DROP_ULPS * f32::EPSILON as f64) as f32,
+                round0,
+                round_end,
+            };
+            self.dispatch(kernel, &params, &binds, (1, 1));
+        }
     }
+}
+
+/// eigen.wgsl's MAX_SWEEPS.
+pub(crate) const JACOBI_MAX_SWEEPS: usize = 30;
+
+/// The most loop iterations one invocation of an eigen dispatch may run, by [`jacobi_cost`]'s count: a
+/// quarter of llvmpipe's 65535 (after which it silently ends the invocation's loops), the rest a
+/// margin for what the count leaves out.
+pub(crate) const JACOBI_DISPATCH_BUDGET: usize = 16384;
+
+/// An upper bound on the loop iterations one invocation of eigen.wgsl runs for the rounds
+/// [round0, round_end) of an order-n problem in workgroups of `wg`, its prologue and epilogue
+/// included (the orthonormalizer's, the larger, counted for both kernels).
+pub(crate) fn jacobi_cost(n: usize, wg: usize, round0: usize, round_end: usize) -> usize {
+    let np = n + (n & 1);
+    let turning = np - 1;
+    let per_thread = |elements: usize| elements.div_ceil(wg);
+    let halvings = wg.trailing_zeros() as usize;
+    // One round: its own iteration, the rotations, the column and the row updates.
+    let round = 1 + per_thread(np / 2) + 2 * per_thread(np / 2 * n);
+    // The convergence check at a sweep's first round: the squares, two tree sums.
+    let check = per_thread(n * n) + 2 * halvings;
+    // The rounds g in [round0, round_end) with g % turning == 0.
+    let sweep_starts = round_end.div_ceil(turning) - round0.div_ceil(turning);
+    let mut cost = (round_end - round0) * round + sweep_starts * check;
+    if round0 == 0 {
+        // The scaling, the scaled matrix, V = I.
+        cost += per_thread(n) + 2 * per_thread(n * n);
+    }
+    if round_end == JACOBI_MAX_SWEEPS * turning {
+        // The ranks (n comparisons each), the largest eigenvalue, the output.
+        cost += per_thread(n) * (1 + n) + n + per_thread(n * n);
+    }
+    cost
+}
+
+/// The dispatches, as round ranges [round0, round_end), that run the JACOBI_MAX_SWEEPS sweeps of an
+/// order-n eigenproblem in workgroups of `wg`: as few as keep each within [`JACOBI_DISPATCH_BUDGET`]
+/// (at least one round each); the split changes no arithmetic. Once the sweeps converge the remaining
+/// dispatches return at once.
+pub(crate) fn jacobi_plan(n: usize, wg: usize) -> Vec<(u32, u32)> {
+    let total = JACOBI_MAX_SWEEPS * (n + (n & 1) - 1);
+    let mut plan = Vec::new();
+    let mut round0 = 0;
+    while round0 < total {
+        let mut end = round0 + 1;
+        while end < total && jacobi_cost(n, wg, round0, end + 1) <= JACOBI_DISPATCH_BUDGET {
+            end += 1;
+        }
+        plan.push((round0 as u32, end as u32));
+        round0 = end;
+    }
+    plan
 }
 
 impl Engine for GpuEngine<'_> {
@@ -566,5 +623,47 @@ impl GpuEngine<'_> {
     /// Time spent uploading C and the weights, and reading the weights back.
     pub fn transfer_times(&self) -> (Duration, Duration) {
         (self.upload_time, self.readback_time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{jacobi_cost, jacobi_plan, JACOBI_DISPATCH_BUDGET, JACOBI_MAX_SWEEPS};
+
+    #[test]
+    fn the_jacobi_plan_covers_every_round_once_within_the_budget() {
+        for wg in [64, 256] {
+            for n in [1, 2, 3, 9, 15, 30, 31, 60, 123, 126, 189, 225, 450] {
+                let plan = jacobi_plan(n, wg);
+                let total = JACOBI_MAX_SWEEPS * (n + (n & 1) - 1);
+                assert_eq!(plan.first().map(|d| d.0), Some(0), "n = {n}");
+                assert_eq!(plan.last().map(|d| d.1 as usize), Some(total), "n = {n}");
+                for pair in plan.windows(2) {
+                    assert_eq!(pair[0].1, pair[1].0, "n = {n}: contiguous");
+                }
+                for &(r0, r1) in &plan {
+                    let (r0, r1) = (r0 as usize, r1 as usize);
+                    assert!(r1 > r0, "n = {n}: empty dispatch");
+                    assert!(
+                        r1 == r0 + 1 || jacobi_cost(n, wg, r0, r1) <= JACOBI_DISPATCH_BUDGET,
+                        "n = {n}: dispatch {r0}..{r1} over the budget"
+                    );
+                }
+                // As few as the budget allows: no two neighbours would fit in one.
+                for pair in plan.windows(2) {
+                    let (r0, r1) = (pair[0].0 as usize, pair[1].1 as usize);
+                    assert!(
+                        jacobi_cost(n, wg, r0, r1) > JACOBI_DISPATCH_BUDGET,
+                        "n = {n}"
+                    );
+                }
+                println!("wg {wg}, n = {n}: {} dispatches", plan.len());
+            }
+        }
+        // The default solver's small problems stay one dispatch (the loop's dispatch counts in
+        // tests/gpu.rs assume so for its order 15).
+        assert_eq!(jacobi_plan(15, 256).len(), 1);
+        // The order that a single dispatch got wrong on llvmpipe is split.
+        assert!(jacobi_plan(126, 256).len() > 1);
     }
 }
