@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::real::Real;
 use nalgebra::{DMatrix, DVector};
+use rayon::prelude::*;
 
 /// How a data matrix is laid out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -300,6 +301,10 @@ impl GramStats {
 /// from each push, so the result does not depend on how the samples were split into pushes.
 pub const GRAM_BLOCK: usize = 2048;
 
+/// Rows of a CPU block whose shift and column statistics one task computes (in row order): a fixed
+/// number, so that the f64 column sums are added in the same order whatever the thread count.
+const SHIFT_ROWS: usize = 256;
+
 /// Where block Gram matrices are computed.
 #[derive(Debug)]
 enum BlockEngine {
@@ -328,7 +333,9 @@ struct BlockBuffers<T> {
     shifted: bool,
     /// The shift in T (empty until the first block set it).
     shift: Vec<T>,
-    /// Σ (x − s) and max |x − s| per column over the block's shifted samples.
+    /// Σ (x − s) and max |x − s| per column over the block's shifted samples, one row of m for each
+    /// [`SHIFT_ROWS`] rows of the block (each summed in row order, so that neither the thread count nor
+    /// how the samples were split into pushes changes a bit).
     sums: Vec<f64>,
     largest: Vec<f64>,
     /// The block's Gram matrix (m x m, column-major; lower triangle).
@@ -337,7 +344,9 @@ struct BlockBuffers<T> {
 
 impl<T: Real> BlockBuffers<T> {
     /// Copies samples `start..start + count` of `view` into the block after its `filled` rows, shifted
-    /// (with their column statistics) when the block is; returns the first non-finite entry met.
+    /// (with their column statistics) when the block is; returns the first non-finite entry met (as
+    /// the sample offset from `start` and the feature). The parts of [`SHIFT_ROWS`] block rows run in
+    /// parallel.
     fn append(
         &mut self,
         view: &SampleView<'_, T>,
@@ -345,18 +354,83 @@ impl<T: Real> BlockBuffers<T> {
         count: usize,
     ) -> Option<(usize, usize)> {
         let m = view.n_features;
-        let dst = &mut self.rows[self.filled * m..(self.filled + count) * m];
-        if !self.shifted {
-            return view.copy_samples(start, count, dst);
-        }
-        for (r, row) in dst.chunks_exact_mut(m).enumerate() {
-            if let Some(j) = view.copy_samples(start + r, 1, row).map(|(_, j)| j) {
-                return Some((r, j));
-            }
-            shift_row(row, &self.shift, &mut self.sums, &mut self.largest);
-        }
-        None
+        let filled = self.filled;
+        let shift = self.shifted.then_some(&self.shift[..]);
+        let mut pieces = split_into_parts(
+            &mut self.rows[..(filled + count) * m],
+            &mut self.sums,
+            &mut self.largest,
+            m,
+            filled,
+        );
+        pieces
+            .par_iter_mut()
+            .map(|piece| {
+                let offset = piece.first_row - filled;
+                let rows = piece.rows.len() / m;
+                let bad = view.copy_samples(start + offset, rows, piece.rows);
+                if let (None, Some(shift)) = (bad, shift) {
+                    piece.shift(shift, m);
+                }
+                bad.map(|(r, j)| (offset + r, j))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .next()
     }
+}
+
+/// Rows of a block from block row `first_row` on, within one part of [`SHIFT_ROWS`] rows, with that
+/// part's column statistics.
+struct BlockPiece<'a, T> {
+    first_row: usize,
+    rows: &'a mut [T],
+    sums: &'a mut [f64],
+    largest: &'a mut [f64],
+}
+
+impl<T: Real> BlockPiece<'_, T> {
+    /// Shifts the piece's rows in place, adding them to the part's statistics in row order.
+    fn shift(&mut self, shift: &[T], m: usize) {
+        for row in self.rows.chunks_exact_mut(m) {
+            shift_row(row, shift, self.sums, self.largest);
+        }
+    }
+}
+
+/// Splits the block rows `from..` of `rows` (row-major, m features) at the parts' boundaries (every
+/// [`SHIFT_ROWS`] block rows), each piece with its part's statistics (`sums` and `largest` hold m
+/// values a part).
+fn split_into_parts<'a, T>(
+    rows: &'a mut [T],
+    sums: &'a mut [f64],
+    largest: &'a mut [f64],
+    m: usize,
+    from: usize,
+) -> Vec<BlockPiece<'a, T>> {
+    let end = rows.len() / m.max(1);
+    let mut rest = &mut rows[from * m..];
+    let first_part = from / SHIFT_ROWS;
+    let mut stats = sums[first_part * m..]
+        .chunks_mut(m.max(1))
+        .zip(largest[first_part * m..].chunks_mut(m.max(1)));
+    let mut pieces = Vec::new();
+    let mut row = from;
+    while row < end {
+        let part_end = ((row / SHIFT_ROWS + 1) * SHIFT_ROWS).min(end);
+        let (piece, tail) = std::mem::take(&mut rest).split_at_mut((part_end - row) * m);
+        let (sums, largest) = stats.next().expect("a statistics row for every part");
+        pieces.push(BlockPiece {
+            first_row: row,
+            rows: piece,
+            sums,
+            largest,
+        });
+        rest = tail;
+        row = part_end;
+    }
+    pieces
 }
 
 impl CpuBlocks {
@@ -399,25 +473,40 @@ fn gram_storage(m: usize) -> Result<Vec<f64>> {
 }
 
 /// Shifts a block of raw samples (row-major, m features) in place by the accumulation's shift, which
-/// the first block sets (its mean rounded to T, zeros without centring); returns the block's column
-/// sums Σ (x − s) and magnitudes max |x − s|.
+/// the first block sets (its mean rounded to T, zeros without centring), adding the shifted values to
+/// the parts' column statistics (`sums`, `largest`: m values for each [`SHIFT_ROWS`] rows), in
+/// parallel over the parts.
 fn shift_in_place<T: Real>(
     rows: &mut [T],
     m: usize,
     center: bool,
     shift: &mut Option<DVector<f64>>,
-) -> (Vec<f64>, Vec<f64>) {
+    (sums, largest): (&mut [f64], &mut [f64]),
+) {
     let len = rows.len() / m;
     let shift = shift.get_or_insert_with(|| {
         first_block_mean(&SampleView::new(rows, len, m, m, 1, true), 0, len, center)
     });
     let shift_t: Vec<T> = shift.iter().map(|&v| T::of_f64(v)).collect();
-    let mut sums = vec![0f64; m];
-    let mut largest = vec![0f64; m];
-    for row in rows.chunks_exact_mut(m) {
-        shift_row(row, &shift_t, &mut sums, &mut largest);
+    split_into_parts(rows, sums, largest, m, 0)
+        .par_iter_mut()
+        .for_each(|piece| piece.shift(&shift_t, m));
+}
+
+/// The block's column statistics from its parts' (`len` rows): the sums added in part order, the
+/// largest magnitudes.
+fn block_statistics(sums: &[f64], largest: &[f64], m: usize, len: usize) -> (Vec<f64>, Vec<f64>) {
+    let parts = len.div_ceil(SHIFT_ROWS);
+    let (mut total, mut big) = (vec![0f64; m], vec![0f64; m]);
+    for (s, l) in sums
+        .chunks_exact(m)
+        .zip(largest.chunks_exact(m))
+        .take(parts)
+    {
+        total.iter_mut().zip(s).for_each(|(t, v)| *t += v);
+        big.iter_mut().zip(l).for_each(|(b, v)| *b = b.max(*v));
     }
-    (sums, largest)
+    (total, big)
 }
 
 /// `row −= shift`, adding each shifted value to its column's sum and magnitude bound.
@@ -626,12 +715,12 @@ impl GramAccumulator {
                     buf.shift = shift.iter().map(|&v| T::of_f64(v)).collect();
                 }
                 buf.shifted = !buf.shift.is_empty();
-                if buf.shifted {
-                    buf.sums.clear();
-                    buf.sums.resize(m, 0.0);
-                    buf.largest.clear();
-                    buf.largest.resize(m, 0.0);
-                }
+                // The parts' statistics (filled as the block is shifted, on the way in or at the end).
+                let stats = GRAM_BLOCK.div_ceil(SHIFT_ROWS) * m;
+                buf.sums.clear();
+                buf.sums.resize(stats, 0.0);
+                buf.largest.clear();
+                buf.largest.resize(stats, 0.0);
             }
             let take = (GRAM_BLOCK - buf.filled).min(view.n_samples - sample);
             if let Some((r, feature)) = buf.append(view, sample, take) {
@@ -690,13 +779,10 @@ impl GramAccumulator {
             return Ok(());
         }
         let rows = &mut rows[..len * m];
-        let first_block;
-        let (sums, largest): (&[f64], &[f64]) = if *shifted {
-            (sums, largest)
-        } else {
-            first_block = shift_in_place(rows, m, center, &mut self.shift);
-            (&first_block.0, &first_block.1)
-        };
+        if !*shifted {
+            shift_in_place(rows, m, center, &mut self.shift, (sums, largest));
+        }
+        let (sums, largest) = block_statistics(sums, largest, m, len);
         if let Some(j) = sums.iter().position(|s| !s.is_finite()) {
             return Err(Error::Overflow {
                 what: format!(
@@ -737,22 +823,24 @@ impl GramAccumulator {
             *product = block_storage("the Gram matrix of one block", m.checked_mul(m))?;
         }
         crate::cpu_kernels::gram_lower(rows, len, m, product, crate::cpu_kernels::parallelism());
-        let total = self.c.as_mut_slice();
-        for j in 0..m {
-            let (dst, src) = (
-                &mut total[j * m + j..(j + 1) * m],
-                &product[j * m + j..(j + 1) * m],
-            );
-            match &scales {
-                None => dst.iter_mut().zip(src).for_each(|(a, v)| *a += v.as_f64()),
-                Some(f) => dst
-                    .iter_mut()
-                    .zip(src)
-                    .zip(&f[j..])
-                    .for_each(|((a, v), fi)| *a += v.as_f64() * (fi * f[j])),
-            }
-        }
-        for (acc, s) in self.shifted_sum.iter_mut().zip(sums) {
+        // The lower triangle into the f64 total, columns in parallel (each element's sum is its own).
+        let (total, product) = (self.c.as_mut_slice(), &product[..]);
+        total
+            .par_chunks_mut(m)
+            .zip(product.par_chunks(m))
+            .enumerate()
+            .for_each(|(j, (dst, src))| {
+                let (dst, src) = (&mut dst[j..], &src[j..]);
+                match &scales {
+                    None => dst.iter_mut().zip(src).for_each(|(a, v)| *a += v.as_f64()),
+                    Some(f) => dst
+                        .iter_mut()
+                        .zip(src)
+                        .zip(&f[j..])
+                        .for_each(|((a, v), fi)| *a += v.as_f64() * (fi * f[j])),
+                }
+            });
+        for (acc, s) in self.shifted_sum.iter_mut().zip(&sums) {
             *acc += s;
         }
         *filled = 0;
@@ -840,5 +928,73 @@ impl GramAccumulator {
             mean,
             n_samples: self.n_samples,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GramAccumulator, GRAM_BLOCK, SHIFT_ROWS};
+    use crate::real::Real;
+    use crate::rng::Rng;
+
+    /// Samples with a large mean (so the shift matters) and spread columns, row-major.
+    fn samples(n: usize, m: usize) -> Vec<f64> {
+        let mut rng = Rng::new(7);
+        (0..n * m)
+            .map(|i| 1000.0 + (i % m) as f64 + rng.normal() * (1.0 + (i % m) as f64))
+            .collect()
+    }
+
+    fn gram_bits<T: Real>(rows: &[T], m: usize, pushes: &[usize], threads: usize) -> Vec<u64> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut acc = GramAccumulator::new(m, true).unwrap();
+            let mut at = 0;
+            for &len in pushes.iter().chain(std::iter::once(&usize::MAX)) {
+                let end = (at + len.min(rows.len() / m - at)) * m;
+                acc.push_rows(&rows[at * m..end]).unwrap();
+                at = end / m;
+            }
+            let stats = acc.finish().unwrap();
+            stats
+                .c
+                .iter()
+                .chain(stats.mean.iter())
+                .map(|v| v.to_bits())
+                .collect()
+        })
+    }
+
+    /// In f64 the parts' column sums round (in f32 they are exact: a block's sum of f32 values fits
+    /// f64's digits), so the order of their addition shows in the bits.
+    #[test]
+    fn the_cpu_gram_is_the_same_whatever_the_threads_and_the_pushes() {
+        // Three blocks and a part: the first block shifted at its end, the others on the way in.
+        let (n, m) = (2 * GRAM_BLOCK + 3 * SHIFT_ROWS + 17, 37);
+        let rows = samples(n, m);
+        let rows32: Vec<f32> = rows.iter().map(|&v| v as f32).collect();
+        // Pushes that end inside parts, on their boundaries and across blocks.
+        let uneven = [1, SHIFT_ROWS - 1, SHIFT_ROWS + 5, 3, GRAM_BLOCK, 700];
+        let (whole, whole32) = (gram_bits(&rows, m, &[], 1), gram_bits(&rows32, m, &[], 1));
+        for threads in [1, 2, 3] {
+            assert_eq!(
+                gram_bits(&rows, m, &[], threads),
+                whole,
+                "{threads} threads"
+            );
+            assert_eq!(
+                gram_bits(&rows, m, &uneven, threads),
+                whole,
+                "{threads} threads, uneven"
+            );
+            assert_eq!(
+                gram_bits(&rows32, m, &uneven, threads),
+                whole32,
+                "f32, {threads} threads"
+            );
+        }
     }
 }
