@@ -123,15 +123,20 @@ pub(super) fn element_count(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
 
-/// Decodes whole elements of `bytes` and appends them to `out`.
-pub(super) fn decode<T: Real>(dtype: Dtype, bytes: &[u8], out: &mut Vec<T>) {
-    // The file's values already are T in this machine's byte order: one copy, no per-value conversion.
+/// Whether the file's values already are T in this machine's byte order: their bytes are T's, with no
+/// per-value conversion.
+pub(super) fn is_native<T: Real>(dtype: Dtype) -> bool {
     let same_type = match dtype.kind {
         Kind::F4 => std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>(),
         Kind::F8 => std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>(),
         _ => false,
     };
-    if same_type && dtype.big_endian == cfg!(target_endian = "big") {
+    same_type && dtype.big_endian == cfg!(target_endian = "big")
+}
+
+/// Decodes whole elements of `bytes` and appends them to `out`.
+pub(super) fn decode<T: Real>(dtype: Dtype, bytes: &[u8], out: &mut Vec<T>) {
+    if is_native::<T>(dtype) {
         let (base, count) = (out.len(), bytes.len() / std::mem::size_of::<T>());
         out.resize(base + count, T::zero());
         let whole = &bytes[..count * std::mem::size_of::<T>()];

@@ -1,7 +1,7 @@
 //! NumPy's .npy format (versions 1, 2 and 3): the header, the dtypes, and a row-chunk reader that keeps
 //! one bounded buffer (C order: one contiguous read per chunk; Fortran order: one read per column).
 
-use super::dtype::{decode, element_count, Dtype, Kind};
+use super::dtype::{decode, element_count, is_native, Dtype, Kind};
 use super::error::{IoContext, IoError, Result, SizeContext};
 use super::read_full;
 use crate::Real;
@@ -398,8 +398,17 @@ impl NpyReader {
         })
         .allocating(&self.path)?;
         self.bytes.resize(len, 0);
-        let got = read_full(&mut self.file, &mut self.bytes).reading(&self.path)?;
-        if got < len {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        let read = self.read_into(&mut bytes, row_of);
+        self.bytes = bytes;
+        read
+    }
+
+    /// Fills `buf` from the file position; an early end is reported as truncation at `row_of(bytes
+    /// read)`.
+    fn read_into(&mut self, buf: &mut [u8], row_of: impl Fn(usize) -> usize) -> Result<()> {
+        let got = read_full(&mut self.file, buf).reading(&self.path)?;
+        if got < buf.len() {
             return Err(IoError::truncated(
                 &self.path,
                 format!(
@@ -429,9 +438,20 @@ impl NpyReader {
             self.pos = None;
             let len = take * self.cols * size;
             let row_bytes = self.cols * size;
-            self.fill(len, |got| start + got / row_bytes)?;
+            if is_native::<T>(self.dtype) {
+                // Straight into `out`: no read buffer, no second copy.
+                let base = out.len();
+                out.resize(base + take * self.cols, T::zero());
+                let dst = bytemuck::cast_slice_mut::<T, u8>(&mut out[base..]);
+                if let Err(e) = self.read_into(dst, |got| start + got / row_bytes) {
+                    out.truncate(base);
+                    return Err(e);
+                }
+            } else {
+                self.fill(len, |got| start + got / row_bytes)?;
+                decode(self.dtype, &self.bytes, out);
+            }
             self.pos = Some(at + len as u64);
-            decode(self.dtype, &self.bytes, out);
         } else {
             // Column j of a Fortran-order array is contiguous: read the chunk's part of each column.
             let base = out.len();
