@@ -54,7 +54,8 @@ pub struct EngineStats {
     pub submissions: usize,
     /// Times the host blocked until the device finished (each read-back: checks, the final weights).
     pub host_waits: usize,
-    /// Compute dispatches recorded (one per engine operation on the GPU).
+    /// Compute dispatches recorded (one per engine operation on the GPU; the small eigenproblems from
+    /// order ~30 on take several, see `jacobi_plan` in src/gpu/engine.rs).
     pub dispatches: usize,
     /// Device buffers created (parameter buffers included).
     pub buffers_created: usize,

@@ -120,8 +120,8 @@ fn gpu_matches_cpu_for_every_solver_and_shape() {
     }
 }
 
-/// Compute dispatches per iteration of each solver on the GPU engine (one per engine operation; the
-/// exact untied and sync ones with the default 16 conjugate-gradient steps), and per block (the auto
+/// Compute dispatches per iteration of each solver on the GPU engine (one per engine operation, the
+/// order-15 eigenproblems here included; the exact untied and sync ones with the default 16 conjugate-gradient steps), and per block (the auto
 /// solver saves its iterate at the start of each block).
 fn dispatches_per_block(solver: Solver, iterations: usize) -> usize {
     let per_iteration = match solver {
