@@ -55,7 +55,7 @@ pub struct EngineStats {
     /// Times the host blocked until the device finished (each read-back: checks, the final weights).
     pub host_waits: usize,
     /// Compute dispatches recorded (one per engine operation on the GPU; the small eigenproblems from
-    /// order ~30 on take several, see `jacobi_plan` in src/gpu/engine.rs).
+    /// order ~45 on (at a workgroup of 256) take several, see `jacobi_plan` in src/gpu/engine.rs).
     pub dispatches: usize,
     /// Device buffers created (parameter buffers included).
     pub buffers_created: usize,

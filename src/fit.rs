@@ -3,7 +3,7 @@
 
 use crate::cpu::CpuEngine;
 use crate::data::{GramAccumulator, GramStats, SampleView};
-use crate::engine::Engine;
+use crate::engine::{Engine, SEARCH_BLOCKS};
 use crate::error::{Error, Result};
 use crate::finish::finish;
 use crate::gpu::{requested_adapter_name, GpuDevice, GpuEngine};
@@ -334,6 +334,26 @@ impl LaePca {
         let t_iter = Instant::now();
         // The engine's block: the k components, and auto's guard columns.
         let width = self.solver.block_width(m, k);
+        // The GPU's small eigenproblems (auto's, of order SEARCH_BLOCKS·width) run in one workgroup,
+        // split into dispatches of bounded loop iterations; beyond order ~1000 one round alone exceeds
+        // the bound (src/gpu/engine.rs, jacobi_fits), and the loop runs on the CPU instead.
+        let gpu = match gpu {
+            Some(device)
+                if self.solver == Solver::Auto
+                    && !crate::gpu::jacobi_fits(
+                        SEARCH_BLOCKS * width,
+                        device.context().workgroup() as usize,
+                    ) =>
+            {
+                log::warn!(
+                    "the auto solver's projected problem (order {}) is too large for the GPU's \
+                     one-workgroup eigensolver: its loop runs on the CPU",
+                    SEARCH_BLOCKS * width
+                );
+                None
+            }
+            g => g,
+        };
         let run = match &gpu {
             None => {
                 let mut engine = CpuEngine::<T>::new(&c_loop, width, check_every);

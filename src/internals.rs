@@ -37,6 +37,21 @@ pub fn gpu_engine<'a>(
     )?))
 }
 
+/// [`gpu_engine`] whose eigen kernels split into dispatches of at most `jacobi_budget` loop
+/// iterations per invocation (the default: `JACOBI_DISPATCH_BUDGET` in src/gpu/engine.rs), so that
+/// tests can check the split changes no bit.
+pub fn gpu_engine_with_jacobi_budget<'a>(
+    device: &'a GpuDevice,
+    c: &DMatrix<f64>,
+    k: usize,
+    check_every: usize,
+    jacobi_budget: usize,
+) -> Result<Box<dyn Engine + 'a>> {
+    let mut engine = GpuEngine::new(device.context(), c, k, check_every)?;
+    engine.set_jacobi_budget(jacobi_budget);
+    Ok(Box::new(engine))
+}
+
 /// A kernel family (one .wgsl file) as the registry compiles it.
 #[derive(Clone, Debug)]
 pub struct ShaderFamily {

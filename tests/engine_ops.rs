@@ -17,8 +17,8 @@ mod common;
 
 use common::have_gpu;
 use laepca::internals::{
-    cpu_engine, gpu_engine, Coef, Engine, Scalar, Tall, MAX_COMBINE_TERMS, MAX_SCALARS,
-    MAX_STOP_PAIRS, SEARCH_BLOCKS,
+    cpu_engine, gpu_engine, gpu_engine_with_jacobi_budget, Coef, Engine, Scalar, Tall,
+    MAX_COMBINE_TERMS, MAX_SCALARS, MAX_STOP_PAIRS, SEARCH_BLOCKS,
 };
 use laepca::{EngineStats, Error, GpuDevice};
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -258,6 +258,62 @@ fn ritz_vectors_agree_within_the_eigenvector_perturbation_bound() {
 #[test]
 fn ritz_vectors_agree_at_an_order_split_over_several_dispatches() {
     ritz_vectors_agree(130, 42);
+}
+
+/// The GPU's eigen kernels give the same bits however they are split into dispatches (src/gpu/
+/// engine.rs, jacobi_plan): in one, in the default plan's, and in one round per dispatch.
+#[test]
+fn the_gpu_eigen_kernels_give_the_same_bits_however_they_are_split() {
+    if !have_gpu() {
+        return;
+    }
+    let device = GpuDevice::open(None).expect("open the adapter");
+    let (m, k) = (70, 20);
+    let n = SEARCH_BLOCKS * k;
+    let c = random_c(m);
+    let s = random(m, n, 12);
+    let run = |budget: usize| -> Vec<u64> {
+        let mut e = gpu_engine_with_jacobi_budget(&device, &c, k, 10, budget).expect("engine");
+        let blocks: Vec<Tall> = (0..SEARCH_BLOCKS)
+            .map(|i| {
+                let t = e.new_tall();
+                let block = s.columns(i * k, k).into_owned();
+                e.upload(t, block.as_slice()).expect("upload");
+                t
+            })
+            .collect();
+        let (h, vectors, out) = (e.new_projected(), e.new_projected(), e.new_tall());
+        for i in 0..SEARCH_BLOCKS {
+            for j in i..SEARCH_BLOCKS {
+                e.inner_block(blocks[i], blocks[j], h, (i, j));
+            }
+        }
+        e.ritz_vectors(h, vectors);
+        let (g, q) = (e.new_small(), e.new_small());
+        e.inner(blocks[0], blocks[0], g);
+        e.orthonormalizer(g, q);
+        let mut bits = Vec::new();
+        for i in 0..SEARCH_BLOCKS {
+            e.mul_block(blocks[0], vectors, i, out);
+            bits.extend(
+                e.download(out)
+                    .expect("download")
+                    .iter()
+                    .map(|v| v.to_bits()),
+            );
+        }
+        e.mul_small(blocks[0], q, out);
+        bits.extend(
+            e.download(out)
+                .expect("download")
+                .iter()
+                .map(|v| v.to_bits()),
+        );
+        bits
+    };
+    let whole = run(usize::MAX);
+    assert_eq!(run(1), whole, "one round per dispatch");
+    assert_eq!(run(2000), whole, "a few rounds per dispatch");
 }
 
 /// ritz_vectors on the n = SEARCH_BLOCKS·k projected problem of random blocks (m x k) with a

@@ -242,11 +242,11 @@ fn rank_below_the_search_basis_ends_cleanly() {
     }
 }
 
-/// The GPU runs the auto loop at every k, its Jacobi kernel split over several dispatches from order
-/// ~30 on (src/gpu/engine.rs, jacobi_plan): it once ran in one dispatch, which llvmpipe silently cut
-/// short from order 126 on (its 65535 loop iterations per invocation), and returned wrong
-/// eigenvectors, first seen here with a prescribed spectrum at k = 28, whose guard columns made the
-/// order 126. The answers agree with the CPU's.
+/// The GPU runs the auto loop at every k up to ~220 (order ~1000), its Jacobi kernel split over
+/// several dispatches from order ~45 on (src/gpu/engine.rs, jacobi_plan): it once ran in one dispatch,
+/// which llvmpipe silently cut short from order 126 on (its 65535 loop iterations per invocation), and
+/// returned wrong eigenvectors, first seen here with a prescribed spectrum at k = 28, whose guard
+/// columns made the order 126. The answers agree with the CPU's.
 #[test]
 fn gpu_auto_agrees_with_the_cpu_at_orders_its_jacobi_kernel_splits() {
     if !gpu_available() {

@@ -44,8 +44,12 @@ pub(crate) struct GpuEngine<'a> {
     talls: Vec<wgpu::Buffer>,
     smalls: Vec<wgpu::Buffer>,
     projected: Vec<wgpu::Buffer>,
-    /// The eigen kernels' work space (eigenvectors, rotations, ranks, scaling; made on first use).
+    /// The eigen kernels' work space (eigenvectors, rotations, ranks, scaling, the converged flag; made
+    /// on first use).
     eigen_work: Option<wgpu::Buffer>,
+    /// The loop iterations an eigen dispatch may run per invocation ([`JACOBI_DISPATCH_BUDGET`]; tests
+    /// set others to check that the split changes no bit).
+    jacobi_budget: usize,
     scalars: wgpu::Buffer,
     /// history[0] = values recorded since the last check, then the values.
     history: wgpu::Buffer,
@@ -105,6 +109,7 @@ impl<'a> GpuEngine<'a> {
             smalls: Vec::new(),
             projected: Vec::new(),
             eigen_work: None,
+            jacobi_budget: JACOBI_DISPATCH_BUDGET,
             scalars: ctx.buffer("scalars", (MAX_SCALARS * 4) as u64, storage),
             history: ctx.buffer("history", history_bytes, storage),
             history_staging: ctx.staging(history_bytes),
@@ -248,6 +253,11 @@ impl<'a> GpuEngine<'a> {
         grid_1d(self.mp * self.k, self.ctx.workgroup())
     }
 
+    /// Sets the loop iterations an eigen dispatch may run per invocation (tests).
+    pub fn set_jacobi_budget(&mut self, budget: usize) {
+        self.jacobi_budget = budget;
+    }
+
     /// Records an eigen kernel on the n x n matrix `a` (overwritten) into `out`: the dispatches of
     /// [`jacobi_plan`].
     fn eigen(&mut self, kernel: Kernel, n: usize, a: Buf, out: Buf) {
@@ -265,7 +275,8 @@ impl<'a> GpuEngine<'a> {
             (eigen::OUT, out),
             (eigen::WORK, Buf::EigenWork),
         ];
-        for (round0, round_end) in jacobi_plan(n, self.ctx.workgroup() as usize) {
+        let plan = jacobi_plan(n, self.ctx.workgroup() as usize, self.jacobi_budget);
+        for (round0, round_end) in plan {
             let params = EigenParams {
                 n: n as u32,
                 drop: (ORTHO_DROP_ULPS * f32::EPSILON as f64) as f32,
@@ -275,6 +286,15 @@ impl<'a> GpuEngine<'a> {
             self.dispatch(kernel, &params, &binds, (1, 1));
         }
     }
+}
+
+/// Whether every dispatch of an order-n eigenproblem keeps within [`JACOBI_DISPATCH_BUDGET`] at a
+/// workgroup of `wg` (up to order ~1000 at 256, ~500 at 64: beyond, one round and the first or last
+/// dispatch's set-up alone exceed it, and llvmpipe would cut the kernel short).
+pub(crate) fn jacobi_fits(n: usize, wg: usize) -> bool {
+    jacobi_plan(n, wg, JACOBI_DISPATCH_BUDGET)
+        .iter()
+        .all(|&(r0, r1)| jacobi_cost(n, wg, r0 as usize, r1 as usize) <= JACOBI_DISPATCH_BUDGET)
 }
 
 /// eigen.wgsl's MAX_SWEEPS.
@@ -312,16 +332,17 @@ pub(crate) fn jacobi_cost(n: usize, wg: usize, round0: usize, round_end: usize) 
 }
 
 /// The dispatches, as round ranges [round0, round_end), that run the JACOBI_MAX_SWEEPS sweeps of an
-/// order-n eigenproblem in workgroups of `wg`: as few as keep each within [`JACOBI_DISPATCH_BUDGET`]
-/// (at least one round each); the split changes no arithmetic. Once the sweeps converge the remaining
-/// dispatches return at once.
-pub(crate) fn jacobi_plan(n: usize, wg: usize) -> Vec<(u32, u32)> {
+/// order-n eigenproblem in workgroups of `wg`: as few as keep each within `budget` (at least one round
+/// each, so a plan can exceed it where one round does: see [`jacobi_fits`]); the split changes no
+/// arithmetic. Once the sweeps converge the remaining dispatches return at once.
+pub(crate) fn jacobi_plan(n: usize, wg: usize, budget: usize) -> Vec<(u32, u32)> {
+    debug_assert!(n > 0, "an eigenproblem of order 0");
     let total = JACOBI_MAX_SWEEPS * (n + (n & 1) - 1);
     let mut plan = Vec::new();
     let mut round0 = 0;
     while round0 < total {
         let mut end = round0 + 1;
-        while end < total && jacobi_cost(n, wg, round0, end + 1) <= JACOBI_DISPATCH_BUDGET {
+        while end < total && jacobi_cost(n, wg, round0, end + 1) <= budget {
             end += 1;
         }
         plan.push((round0 as u32, end as u32));
@@ -628,13 +649,13 @@ impl GpuEngine<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{jacobi_cost, jacobi_plan, JACOBI_DISPATCH_BUDGET, JACOBI_MAX_SWEEPS};
+    use super::{jacobi_cost, jacobi_fits, jacobi_plan, JACOBI_DISPATCH_BUDGET, JACOBI_MAX_SWEEPS};
 
     #[test]
     fn the_jacobi_plan_covers_every_round_once_within_the_budget() {
         for wg in [64, 256] {
             for n in [1, 2, 3, 9, 15, 30, 31, 60, 123, 126, 189, 225, 450] {
-                let plan = jacobi_plan(n, wg);
+                let plan = jacobi_plan(n, wg, JACOBI_DISPATCH_BUDGET);
                 let total = JACOBI_MAX_SWEEPS * (n + (n & 1) - 1);
                 assert_eq!(plan.first().map(|d| d.0), Some(0), "n = {n}");
                 assert_eq!(plan.last().map(|d| d.1 as usize), Some(total), "n = {n}");
@@ -645,10 +666,11 @@ mod tests {
                     let (r0, r1) = (r0 as usize, r1 as usize);
                     assert!(r1 > r0, "n = {n}: empty dispatch");
                     assert!(
-                        r1 == r0 + 1 || jacobi_cost(n, wg, r0, r1) <= JACOBI_DISPATCH_BUDGET,
+                        jacobi_cost(n, wg, r0, r1) <= JACOBI_DISPATCH_BUDGET,
                         "n = {n}: dispatch {r0}..{r1} over the budget"
                     );
                 }
+                assert!(jacobi_fits(n, wg), "n = {n}");
                 // As few as the budget allows: no two neighbours would fit in one.
                 for pair in plan.windows(2) {
                     let (r0, r1) = (pair[0].0 as usize, pair[1].1 as usize);
@@ -662,8 +684,19 @@ mod tests {
         }
         // The default solver's small problems stay one dispatch (the loop's dispatch counts in
         // tests/gpu.rs assume so for its order 15).
-        assert_eq!(jacobi_plan(15, 256).len(), 1);
+        assert_eq!(jacobi_plan(15, 256, JACOBI_DISPATCH_BUDGET).len(), 1);
         // The order that a single dispatch got wrong on llvmpipe is split.
-        assert!(jacobi_plan(126, 256).len() > 1);
+        assert!(jacobi_plan(126, 256, JACOBI_DISPATCH_BUDGET).len() > 1);
+        // Where one round and the set-up exceed the budget, the plan does not fit.
+        assert!(!jacobi_fits(1100, 256) && !jacobi_fits(600, 64));
+    }
+
+    #[test]
+    fn the_shader_sweeps_as_often_as_the_plan_counts() {
+        // is_last_dispatch in eigen.wgsl compares with MAX_SWEEPS·(np − 1): a plan that ends elsewhere
+        // would never write the output.
+        let wgsl = include_str!("../../shaders/eigen.wgsl");
+        let line = format!("const MAX_SWEEPS: u32 = {JACOBI_MAX_SWEEPS}u;");
+        assert!(wgsl.contains(&line), "eigen.wgsl lacks `{line}`");
     }
 }

@@ -6,6 +6,7 @@
 
 pub(crate) mod contract;
 mod engine;
+pub(crate) use engine::jacobi_fits;
 mod gram;
 pub(crate) mod kernels;
 
