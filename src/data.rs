@@ -968,6 +968,32 @@ mod tests {
         })
     }
 
+    /// With several non-finite values in one push, in different parts of a block (which are copied in
+    /// parallel), the error names the first in sample order.
+    #[test]
+    fn the_first_non_finite_value_is_the_one_reported() {
+        let m = 5;
+        let mut rows = samples(3 * SHIFT_ROWS, m);
+        rows[(2 * SHIFT_ROWS + 3) * m + 1] = f64::NAN;
+        rows[(SHIFT_ROWS + 7) * m + 4] = f64::INFINITY;
+        rows[(SHIFT_ROWS + 7) * m + 2] = f64::NEG_INFINITY;
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let e = pool.install(|| {
+                let mut acc = GramAccumulator::new(m, true).unwrap();
+                acc.push_rows(&rows[..10 * m]).unwrap();
+                acc.push_rows(&rows[10 * m..]).unwrap_err()
+            });
+            assert!(
+                matches!(e, crate::Error::NonFinite { row, col: 2, .. } if row == SHIFT_ROWS + 7),
+                "{threads} threads: {e:?}"
+            );
+        }
+    }
+
     /// In f64 the parts' column sums round (in f32 they are exact: a block's sum of f32 values fits
     /// f64's digits), so the order of their addition shows in the bits.
     #[test]
