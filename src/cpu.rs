@@ -22,8 +22,6 @@ pub(crate) struct CpuEngine<T: Real> {
     passes: usize,
     /// Reused by `combine` (its output may be one of its inputs), so the loop allocates nothing.
     scratch: Vec<T>,
-    /// A k x k block of a projected matrix, reused by `inner_block` and `mul_block`.
-    block: DMatrix<T>,
     /// The engine limits, the same as the GPU engine's.
     checks: CallCheck,
 }
@@ -42,7 +40,6 @@ impl<T: Real> CpuEngine<T> {
             pending: Vec::new(),
             passes: 0,
             scratch: Vec::new(),
-            block: DMatrix::zeros(k, k),
             checks: CallCheck::new(check_every),
         }
     }
@@ -154,12 +151,10 @@ impl<T: Real> Engine for CpuEngine<T> {
     fn inner_block(&mut self, a: Tall, b: Tall, out: Projected, (i, j): (usize, usize)) {
         self.checks.block(i, "inner_block");
         self.checks.block(j, "inner_block");
-        let (m, k) = (self.m(), self.k);
-        let (a, b) = (self.talls[a.0].as_slice(), self.talls[b.0].as_slice());
-        let block = &mut self.block;
-        product_tn(a, b, block.as_mut_slice(), (k, m, k), parallelism());
+        let k = self.k;
+        let block = self.talls[a.0].tr_mul(&self.talls[b.0]);
         let h = &mut self.projected[out.0];
-        h.view_mut((i * k, j * k), (k, k)).copy_from(&*block);
+        h.view_mut((i * k, j * k), (k, k)).copy_from(&block);
         if i != j {
             h.view_mut((j * k, i * k), (k, k))
                 .copy_from(&block.transpose());
@@ -168,12 +163,10 @@ impl<T: Real> Engine for CpuEngine<T> {
     fn mul_block(&mut self, a: Tall, y: Projected, i: usize, out: Tall) {
         self.checks.distinct(a, out, "mul_block");
         self.checks.block(i, "mul_block");
-        let (m, k) = (self.m(), self.k);
+        let k = self.k;
         let mut o = std::mem::take(&mut self.talls[out.0]);
-        self.block
-            .copy_from(&self.projected[y.0].view((i * k, 0), (k, k)));
-        let (a, y) = (self.talls[a.0].as_slice(), self.block.as_slice());
-        product(a, y, o.as_mut_slice(), (m, k, k), parallelism());
+        let block = self.projected[y.0].view((i * k, 0), (k, k));
+        o.gemm(T::one(), &self.talls[a.0], &block, T::zero());
         self.talls[out.0] = o;
     }
     fn ritz_vectors(&mut self, h: Projected, out: Projected) {
