@@ -1,5 +1,6 @@
 //! The CPU engine: each [`Engine`] call runs at once, in the working precision `T` (the products through
-//! [`crate::cpu_kernels`], the k x k solves with nalgebra).
+//! [`crate::cpu_kernels`], the k x k solves with nalgebra). C is a formed matrix in `T`, or an operator
+//! applied in f64 (the sparse operator route).
 
 use crate::cpu_kernels::{parallelism, product, product_tn};
 use crate::engine::{
@@ -7,12 +8,25 @@ use crate::engine::{
     SEARCH_BLOCKS,
 };
 use crate::error::Result;
+use crate::operator::GramOperator;
 use crate::real::Real;
 use nalgebra::{DMatrix, SymmetricEigen};
 
-/// Executes solver steps on the CPU. Owns C (m x m) in `T`.
-pub(crate) struct CpuEngine<T: Real> {
-    c: DMatrix<T>,
+/// C as the CPU engine multiplies by it.
+enum CpuGram<'a, T: Real> {
+    /// A formed C (m x m), converted to `T`.
+    Dense(DMatrix<T>),
+    /// `op / scale`, applied in f64 and rounded to `T`.
+    Operator {
+        op: &'a dyn GramOperator,
+        scale: f64,
+    },
+}
+
+/// Executes solver steps on the CPU, with C formed (in `T`) or applied as an operator.
+pub(crate) struct CpuEngine<'a, T: Real> {
+    c: CpuGram<'a, T>,
+    m: usize,
     k: usize,
     talls: Vec<DMatrix<T>>,
     smalls: Vec<DMatrix<T>>,
@@ -26,12 +40,28 @@ pub(crate) struct CpuEngine<T: Real> {
     checks: CallCheck,
 }
 
-impl<T: Real> CpuEngine<T> {
+impl<'a, T: Real> CpuEngine<'a, T> {
     /// An engine over C (m x m, converted to `T`) for k components, checking at most every
     /// `check_every` iterations.
     pub fn new(c: &DMatrix<f64>, k: usize, check_every: usize) -> Self {
+        Self::with(CpuGram::Dense(c.map(T::of_f64)), c.nrows(), k, check_every)
+    }
+
+    /// An engine over `op / scale` (applied in f64 at each product, never formed).
+    pub fn over_operator(
+        op: &'a dyn GramOperator,
+        scale: f64,
+        k: usize,
+        check_every: usize,
+    ) -> Self {
+        let m = op.n_features();
+        Self::with(CpuGram::Operator { op, scale }, m, k, check_every)
+    }
+
+    fn with(c: CpuGram<'a, T>, m: usize, k: usize, check_every: usize) -> Self {
         CpuEngine {
-            c: c.map(T::of_f64),
+            c,
+            m,
             k,
             talls: Vec::new(),
             smalls: Vec::new(),
@@ -61,9 +91,9 @@ impl<T: Real> CpuEngine<T> {
     }
 }
 
-impl<T: Real> Engine for CpuEngine<T> {
+impl<T: Real> Engine for CpuEngine<'_, T> {
     fn m(&self) -> usize {
-        self.c.nrows()
+        self.m
     }
 
     fn k(&self) -> usize {
@@ -107,14 +137,21 @@ impl<T: Real> Engine for CpuEngine<T> {
         self.passes += 1;
         let (m, k) = (self.m(), self.k);
         let mut o = std::mem::take(&mut self.talls[out.0]);
-        let c = self.c.as_slice();
-        product(
-            c,
-            self.talls[x.0].as_slice(),
-            o.as_mut_slice(),
-            (m, m, k),
-            parallelism(),
-        );
+        match &self.c {
+            CpuGram::Dense(c) => product(
+                c.as_slice(),
+                self.talls[x.0].as_slice(),
+                o.as_mut_slice(),
+                (m, m, k),
+                parallelism(),
+            ),
+            CpuGram::Operator { op, scale } => {
+                let product = op.apply(&self.talls[x.0].map(|v| v.as_f64()));
+                for (d, &v) in o.iter_mut().zip(product.iter()) {
+                    *d = T::of_f64(v / scale);
+                }
+            }
+        }
         self.talls[out.0] = o;
     }
     fn inner(&mut self, a: Tall, b: Tall, out: Small) {

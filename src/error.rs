@@ -172,6 +172,22 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    /// The arrays of a sparse matrix do not describe one (see
+    /// [`CsrMatrix::try_new`](crate::CsrMatrix::try_new)).
+    #[error("invalid sparse matrix: {detail}")]
+    InvalidSparse {
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A combination of settings and data this version cannot fit (e.g. the operator route on dense
+    /// data).
+    #[error("not supported: {detail}")]
+    Unsupported {
+        /// What is not supported, and what to do instead.
+        detail: String,
+    },
+
     /// The flag given to [`LaePca::cancel_flag`](crate::LaePca::cancel_flag) was set: the fit stopped
     /// between two Gram blocks or at a stopping check and returned nothing.
     #[error("the fit was cancelled")]

@@ -5,6 +5,7 @@
 //! loses digits when λ ≪ σ² (1 − s² cancels), and by the Rayleigh quotient `σ_i² = u_iᵀ C u_i` with the
 //! f64 Gram matrix, whose error is only quadratic in the direction's error. The latter is the answer.
 
+use crate::operator::GramOperator;
 use nalgebra::{DMatrix, DVector, SymmetricEigen, SVD};
 
 /// The recovered components, sorted by decreasing variance.
@@ -20,22 +21,22 @@ pub(crate) struct Finished {
     pub decoder_singular_values: Vec<f64>,
 }
 
-/// Finishes from the decoder (m x k, column-major) and the f64 Gram matrix. With `rayleigh_ritz`, the
+/// Finishes from the decoder (m x k, column-major) and C (formed in f64, or an operator). With `rayleigh_ritz`, the
 /// directions are the Ritz vectors of C on the decoder's span (the best directions that span holds)
 /// rather than the decoder's left singular vectors.
 pub(crate) fn finish(
     decoder: &[f64],
-    c: &DMatrix<f64>,
+    c: &dyn GramOperator,
     lambda: f64,
     rayleigh_ritz: bool,
 ) -> Finished {
-    let m = c.nrows();
+    let m = c.n_features();
     let k = decoder.len() / m;
     let w = DMatrix::from_column_slice(m, k, decoder);
     let mut u = SVD::new(w.clone(), true, false)
         .u
         .expect("SVD was asked for U");
-    let mut cu = c * &u;
+    let mut cu = c.apply(&u);
     if rayleigh_ritz {
         let ritz = SymmetricEigen::new(u.transpose() * &cu);
         u = &u * &ritz.eigenvectors;

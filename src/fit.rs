@@ -7,11 +7,13 @@ use crate::engine::{Engine, SEARCH_BLOCKS};
 use crate::error::{Error, Result};
 use crate::finish::finish;
 use crate::gpu::{requested_adapter_name, GpuDevice, GpuEngine};
-use crate::params::{Backend, CheckedParams, LaePca, Phase, Progress};
+use crate::operator::GramOperator;
+use crate::params::{Backend, CheckedParams, LaePca, Method, Phase, Progress};
 use crate::real::Real;
 use crate::result::{Fit, Timings};
 use crate::rng::Rng;
 use crate::solver::{run_loop, spectrum, LoopResult, LoopSettings, Solver};
+use crate::sparse::{CsrMatrix, SparseGram};
 use nalgebra::{DMatrix, DVector};
 use std::time::{Duration, Instant};
 
@@ -65,9 +67,11 @@ impl LaePca {
             });
         }
         let checked = self.check(stats.n_samples, m)?;
+        self.dense_method()?;
         check_semidefinite(&stats.c)?;
         let gpu = self.choose_device()?;
-        match self.fit_stats(stats, &checked, Duration::ZERO, start, gpu) {
+        let problem = Problem::gram(stats, "the Gram statistics were given");
+        match self.fit_problem(&problem, &checked, Duration::ZERO, start, gpu) {
             // A hand-built C that passed the cheap checks may still be indefinite: say so rather
             // than blame the iteration.
             Err(e @ Error::Diverged { .. }) => Err(indefinite(&stats.c).unwrap_or(e)),
@@ -78,6 +82,7 @@ impl LaePca {
     fn fit_view<T: Real>(&self, view: SampleView<'_, T>) -> Result<Fit<T>> {
         let start = Instant::now();
         let checked = self.check(view.n_samples, view.n_features)?;
+        self.dense_method()?;
         // Non-finite values are found while the samples are copied into the Gram blocks; on the GPU
         // the device would be opened in vain, so look first there.
         if self.backend != Backend::Cpu {
@@ -86,23 +91,135 @@ impl LaePca {
             }
         }
         let gpu = self.choose_device()?;
+        self.report_gram_start();
+        let t_gram = Instant::now();
+        let mut acc = accumulator_on(gpu.as_ref(), view.n_features, self.center)?;
+        acc.cancel_on(self.cancel.clone());
+        acc.push_view(&view)?;
+        let stats = acc.finish()?;
+        let problem = Problem::gram(&stats, "dense data: C formed from the samples");
+        self.fit_problem(&problem, &checked, t_gram.elapsed(), start, gpu)
+    }
+
+    /// Dense data takes the Gram route: an error when another was asked for.
+    fn dense_method(&self) -> Result<()> {
+        match self.method {
+            Method::Auto | Method::Gram => Ok(()),
+            other => Err(Error::Unsupported {
+                detail: format!(
+                    "the {} method takes sparse data (fit_csr, or a Matrix Market coordinate file); \
+                     dense data is fitted through its Gram matrix (method gram)",
+                    other.name()
+                ),
+            }),
+        }
+    }
+
+    /// Fits a sparse matrix (rows are samples, columns features) without densifying it, by the route
+    /// [`method`](Self::method) names or, for [`Method::Auto`], the one this rule picks:
+    ///
+    /// * the memory each needs: the Gram route 3·m² f64 (C and its two working copies), the operator
+    ///   route a column-sorted copy of the entries and a few n x b and m x b f64 blocks (b the solver's
+    ///   block width); a route must fit in half the memory available
+    ///   ([`available_memory`](crate::alloc::available_memory)), and when neither does the fit fails
+    ///   with [`Error::TooLarge`] saying what each would need;
+    /// * when both fit, the fewer multiply-adds for a typical fit of 30 passes over C: `n·m²/2 + 30·m²·b`
+    ///   (forming C, then the dense products) against `30·2·nnz·b` (the matrix-free products).
+    ///
+    /// The Gram route densifies a block of rows at a time into the Gram accumulation (on the GPU when
+    /// the backend gives one); the operator route runs on the CPU in f64 (a GPU backend is noted in a
+    /// logged warning). The fit's [`method`](Fit::method) and [`method_reason`](Fit::method_reason)
+    /// say which ran and why. The layout must be [`Layout::SamplesInRows`](crate::Layout).
+    pub fn fit_csr<T: Real>(&self, x: &CsrMatrix<T>) -> Result<Fit<T>> {
+        let start = Instant::now();
+        let (n, m) = (x.nrows(), x.ncols());
+        if n == 0 || m == 0 {
+            return Err(Error::EmptyData {
+                n_samples: n,
+                n_features: m,
+            });
+        }
+        if self.layout != crate::Layout::SamplesInRows {
+            return Err(Error::Unsupported {
+                detail:
+                    "a CSR matrix's rows are samples: fit the transpose's CSR with the default \
+                         layout"
+                        .to_string(),
+            });
+        }
+        let checked = self.check(n, m)?;
+        if x.nnz() == 0 {
+            // All zero: rank 0, known before any working memory is allocated.
+            return Err(Error::RankDeficient {
+                k: checked.k,
+                rank: 0,
+                first_zero: 1,
+            });
+        }
+        let width = self.solver.block_width(m, checked.k);
+        let (method, reason) = choose_method(
+            self.method,
+            RouteShape {
+                n,
+                m,
+                nnz: x.nnz(),
+                width,
+                value_bytes: std::mem::size_of::<T>(),
+            },
+            crate::alloc::available_memory(),
+        )?;
+        self.report_gram_start();
+        if method == Method::Operator {
+            if self.backend == Backend::Gpu {
+                log::warn!("the operator route runs on the CPU (no GPU kernel for it yet)");
+            }
+            let t = Instant::now();
+            let op = SparseGram::new(x, self.center)?;
+            let problem = Problem {
+                c: &op,
+                formed: None,
+                mean: DVector::from_column_slice(op.mean()),
+                n_samples: n,
+                trace: op.diagonal().iter().sum(),
+                method,
+                reason,
+            };
+            return self.fit_problem(&problem, &checked, t.elapsed(), start, None);
+        }
+        let gpu = self.choose_device()?;
+        let t_gram = Instant::now();
+        let mut acc = accumulator_on(gpu.as_ref(), m, self.center)?;
+        acc.cancel_on(self.cancel.clone());
+        let rows = (crate::io::CHUNK_BYTES / (m * std::mem::size_of::<T>())).clamp(1, n);
+        let mut block: Vec<T> = Vec::new();
+        crate::alloc::reserve(&mut block, rows * m, || {
+            format!("a block of {rows} densified rows of {m} features")
+        })
+        .map_err(|e| Error::TooLarge {
+            detail: e.to_string(),
+        })?;
+        for first in (0..n).step_by(rows) {
+            x.densify_rows(first..(first + rows).min(n), &mut block);
+            acc.push_rows(&block)?;
+        }
+        let stats = acc.finish()?;
+        let mut problem = Problem::gram(&stats, reason);
+        problem.method = method;
+        self.fit_problem(&problem, &checked, t_gram.elapsed(), start, gpu)
+    }
+
+    /// The progress hook's report that the Gram phase begins.
+    fn report_gram_start(&self) {
         if let Some(hook) = &self.progress {
-            let p = Progress {
+            (hook.0)(&Progress {
                 phase: Phase::Gram,
                 samples: 0,
                 iteration: 0,
                 max_iter: self.max_iter,
                 stopping_quantity: None,
                 tol: 0.0,
-            };
-            (hook.0)(&p);
+            });
         }
-        let t_gram = Instant::now();
-        let mut acc = accumulator_on(gpu.as_ref(), view.n_features, self.center)?;
-        acc.cancel_on(self.cancel.clone());
-        acc.push_view(&view)?;
-        let stats = acc.finish()?;
-        self.fit_stats(&stats, &checked, t_gram.elapsed(), start, gpu)
     }
 
     /// The backend decision, taken once: `None` for the CPU, else the GPU device every phase of the
@@ -170,13 +287,16 @@ impl LaePca {
 
     /// Resolves λ, α, the momentum solver's β and C's norm estimate θ₁ (with the passes over C that
     /// took) from C, by a few steps of subspace iteration. Not for auto, which needs none of them.
-    fn resolve_parameters(&self, c: &DMatrix<f64>) -> Result<Resolved> {
-        let k = self.k;
-        let ritz = spectrum::ritz_values(c, k, RITZ_STEPS, self.seed);
-        let block_passes = |steps: usize| (steps * c.nrows().min(k + 8)).div_ceil(k);
+    fn resolve_parameters(&self, p: &Problem) -> Result<Resolved> {
+        let (k, m) = (self.k, p.c.n_features());
+        let ritz = match p.formed {
+            Some(c) => spectrum::ritz_values(c, k, RITZ_STEPS, self.seed),
+            None => spectrum::operator_ritz_values(p.c, k, RITZ_STEPS, self.seed),
+        };
+        let block_passes = |steps: usize| (steps * m.min(k + 8)).div_ceil(k);
         let mut passes = block_passes(RITZ_STEPS);
         let theta_1 = ritz[0].max(f64::MIN_POSITIVE);
-        let negligible = |v: f64| v / theta_1 <= 1e3 * f64::EPSILON * c.nrows() as f64;
+        let negligible = |v: f64| v / theta_1 <= 1e3 * f64::EPSILON * m as f64;
         let lambda = match self.lambda {
             // The cheap bound vouches for λ: σ_k² ≥ θ_k > λ.
             Some(l) if l < ritz[k - 1] => l,
@@ -184,8 +304,8 @@ impl LaePca {
             given => {
                 // The cheap bound cannot vouch for this λ (or the k-th value looks like zero): decide on
                 // accurate eigenvalues.
-                let eig = accurate_top_eigenvalues(c, k, self.seed);
-                if c.nrows() > DENSE_EIGEN_MAX {
+                let eig = accurate_top_eigenvalues(p, k, self.seed);
+                if p.formed.is_none() || m > DENSE_EIGEN_MAX {
                     passes += block_passes(ACCURATE_RITZ_STEPS);
                 }
                 if let Some(first_zero) = eig[..k].iter().position(|&v| negligible(v)) {
@@ -236,28 +356,31 @@ impl LaePca {
         })
     }
 
-    /// The fit proper, on accumulated statistics and the chosen device: λ, α and the scale of C, the
-    /// solver loop on the engine of the device (the CPU's when `gpu` is `None`), the finish. `gram` and
-    /// `start` are the Gram phase's time and the fit's start, for the timings.
-    fn fit_stats<T: Real>(
+    /// The fit proper, on C (formed or an operator) and the chosen device: λ, α and the scale of C,
+    /// the solver loop on the engine of the device (the CPU's when `gpu` is `None`, and always for an
+    /// operator), the finish. `gram` and `start` are the Gram phase's time and the fit's start, for the
+    /// timings.
+    fn fit_problem<T: Real>(
         &self,
-        stats: &GramStats,
+        p: &Problem,
         checked: &CheckedParams,
         gram: Duration,
         start: Instant,
         gpu: Option<GpuDevice>,
     ) -> Result<Fit<T>> {
-        let (m, k) = (stats.n_features(), checked.k);
-        // The loop's scaled copy of C and the engine's copy (C itself exists already).
-        crate::alloc::check(
-            || format!("n_features = {m}: the fit's two working copies of C (m x m)"),
-            m.checked_mul(m).and_then(|v| v.checked_mul(2)),
-            std::mem::size_of::<f64>(),
-            None,
-        )
-        .map_err(|e| Error::TooLarge {
-            detail: e.to_string(),
-        })?;
+        let (m, k) = (p.c.n_features(), checked.k);
+        if p.formed.is_some() {
+            // The loop's scaled copy of C and the engine's copy (C itself exists already).
+            crate::alloc::check(
+                || format!("n_features = {m}: the fit's two working copies of C (m x m)"),
+                m.checked_mul(m).and_then(|v| v.checked_mul(2)),
+                std::mem::size_of::<f64>(),
+                None,
+            )
+            .map_err(|e| Error::TooLarge {
+                detail: e.to_string(),
+            })?;
+        }
         let t_setup = Instant::now();
         let auto = self.solver == Solver::Auto;
         let Resolved {
@@ -273,16 +396,18 @@ impl LaePca {
                 lambda: f64::NAN,
                 alpha: None,
                 momentum: 0.0,
-                c_norm: stats.trace().max(f64::MIN_POSITIVE),
+                c_norm: p.trace.max(f64::MIN_POSITIVE),
                 passes: 0,
             }
         } else {
-            self.resolve_parameters(&stats.c)?
+            self.resolve_parameters(p)?
         };
         // The loop runs on C / c_norm (‖C‖₂ ≈ 1, or ≤ 1 for auto): with λ / c_norm, α·c_norm and
         // β / c_norm² the iterates are the same, but no intermediate (β ~ σ⁴) can overflow f32 whatever
         // the data's units.
-        let c_loop = &stats.c / c_norm;
+        let c_loop = p.formed.map(|c| c / c_norm);
+        // The operator route runs on the CPU engine.
+        let gpu = gpu.filter(|_| c_loop.is_some());
         // The GPU computes in f32 whatever T is.
         let (default_tol, eps) = match gpu {
             Some(_) => (
@@ -318,7 +443,7 @@ impl LaePca {
             if let Some(hook) = &self.progress {
                 (hook.0)(&Progress {
                     phase,
-                    samples: stats.n_samples,
+                    samples: p.n_samples,
                     iteration,
                     max_iter: settings.max_iter,
                     stopping_quantity,
@@ -354,21 +479,10 @@ impl LaePca {
             }
             g => g,
         };
-        let run = match &gpu {
-            None => {
-                let mut engine = CpuEngine::<T>::new(&c_loop, width, check_every);
-                LoopRun {
-                    out: run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?,
-                    backend: Backend::Cpu,
-                    adapter: None,
-                    upload: Duration::ZERO,
-                    readback: Duration::ZERO,
-                    passes: engine.passes(),
-                }
-            }
-            Some(device) => {
+        let run = match (&gpu, &c_loop) {
+            (Some(device), Some(c_loop)) => {
                 let ctx = device.context();
-                let mut engine = GpuEngine::new(ctx, &c_loop, width, check_every)?;
+                let mut engine = GpuEngine::new(ctx, c_loop, width, check_every)?;
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let (upload, readback) = engine.transfer_times();
@@ -378,6 +492,20 @@ impl LaePca {
                     adapter: Some(ctx.info.clone()),
                     upload,
                     readback,
+                    passes: engine.passes(),
+                }
+            }
+            (_, c_loop) => {
+                let mut engine = match c_loop {
+                    Some(c) => CpuEngine::<T>::new(c, width, check_every),
+                    None => CpuEngine::<T>::over_operator(p.c, c_norm, width, check_every),
+                };
+                LoopRun {
+                    out: run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?,
+                    backend: Backend::Cpu,
+                    adapter: None,
+                    upload: Duration::ZERO,
+                    readback: Duration::ZERO,
                     passes: engine.passes(),
                 }
             }
@@ -394,12 +522,7 @@ impl LaePca {
 
         report(Phase::Finish, out.iterations, out.history.last().copied());
         let t_finish = Instant::now();
-        let mut fin = finish(
-            &out.decoder,
-            &stats.c,
-            lambda,
-            self.solver.uses_rayleigh_ritz(),
-        );
+        let mut fin = finish(&out.decoder, p.c, lambda, self.solver.uses_rayleigh_ritz());
         let (lambda, decoder, encoder) = if auto {
             let lambda = self.lambda_from_ritz_values(&fin.singular_values)?;
             let decoder = lae_optimum(&mut fin, lambda);
@@ -407,8 +530,8 @@ impl LaePca {
         } else {
             (lambda, out.decoder, out.encoder)
         };
-        let total_var = stats.trace();
-        let dof = (stats.n_samples.max(2) - 1) as f64;
+        let total_var = p.trace;
+        let dof = (p.n_samples.max(2) - 1) as f64;
         let to_t = |v: &[f64]| DVector::from_iterator(v.len(), v.iter().map(|&x| T::of_f64(x)));
         let sig2: Vec<f64> = fin.singular_values.iter().map(|s| s * s).collect();
         let fit = Fit {
@@ -418,13 +541,15 @@ impl LaePca {
             decoder_singular_values: DVector::from_vec(fin.decoder_singular_values),
             explained_variance: to_t(&sig2.iter().map(|v| v / dof).collect::<Vec<_>>()),
             explained_variance_ratio: to_t(&sig2.iter().map(|v| v / total_var).collect::<Vec<_>>()),
-            mean: stats.mean.map(T::of_f64),
+            mean: p.mean.map(T::of_f64),
             decoder: DMatrix::from_column_slice(m, k, &decoder).map(T::of_f64),
             encoder: DMatrix::from_column_slice(m, k, &encoder)
                 .transpose()
                 .map(T::of_f64),
-            n_samples: stats.n_samples,
+            n_samples: p.n_samples,
             n_features: m,
+            method: p.method,
+            method_reason: p.reason.clone(),
             solver: self.solver,
             backend,
             adapter,
@@ -449,6 +574,108 @@ impl LaePca {
         };
         Ok(fit)
     }
+}
+
+/// C and the statistics beside it, as a fit holds them: formed (the Gram route) or as an operator.
+struct Problem<'a> {
+    /// C, to multiply by.
+    c: &'a dyn GramOperator,
+    /// The formed C of the Gram route (None for an operator).
+    formed: Option<&'a DMatrix<f64>>,
+    mean: DVector<f64>,
+    n_samples: usize,
+    /// trace(C), the total variance.
+    trace: f64,
+    method: Method,
+    /// Why this route (the summary's words).
+    reason: String,
+}
+
+impl<'a> Problem<'a> {
+    /// The Gram route on accumulated statistics.
+    fn gram(stats: &'a GramStats, reason: impl Into<String>) -> Self {
+        Problem {
+            c: &stats.c,
+            formed: Some(&stats.c),
+            mean: stats.mean.clone(),
+            n_samples: stats.n_samples,
+            trace: stats.trace(),
+            method: Method::Gram,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A typical auto fit's passes over C, for the route choice's cost estimate.
+const TYPICAL_PASSES: f64 = 30.0;
+
+/// What the route choice looks at.
+#[derive(Clone, Copy, Debug)]
+struct RouteShape {
+    n: usize,
+    m: usize,
+    nnz: usize,
+    /// The solver's block width b.
+    width: usize,
+    /// Bytes of a stored value (4 or 8).
+    value_bytes: usize,
+}
+
+/// The route for sparse data and why (see [`LaePca::fit_csr`]); `available` is the memory available.
+fn choose_method(
+    requested: Method,
+    s: RouteShape,
+    available: Option<u64>,
+) -> Result<(Method, String)> {
+    let (n, m, nnz, b) = (s.n as f64, s.m as f64, s.nnz as f64, s.width as f64);
+    let gram_bytes = 3.0 * m * m * 8.0;
+    let operator_bytes = nnz * (4.0 + s.value_bytes as f64) + (2.0 * n + 4.0 * m) * b * 8.0;
+    let gram_cost = n * m * m / 2.0 + TYPICAL_PASSES * m * m * b;
+    let operator_cost = TYPICAL_PASSES * 2.0 * nnz * b;
+    let human = |v: f64| crate::alloc::human_bytes(v.min(u64::MAX as f64) as u64);
+    let budget = available.map(|a| a as f64 / 2.0);
+    let fits = |bytes: f64| budget.is_none_or(|h| bytes <= h);
+    let costs = format!(
+        "forming C ~{gram_cost:.1e} multiply-adds, 30 matrix-free products ~{operator_cost:.1e}"
+    );
+    Ok(match requested {
+        Method::Gram => (Method::Gram, "asked for".to_string()),
+        Method::Operator => (Method::Operator, "asked for".to_string()),
+        _ => match (fits(gram_bytes), fits(operator_bytes)) {
+            (false, false) => {
+                return Err(Error::TooLarge {
+                    detail: format!(
+                        "neither route fits half the memory available ({}): the Gram route needs \
+                         {} (C, m x m f64, three copies), the operator route {}",
+                        human(available.unwrap_or(0) as f64),
+                        human(gram_bytes),
+                        human(operator_bytes)
+                    ),
+                })
+            }
+            (false, true) => (
+                Method::Operator,
+                format!(
+                    "C would take {} (m x m f64, three copies), more than half the memory \
+                     available ({})",
+                    human(gram_bytes),
+                    human(available.unwrap_or(0) as f64)
+                ),
+            ),
+            (true, false) => (
+                Method::Gram,
+                format!(
+                    "the operator route would take {}, more than half the memory available ({})",
+                    human(operator_bytes),
+                    human(available.unwrap_or(0) as f64)
+                ),
+            ),
+            (true, true) if operator_cost < gram_cost => {
+                (Method::Operator, format!("cheaper: {costs}"))
+            }
+            _ => (Method::Gram, format!("cheaper: {costs}")),
+        },
+    })
 }
 
 /// What the solver loop produced and where it ran.
@@ -561,12 +788,13 @@ struct Resolved {
     passes: usize,
 }
 
-/// C's top eigenvalues, accurately: all of them for moderate m, else a long subspace iteration.
-fn accurate_top_eigenvalues(c: &DMatrix<f64>, k: usize, seed: u64) -> Vec<f64> {
-    if c.nrows() <= DENSE_EIGEN_MAX {
-        spectrum::eigenvalues(c)
-    } else {
-        spectrum::ritz_values(c, k, ACCURATE_RITZ_STEPS, seed)
+/// C's top eigenvalues, accurately: all of them for a formed C of moderate m, else a long subspace
+/// iteration.
+fn accurate_top_eigenvalues(p: &Problem, k: usize, seed: u64) -> Vec<f64> {
+    match p.formed {
+        Some(c) if c.nrows() <= DENSE_EIGEN_MAX => spectrum::eigenvalues(c),
+        Some(c) => spectrum::ritz_values(c, k, ACCURATE_RITZ_STEPS, seed),
+        None => spectrum::operator_ritz_values(p.c, k, ACCURATE_RITZ_STEPS, seed),
     }
 }
 
@@ -661,4 +889,56 @@ fn lae_optimum(fin: &mut crate::finish::Finished, lambda: f64) -> Vec<f64> {
     }
     fin.decoder_singular_values = s;
     decoder.as_slice().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(n: usize, m: usize, nnz: usize) -> RouteShape {
+        RouteShape {
+            n,
+            m,
+            nnz,
+            width: 20,
+            value_bytes: 4,
+        }
+    }
+
+    #[test]
+    fn route_choice_follows_cost_then_memory() {
+        let gib = 1u64 << 30;
+        // Few features, dense-ish: forming C is cheaper.
+        let (method, why) =
+            choose_method(Method::Auto, shape(100_000, 50, 2_000_000), Some(gib)).unwrap();
+        assert_eq!(method, Method::Gram, "{why}");
+        // Many features, very sparse: the matrix-free products are cheaper.
+        let s = shape(200_000, 20_000, 20_000_000);
+        let (method, why) = choose_method(Method::Auto, s, None).unwrap();
+        assert_eq!(method, Method::Operator, "{why}");
+        assert!(why.starts_with("cheaper"), "{why}");
+        // C (3 x 20000² f64 = 9.6 GB) does not fit 2 of 4 GiB: the operator route, for that reason.
+        let (method, why) = choose_method(Method::Auto, s, Some(4 * gib)).unwrap();
+        assert_eq!(method, Method::Operator, "{why}");
+        assert!(why.contains("memory available"), "{why}");
+        // Few features, half the entries stored, 10⁸ of them: the Gram route is cheaper, and the
+        // operator route's 1.1 GB would not fit 50 of 100 MB anyway.
+        let dense_ish = shape(1_000_000, 200, 100_000_000);
+        let (method, why) = choose_method(Method::Auto, dense_ish, None).unwrap();
+        assert_eq!(method, Method::Gram, "{why}");
+        let (method, why) = choose_method(Method::Auto, dense_ish, Some(100 << 20)).unwrap();
+        assert_eq!(method, Method::Gram, "{why}");
+        assert!(why.contains("operator route would take"), "{why}");
+        // Neither fits: an error that says what each needs.
+        match choose_method(Method::Auto, s, Some(1 << 20)) {
+            Err(Error::TooLarge { detail }) => {
+                assert!(detail.contains("Gram route needs"), "{detail}");
+                assert!(detail.contains("operator route"), "{detail}");
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        // Asked for: taken as asked, whatever the cost.
+        let (method, why) = choose_method(Method::Gram, s, Some(1 << 20)).unwrap();
+        assert_eq!((method, why.as_str()), (Method::Gram, "asked for"));
+    }
 }

@@ -44,21 +44,26 @@ mod gpu;
 #[doc(hidden)]
 pub mod internals;
 pub mod io;
+mod operator;
 mod params;
 mod real;
 mod result;
 pub mod rng;
 mod solver;
+pub mod sparse;
 pub mod synthetic;
 
 pub use data::{GramAccumulator, GramStats, Layout};
 pub use engine::{EngineStats, LoopStats};
 pub use error::{Error, Result};
 pub use gpu::{devices, DeviceInfo, GpuDevice};
-pub use params::{Backend, CheckedParams, LaePca, Phase, Progress, ProgressHook, DEFAULT_MAX_ITER};
+pub use params::{
+    Backend, CheckedParams, LaePca, Method, Phase, Progress, ProgressHook, DEFAULT_MAX_ITER,
+};
 pub use real::Real;
 pub use result::{Fit, Projection, Timings};
 pub use solver::Solver;
+pub use sparse::CsrMatrix;
 
 // The README's examples compile and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -109,6 +109,49 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// How a fit applies C, the Gram matrix of the centred data (the solver only ever multiplies by it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Method {
+    /// Chosen from the shape, the density and the memory available: dense data always takes
+    /// [`Gram`](Method::Gram); sparse data ([`LaePca::fit_csr`]) takes the cheaper route that fits (see
+    /// [`LaePca::fit_csr`] for the rule), and the fit's [`method_reason`](crate::Fit::method_reason)
+    /// says why.
+    #[default]
+    Auto,
+    /// C (m x m) formed once, then multiplied by (CPU or GPU). Sparse rows are densified a block at a
+    /// time, never all at once.
+    Gram,
+    /// C never formed: each product is `X_cᵀ (X_c W)` from the sparse X itself, in f64 on the CPU
+    /// (sparse input only; 2·nnz·b multiply-adds per product with a block of b columns).
+    Operator,
+}
+
+impl Method {
+    /// The method's name (as the command line spells it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Auto => "auto",
+            Method::Gram => "gram",
+            Method::Operator => "operator",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Method::Auto),
+            "gram" => Ok(Method::Gram),
+            "operator" => Ok(Method::Operator),
+            _ => Err(format!(
+                "unknown method '{s}' (expected auto, gram or operator)"
+            )),
+        }
+    }
+}
+
 /// The default of [`LaePca::max_iter`].
 pub const DEFAULT_MAX_ITER: usize = 100_000;
 
@@ -132,6 +175,7 @@ pub const DEFAULT_MAX_ITER: usize = 100_000;
 /// | `device` | none: each GPU fit opens its own (see [`GpuDevice`](crate::GpuDevice)) |
 /// | `layout` | [`Layout::SamplesInRows`] |
 /// | `center` | true |
+/// | `method` | [`Method::Auto`] |
 #[derive(Clone, Debug, PartialEq)]
 pub struct LaePca {
     pub(crate) k: usize,
@@ -146,6 +190,7 @@ pub struct LaePca {
     pub(crate) backend: Backend,
     pub(crate) layout: Layout,
     pub(crate) center: bool,
+    pub(crate) method: Method,
     pub(crate) adapter: Option<String>,
     pub(crate) progress: Option<ProgressHook>,
     pub(crate) cancel: Option<CancelFlag>,
@@ -169,6 +214,7 @@ impl LaePca {
             backend: Backend::default(),
             layout: Layout::default(),
             center: true,
+            method: Method::Auto,
             adapter: None,
             progress: None,
             cancel: None,
@@ -273,6 +319,11 @@ impl LaePca {
     /// Whether to remove each feature's mean (default true).
     pub fn center(mut self, center: bool) -> Self {
         self.center = center;
+        self
+    }
+    /// How C is applied (default [`Method::Auto`]).
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
         self
     }
 }

@@ -68,6 +68,11 @@ pub struct Fit<T: Real> {
     pub solver: Solver,
     /// The backend that ran (never `Auto`).
     pub backend: Backend,
+    /// How C was applied: [`Method::Gram`](crate::Method::Gram) or
+    /// [`Method::Operator`](crate::Method::Operator) (never `Auto`).
+    pub method: crate::Method,
+    /// Why that method (asked for, or the automatic choice's reason).
+    pub method_reason: String,
     /// The GPU adapter that ran (None on the CPU).
     pub adapter: Option<DeviceInfo>,
     /// What the solver loop's engine did: submissions, host waits, dispatches, buffers and bind groups
@@ -173,6 +178,21 @@ impl<T: Real> Projection<T> {
     /// Back from scores (n x k) to the data space: `scores · components + mean`, n x m.
     pub fn inverse_transform(&self, scores: &DMatrix<T>) -> Result<DMatrix<T>> {
         Self::inverse_transform_with(&self.components, &self.mean, scores)
+    }
+
+    /// Scores of sparse samples (rows of `x`), `(x − mean) componentsᵀ` (n x k), without densifying x:
+    /// `x componentsᵀ − 1 (mean · componentsᵀ)`, summed in f64.
+    pub fn transform_csr(&self, x: &crate::CsrMatrix<T>) -> Result<DMatrix<T>> {
+        check_width(
+            &self.components,
+            &self.mean,
+            "features, the data has",
+            x.ncols(),
+            self.components.ncols(),
+        )?;
+        let w = self.components.transpose().map(|v| v.as_f64());
+        let mean: Vec<f64> = self.mean.iter().map(|v| v.as_f64()).collect();
+        Ok(x.centred_product(&w, &mean).map(T::of_f64))
     }
 
     fn transform_with(

@@ -10,7 +10,7 @@ use cli_helpers::*;
 use common::files::*;
 use common::*;
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
-use laepca::{Backend, LaePca, Real, Solver};
+use laepca::{Backend, CsrMatrix, LaePca, Real, Solver};
 use nalgebra::DMatrix;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -196,13 +196,54 @@ fn fit_matrix_market_coordinate_and_array() {
     let dir = tempfile::tempdir().unwrap();
     // Some exact zeros, as in a count matrix.
     let x = int_data(4).map(|v| if v < 100.0 { 0.0 } else { v - 100.0 });
+    // A coordinate file is kept sparse: integer counts in f32, by the library's route choice, or as
+    // --method says.
     let coo = dir.path().join("x.mtx");
     write_mtx_coordinate(&coo, &x);
-    let out = dir.path().join("coo");
-    fit_ok(&coo, &out, &[]);
+    let csr = CsrMatrix::from_dense(&x.map(|v| v as f32));
+    for method in ["auto", "gram", "operator"] {
+        let out = dir.path().join(format!("coo-{method}"));
+        fit_ok(&coo, &out, &["--method", method]);
+        let r = read_results(&out, K, M);
+        let fit = LaePca::new(K)
+            .backend(Backend::Cpu)
+            .method(method.parse().unwrap())
+            .fit_csr(&csr)
+            .unwrap();
+        assert_eq!(r.summary["method"], fit.method.name());
+        assert_eq!(r.summary["method_requested"], method);
+        assert_eq!(r.summary["method_reason"], fit.method_reason.as_str());
+        assert_eq!(r.summary["iterations"], fit.iterations);
+        let max_diff = (0..K)
+            .flat_map(|i| (0..M).map(move |j| (i, j)))
+            .map(|(i, j)| (r.components[(i, j)] - fit.components[(i, j)].as_f64()).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            max_diff < 2e-6,
+            "{method}: components differ by {max_diff:e}"
+        );
+        // f32 data: the f32 bounds of the dense files' checks below.
+        check_reference(&r, &x, K, 1e-3, 1e-5);
+    }
+    // The scores without densifying, and the same file transposed (features in rows).
+    let out = dir.path().join("coo-scores");
+    fit_ok(&coo, &out, &["--method", "operator", "--scores"]);
     let r = read_results(&out, K, M);
-    check_library(&r, &x, K);
-    check_reference(&r, &x, K, 1e-5, 1e-6);
+    let scores = read_matrix_npy(&out.join("scores.npy"));
+    let want = expected_scores(&x, &r);
+    let err = (&scores - &want).abs().max() / want.abs().max();
+    assert!(err < 1e-5, "sparse scores: relative error {err:e}");
+    let coo_t = dir.path().join("xt.mtx");
+    write_mtx_coordinate(&coo_t, &x.transpose());
+    let out_t = dir.path().join("coo-t");
+    fit_ok(
+        &coo_t,
+        &out_t,
+        &["--method", "operator", "--features-in-rows"],
+    );
+    let rt = read_results(&out_t, K, M);
+    assert_eq!(rt.summary["layout"], "features-in-rows");
+    assert_eq!(rt.components, r.components);
 
     let arr = dir.path().join("a.mtx");
     write_mtx_array(&arr, &x);

@@ -1,4 +1,5 @@
-//! `laepca fit`: read (streaming .npy and IDX row chunks into the Gram accumulation), fit, write.
+//! `laepca fit`: read (streaming .npy and IDX row chunks into the Gram accumulation; Matrix Market
+//! coordinate files kept sparse), fit, write.
 
 use super::output::{
     check_destination, guard_inputs, AdapterJson, DataJson, Outputs, PhasesJson, RunJson,
@@ -7,8 +8,10 @@ use super::output::{
 use super::plot::{convergence_svg, scree_svg};
 use super::progress::Bar;
 use super::{print_out, Context, Failure, FitArgs};
-use laepca::io::{IoError, NpyWriter, Precision, Reader};
-use laepca::{CheckedParams, Error, Fit, GramStats, LaePca, Layout, Real};
+use laepca::io::{Coordinates, IoError, NpyWriter, Precision, Reader};
+use laepca::{
+    Backend, CheckedParams, CsrMatrix, Error, Fit, GramStats, LaePca, Layout, Method, Real,
+};
 use nalgebra::{DMatrix, DVector};
 use std::path::Path;
 use std::process::ExitCode;
@@ -32,6 +35,9 @@ const OUTPUT_NAMES: [&str; 9] = [
 /// the results, prints the report.
 pub fn run(args: &FitArgs) -> Result<ExitCode, Failure> {
     let start = Instant::now();
+    if laepca::io::is_sparse(&args.input)? {
+        return run_sparse(args, start);
+    }
     let reader = Reader::open(&args.input)?;
     let (n, m) = samples_features(args, &reader);
     // The library's own check, before a big file is read.
@@ -51,6 +57,84 @@ pub fn run(args: &FitArgs) -> Result<ExitCode, Failure> {
     let text = result?;
     print_out(&text);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `laepca fit` of a sparse file (a Matrix Market coordinate file): read whole but kept sparse, then
+/// fitted by the library's route choice (or `--method`).
+fn run_sparse(args: &FitArgs, start: Instant) -> Result<ExitCode, Failure> {
+    let bar = Bar::new();
+    bar.message("load", "reading the sparse entries");
+    let t_load = Instant::now();
+    let mut coords = laepca::io::read_coordinates(&args.input)?;
+    if args.features_in_rows {
+        std::mem::swap(&mut coords.rows, &mut coords.cols);
+        for e in &mut coords.entries {
+            *e = (e.1, e.0, e.2);
+        }
+    }
+    let load = t_load.elapsed();
+    let (n, m) = (coords.rows, coords.cols);
+    let model = model(args);
+    let checked = model.check(n, m).map_err(|e| check_error(e, &args.input))?;
+    check_destination(&args.out, &OUTPUT_NAMES)?;
+    for file in OUTPUT_NAMES {
+        guard_inputs(&args.out.join(file), &[&args.input])?;
+    }
+    let model = model.on_progress(bar.hook());
+    let precision = coords.precision();
+    let result = match precision {
+        Precision::F32 => fit_sparse_as::<f32>(args, &model, &checked, coords, load, start, &bar),
+        Precision::F64 => fit_sparse_as::<f64>(args, &model, &checked, coords, load, start, &bar),
+    };
+    bar.clear();
+    let text = result?;
+    print_out(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the CSR matrix in `T`, fits it, writes the results, and returns what to print.
+fn fit_sparse_as<T: Real>(
+    args: &FitArgs,
+    model: &LaePca,
+    checked: &CheckedParams,
+    coords: Coordinates,
+    load: Duration,
+    start: Instant,
+    bar: &Bar,
+) -> Result<String, Failure> {
+    let name = args.input.display().to_string();
+    let t = Instant::now();
+    let nnz = coords.entries.len();
+    let x = coords.into_csr::<T>().context(&name)?;
+    let load = load + t.elapsed();
+    let model = model
+        .clone()
+        .resolve_backend()
+        .context("cannot use the GPU (--backend gpu)")?;
+    let fit = model.fit_csr(&x).context(&name)?;
+    let data = DataJson {
+        input: name,
+        format: "mtx",
+        dtype: format!("sparse, {} stored entries ({nnz} in the file)", x.nnz()),
+        n_samples: checked.n_samples,
+        n_features: checked.n_features,
+        k: checked.k,
+        layout: layout_name(args),
+        center: !args.no_center,
+        precision: if std::mem::size_of::<T>() == 4 {
+            Precision::F32.name()
+        } else {
+            Precision::F64.name()
+        },
+    };
+    let gram = fit.timings.gram;
+    let file_fit = FileFit {
+        fit,
+        load,
+        gram,
+        samples: Samples::Sparse(&x),
+    };
+    write_and_report(args, &model, checked, file_fit, data, start, bar)
 }
 
 /// (samples, features) of the file as the layout reads it.
@@ -99,7 +183,8 @@ fn model(args: &FitArgs) -> LaePca {
         .max_iter(args.max_iter)
         .lambda(args.lambda)
         .alpha(args.alpha)
-        .tol(args.tol);
+        .tol(args.tol)
+        .method(args.method);
     if let Some(a) = &args.adapter {
         model = model.adapter(a.clone());
     }
@@ -228,14 +313,24 @@ fn rows_f32<T: Real>(x: &DMatrix<T>) -> Vec<f32> {
 }
 
 /// A fit of the file with the times spent outside the library.
-struct FileFit<T: Real> {
+struct FileFit<'a, T: Real> {
     fit: Fit<T>,
     /// Reading and decoding the file.
     load: Duration,
     /// Accumulating C (the library's own time when it read the whole matrix).
     gram: Duration,
-    /// The samples (rows), kept when the file was read whole and the scores are wanted.
-    samples: Option<DMatrix<T>>,
+    /// Where the scores' samples come from.
+    samples: Samples<'a, T>,
+}
+
+/// The samples for the scores.
+enum Samples<'a, T: Real> {
+    /// Kept in memory (the file was read whole and the scores are wanted).
+    Dense(DMatrix<T>),
+    /// The sparse matrix that was fitted.
+    Sparse(&'a CsrMatrix<T>),
+    /// A second streamed pass over the file.
+    Stream,
 }
 
 /// Fits, writes the results, and returns what to print.
@@ -257,8 +352,21 @@ fn fit_as<T: Real>(
     } else {
         fit_streamed::<T>(&model, &mut reader, bar)?
     };
-    let fit = &file_fit.fit;
+    let data = data_json(args, &reader, checked);
+    write_and_report(args, &model, checked, file_fit, data, start, bar)
+}
 
+/// Writes the results of a fit (and the scores, the plots), then the summary; returns what to print.
+fn write_and_report<T: Real>(
+    args: &FitArgs,
+    model: &LaePca,
+    checked: &CheckedParams,
+    file_fit: FileFit<'_, T>,
+    data: DataJson,
+    start: Instant,
+    bar: &Bar,
+) -> Result<String, Failure> {
+    let fit = &file_fit.fit;
     bar.message("write", "writing the results");
     let t_write = Instant::now();
     let mut out = Outputs::new(&args.out, &OUTPUT_NAMES)?;
@@ -268,17 +376,22 @@ fn fit_as<T: Real>(
             "scores",
             "projecting the data (a second pass over the file)",
         );
-        write_scores(&mut out, fit, file_fit.samples.as_ref(), args)?;
+        write_scores(&mut out, fit, &file_fit.samples, args)?;
     }
     if args.plot {
         write_plots(&mut out, fit, args)?;
     }
     let mut files = out.names();
     files.push("summary.json".to_string());
+    // The operator route forms no C: its set-up (the column-sorted copy, the means) ran on the CPU.
+    let gram_backend = match fit.method {
+        Method::Operator => Backend::Cpu,
+        _ => model.requested_backend(),
+    };
     let summary = Summary {
         laepca_version: env!("CARGO_PKG_VERSION"),
-        data: data_json(args, &reader, checked),
-        run: run_json(args, checked, fit, model.requested_backend()),
+        data,
+        run: run_json(args, checked, fit, gram_backend),
         spectrum: SpectrumJson {
             singular_values: to_f64(&fit.singular_values),
             explained_variance: to_f64(&fit.explained_variance),
@@ -320,7 +433,7 @@ fn fit_whole<T: Real>(
     model: &LaePca,
     reader: &mut Reader,
     bar: &Bar,
-) -> Result<FileFit<T>, Failure> {
+) -> Result<FileFit<'static, T>, Failure> {
     bar.message("load", "reading the whole file (features in rows)");
     let t = Instant::now();
     let mat = reader.read_all::<T>()?;
@@ -331,9 +444,10 @@ fn fit_whole<T: Real>(
         .fit_slice(&mat.data, mat.rows, mat.cols)
         .map_err(|e| data_error(e, reader))?;
     let gram = fit.timings.gram;
-    let samples = args
-        .scores
-        .then(|| DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data).transpose());
+    let samples = match args.scores {
+        true => Samples::Dense(DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data).transpose()),
+        false => Samples::Stream,
+    };
     Ok(FileFit {
         fit,
         load,
@@ -347,7 +461,7 @@ fn fit_streamed<T: Real>(
     model: &LaePca,
     reader: &mut Reader,
     bar: &Bar,
-) -> Result<FileFit<T>, Failure> {
+) -> Result<FileFit<'static, T>, Failure> {
     let (stats, load, gram) = accumulate::<T>(model, reader, bar)?;
     let fit = model
         .fit_gram::<T>(&stats)
@@ -356,7 +470,7 @@ fn fit_streamed<T: Real>(
         fit,
         load,
         gram,
-        samples: None,
+        samples: Samples::Stream,
     })
 }
 
@@ -413,13 +527,17 @@ fn data_json(args: &FitArgs, reader: &Reader, checked: &CheckedParams) -> DataJs
         n_samples: checked.n_samples,
         n_features: checked.n_features,
         k: checked.k,
-        layout: if args.features_in_rows {
-            "features-in-rows"
-        } else {
-            "samples-in-rows"
-        },
+        layout: layout_name(args),
         center: !args.no_center,
         precision: reader.precision().name(),
+    }
+}
+
+fn layout_name(args: &FitArgs) -> &'static str {
+    if args.features_in_rows {
+        "features-in-rows"
+    } else {
+        "samples-in-rows"
     }
 }
 
@@ -435,6 +553,9 @@ fn run_json<T: Real>(
         solver_requested: args.solver.name().to_string(),
         backend: fit.backend.name().to_string(),
         backend_requested: args.backend.name().to_string(),
+        method: fit.method.name().to_string(),
+        method_requested: args.method.name().to_string(),
+        method_reason: fit.method_reason.clone(),
         phases: PhasesJson::of(gram_backend, fit.backend),
         adapter: fit.adapter.as_ref().map(AdapterJson::of),
         lambda: fit.lambda,
@@ -454,7 +575,7 @@ fn run_json<T: Real>(
 fn write_scores<T: Real>(
     out: &mut Outputs,
     fit: &Fit<T>,
-    samples: Option<&DMatrix<T>>,
+    samples: &Samples<'_, T>,
     args: &FitArgs,
 ) -> Result<(), Failure> {
     let projection = fit.projection();
@@ -462,11 +583,15 @@ fn write_scores<T: Real>(
     let mut writer = NpyWriter::create(out.path("scores.npy"), &[fit.n_samples, k])?;
     let name = args.input.display();
     match samples {
-        Some(x) => {
+        Samples::Dense(x) => {
             let scores = projection.transform(x).context(&name)?;
             writer.write(&rows_f32(&scores))?;
         }
-        None => {
+        Samples::Sparse(x) => {
+            let scores = projection.transform_csr(x).context(&name)?;
+            writer.write(&rows_f32(&scores))?;
+        }
+        Samples::Stream => {
             let mut reader = Reader::open(&args.input)?;
             let chunk = reader.chunk_rows();
             let mut buf = Vec::<T>::new();
@@ -529,8 +654,15 @@ fn run_line(run: &RunJson) -> String {
         "NOT converged"
     };
     format!(
-        "solver {} on {on}: {} iterations ({} passes over C), {state} (tol {:.1e}); lambda {:.4e}\n",
-        run.solver, run.iterations, run.passes, run.tol, run.lambda
+        "solver {} on {on}: {} iterations ({} passes over C), {state} (tol {:.1e}); lambda {:.4e}\n\
+         method {} ({})\n",
+        run.solver,
+        run.iterations,
+        run.passes,
+        run.tol,
+        run.lambda,
+        run.method,
+        run.method_reason
     )
 }
 

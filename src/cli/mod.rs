@@ -10,7 +10,7 @@ mod progress;
 mod transform;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use laepca::{Backend, LaePca, Solver};
+use laepca::{Backend, LaePca, Method, Solver};
 use std::fmt::Display;
 use std::io::Write;
 use std::path::PathBuf;
@@ -88,6 +88,11 @@ pub struct FitArgs {
     /// Do not remove the features' means
     #[arg(long)]
     pub no_center: bool,
+    /// How C is applied: auto (the library's choice from the shape, the density and the memory
+    /// available), gram (C formed) or operator (sparse input: each product taken from the data, C never
+    /// formed)
+    #[arg(long, value_name = "METHOD", default_value = "auto")]
+    pub method: Method,
     /// The file holds features in rows and samples in columns (the paper's layout; read whole)
     #[arg(long)]
     pub features_in_rows: bool,

@@ -525,6 +525,12 @@ pub struct RunJson {
     pub backend: String,
     /// The backend asked for.
     pub backend_requested: String,
+    /// How C was applied: "gram" (formed) or "operator" (from the sparse data at each product).
+    pub method: String,
+    /// The method asked for (--method).
+    pub method_requested: String,
+    /// Why that method: "asked for", or the automatic choice's reason.
+    pub method_reason: String,
     /// Where each phase ran.
     pub phases: PhasesJson,
     /// The GPU adapter (null on the CPU).

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | NumPy | `.npy` | float32/64, (u)int8/16/32/64, bool; either byte order; C or Fortran order; 2-D only. **Streamed**: row chunks through one bounded buffer (no memory map) |
 //! | delimited text | `.csv` (commas), `.tsv` (tabs), optionally `.gz` | numbers only; a first line without any number is a header; `#` lines and blank lines skipped; read whole, parsed in parallel |
-//! | Matrix Market | `.mtx`, optionally `.gz` | `matrix coordinate` or `array`; `real`, `double`, `integer` or `pattern`; `general`, `symmetric` or `skew-symmetric`; densified (read whole; coordinate entries parsed in parallel) |
+//! | Matrix Market | `.mtx`, optionally `.gz` | `matrix coordinate` or `array`; `real`, `double`, `integer` or `pattern`; `general`, `symmetric` or `skew-symmetric`; densified by [`Reader`] (read whole; coordinate entries parsed in parallel), or coordinate files kept sparse by [`read_coordinates`] (what `laepca fit` does) |
 //! | IDX (MNIST) | `.idx`, `*-ubyte` (e.g. `train-images-idx3-ubyte`), optionally `.gz` | u8, i8, i16, i32, f32, f64; n x d1 x d2... flattened to one row of d1·d2·... values per item; **streamed** |
 //!
 //! A [`Reader`] gives the shape up front and then rows in chunks ([`Reader::read_rows`]), converted to
@@ -44,6 +44,7 @@ mod write;
 
 use error::SizeContext;
 pub use error::{IoError, Result};
+pub use mtx::Coordinates;
 pub use npy::{read_npy, NpyArray};
 pub use write::{stage_bytes, stage_npy, write_atomic, write_npy, NpyWriter, StagedFile};
 
@@ -372,6 +373,32 @@ impl<T: Real> Matrix<T> {
 /// Reads a whole data matrix file (any format of [`Reader`]).
 pub fn read_matrix<T: Real>(path: impl AsRef<Path>) -> Result<Matrix<T>> {
     Reader::open(path)?.read_all()
+}
+
+/// Whether a file is sparse: a Matrix Market coordinate file (only its banner is read). Every other
+/// format is dense.
+pub fn is_sparse(path: impl AsRef<Path>) -> Result<bool> {
+    let path = path.as_ref();
+    if Format::from_path(path)? != Format::MatrixMarket {
+        return Ok(false);
+    }
+    let mut input = Input::open(path)?;
+    mtx::is_coordinate(&mut input, path).map_err(|e| input.explain(e))
+}
+
+/// Reads a Matrix Market coordinate file (optionally gzipped) without densifying it; turn the entries
+/// into a [`CsrMatrix`](crate::CsrMatrix) with [`Coordinates::into_csr`].
+pub fn read_coordinates(path: impl AsRef<Path>) -> Result<Coordinates> {
+    let path = path.as_ref();
+    if Format::from_path(path)? != Format::MatrixMarket {
+        return Err(IoError::invalid(
+            path,
+            "only Matrix Market coordinate files (.mtx, .mtx.gz) are read sparse",
+        ));
+    }
+    let mut input = Input::open(path)?;
+    let holds = input.holds();
+    mtx::read_coordinates(&mut input, path, holds).map_err(|e| input.explain(e))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Matrix Market (.mtx): `%%MatrixMarket matrix coordinate|array real|double|integer|pattern
-//! general|symmetric|skew-symmetric`, densified (8 bytes per entry of the full matrix). Coordinate entries
-//! repeated at the same place are summed; they are parsed in parallel and added in file order.
+//! general|symmetric|skew-symmetric`, densified (8 bytes per entry of the full matrix) by [`read_mtx`], or
+//! for coordinate files kept sparse by [`read_coordinates`] (16 bytes per entry while reading). Coordinate
+//! entries repeated at the same place are summed; they are parsed in parallel and added in file order.
 
 use super::error::{IoError, Result, SizeContext};
 use super::lines::{parse_lines, read_line, utf8, Block, LineParser, Split};
@@ -88,6 +89,155 @@ fn parse_value(tok: Option<&str>) -> std::result::Result<f64, String> {
         .map_err(|_| format!("'{tok}' is not a number"))
 }
 
+/// The entries of a coordinate Matrix Market file, kept sparse (see [`read_coordinates`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Coordinates {
+    /// Rows of the matrix.
+    pub rows: usize,
+    /// Columns of the matrix.
+    pub cols: usize,
+    /// `(row, column, value)` from 0, in file order, a symmetric file's mirror images after each entry.
+    pub entries: Vec<(u32, u32, f64)>,
+}
+
+impl Coordinates {
+    /// The float type that holds every value exactly (f32 for counts below 2²⁴, for instance).
+    pub fn precision(&self) -> super::Precision {
+        if self.entries.iter().all(|&(_, _, v)| (v as f32) as f64 == v) {
+            super::Precision::F32
+        } else {
+            super::Precision::F64
+        }
+    }
+
+    /// The matrix in CSR form (entries at the same place summed in file order, in f64, then rounded to
+    /// `T`); the entries are dropped once they are placed.
+    pub fn into_csr<T: crate::Real>(self) -> crate::Result<crate::CsrMatrix<T>> {
+        let Coordinates {
+            rows,
+            cols,
+            entries,
+        } = self;
+        // A counting sort by row keeps the file order within each row.
+        let mut indptr = vec![0usize; rows + 1];
+        for &(i, _, _) in &entries {
+            indptr[i as usize + 1] += 1;
+        }
+        for i in 0..rows {
+            indptr[i + 1] += indptr[i];
+        }
+        let (mut placed_cols, mut placed_values) =
+            (vec![0u32; entries.len()], vec![0.0; entries.len()]);
+        let mut next = indptr.clone();
+        for &(i, j, v) in &entries {
+            placed_cols[next[i as usize]] = j;
+            placed_values[next[i as usize]] = v;
+            next[i as usize] += 1;
+        }
+        drop(entries);
+        // Each row by column (a stable sort: repeats stay in file order), repeats summed.
+        let (mut indices, mut values) = (Vec::with_capacity(placed_cols.len()), Vec::<T>::new());
+        values.reserve_exact(placed_cols.len());
+        let mut starts = vec![0usize; rows + 1];
+        let mut row = Vec::new();
+        for i in 0..rows {
+            let range = indptr[i]..indptr[i + 1];
+            row.clear();
+            row.extend(
+                placed_cols[range.clone()]
+                    .iter()
+                    .copied()
+                    .zip(placed_values[range].iter().copied()),
+            );
+            row.sort_by_key(|&(j, _)| j);
+            let mut at = 0;
+            while at < row.len() {
+                let (j, mut v) = row[at];
+                at += 1;
+                while at < row.len() && row[at].0 == j {
+                    v += row[at].1;
+                    at += 1;
+                }
+                indices.push(j);
+                values.push(T::of_f64(v));
+            }
+            starts[i + 1] = values.len();
+        }
+        drop((placed_cols, placed_values));
+        crate::CsrMatrix::try_new(rows, cols, starts, indices, values)
+    }
+}
+
+/// Whether a Matrix Market file is a coordinate (sparse) one: reads its banner only.
+pub(super) fn is_coordinate(input: &mut dyn BufRead, path: &Path) -> Result<bool> {
+    let mut raw = Vec::new();
+    read_line(input, &mut raw, 1, path)?;
+    Ok(read_banner(&String::from_utf8_lossy(&raw), path)?.coordinate)
+}
+
+/// Reads a coordinate Matrix Market file's entries, kept sparse (an `array` file is an error: it is
+/// dense, for [`read_mtx`]).
+pub(super) fn read_coordinates(
+    input: &mut dyn BufRead,
+    path: &Path,
+    holds: Option<u64>,
+) -> Result<Coordinates> {
+    let mut raw = Vec::new();
+    read_line(input, &mut raw, 1, path)?;
+    let banner = read_banner(&String::from_utf8_lossy(&raw), path)?;
+    if !banner.coordinate {
+        return Err(IoError::invalid(
+            path,
+            "an array file lists every value: it is read dense, not sparse",
+        ));
+    }
+    let mut lines = Lines {
+        input,
+        path,
+        line: 1,
+        raw,
+        buf: String::new(),
+    };
+    let sizes = read_sizes(&mut lines, &banner)?;
+    if sizes.rows > u32::MAX as usize || sizes.cols > u32::MAX as usize {
+        return Err(IoError::invalid(
+            path,
+            format!(
+                "a {} x {} matrix: sparse indices are 32-bit (at most 2^32 - 1 rows and columns)",
+                sizes.rows, sizes.cols
+            ),
+        ));
+    }
+    // An entry line takes at least 4 bytes ("1 1\n"); a symmetric file's off-diagonal ones count twice.
+    let mirrored = if banner.symmetry == Symmetry::General {
+        1
+    } else {
+        2
+    };
+    let capacity = sizes.entries.checked_mul(mirrored);
+    crate::alloc::check(
+        || format!("{} sparse entries (16 bytes each)", sizes.entries),
+        capacity,
+        16,
+        holds.map(|h| (h / 4 + 1).saturating_mul(mirrored as u64)),
+    )
+    .allocating(path)?;
+    let mut entries = Vec::new();
+    crate::alloc::reserve(&mut entries, capacity.unwrap_or(0), || {
+        format!("{} sparse entries", sizes.entries)
+    })
+    .allocating(path)?;
+    let target = Target::Entries(entries);
+    match read_coordinate_entries(&mut lines, &banner, &sizes, target, Split::DEFAULT)? {
+        Target::Entries(entries) => Ok(Coordinates {
+            rows: sizes.rows,
+            cols: sizes.cols,
+            entries,
+        }),
+        Target::Dense(_) => unreachable!("the target keeps its kind"),
+    }
+}
+
 /// Reads a Matrix Market file into a dense row-major matrix; `holds` (when known) is the most bytes the
 /// input can deliver, which bounds the values an `array` file can hold.
 pub(super) fn read_mtx(input: &mut dyn BufRead, path: &Path, holds: Option<u64>) -> Result<Dense> {
@@ -114,7 +264,13 @@ fn read_mtx_split(
     let sizes = read_sizes(&mut lines, &banner)?;
     let mut values = allocate(&banner, &sizes, path, holds)?;
     if banner.coordinate {
-        values = read_coordinate_entries(&mut lines, &banner, &sizes, values, split)?;
+        if let Target::Dense(v) =
+            read_coordinate_entries(&mut lines, &banner, &sizes, Target::Dense(values), split)?
+        {
+            values = v;
+        } else {
+            unreachable!("the target keeps its kind");
+        }
     } else {
         read_array_values(&mut lines, &banner, &sizes, &mut values)?;
         if lines.next_content()? {
@@ -281,14 +437,30 @@ fn allocate(banner: &Banner, sizes: &Sizes, path: &Path, holds: Option<u64>) -> 
     .allocating(path)
 }
 
-/// The parse of coordinate entries `i j [value]`: parsed in parallel, added into the dense matrix in
-/// file order (so that repeated entries sum the same whatever the thread count), with their mirror
-/// images for a symmetric or skew-symmetric matrix.
+/// Where coordinate entries go: added into a dense row-major matrix, or kept as entries.
+enum Target {
+    Dense(Vec<f64>),
+    Entries(Vec<(u32, u32, f64)>),
+}
+
+impl Target {
+    fn add(&mut self, i: usize, j: usize, v: f64, cols: usize) {
+        match self {
+            Target::Dense(values) => values[i * cols + j] += v,
+            // The reader checked that the sizes fit 32 bits.
+            Target::Entries(entries) => entries.push((i as u32, j as u32, v)),
+        }
+    }
+}
+
+/// The parse of coordinate entries `i j [value]`: parsed in parallel, added into the target in file
+/// order (so that repeated entries sum the same whatever the thread count), with their mirror images
+/// for a symmetric or skew-symmetric matrix.
 struct Coordinate<'a> {
     path: &'a Path,
     banner: &'a Banner,
     sizes: &'a Sizes,
-    values: Vec<f64>,
+    values: Target,
     /// The entries added so far.
     added: usize,
 }
@@ -369,12 +541,12 @@ impl LineParser for Coordinate<'_> {
             if self.added == self.sizes.entries {
                 return Err(self.more_entries(line));
             }
-            self.values[i * cols + j] += v;
+            self.values.add(i, j, v, cols);
             if i != j {
                 match self.banner.symmetry {
                     Symmetry::General => {}
-                    Symmetry::Symmetric => self.values[j * cols + i] += v,
-                    Symmetry::Skew => self.values[j * cols + i] -= v,
+                    Symmetry::Symmetric => self.values.add(j, i, v, cols),
+                    Symmetry::Skew => self.values.add(j, i, -v, cols),
                 }
             }
             self.added += 1;
@@ -395,9 +567,9 @@ fn read_coordinate_entries(
     lines: &mut Lines,
     banner: &Banner,
     sizes: &Sizes,
-    values: Vec<f64>,
+    values: Target,
     split: Split,
-) -> Result<Vec<f64>> {
+) -> Result<Target> {
     let mut parser = Coordinate {
         path: lines.path,
         banner,
@@ -497,6 +669,76 @@ mod tests {
         let d =
             read("%%MatrixMarket matrix coordinate real skew-symmetric\n2 2 1\n2 1 3\n").unwrap();
         assert_eq!(d.values, vec![0.0, -3.0, 3.0, 0.0]);
+    }
+
+    fn read_sparse(text: &str) -> Result<Coordinates> {
+        read_coordinates(
+            &mut text.as_bytes(),
+            Path::new("t.mtx"),
+            Some(text.len() as u64),
+        )
+    }
+
+    /// The sparse reader's CSR matrix, densified, is the dense reader's matrix, bit for bit.
+    fn sparse_is_dense(text: &str) {
+        let dense = read(text).unwrap();
+        let csr = read_sparse(text).unwrap().into_csr::<f64>().unwrap();
+        assert_eq!((csr.nrows(), csr.ncols()), (dense.rows, dense.cols));
+        let from_sparse = csr.to_dense();
+        for i in 0..dense.rows {
+            for j in 0..dense.cols {
+                assert_eq!(
+                    from_sparse[(i, j)].to_bits(),
+                    dense.values[i * dense.cols + j].to_bits(),
+                    "({i}, {j}) of {text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_reads_are_the_dense_reads() {
+        for text in [
+            "%%MatrixMarket matrix coordinate real general\n% c\n2 3 3\n1 1 1.5\n2 3 -2\n2 3 1\n",
+            "%%MatrixMarket matrix coordinate integer symmetric\n2 2 2\n1 1 4\n2 1 7\n",
+            "%%MatrixMarket matrix coordinate pattern general\n2 2 1\n2 1\n",
+            "%%MatrixMarket matrix coordinate real skew-symmetric\n2 2 1\n2 1 3\n",
+            "%%MatrixMarket matrix coordinate real general\n3 2 0\n",
+        ] {
+            sparse_is_dense(text);
+        }
+        // Repeats of magnitudes whose sum depends on the order: summed in file order, as densified.
+        let (text, _) = repeated_entries();
+        sparse_is_dense(&text);
+        let coords = read_sparse(&text).unwrap();
+        assert_eq!(coords.entries.len(), 6000);
+        assert_eq!(coords.precision(), crate::io::Precision::F64);
+        let csr = coords.into_csr::<f64>().unwrap();
+        // Each place stored once, columns ascending within a row.
+        for i in 0..csr.nrows() {
+            let (cols, _) = csr.row(i);
+            assert!(cols.windows(2).all(|w| w[0] < w[1]), "row {i}: {cols:?}");
+        }
+        let ints = read_sparse("%%MatrixMarket matrix coordinate integer general\n2 2 1\n1 2 7\n");
+        assert_eq!(ints.unwrap().precision(), crate::io::Precision::F32);
+    }
+
+    #[test]
+    fn sparse_reader_errors() {
+        let e = read_sparse("%%MatrixMarket matrix array real general\n1 1\n1\n").unwrap_err();
+        assert!(e.to_string().contains("read dense"), "{e}");
+        let e = read_sparse("%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 1\n")
+            .unwrap_err();
+        assert!(matches!(e, IoError::Truncated { .. }), "{e}");
+        // A size line that announces more entries than the file's bytes can hold: refused before
+        // anything is allocated.
+        let e = read_sparse("%%MatrixMarket matrix coordinate real general\n9 9 1000000000000\n")
+            .unwrap_err();
+        assert!(matches!(e, IoError::Truncated { .. }), "{e:?}");
+        assert!(e.to_string().contains("sparse entries"), "{e}");
+        let e = read_sparse("%%MatrixMarket matrix coordinate real general\n5000000000 2 0\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("32-bit"), "{e}");
     }
 
     #[test]

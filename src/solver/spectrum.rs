@@ -4,6 +4,7 @@
 //! Ritz value θ_i ≤ λ_i(C)), so `λ = θ_k / 2` is guaranteed to keep all k components, whatever the
 //! number of power steps; more steps only make the bound tighter.
 
+use crate::operator::GramOperator;
 use crate::rng::Rng;
 use nalgebra::{DMatrix, SymmetricEigen};
 
@@ -11,14 +12,38 @@ use nalgebra::{DMatrix, SymmetricEigen};
 /// `min(m, k + 8)` columns started from a seeded Gaussian block.
 pub(crate) fn ritz_values(c: &DMatrix<f64>, k: usize, steps: usize, seed: u64) -> Vec<f64> {
     let (c, unit) = unit_scaled(c);
-    let m = c.nrows();
+    ritz_values_of(|x| &c * x, c.nrows(), k, steps, seed, unit)
+}
+
+/// [`ritz_values`] of C given as an operator (never formed): its products scaled by the power of two
+/// nearest C's largest diagonal entry, as [`unit_scaled`] scales a formed C.
+pub(crate) fn operator_ritz_values(
+    c: &dyn GramOperator,
+    k: usize,
+    steps: usize,
+    seed: u64,
+) -> Vec<f64> {
+    let unit = unit_of(c.diagonal().iter().fold(0.0f64, |a, &v| a.max(v.abs())));
+    let apply = |x: &DMatrix<f64>| c.apply(x) / unit;
+    ritz_values_of(apply, c.n_features(), k, steps, seed, unit)
+}
+
+/// Subspace iteration on the m x m `apply` (C / unit).
+fn ritz_values_of(
+    apply: impl Fn(&DMatrix<f64>) -> DMatrix<f64>,
+    m: usize,
+    k: usize,
+    steps: usize,
+    seed: u64,
+    unit: f64,
+) -> Vec<f64> {
     let b = m.min(k + 8);
     let mut rng = Rng::new(seed ^ 0x005E_ED0F_5EC7);
     let mut x = DMatrix::from_vec(m, b, rng.normals(m * b)).qr().q();
     for _ in 0..steps {
-        x = (&c * &x).qr().q();
+        x = apply(&x).qr().q();
     }
-    let h = x.transpose() * (&c * &x);
+    let h = x.transpose() * apply(&x);
     sorted_desc(SymmetricEigen::new(h).eigenvalues.as_slice(), unit)
 }
 
@@ -33,12 +58,17 @@ pub(crate) fn eigenvalues(c: &DMatrix<f64>) -> Vec<f64> {
 /// C of 1e200 (or 1e-200); a power of two scales exactly.
 fn unit_scaled(c: &DMatrix<f64>) -> (DMatrix<f64>, f64) {
     let largest = c.diagonal().iter().fold(0.0f64, |a, &v| a.max(v.abs()));
-    let unit = if largest > 0.0 && largest.is_finite() {
+    let unit = unit_of(largest);
+    (c / unit, unit)
+}
+
+/// The power of two nearest `largest` (1 for zero or a non-finite value).
+fn unit_of(largest: f64) -> f64 {
+    if largest > 0.0 && largest.is_finite() {
         2f64.powi((largest.log2().round() as i32).clamp(-1021, 1021))
     } else {
         1.0
-    };
-    (c / unit, unit)
+    }
 }
 
 fn sorted_desc(v: &[f64], unit: f64) -> Vec<f64> {

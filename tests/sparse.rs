@@ -1,0 +1,270 @@
+//! Sparse input (CSR, Matrix Market coordinate files): both routes (C formed from densified row blocks,
+//! or applied matrix-free) against independent f64 references on the densified data, the same bits
+//! whatever the thread count, the scores without densifying, the checks of the CSR arrays, and the GPU's
+//! Gram route on lavapipe.
+
+mod common;
+
+use common::{
+    centred_gram, columns, have_gpu, largest_principal_angle, orthonormal, reference_eigen,
+    NumpyLegacy,
+};
+use laepca::io::read_coordinates;
+use laepca::{Backend, CsrMatrix, Error, Fit, LaePca, Method, Real, Solver};
+use nalgebra::DMatrix;
+
+/// scanpy 1.11.5's `pbmc68k_reduced().raw.X` (700 cells x 765 genes, 174400 stored entries,
+/// log-normalised), exported as a Matrix Market coordinate file.
+fn pbmc_raw<T: Real>() -> CsrMatrix<T> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/pbmc68k_reduced_raw.mtx.gz"
+    );
+    read_coordinates(path).unwrap().into_csr::<T>().unwrap()
+}
+
+/// Sparse counts: `n x m`, about `density` of the entries stored, values 1..=9 with a per-column scale,
+/// and a few dense-ish columns so that the means matter.
+fn counts(n: usize, m: usize, density: f64, seed: u32) -> DMatrix<f64> {
+    let mut rng = NumpyLegacy::new(seed);
+    DMatrix::from_fn(n, m, |_, j| {
+        let u = rng.normal().abs() / 2.5;
+        let keep = if j % 17 == 0 { 0.9 } else { density };
+        if u < keep {
+            (1.0 + (rng.normal().abs() * 3.0).floor()) * (1.0 + j as f64 / m as f64)
+        } else {
+            0.0
+        }
+    })
+}
+
+/// The largest principal angle to the f64 reference and the largest relative error of the explained
+/// variance ratios.
+fn errors<T: Real>(fit: &Fit<T>, dense: &DMatrix<f64>, k: usize) -> (f64, f64) {
+    let c = centred_gram(dense);
+    let (vals, vecs) = reference_eigen(&c, k);
+    let angle = largest_principal_angle(&vecs, &orthonormal(&columns(&fit.components)));
+    let total = c.trace();
+    let evr = (0..k)
+        .map(|i| {
+            let want = vals[i] / total;
+            (fit.explained_variance_ratio[i].as_f64() - want).abs() / want
+        })
+        .fold(0.0, f64::max);
+    (angle, evr)
+}
+
+#[test]
+fn pbmc_raw_counts_from_the_mtx_match_the_densified_f64_reference_on_both_routes() {
+    let x = pbmc_raw::<f64>();
+    assert_eq!((x.nrows(), x.ncols(), x.nnz()), (700, 765, 174400));
+    let dense = x.to_dense();
+    let k = 50;
+    for method in [Method::Gram, Method::Operator] {
+        let fit = LaePca::new(k).method(method).fit_csr(&x).unwrap();
+        assert_eq!(fit.method, method);
+        assert!(fit.converged, "{method:?}: not converged");
+        let (angle, evr) = errors(&fit, &dense, k);
+        eprintln!(
+            "pbmc raw k = {k}, {method:?}: {} passes, angle {angle:.1e}, evr {evr:.1e}",
+            fit.passes
+        );
+        // The bounds for f64.
+        assert!(angle <= 1e-5, "{method:?}: angle {angle:e}");
+        assert!(evr <= 1e-6, "{method:?}: explained variance ratio {evr:e}");
+        let mean_err = (0..765)
+            .map(|j| (fit.mean[j] - dense.column(j).mean()).abs())
+            .fold(0.0, f64::max);
+        assert!(mean_err <= 1e-12, "{method:?}: mean error {mean_err:e}");
+    }
+}
+
+#[test]
+fn the_automatic_choice_takes_the_cheaper_route_and_says_why() {
+    // 765 features, 174400 entries: 30 matrix-free products cost less than forming C.
+    let fit = LaePca::new(5).fit_csr(&pbmc_raw::<f32>()).unwrap();
+    assert_eq!(fit.method, Method::Operator);
+    assert!(
+        fit.method_reason.contains("cheaper"),
+        "{}",
+        fit.method_reason
+    );
+    // A dense-ish matrix (40% stored) with few features: forming C is cheaper.
+    let x = CsrMatrix::from_dense(&counts(2000, 40, 0.4, 3).map(|v| v as f32));
+    let fit = LaePca::new(5).fit_csr(&x).unwrap();
+    assert_eq!(fit.method, Method::Gram, "{}", fit.method_reason);
+    assert!(fit.method_reason.contains("cheaper"));
+    // Asked for: said so.
+    let fit = LaePca::new(5).method(Method::Operator).fit_csr(&x).unwrap();
+    assert_eq!(
+        (fit.method, fit.method_reason.as_str()),
+        (Method::Operator, "asked for")
+    );
+}
+
+#[test]
+fn f32_counts_on_both_routes_agree_with_the_reference_to_f32_accuracy() {
+    let dense = counts(600, 90, 0.08, 11);
+    let x = CsrMatrix::from_dense(&dense.map(|v| v as f32));
+    let k = 8;
+    for method in [Method::Gram, Method::Operator] {
+        let fit = LaePca::new(k).method(method).fit_csr(&x).unwrap();
+        let (angle, evr) = errors(&fit, &dense, k);
+        // The operator route multiplies in f64 and rounds each product to f32: f32-level angles.
+        assert!(angle < 1e-3, "{method:?}: angle {angle:e}");
+        assert!(evr < 1e-5, "{method:?}: explained variance ratio {evr:e}");
+    }
+}
+
+#[test]
+fn every_solver_runs_on_the_operator_route() {
+    let dense = counts(300, 40, 0.15, 5);
+    let x = CsrMatrix::from_dense(&dense);
+    let k = 3;
+    for solver in [Solver::ExactTied, Solver::Momentum] {
+        let fit = LaePca::new(k)
+            .solver(solver)
+            .method(Method::Operator)
+            .fit_csr(&x)
+            .unwrap();
+        let (angle, evr) = errors(&fit, &dense, k);
+        assert!(angle < 1e-5, "{solver:?}: angle {angle:e}");
+        assert!(evr < 1e-6, "{solver:?}: explained variance ratio {evr:e}");
+        // λ was chosen from the operator's Ritz values: below σ_k².
+        let sigma_k = fit.singular_values[k - 1];
+        assert!(fit.lambda > 0.0 && fit.lambda < sigma_k * sigma_k);
+    }
+}
+
+#[test]
+fn uncentred_operator_fit_is_the_uncentred_reference() {
+    let dense = counts(200, 30, 0.2, 8);
+    let x = CsrMatrix::from_dense(&dense);
+    let k = 4;
+    let fit = LaePca::new(k)
+        .center(false)
+        .method(Method::Operator)
+        .fit_csr(&x)
+        .unwrap();
+    let (_, vecs) = reference_eigen(&(dense.transpose() * &dense), k);
+    let angle = largest_principal_angle(&vecs, &orthonormal(&columns(&fit.components)));
+    assert!(angle < 1e-6, "angle {angle:e}");
+    assert!(fit.mean.iter().all(|&v| v == 0.0));
+}
+
+/// The operator route's bits, run on a pool of `threads` threads.
+fn operator_fit_bits(x: &CsrMatrix<f32>, threads: usize) -> (Vec<u32>, Vec<u32>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let fit = pool.install(|| LaePca::new(6).method(Method::Operator).fit_csr(x).unwrap());
+    (
+        fit.components.iter().map(|v| v.to_bits()).collect(),
+        fit.singular_values.iter().map(|v| v.to_bits()).collect(),
+    )
+}
+
+#[test]
+fn operator_route_gives_the_same_bits_whatever_the_thread_count() {
+    let x = CsrMatrix::from_dense(&counts(3000, 200, 0.05, 21).map(|v| v as f32));
+    let one = operator_fit_bits(&x, 1);
+    for threads in [2, 3] {
+        assert_eq!(operator_fit_bits(&x, threads), one, "{threads} threads");
+    }
+}
+
+#[test]
+fn sparse_scores_are_the_dense_scores() {
+    let dense = counts(250, 60, 0.1, 4);
+    let x = CsrMatrix::from_dense(&dense);
+    let fit = LaePca::new(5).fit_csr(&x).unwrap();
+    let sparse = fit.projection().transform_csr(&x).unwrap();
+    let want = fit.transform(&dense).unwrap();
+    let err = (&sparse - &want).abs().max() / want.abs().max();
+    assert!(err < 1e-12, "relative error {err:e}");
+    // A matrix of the wrong width is an error, not a panic.
+    let narrow = CsrMatrix::from_dense(&DMatrix::<f64>::identity(3, 59));
+    assert!(matches!(
+        fit.projection().transform_csr(&narrow),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}
+
+#[test]
+fn csr_arrays_are_checked() {
+    let bad = |r: laepca::Result<CsrMatrix<f64>>, says: &str| match r {
+        Err(Error::InvalidSparse { detail }) => assert!(detail.contains(says), "{detail}"),
+        other => panic!("expected InvalidSparse ({says}), got {other:?}"),
+    };
+    bad(
+        CsrMatrix::try_new(2, 3, vec![0, 1], vec![0], vec![1.0]),
+        "indptr has 2 offsets",
+    );
+    bad(
+        CsrMatrix::try_new(2, 3, vec![0, 2, 1], vec![0, 1], vec![1.0, 2.0]),
+        "runs from 0 to 1",
+    );
+    bad(
+        CsrMatrix::try_new(2, 3, vec![0, 3, 2], vec![0, 1], vec![1.0, 2.0]),
+        "decreases at row 1",
+    );
+    bad(
+        CsrMatrix::try_new(1, 3, vec![0, 1], vec![3], vec![1.0]),
+        "column 3",
+    );
+    bad(
+        CsrMatrix::try_new(1, 3, vec![0, 1], vec![0, 1], vec![1.0]),
+        "2 column indices but 1 values",
+    );
+    bad(
+        CsrMatrix::from_triplets(2, 2, &[(0, 0, 1.0), (2, 0, 1.0)]),
+        "outside",
+    );
+    match CsrMatrix::try_new(2, 3, vec![0, 1, 2], vec![2, 1], vec![1.0, f64::NAN]) {
+        Err(Error::NonFinite {
+            row: 1,
+            col: 1,
+            value,
+        }) => assert!(value.is_nan()),
+        other => panic!("expected NonFinite at (1, 1), got {other:?}"),
+    }
+}
+
+#[test]
+fn the_gram_route_of_sparse_data_runs_on_the_gpu_and_the_operator_route_on_the_cpu() {
+    if !have_gpu() {
+        return;
+    }
+    let dense = counts(600, 90, 0.08, 11);
+    let x = CsrMatrix::from_dense(&dense.map(|v| v as f32));
+    let k = 8;
+    let fit = LaePca::new(k)
+        .backend(Backend::Gpu)
+        .method(Method::Gram)
+        .fit_csr(&x)
+        .unwrap();
+    assert_eq!((fit.backend, fit.method), (Backend::Gpu, Method::Gram));
+    let (angle, evr) = errors(&fit, &dense, k);
+    assert!(angle < 1e-3, "GPU: angle {angle:e}");
+    assert!(evr < 1e-5, "GPU: explained variance ratio {evr:e}");
+    // No GPU kernel for the operator route yet: it runs on the CPU, and the fit says so.
+    let fit = LaePca::new(k)
+        .backend(Backend::Gpu)
+        .method(Method::Operator)
+        .fit_csr(&x)
+        .unwrap();
+    assert_eq!((fit.backend, fit.method), (Backend::Cpu, Method::Operator));
+}
+
+#[test]
+fn dense_data_refuses_the_operator_method() {
+    let x = counts(50, 10, 0.5, 2);
+    match LaePca::new(2).method(Method::Operator).fit(&x) {
+        Err(Error::Unsupported { detail }) => assert!(detail.contains("sparse"), "{detail}"),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    // The Gram method is dense data's own.
+    let fit = LaePca::new(2).method(Method::Gram).fit(&x).unwrap();
+    assert_eq!(fit.method, Method::Gram);
+}
