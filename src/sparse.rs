@@ -9,9 +9,9 @@
 //!   f64 over the stored entries, so the centring is implicit and count data keeps its digits (integer
 //!   sums are exact in f64 up to 2⁵³).
 //!
-//! Determinism: `X W` is computed row by row and `Xᵀ Y` column by column (through a column-sorted copy
-//! of the entries), each entry a sum in the stored order; the rows and columns are shared among threads
-//! but no sum is, so the bits do not depend on the thread count.
+//! Determinism: both steps are taken in one pass over the rows, cut into parts whose number follows the
+//! sizes only; each part runs in row order and the parts' partial sums are added in part order, so the
+//! bits do not depend on the thread count (see [`SparseGram`]).
 
 use crate::error::{Error, Result};
 use crate::operator::GramOperator;
@@ -271,66 +271,21 @@ fn dot_column(w: &DMatrix<f64>, c: usize, v: &[f64]) -> f64 {
     w.column(c).iter().zip(v).map(|(a, b)| a * b).sum()
 }
 
-/// The entries of a CSR matrix sorted by column (rows ascending within each column): `Xᵀ` in CSR.
-struct Columns<T> {
-    colptr: Vec<usize>,
-    rows: Vec<u32>,
-    values: Vec<T>,
-}
-
-impl<T: Real> Columns<T> {
-    fn of(x: &CsrMatrix<T>) -> Result<Self> {
-        if x.nrows > u32::MAX as usize + 1 {
-            return Err(invalid(format!(
-                "{} rows: the operator route indexes rows in 32 bits, so at most 2^32 rows",
-                x.nrows
-            )));
-        }
-        let nnz = x.nnz();
-        let what = || format!("the column-sorted copy of {nnz} sparse entries");
-        let mut rows = crate::alloc::filled(what, Some(nnz), None, 0u32).map_err(too_large)?;
-        let mut values =
-            crate::alloc::filled(what, Some(nnz), None, T::zero()).map_err(too_large)?;
-        let mut colptr = vec![0usize; x.ncols + 1];
-        for &j in &x.indices {
-            colptr[j as usize + 1] += 1;
-        }
-        for j in 0..x.ncols {
-            colptr[j + 1] += colptr[j];
-        }
-        let mut next = colptr[..x.ncols].to_vec();
-        for i in 0..x.nrows {
-            let (cols, vals) = x.row(i);
-            for (&j, &v) in cols.iter().zip(vals) {
-                let at = &mut next[j as usize];
-                rows[*at] = i as u32;
-                values[*at] = v;
-                *at += 1;
-            }
-        }
-        Ok(Columns {
-            colptr,
-            rows,
-            values,
-        })
-    }
-
-    fn column(&self, j: usize) -> (&[u32], &[T]) {
-        let range = self.colptr[j]..self.colptr[j + 1];
-        (&self.rows[range.clone()], &self.values[range])
-    }
-}
-
-fn too_large(e: crate::alloc::SizeError) -> Error {
-    Error::TooLarge {
-        detail: e.to_string(),
-    }
-}
+/// The most bytes of per-part partial products [`SparseGram`] allocates (each part holds an m x b f64
+/// block; more parts run in parallel).
+const PART_BYTES: usize = 128 << 20;
+/// The most parts.
+const MAX_PARTS: usize = 16;
 
 /// C of a sparse X, never formed: applied as `X_cᵀ (X_c W)` (see the module's text).
+///
+/// One pass over the rows per product: row i gives `y_i = x_iᵀ W − μᵀW`, then adds `x_ij y_i` to row j
+/// of its part's partial `XᵀY` and `y_i` to its part's `1ᵀY`. The rows are cut into parts of about
+/// equal entries, how many following only the sizes (n, nnz, m and the block width), never the
+/// thread count; each part runs in row order and the parts' partials are added in part order, so the
+/// bits do not depend on the threads.
 pub(crate) struct SparseGram<'a, T> {
     x: &'a CsrMatrix<T>,
-    columns: Columns<T>,
     /// μ (zeros when the data is not centred).
     mean: Vec<f64>,
     /// C's diagonal, `Σᵢ (x_ij − μ_j)²`, summed over the stored entries plus the zeros' `μ_j²` each.
@@ -338,43 +293,106 @@ pub(crate) struct SparseGram<'a, T> {
 }
 
 impl<'a, T: Real> SparseGram<'a, T> {
-    /// The operator of `x`, centred when `center` (the column means in f64, in row order).
+    /// The operator of `x`, centred when `center` (the column means in f64).
     pub fn new(x: &'a CsrMatrix<T>, center: bool) -> Result<Self> {
-        let columns = Columns::of(x)?;
-        let n = x.nrows as f64;
-        let (mean, diagonal): (Vec<f64>, Vec<f64>) = (0..x.ncols)
-            .into_par_iter()
-            .map(|j| {
-                let (_, vals) = columns.column(j);
-                let mu = if center {
-                    vals.iter().map(|v| v.as_f64()).sum::<f64>() / n
-                } else {
-                    0.0
-                };
-                let zeros = (x.nrows - vals.len()) as f64;
-                let stored: f64 = vals.iter().map(|v| (v.as_f64() - mu).powi(2)).sum();
-                (mu, stored + zeros * mu * mu)
-            })
-            .unzip();
+        let (n, m) = (x.nrows, x.ncols);
+        let parts = x.parts(x.parts_for(m));
+        // Per column: the sum and the count of stored entries, then the stored (x − μ)².
+        let sums = x.column_sums(&parts, 2, |_, v, out| {
+            out[0] += v;
+            out[1] += 1.0;
+        });
+        let mean: Vec<f64> = (0..m)
+            .map(|j| if center { sums[2 * j] / n as f64 } else { 0.0 })
+            .collect();
+        let squares = x.column_sums(&parts, 1, |j, v, out| out[0] += (v - mean[j]).powi(2));
+        let diagonal: Vec<f64> = (0..m)
+            .map(|j| squares[j] + (n as f64 - sums[2 * j + 1]) * mean[j] * mean[j])
+            .collect();
         // The products reach ‖C‖·‖W‖ ≤ trace(C)·‖W‖ (W of unit columns): keep them well inside f64.
         let trace: f64 = diagonal.iter().sum();
-        if !(trace <= 1e300) {
+        if trace.is_nan() || trace > 1e300 {
             return Err(Error::Overflow {
                 what: format!("the sum of squares of the centred data is {trace:e}"),
             });
         }
-        Ok(SparseGram {
-            x,
-            columns,
-            mean,
-            diagonal,
-        })
+        Ok(SparseGram { x, mean, diagonal })
     }
 
     /// μ.
     pub fn mean(&self) -> &[f64] {
         &self.mean
     }
+}
+
+impl<T: Real> CsrMatrix<T> {
+    /// The number of parts for partials of `width` f64 per column (see [`SparseGram`]).
+    fn parts_for(&self, width: usize) -> usize {
+        let per_part = self
+            .ncols
+            .saturating_mul(width.max(1))
+            .saturating_mul(8)
+            .max(1);
+        (PART_BYTES / per_part)
+            .clamp(1, MAX_PARTS)
+            .min(self.nrows.max(1))
+    }
+
+    /// `parts` row ranges of about equal entries (a function of the sizes only).
+    fn parts(&self, parts: usize) -> Vec<std::ops::Range<usize>> {
+        let nnz = self.nnz();
+        let mut bounds = vec![0];
+        for p in 1..parts {
+            let target = nnz / parts * p + nnz % parts * p / parts;
+            let row = self.indptr.partition_point(|&e| e < target).min(self.nrows);
+            bounds.push(row.max(*bounds.last().unwrap_or(&0)));
+        }
+        bounds.push(self.nrows);
+        bounds.windows(2).map(|w| w[0]..w[1]).collect()
+    }
+
+    /// Per column, `width` sums of `add(column, value, sums)` over the stored entries, by parts added in
+    /// part order.
+    fn column_sums(
+        &self,
+        parts: &[std::ops::Range<usize>],
+        width: usize,
+        add: impl Fn(usize, f64, &mut [f64]) + Sync,
+    ) -> Vec<f64> {
+        let partials: Vec<Vec<f64>> = parts
+            .par_iter()
+            .map(|rows| {
+                let mut out = vec![0.0; self.ncols * width];
+                for i in rows.clone() {
+                    let (cols, vals) = self.row(i);
+                    for (&j, &v) in cols.iter().zip(vals) {
+                        let j = j as usize;
+                        add(j, v.as_f64(), &mut out[j * width..(j + 1) * width]);
+                    }
+                }
+                out
+            })
+            .collect();
+        add_in_order(partials)
+    }
+}
+
+/// The element-wise sum of equally long vectors, added in the given order (in parallel over the
+/// elements, each element's sum in that order).
+fn add_in_order(mut partials: Vec<Vec<f64>>) -> Vec<f64> {
+    let mut total = partials.remove(0);
+    const CHUNK: usize = 4096;
+    total
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for p in &partials {
+                for (o, &v) in out.iter_mut().zip(&p[c * CHUNK..]) {
+                    *o += v;
+                }
+            }
+        });
+    total
 }
 
 impl<T: Real> GramOperator for SparseGram<'_, T> {
@@ -384,30 +402,53 @@ impl<T: Real> GramOperator for SparseGram<'_, T> {
 
     fn apply(&self, w: &DMatrix<f64>) -> DMatrix<f64> {
         let (m, b) = w.shape();
-        let y_rows = self.x.centred_product_rows(w, &self.mean);
-        // 1ᵀY, in row order.
-        let mut column_sums = vec![0.0f64; b];
-        for yi in y_rows.chunks(b.max(1)) {
-            for (s, &v) in column_sums.iter_mut().zip(yi) {
-                *s += v;
-            }
-        }
-        let mut z = vec![0.0f64; m * b];
-        z.par_chunks_mut(b.max(1)).enumerate().for_each(|(j, zj)| {
-            let (rows, vals) = self.columns.column(j);
-            for (&i, &v) in rows.iter().zip(vals) {
-                let yi = &y_rows[i as usize * b..(i as usize + 1) * b];
-                let v = v.as_f64();
-                for (acc, &x) in zj.iter_mut().zip(yi) {
-                    *acc += v * x;
+        let x = self.x;
+        let w_rows = row_major(w);
+        let shift: Vec<f64> = (0..b).map(|c| dot_column(w, c, &self.mean)).collect();
+        let parts = x.parts(x.parts_for(b + 1));
+        // Each part: its partial XᵀY (m x b, row-major) followed by its 1ᵀY (b).
+        let partials: Vec<Vec<f64>> = parts
+            .par_iter()
+            .map(|rows| {
+                let mut out = vec![0.0f64; (m + 1) * b];
+                let mut yi = vec![0.0f64; b];
+                for i in rows.clone() {
+                    let (cols, vals) = x.row(i);
+                    for (y, &s) in yi.iter_mut().zip(&shift) {
+                        *y = -s;
+                    }
+                    for (&j, &v) in cols.iter().zip(vals) {
+                        let wj = &w_rows[j as usize * b..(j as usize + 1) * b];
+                        let v = v.as_f64();
+                        for (acc, &x) in yi.iter_mut().zip(wj) {
+                            *acc += v * x;
+                        }
+                    }
+                    for (&j, &v) in cols.iter().zip(vals) {
+                        let zj = &mut out[j as usize * b..(j as usize + 1) * b];
+                        let v = v.as_f64();
+                        for (acc, &y) in zj.iter_mut().zip(&yi) {
+                            *acc += v * y;
+                        }
+                    }
+                    for (acc, &y) in out[m * b..].iter_mut().zip(&yi) {
+                        *acc += y;
+                    }
                 }
-            }
-            let mu = self.mean[j];
-            for (acc, &s) in zj.iter_mut().zip(&column_sums) {
-                *acc -= mu * s;
-            }
-        });
-        DMatrix::from_row_slice(m, b, &z)
+                out
+            })
+            .collect();
+        let mut z = add_in_order(partials);
+        let (xty, column_sums) = z.split_at_mut(m * b);
+        // X_cᵀ Y = XᵀY − μ (1ᵀY).
+        xty.par_chunks_mut(b.max(1))
+            .zip(self.mean.par_iter())
+            .for_each(|(zj, &mu)| {
+                for (acc, &s) in zj.iter_mut().zip(column_sums.iter()) {
+                    *acc -= mu * s;
+                }
+            });
+        DMatrix::from_row_slice(m, b, xty)
     }
 
     fn diagonal(&self) -> Vec<f64> {

@@ -3,6 +3,7 @@
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
@@ -13,8 +14,8 @@ _BACKENDS = ("auto", "cpu", "gpu")
 _PRECISIONS = ("auto", "float32", "float64")
 
 _SPARSE_MESSAGE = (
-    "laepca.PCA does not take scipy.sparse input yet (sparse data with implicit centring comes with "
-    "the library's sparse support); pass a dense array, e.g. X.toarray()"
+    "laepca.PCA does not take sparse dask chunks (nor sparse input to inverse_transform or the "
+    "likelihoods); fit a scipy.sparse matrix directly (it is never densified) or pass dense data"
 )
 
 
@@ -129,7 +130,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def __sklearn_is_fitted__(self):
@@ -238,8 +239,11 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if _dask.is_dask_array(X):
             return self._fit_dask(X, params)
         else:
-            _reject_sparse(X)
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            X = validate_data(
+                self, X, accept_sparse="csr", dtype=[np.float64, np.float32], ensure_min_samples=2
+            )
+            if sp.issparse(X):
+                return self._fit_sparse(X, params)
             X = _dask.aligned(X.astype(self._dtype(X.dtype), copy=False), contiguous=False)
             if not (X.flags.c_contiguous or X.flags.f_contiguous):
                 X = np.ascontiguousarray(X)
@@ -252,6 +256,30 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 k = self._resolve_k(n, m, lambda: np.linalg.eigvalsh(c))
                 return _laepca.fit_gram(c, mean, n, np.dtype(X.dtype).name, dict(params, k=k))
             return _laepca.fit(X, dict(params, k=self._resolve_k(n, m)))
+
+    def _fit_sparse(self, X, params):
+        """A CSR matrix, never densified: the library chooses between forming C a block of rows at a
+        time and applying C from X at each product (the centring implicit in both)."""
+        X = X.astype(self._dtype(X.dtype), copy=False)
+        n, m = X.shape
+
+        def spectrum():
+            # A variance fraction needs C's whole spectrum: C formed once (m x m, float64) for it.
+            x64 = X.astype(np.float64)
+            c = (x64.T @ x64).toarray()
+            if params["center"]:
+                mean = np.asarray(x64.mean(axis=0)).ravel()
+                c -= n * np.outer(mean, mean)
+            return np.linalg.eigvalsh(c)
+
+        return _laepca.fit_csr(
+            X.indptr.astype(np.int64, copy=False),
+            X.indices.astype(np.int64, copy=False),
+            np.ascontiguousarray(X.data),
+            (n, m),
+            "auto",
+            dict(params, k=self._resolve_k(n, m, spectrum)),
+        )
 
     def _fit_dask(self, X, params):
         if X.ndim != 2:
@@ -299,10 +327,14 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     # ----------------------------------------------------------------------------------------------
     # Using the fit
 
-    def _check_input(self, X):
+    def _check_input(self, X, accept_sparse=False):
         check_is_fitted(self)
-        _reject_sparse(X)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        if not accept_sparse:
+            _reject_sparse(X)
+        return validate_data(
+            self, X, accept_sparse="csr" if accept_sparse else False,
+            dtype=[np.float64, np.float32], reset=False,
+        )
 
     def transform(self, X):
         """Scores of X, ``(X − mean_) components_ᵀ`` (divided by ``sqrt(explained_variance_)`` when
@@ -312,11 +344,16 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self._check_dask_width(X)
             dtype = self._dtype(X.dtype)
             return _dask.map_rows(X, self._transform_array, self.n_components_, dtype)
-        return self._transform_array(self._check_input(X))
+        return self._transform_array(self._check_input(X, accept_sparse=True))
 
     def _transform_array(self, X):
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        scores = (np.asarray(X, dtype=dtype) - self.mean_.astype(dtype)) @ self.components_.T.astype(dtype)
+        components = self.components_.T.astype(dtype)
+        if sp.issparse(X):
+            # (X − 1 meanᵀ) Wᵀ = X Wᵀ − 1 (mean Wᵀ): X stays sparse.
+            scores = np.asarray(X.astype(dtype) @ components) - self.mean_.astype(dtype) @ components
+        else:
+            scores = (np.asarray(X, dtype=dtype) - self.mean_.astype(dtype)) @ components
         if self.whiten:
             scores /= np.sqrt(self.explained_variance_.astype(dtype))
         return scores
@@ -395,9 +432,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
 
 def _reject_sparse(X):
-    """A clear TypeError for scipy.sparse input (until the library's sparse support lands)."""
-    import scipy.sparse as sp
-
+    """A clear TypeError for scipy.sparse input where it is not taken."""
     if sp.issparse(X):
         raise TypeError(_SPARSE_MESSAGE)
 

@@ -2,7 +2,10 @@
 //! `python/laepca/`). NumPy arrays are read in place (C or Fortran order, float32 or float64); the GIL
 //! is released while the library works, on a worker thread that the calling thread watches for Ctrl-C.
 
-use laepca::{Backend, Error, Fit, GramAccumulator, GramStats, LaePca, Layout, Real, Solver};
+use laepca::{
+    Backend, CsrMatrix, Error, Fit, GramAccumulator, GramStats, LaePca, Layout, Method, Real,
+    Solver,
+};
 use nalgebra::{DMatrix, DVector};
 use numpy::{
     Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
@@ -27,7 +30,9 @@ fn to_py_err(e: Error) -> PyErr {
         | Error::NonFinite { .. }
         | Error::InvalidParameter { .. }
         | Error::LambdaTooLarge { .. }
-        | Error::RankDeficient { .. } => PyValueError::new_err(msg),
+        | Error::RankDeficient { .. }
+        | Error::InvalidSparse { .. }
+        | Error::Unsupported { .. } => PyValueError::new_err(msg),
         Error::Cancelled => PyKeyboardInterrupt::new_err(msg),
         _ => PyRuntimeError::new_err(msg),
     }
@@ -157,6 +162,8 @@ fn fit_to_py<'py, T: Real + Element>(
     d.set_item("converged", fit.converged)?;
     d.set_item("stalled", fit.stalled)?;
     d.set_item("backend", fit.backend.name())?;
+    d.set_item("method", fit.method.name())?;
+    d.set_item("method_reason", fit.method_reason.as_str())?;
     d.set_item("adapter", fit.adapter.as_ref().map(|a| a.name.clone()))?;
     d.set_item("solver", fit.solver.name())?;
     d.set_item("lambda", fit.lambda)?;
@@ -224,6 +231,57 @@ fn fit<'py>(
         fit_array(py, x, params)
     } else {
         Err(PyTypeError::new_err(NOT_A_FLOAT_ARRAY))
+    }
+}
+
+/// A scipy CSR matrix's index array (int64, as the estimator passes it) as offsets or column indices.
+fn indices_from_py<U: TryFrom<i64>>(a: &PyReadonlyArray1<'_, i64>, what: &str) -> PyResult<Vec<U>> {
+    a.as_array()
+        .iter()
+        .map(|&v| {
+            U::try_from(v).map_err(|_| {
+                PyValueError::new_err(format!("invalid sparse matrix: {what} holds {v}"))
+            })
+        })
+        .collect()
+}
+
+fn fit_csr_as<'py, T: Real + Element>(
+    py: Python<'py>,
+    (indptr, indices, data): (Vec<usize>, Vec<u32>, PyReadonlyArray1<'py, T>),
+    (rows, cols): (usize, usize),
+    params: LaePca,
+) -> PyResult<Bound<'py, PyDict>> {
+    let values = data.as_array().iter().copied().collect();
+    let x = CsrMatrix::try_new(rows, cols, indptr, indices, values).map_err(to_py_err)?;
+    let fit = run_cancellable(py, move |cancel| params.cancel_flag(cancel).fit_csr(&x))?;
+    fit_to_py(py, &fit)
+}
+
+/// Fits a CSR matrix given by its arrays (`indptr` and `indices` as int64, `data` float32 or float64,
+/// samples in rows) by the route `method` names (auto, gram or operator), never densified.
+#[pyfunction]
+fn fit_csr<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i64>,
+    data: &Bound<'py, PyAny>,
+    shape: (usize, usize),
+    method: &str,
+    params: FitParams,
+) -> PyResult<Bound<'py, PyDict>> {
+    let method: Method = method.parse().map_err(PyValueError::new_err)?;
+    let params = params.builder()?.method(method);
+    let indptr = indices_from_py::<usize>(&indptr, "indptr")?;
+    let indices = indices_from_py::<u32>(&indices, "indices")?;
+    if let Ok(d) = data.extract::<PyReadonlyArray1<'py, f64>>() {
+        fit_csr_as(py, (indptr, indices, d), shape, params)
+    } else if let Ok(d) = data.extract::<PyReadonlyArray1<'py, f32>>() {
+        fit_csr_as(py, (indptr, indices, d), shape, params)
+    } else {
+        Err(PyTypeError::new_err(
+            "expected the sparse matrix's data as float32 or float64",
+        ))
     }
 }
 
@@ -386,6 +444,7 @@ fn devices(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
 fn _laepca(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit, m)?)?;
     m.add_function(wrap_pyfunction!(fit_gram, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_csr, m)?)?;
     m.add_function(wrap_pyfunction!(gram_stats, m)?)?;
     m.add_function(wrap_pyfunction!(merge_stats, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;

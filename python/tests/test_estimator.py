@@ -79,14 +79,27 @@ def test_same_seed_same_bits(rng):
     assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("fmt", ["csr", "csc"])
-def test_sparse_input_is_a_clear_type_error(rng, fmt):
-    X = sp.random(50, 10, density=0.3, format=fmt, random_state=0)
-    with pytest.raises(TypeError, match="scipy.sparse"):
-        PCA(2).fit(X)
-    fitted = PCA(2).fit(X.toarray())
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_input_is_fitted_without_densifying_as_the_dense_data(rng, fmt, dtype):
+    X = sp.random(400, 30, density=0.2, format=fmt, random_state=0, dtype=dtype)
+    X.data = np.ceil(X.data * 5)  # counts
+    dense = X.toarray()
+    fitted = PCA(4, random_state=0).fit(X)
+    reference = PCA(4, random_state=0, precision="float64").fit(dense.astype(np.float64))
+    assert fitted.components_.dtype == dtype
+    tol = 1e-9 if dtype == np.float64 else 2e-4
+    # The same directions (signs fixed by the same convention), variances and means.
+    np.testing.assert_allclose(fitted.components_, reference.components_, atol=tol * 10)
+    np.testing.assert_allclose(fitted.explained_variance_ratio_, reference.explained_variance_ratio_, rtol=tol)
+    np.testing.assert_allclose(fitted.mean_, dense.mean(axis=0), rtol=1e-6, atol=1e-6)
+    # Scores of sparse input without densifying, equal to the dense scores.
+    np.testing.assert_allclose(fitted.transform(X), fitted.transform(dense), rtol=1e-5, atol=1e-4)
+    # What takes no sparse input says so.
     with pytest.raises(TypeError, match="sparse"):
-        fitted.transform(X)
+        fitted.score_samples(X)
+    # A variance fraction: the same number of components as for the dense data.
+    assert PCA(0.5).fit(X).n_components_ == PCA(0.5).fit(dense).n_components_
 
 
 def test_errors_carry_the_librarys_messages(rng):

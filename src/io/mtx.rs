@@ -182,23 +182,13 @@ pub(super) fn read_coordinates(
     path: &Path,
     holds: Option<u64>,
 ) -> Result<Coordinates> {
-    let mut raw = Vec::new();
-    read_line(input, &mut raw, 1, path)?;
-    let banner = read_banner(&String::from_utf8_lossy(&raw), path)?;
+    let (banner, mut lines, sizes) = read_header(input, path)?;
     if !banner.coordinate {
         return Err(IoError::invalid(
             path,
             "an array file lists every value: it is read dense, not sparse",
         ));
     }
-    let mut lines = Lines {
-        input,
-        path,
-        line: 1,
-        raw,
-        buf: String::new(),
-    };
-    let sizes = read_sizes(&mut lines, &banner)?;
     if sizes.rows > u32::MAX as usize || sizes.cols > u32::MAX as usize {
         return Err(IoError::invalid(
             path,
@@ -251,17 +241,7 @@ fn read_mtx_split(
     holds: Option<u64>,
     split: Split,
 ) -> Result<Dense> {
-    let mut raw = Vec::new();
-    read_line(input, &mut raw, 1, path)?;
-    let banner = read_banner(&String::from_utf8_lossy(&raw), path)?;
-    let mut lines = Lines {
-        input,
-        path,
-        line: 1,
-        raw,
-        buf: String::new(),
-    };
-    let sizes = read_sizes(&mut lines, &banner)?;
+    let (banner, mut lines, sizes) = read_header(input, path)?;
     let mut values = allocate(&banner, &sizes, path, holds)?;
     if banner.coordinate {
         if let Target::Dense(v) =
@@ -283,6 +263,25 @@ fn read_mtx_split(
         values,
         lines: None,
     })
+}
+
+/// Reads the banner and the size line; the lines after them are left to read.
+fn read_header<'a>(
+    input: &'a mut dyn BufRead,
+    path: &'a Path,
+) -> Result<(Banner, Lines<'a>, Sizes)> {
+    let mut raw = Vec::new();
+    read_line(input, &mut raw, 1, path)?;
+    let banner = read_banner(&String::from_utf8_lossy(&raw), path)?;
+    let mut lines = Lines {
+        input,
+        path,
+        line: 1,
+        raw,
+        buf: String::new(),
+    };
+    let sizes = read_sizes(&mut lines, &banner)?;
+    Ok((banner, lines, sizes))
 }
 
 /// Reads the banner (the first line).
