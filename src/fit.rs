@@ -15,6 +15,7 @@ use crate::rng::Rng;
 use crate::solver::{run_loop, spectrum, LoopResult, LoopSettings, Solver};
 use crate::sparse::{CsrMatrix, SparseGram};
 use nalgebra::{DMatrix, DVector};
+use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 impl LaePca {
@@ -67,10 +68,17 @@ impl LaePca {
             });
         }
         let checked = self.check(stats.n_samples, m)?;
-        self.dense_method()?;
+        if self.method != Method::Auto && self.method != Method::Gram {
+            return Err(Error::Unsupported {
+                detail: format!(
+                    "given Gram statistics are fitted as they are (method gram), not by {}",
+                    self.method.name()
+                ),
+            });
+        }
         check_semidefinite(&stats.c)?;
         let gpu = self.choose_device()?;
-        let problem = Problem::gram(stats, "the Gram statistics were given");
+        let problem = Problem::gram(stats, "the Gram statistics were given".to_string());
         match self.fit_problem(&problem, &checked, Duration::ZERO, start, gpu) {
             // A hand-built C that passed the cheap checks may still be indefinite: say so rather
             // than blame the iteration.
@@ -82,7 +90,10 @@ impl LaePca {
     fn fit_view<T: Real>(&self, view: SampleView<'_, T>) -> Result<Fit<T>> {
         let start = Instant::now();
         let checked = self.check(view.n_samples, view.n_features)?;
-        self.dense_method()?;
+        let (method, reason) = self.dense_method(view.n_samples, view.n_features)?;
+        if method == Method::GramT {
+            return self.fit_transposed(&view, &checked, start, reason);
+        }
         // Non-finite values are found while the samples are copied into the Gram blocks; on the GPU
         // the device would be opened in vain, so look first there.
         if self.backend != Backend::Cpu {
@@ -97,30 +108,141 @@ impl LaePca {
         acc.cancel_on(self.cancel.clone());
         acc.push_view(&view)?;
         let stats = acc.finish()?;
-        let problem = Problem::gram(&stats, "dense data: C formed from the samples");
+        let problem = Problem::gram(&stats, reason);
         self.fit_problem(&problem, &checked, t_gram.elapsed(), start, gpu)
     }
 
-    /// Dense data takes the Gram route: an error when another was asked for.
-    fn dense_method(&self) -> Result<()> {
-        match self.method {
-            Method::Auto | Method::Gram => Ok(()),
-            other => Err(Error::Unsupported {
-                detail: format!(
-                    "the {} method takes sparse data (fit_csr, or a Matrix Market coordinate file); \
-                     dense data is fitted through its Gram matrix (method gram)",
-                    other.name()
-                ),
-            }),
+    /// The route of dense data in memory (n samples, m features) and why: the transposed Gram matrix
+    /// when asked for or, for auto, when the auto solver runs and n < m (K is n x n, C m x m); else C.
+    fn dense_method(&self, n: usize, m: usize) -> Result<(Method, String)> {
+        let transposed_ok = || -> Result<()> {
+            if self.solver != Solver::Auto || self.warm_start.is_some() {
+                return Err(Error::Unsupported {
+                    detail:
+                        "the transposed Gram route (gram-t) runs the auto solver without a warm \
+                             start (the paper's variants and warm starts live in feature space)"
+                            .to_string(),
+                });
+            }
+            Ok(())
+        };
+        Ok(match self.method {
+            Method::Gram => (Method::Gram, "asked for".to_string()),
+            Method::GramT => {
+                transposed_ok()?;
+                (Method::GramT, "asked for".to_string())
+            }
+            Method::Operator => {
+                return Err(Error::Unsupported {
+                    detail: "the operator method takes sparse data (fit_csr, or a Matrix Market \
+                             coordinate file); dense data is fitted through its Gram matrix (gram) or \
+                             its transposed Gram matrix (gram-t)"
+                        .to_string(),
+                })
+            }
+            _ if n < m && transposed_ok().is_ok() => (
+                Method::GramT,
+                format!("fewer samples than features: K = X_c X_cᵀ is {n} x {n}, C would be {m} x {m}"),
+            ),
+            _ => (
+                Method::Gram,
+                "dense data with no fewer samples than features (or a solver other than auto): C \
+                 formed from the samples"
+                    .to_string(),
+            ),
+        })
+    }
+
+    /// The transposed Gram route: `K = X_c X_cᵀ` (n x n) accumulated from the centred features (each a
+    /// "sample" of n values, uncentred: the means are removed first, in f64), the auto solver on K, and
+    /// the directions `U = X_cᵀ V Σ⁻¹` from K's eigenvectors V (the singular values are the same).
+    fn fit_transposed<T: Real>(
+        &self,
+        view: &SampleView<'_, T>,
+        checked: &CheckedParams,
+        start: Instant,
+        reason: String,
+    ) -> Result<Fit<T>> {
+        let (n, m) = (view.n_samples, view.n_features);
+        if let Some((row, col, value)) = view.first_non_finite() {
+            return Err(Error::NonFinite { row, col, value });
         }
+        let gpu = self.choose_device()?;
+        self.report_gram_start();
+        let t_gram = Instant::now();
+        let mean: Vec<f64> = (0..m)
+            .into_par_iter()
+            .map(|j| {
+                if self.center {
+                    (0..n).map(|i| view.at(i, j).as_f64()).sum::<f64>() / n as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut acc = accumulator_on(gpu.as_ref(), n, false)?;
+        acc.cancel_on(self.cancel.clone());
+        // Blocks of features, each row of the block one centred feature (n values).
+        let rows = (crate::io::CHUNK_BYTES / (n * std::mem::size_of::<T>())).clamp(1, m);
+        let mut block: Vec<T> = Vec::new();
+        crate::alloc::reserve(&mut block, rows * n, || {
+            format!("a block of {rows} centred features of {n} samples")
+        })
+        .map_err(|e| Error::TooLarge {
+            detail: e.to_string(),
+        })?;
+        for first in (0..m).step_by(rows) {
+            let last = (first + rows).min(m);
+            block.clear();
+            block.resize((last - first) * n, T::zero());
+            block
+                .par_chunks_mut(n)
+                .zip(first..last)
+                .for_each(|(dst, j)| {
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = T::of_f64(view.at(i, j).as_f64() - mean[j]);
+                    }
+                });
+            acc.push_rows(&block)?;
+        }
+        let stats = acc.finish()?;
+        // U = X_cᵀ V: row j is Σᵢ (x_ij − μ_j) V[i, :], in f64 in sample order.
+        let lift = |v: &DMatrix<f64>| -> DMatrix<f64> {
+            let k = v.ncols();
+            let rows: Vec<f64> = (0..m)
+                .into_par_iter()
+                .flat_map_iter(|j| {
+                    let mut out = vec![0.0; k];
+                    for i in 0..n {
+                        let x = view.at(i, j).as_f64() - mean[j];
+                        for (o, c) in out.iter_mut().zip(0..k) {
+                            *o += x * v[(i, c)];
+                        }
+                    }
+                    out
+                })
+                .collect();
+            DMatrix::from_row_slice(m, k, &rows)
+        };
+        let problem = Problem {
+            c: &stats.c,
+            formed: Some(&stats.c),
+            mean: DVector::from_vec(mean.clone()),
+            n_samples: n,
+            trace: stats.trace(),
+            method: Method::GramT,
+            reason,
+            lift: Some(&lift),
+        };
+        self.fit_problem(&problem, checked, t_gram.elapsed(), start, gpu)
     }
 
     /// Fits a sparse matrix (rows are samples, columns features) without densifying it, by the route
     /// [`method`](Self::method) names or, for [`Method::Auto`], the one this rule picks:
     ///
     /// * the memory each needs: the Gram route 3·m² f64 (C and its two working copies), the operator
-    ///   route a column-sorted copy of the entries and a few n x b and m x b f64 blocks (b the solver's
-    ///   block width); a route must fit in half the memory available
+    ///   route its products' partial sums (at most 128 MiB, at least one m x b f64 block) and the
+    ///   loop's m x b blocks (b the solver's block width); a route must fit in half the memory available
     ///   ([`available_memory`](crate::alloc::available_memory)), and when neither does the fit fails
     ///   with [`Error::TooLarge`] saying what each would need;
     /// * when both fit, the fewer multiply-adds for a typical fit of 30 passes over C: `n·m²/2 + 30·m²·b`
@@ -164,7 +286,6 @@ impl LaePca {
                 m,
                 nnz: x.nnz(),
                 width,
-                value_bytes: std::mem::size_of::<T>(),
             },
             crate::alloc::available_memory(),
         )?;
@@ -183,6 +304,7 @@ impl LaePca {
                 trace: op.diagonal().iter().sum(),
                 method,
                 reason,
+                lift: None,
             };
             return self.fit_problem(&problem, &checked, t.elapsed(), start, None);
         }
@@ -291,7 +413,9 @@ impl LaePca {
         let (k, m) = (self.k, p.c.n_features());
         let ritz = match p.formed {
             Some(c) => spectrum::ritz_values(c, k, RITZ_STEPS, self.seed),
-            None => spectrum::operator_ritz_values(p.c, k, RITZ_STEPS, self.seed),
+            None => {
+                spectrum::operator_ritz_values(p.c, k, RITZ_STEPS, self.seed, self.cancel.as_ref())?
+            }
         };
         let block_passes = |steps: usize| (steps * m.min(k + 8)).div_ceil(k);
         let mut passes = block_passes(RITZ_STEPS);
@@ -304,7 +428,7 @@ impl LaePca {
             given => {
                 // The cheap bound cannot vouch for this λ (or the k-th value looks like zero): decide on
                 // accurate eigenvalues.
-                let eig = accurate_top_eigenvalues(p, k, self.seed);
+                let eig = accurate_top_eigenvalues(p, k, self.seed, self.cancel.as_ref())?;
                 if p.formed.is_none() || m > DENSE_EIGEN_MAX {
                     passes += block_passes(ACCURATE_RITZ_STEPS);
                 }
@@ -523,6 +647,22 @@ impl LaePca {
         report(Phase::Finish, out.iterations, out.history.last().copied());
         let t_finish = Instant::now();
         let mut fin = finish(&out.decoder, p.c, lambda, self.solver.uses_rayleigh_ritz());
+        if let Some(lift) = p.lift {
+            // K's eigenvectors V to the directions U = X_cᵀ V Σ⁻¹ (K = X_c X_cᵀ has C's nonzero
+            // eigenvalues), with the sign convention applied again in feature space.
+            let mut u = lift(&fin.directions);
+            for (j, &sigma) in fin.singular_values.iter().enumerate() {
+                let mut col = u.column(j).clone_owned();
+                if sigma > 0.0 {
+                    col /= sigma;
+                }
+                crate::finish::apply_sign_convention(&mut col);
+                u.set_column(j, &col);
+            }
+            fin.directions = u;
+        }
+        // The features of the result (K's order is the sample count on the transposed route).
+        let m = p.mean.len();
         let (lambda, decoder, encoder) = if auto {
             let lambda = self.lambda_from_ritz_values(&fin.singular_values)?;
             let decoder = lae_optimum(&mut fin, lambda);
@@ -576,6 +716,9 @@ impl LaePca {
     }
 }
 
+/// `V ↦ X_cᵀ V` of the transposed route (see [`Problem::lift`]).
+type Lift<'a> = &'a (dyn Fn(&DMatrix<f64>) -> DMatrix<f64> + Sync);
+
 /// C and the statistics beside it, as a fit holds them: formed (the Gram route) or as an operator.
 struct Problem<'a> {
     /// C, to multiply by.
@@ -589,11 +732,14 @@ struct Problem<'a> {
     method: Method,
     /// Why this route (the summary's words).
     reason: String,
+    /// For the transposed route: `V ↦ X_cᵀ V` (n x k to m x k), which takes K's eigenvectors to the
+    /// directions (times Σ).
+    lift: Option<Lift<'a>>,
 }
 
 impl<'a> Problem<'a> {
     /// The Gram route on accumulated statistics.
-    fn gram(stats: &'a GramStats, reason: impl Into<String>) -> Self {
+    fn gram(stats: &'a GramStats, reason: String) -> Self {
         Problem {
             c: &stats.c,
             formed: Some(&stats.c),
@@ -601,7 +747,8 @@ impl<'a> Problem<'a> {
             n_samples: stats.n_samples,
             trace: stats.trace(),
             method: Method::Gram,
-            reason: reason.into(),
+            reason,
+            lift: None,
         }
     }
 }
@@ -617,8 +764,6 @@ struct RouteShape {
     nnz: usize,
     /// The solver's block width b.
     width: usize,
-    /// Bytes of a stored value (4 or 8).
-    value_bytes: usize,
 }
 
 /// The route for sparse data and why (see [`LaePca::fit_csr`]); `available` is the memory available.
@@ -628,19 +773,47 @@ fn choose_method(
     available: Option<u64>,
 ) -> Result<(Method, String)> {
     let (n, m, nnz, b) = (s.n as f64, s.m as f64, s.nnz as f64, s.width as f64);
+    let human = |v: f64| crate::alloc::human_bytes(v.min(u64::MAX as f64) as u64);
     let gram_bytes = 3.0 * m * m * 8.0;
-    let operator_bytes = nnz * (4.0 + s.value_bytes as f64) + (2.0 * n + 4.0 * m) * b * 8.0;
+    // The products' partials, and the loop's m x b blocks (a dozen, in f64 at most).
+    let operator_bytes =
+        crate::sparse::operator_product_bytes(s.n, s.m, s.width) + 12.0 * m * b * 8.0;
     let gram_cost = n * m * m / 2.0 + TYPICAL_PASSES * m * m * b;
     let operator_cost = TYPICAL_PASSES * 2.0 * nnz * b;
-    let human = |v: f64| crate::alloc::human_bytes(v.min(u64::MAX as f64) as u64);
     let budget = available.map(|a| a as f64 / 2.0);
     let fits = |bytes: f64| budget.is_none_or(|h| bytes <= h);
+    // Asked for: refused only when it cannot fit at all.
+    let asked = |method: Method, bytes: f64, what: &str| {
+        if available.is_some_and(|a| bytes > a as f64) {
+            Err(Error::TooLarge {
+                detail: format!(
+                    "the {} route needs {} ({what}), more than the memory available ({})",
+                    method.name(),
+                    human(bytes),
+                    human(available.unwrap_or(0) as f64)
+                ),
+            })
+        } else {
+            Ok((method, "asked for".to_string()))
+        }
+    };
     let costs = format!(
         "forming C ~{gram_cost:.1e} multiply-adds, 30 matrix-free products ~{operator_cost:.1e}"
     );
     Ok(match requested {
-        Method::Gram => (Method::Gram, "asked for".to_string()),
-        Method::Operator => (Method::Operator, "asked for".to_string()),
+        Method::Gram => asked(Method::Gram, gram_bytes, "C, m x m f64, three copies")?,
+        Method::Operator => asked(
+            Method::Operator,
+            operator_bytes,
+            "the products' partial sums",
+        )?,
+        Method::GramT => {
+            return Err(Error::Unsupported {
+                detail: "the transposed Gram route (gram-t) is for dense data; sparse data takes \
+                         gram or operator"
+                    .to_string(),
+            })
+        }
         _ => match (fits(gram_bytes), fits(operator_bytes)) {
             (false, false) => {
                 return Err(Error::TooLarge {
@@ -790,12 +963,17 @@ struct Resolved {
 
 /// C's top eigenvalues, accurately: all of them for a formed C of moderate m, else a long subspace
 /// iteration.
-fn accurate_top_eigenvalues(p: &Problem, k: usize, seed: u64) -> Vec<f64> {
-    match p.formed {
+fn accurate_top_eigenvalues(
+    p: &Problem,
+    k: usize,
+    seed: u64,
+    cancel: Option<&crate::params::CancelFlag>,
+) -> Result<Vec<f64>> {
+    Ok(match p.formed {
         Some(c) if c.nrows() <= DENSE_EIGEN_MAX => spectrum::eigenvalues(c),
         Some(c) => spectrum::ritz_values(c, k, ACCURATE_RITZ_STEPS, seed),
-        None => spectrum::operator_ritz_values(p.c, k, ACCURATE_RITZ_STEPS, seed),
-    }
+        None => spectrum::operator_ritz_values(p.c, k, ACCURATE_RITZ_STEPS, seed, cancel)?,
+    })
 }
 
 impl LaePca {
@@ -901,7 +1079,6 @@ mod tests {
             m,
             nnz,
             width: 20,
-            value_bytes: 4,
         }
     }
 
@@ -921,12 +1098,13 @@ mod tests {
         let (method, why) = choose_method(Method::Auto, s, Some(4 * gib)).unwrap();
         assert_eq!(method, Method::Operator, "{why}");
         assert!(why.contains("memory available"), "{why}");
-        // Few features, half the entries stored, 10⁸ of them: the Gram route is cheaper, and the
-        // operator route's 1.1 GB would not fit 50 of 100 MB anyway.
-        let dense_ish = shape(1_000_000, 200, 100_000_000);
+        // 40 features, half the entries stored: the Gram route is cheaper, and the operator route's
+        // partial sums (16 parts of 41 x 20 f64, ~195 KB with the loop's blocks) would not fit half of
+        // 200 KB, where C's three copies (38 KB) do.
+        let dense_ish = shape(1_000_000, 40, 20_000_000);
         let (method, why) = choose_method(Method::Auto, dense_ish, None).unwrap();
         assert_eq!(method, Method::Gram, "{why}");
-        let (method, why) = choose_method(Method::Auto, dense_ish, Some(100 << 20)).unwrap();
+        let (method, why) = choose_method(Method::Auto, dense_ish, Some(200_000)).unwrap();
         assert_eq!(method, Method::Gram, "{why}");
         assert!(why.contains("operator route would take"), "{why}");
         // Neither fits: an error that says what each needs.
@@ -937,8 +1115,14 @@ mod tests {
             }
             other => panic!("expected TooLarge, got {other:?}"),
         }
-        // Asked for: taken as asked, whatever the cost.
-        let (method, why) = choose_method(Method::Gram, s, Some(1 << 20)).unwrap();
+        // Asked for: taken as asked, whatever the cost, unless it cannot fit at all.
+        let (method, why) = choose_method(Method::Gram, s, None).unwrap();
         assert_eq!((method, why.as_str()), (Method::Gram, "asked for"));
+        match choose_method(Method::Gram, s, Some(1 << 20)) {
+            Err(Error::TooLarge { detail }) => {
+                assert!(detail.contains("gram route needs"), "{detail}")
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
     }
 }

@@ -113,7 +113,8 @@ impl std::str::FromStr for Backend {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Method {
-    /// Chosen from the shape, the density and the memory available: dense data always takes
+    /// Chosen from the shape, the density and the memory available: dense data takes
+    /// [`GramT`](Method::GramT) when it has fewer samples than features and the solver is auto, else
     /// [`Gram`](Method::Gram); sparse data ([`LaePca::fit_csr`]) takes the cheaper route that fits (see
     /// [`LaePca::fit_csr`] for the rule), and the fit's [`method_reason`](crate::Fit::method_reason)
     /// says why.
@@ -125,6 +126,10 @@ pub enum Method {
     /// C never formed: each product is `X_cᵀ (X_c W)` from the sparse X itself, in f64 on the CPU
     /// (sparse input only; 2·nnz·b multiply-adds per product with a block of b columns).
     Operator,
+    /// The transposed Gram matrix `K = X_c X_cᵀ` (n x n) formed instead of C, for dense data with
+    /// fewer samples than features; the directions are `X_cᵀ V Σ⁻¹` from K's eigenvectors V (the auto
+    /// solver only; dense data in memory only).
+    GramT,
 }
 
 impl Method {
@@ -134,6 +139,7 @@ impl Method {
             Method::Auto => "auto",
             Method::Gram => "gram",
             Method::Operator => "operator",
+            Method::GramT => "gram-t",
         }
     }
 }
@@ -145,8 +151,9 @@ impl std::str::FromStr for Method {
             "auto" => Ok(Method::Auto),
             "gram" => Ok(Method::Gram),
             "operator" => Ok(Method::Operator),
+            "gram-t" => Ok(Method::GramT),
             _ => Err(format!(
-                "unknown method '{s}' (expected auto, gram or operator)"
+                "unknown method '{s}' (expected auto, gram, gram-t or operator)"
             )),
         }
     }

@@ -68,8 +68,9 @@ pub struct Fit<T: Real> {
     pub solver: Solver,
     /// The backend that ran (never `Auto`).
     pub backend: Backend,
-    /// How C was applied: [`Method::Gram`](crate::Method::Gram) or
-    /// [`Method::Operator`](crate::Method::Operator) (never `Auto`).
+    /// How C was applied: [`Method::Gram`](crate::Method::Gram),
+    /// [`Method::GramT`](crate::Method::GramT) or [`Method::Operator`](crate::Method::Operator) (never
+    /// `Auto`).
     pub method: crate::Method,
     /// Why that method (asked for, or the automatic choice's reason).
     pub method_reason: String,

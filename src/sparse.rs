@@ -1,8 +1,8 @@
 //! Sparse data (CSR), fitted without ever densifying it.
 //!
 //! Two routes reach the same solver (see [`Method`](crate::Method)):
-//! * the Gram route densifies a few hundred rows at a time into the Gram accumulation (CPU or GPU), so
-//!   memory stays one block of rows plus C;
+//! * the Gram route densifies blocks of rows (8 MiB at most) one at a time into the Gram accumulation
+//!   (CPU or GPU), so memory stays one block of rows plus C;
 //! * the operator route never forms C: each product of the loop is applied from X itself,
 //!   `C·W = X_cᵀ (X_c W)` with `X_c = X − 1μᵀ`, as `Y = X W − 1 (μᵀW)` and then `Xᵀ Y − μ (1ᵀY)`
 //!   (in exact arithmetic `1ᵀY = 0`; computed, it removes what rounding left). Both steps are sums in
@@ -11,7 +11,7 @@
 //!
 //! Determinism: both steps are taken in one pass over the rows, cut into parts whose number follows the
 //! sizes only; each part runs in row order and the parts' partial sums are added in part order, so the
-//! bits do not depend on the thread count (see [`SparseGram`]).
+//! bits do not depend on the thread count (see `SparseGram`).
 
 use crate::error::{Error, Result};
 use crate::operator::GramOperator;
@@ -22,8 +22,9 @@ use rayon::prelude::*;
 /// A sparse matrix in compressed sparse row form (scipy's `csr_matrix`): row `i` holds the entries
 /// `values[indptr[i]..indptr[i + 1]]` in the columns `indices[indptr[i]..indptr[i + 1]]`.
 ///
-/// Column indices within a row may come in any order, and a column repeated within a row counts as
-/// the sum of its values (scipy's non-canonical form). Rows are samples and columns features.
+/// [`try_new`](Self::try_new) takes column indices in any order within a row and a column repeated
+/// within a row as the sum of its values (scipy's non-canonical form), and stores the canonical form:
+/// each row's columns ascending, each at most once. Rows are samples and columns features.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CsrMatrix<T> {
     nrows: usize,
@@ -83,6 +84,7 @@ impl<T: Real> CsrMatrix<T> {
                 indptr[i + 1]
             )));
         }
+        let mut canonical = true;
         for i in 0..nrows {
             for e in indptr[i]..indptr[i + 1] {
                 let col = indices[e] as usize;
@@ -95,11 +97,57 @@ impl<T: Real> CsrMatrix<T> {
                 if !value.is_finite() {
                     return Err(Error::NonFinite { row: i, col, value });
                 }
+                canonical &= e == indptr[i] || indices[e - 1] < indices[e];
             }
         }
-        Ok(CsrMatrix {
+        let x = CsrMatrix {
             nrows,
             ncols,
+            indptr,
+            indices,
+            values,
+        };
+        if canonical {
+            Ok(x)
+        } else {
+            x.canonical()
+        }
+    }
+
+    /// Each row's columns sorted (a stable sort) and repeats summed in f64 in their given order.
+    fn canonical(self) -> Result<Self> {
+        let (mut indptr, mut indices, mut values) = (vec![0usize], Vec::new(), Vec::new());
+        indptr.reserve_exact(self.nrows);
+        indices.reserve_exact(self.nnz());
+        values.reserve_exact(self.nnz());
+        let mut row: Vec<(u32, f64)> = Vec::new();
+        for i in 0..self.nrows {
+            let (cols, vals) = self.row(i);
+            row.clear();
+            row.extend(cols.iter().zip(vals).map(|(&j, &v)| (j, v.as_f64())));
+            row.sort_by_key(|&(j, _)| j);
+            let mut at = 0;
+            while at < row.len() {
+                let (j, mut v) = row[at];
+                at += 1;
+                while at < row.len() && row[at].0 == j {
+                    v += row[at].1;
+                    at += 1;
+                }
+                let value = T::of_f64(v);
+                if !value.as_f64().is_finite() {
+                    return Err(Error::Overflow {
+                        what: format!("the repeated entries at row {i}, column {j} sum to {v:e}"),
+                    });
+                }
+                indices.push(j);
+                values.push(value);
+            }
+            indptr.push(values.len());
+        }
+        Ok(CsrMatrix {
+            nrows: self.nrows,
+            ncols: self.ncols,
             indptr,
             indices,
             values,
@@ -125,7 +173,13 @@ impl<T: Real> CsrMatrix<T> {
             )));
         }
         // A counting sort by row, stable: each row keeps the given order.
-        let mut indptr = vec![0usize; nrows + 1];
+        let mut indptr = crate::alloc::filled(
+            || format!("the row offsets of {nrows} rows"),
+            nrows.checked_add(1),
+            None,
+            0usize,
+        )
+        .map_err(too_large)?;
         for &(i, _, _) in entries {
             indptr[i + 1] += 1;
         }
@@ -277,6 +331,25 @@ const PART_BYTES: usize = 128 << 20;
 /// The most parts.
 const MAX_PARTS: usize = 16;
 
+/// The parts of `n` rows for partials of `width` f64 for each of `m` columns.
+fn part_count(n: usize, m: usize, width: usize) -> usize {
+    let per_part = m.saturating_mul(width.max(1)).saturating_mul(8).max(1);
+    (PART_BYTES / per_part).clamp(1, MAX_PARTS).min(n.max(1))
+}
+
+/// The bytes a product of the operator route allocates for a block of `width` columns: its parts'
+/// partials (`XᵀY` and `1ᵀY`), W's rows and the result.
+pub(crate) fn operator_product_bytes(n: usize, m: usize, width: usize) -> f64 {
+    let partial = (m as f64 + 1.0) * width as f64 * 8.0;
+    part_count(n, m + 1, width) as f64 * partial + 2.0 * m as f64 * width as f64 * 8.0
+}
+
+fn too_large(e: crate::alloc::SizeError) -> Error {
+    Error::TooLarge {
+        detail: e.to_string(),
+    }
+}
+
 /// C of a sparse X, never formed: applied as `X_cᵀ (X_c W)` (see the module's text).
 ///
 /// One pass over the rows per product: row i gives `y_i = x_iᵀ W − μᵀW`, then adds `x_ij y_i` to row j
@@ -296,7 +369,7 @@ impl<'a, T: Real> SparseGram<'a, T> {
     /// The operator of `x`, centred when `center` (the column means in f64).
     pub fn new(x: &'a CsrMatrix<T>, center: bool) -> Result<Self> {
         let (n, m) = (x.nrows, x.ncols);
-        let parts = x.parts(x.parts_for(m));
+        let parts = x.parts(x.parts_for(2));
         // Per column: the sum and the count of stored entries, then the stored (x − μ)².
         let sums = x.column_sums(&parts, 2, |_, v, out| {
             out[0] += v;
@@ -328,14 +401,7 @@ impl<'a, T: Real> SparseGram<'a, T> {
 impl<T: Real> CsrMatrix<T> {
     /// The number of parts for partials of `width` f64 per column (see [`SparseGram`]).
     fn parts_for(&self, width: usize) -> usize {
-        let per_part = self
-            .ncols
-            .saturating_mul(width.max(1))
-            .saturating_mul(8)
-            .max(1);
-        (PART_BYTES / per_part)
-            .clamp(1, MAX_PARTS)
-            .min(self.nrows.max(1))
+        part_count(self.nrows, self.ncols, width)
     }
 
     /// `parts` row ranges of about equal entries (a function of the sizes only).
@@ -405,7 +471,7 @@ impl<T: Real> GramOperator for SparseGram<'_, T> {
         let x = self.x;
         let w_rows = row_major(w);
         let shift: Vec<f64> = (0..b).map(|c| dot_column(w, c, &self.mean)).collect();
-        let parts = x.parts(x.parts_for(b + 1));
+        let parts = x.parts(part_count(x.nrows, m + 1, b));
         // Each part: its partial XᵀY (m x b, row-major) followed by its 1ᵀY (b).
         let partials: Vec<Vec<f64>> = parts
             .par_iter()

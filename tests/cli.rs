@@ -879,3 +879,34 @@ fn summary_phases_say_the_gpu_ran_the_loop_at_a_large_k() {
     assert_eq!(v["phases"]["iterate"], "gpu", "{v}");
     assert_eq!(v["backend"], "gpu", "{v}");
 }
+
+#[test]
+fn wide_files_take_the_transposed_route() {
+    // 30 samples of 200 features: K is 30 x 30 where C would be 200 x 200.
+    let dir = tempfile::tempdir().unwrap();
+    let x = prescribed_spectrum(30, 200, &geometric_spectrum(12, 50.0, 0.7), 3.0, 5).x;
+    let input = dir.path().join("wide.npy");
+    write_f32_npy(&input, &x);
+    let (t, g) = (dir.path().join("t"), dir.path().join("g"));
+    fit_ok(&input, &t, &["--scores"]);
+    fit_ok(&input, &g, &["--method", "gram", "--scores"]);
+    let (rt, rg) = (read_results(&t, K, 200), read_results(&g, K, 200));
+    assert_eq!(rt.summary["method"], "gram-t");
+    assert!(
+        rt.summary["method_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("fewer samples than features")),
+        "{}",
+        rt.summary["method_reason"]
+    );
+    assert_eq!(rg.summary["method"], "gram");
+    // f32 data: the same directions and scores to f32 accuracy, both against the f64 reference.
+    check_reference(&rt, &x, K, 1e-3, 1e-5);
+    check_reference(&rg, &x, K, 1e-3, 1e-5);
+    let (st, sg) = (
+        read_matrix_npy(&t.join("scores.npy")),
+        read_matrix_npy(&g.join("scores.npy")),
+    );
+    let err = (&st - &sg).abs().max() / sg.abs().max();
+    assert!(err < 1e-4, "scores differ by {err:e}");
+}

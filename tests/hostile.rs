@@ -44,6 +44,11 @@ fn check(dir: &Path, c: &Case, env: &[(&str, &str)]) {
 }
 
 fn check_limited(dir: &Path, c: &Case, env: &[(&str, &str)], ulimit_kb: u64) {
+    check_with(dir, c, env, ulimit_kb, &[])
+}
+
+/// [`check_limited`] with more arguments for `laepca fit`.
+fn check_with(dir: &Path, c: &Case, env: &[(&str, &str)], ulimit_kb: u64, extra: &[&str]) {
     let input = dir.join(c.file);
     std::fs::write(&input, &c.bytes).unwrap();
     let out = dir.join(format!("out-{}", c.name.replace(' ', "-")));
@@ -51,7 +56,9 @@ fn check_limited(dir: &Path, c: &Case, env: &[(&str, &str)], ulimit_kb: u64) {
     cmd.arg("-c")
         .arg(format!("ulimit -v {ulimit_kb} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_laepca"))
-        .args(["fit", "-k", "2", "--backend", "cpu", "-o"])
+        .args(["fit", "-k", "2", "--backend", "cpu"])
+        .args(extra)
+        .arg("-o")
         .arg(&out)
         .arg(&input);
     for (k, v) in env {
@@ -171,11 +178,12 @@ fn npy_cases() -> Vec<Case> {
             "truncated file",
         ),
         case(
-            // The 2 x 100000: C would need 80 GB.
-            "wide: C too large",
+            // The 2 x 100000: C would need 80 GB; the transposed route's K is 2 x 2 and finds
+            // the (all-zero) data's rank.
+            "wide: transposed route",
             "w.npy",
             npy_bytes("<f4", false, &[2, 100_000], &vec![0; 800_000]),
-            "n_features = 100000: the Gram matrix C (m x m, f64) needs 80.0 GB",
+            "the data has rank 0 after centring",
         ),
     ];
     // Truncation at every boundary of the header (and into the data).
@@ -334,16 +342,25 @@ fn mtx_cases() -> Vec<Case> {
             "the data has rank 0",
         ),
         case(
-            "mtx size overflows",
+            // Four billion rows in a 40-byte file: their offsets alone would take 96 GB.
+            "mtx offsets too large",
             "o.mtx",
-            b("%%MatrixMarket matrix coordinate real general\n99999999999 99999999999 0\n"),
-            "overflows",
+            b("%%MatrixMarket matrix coordinate real general\n4000000000 2 0\n"),
+            "the row offsets of 4000000000 rows",
         ),
         case(
+            // Kept sparse: sizes beyond its 32-bit indices are refused before anything is allocated.
+            "mtx size beyond 32 bits",
+            "o.mtx",
+            b("%%MatrixMarket matrix coordinate real general\n99999999999 99999999999 0\n"),
+            "sparse indices are 32-bit",
+        ),
+        case(
+            // Refused before the entries are read: the file's bytes cannot hold that many.
             "mtx entries missing",
             "m.mtx",
             b("%%MatrixMarket matrix coordinate real general\n4 4 1000000000\n1 1 1\n"),
-            "announces 1000000000 entries but the file ends after 1",
+            "truncated file: 1000000000 sparse entries",
         ),
         case(
             "mtx index outside",
@@ -492,7 +509,9 @@ fn wide_data_under_the_allocator_limit() {
         npy_bytes("<f4", false, &[2, 20_000], &vec![0; 160_000]),
         "n_features = 20000: the Gram matrix C (m x m, f64) needs 3.2 GB",
     );
-    check(dir.path(), &c, &[("LAEPCA_MAX_MEMORY", "1000000000000")]);
+    // On the Gram route: the default takes the transposed one for such wide data (K is 2 x 2).
+    let env = [("LAEPCA_MAX_MEMORY", "1000000000000")];
+    check_with(dir.path(), &c, &env, ULIMIT_KB, &["--method", "gram"]);
 }
 
 #[test]

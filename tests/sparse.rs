@@ -268,3 +268,189 @@ fn dense_data_refuses_the_operator_method() {
     let fit = LaePca::new(2).method(Method::Gram).fit(&x).unwrap();
     assert_eq!(fit.method, Method::Gram);
 }
+
+#[test]
+fn repeated_and_unsorted_columns_count_as_their_sum_on_both_routes() {
+    // scipy's non-canonical CSR: row 0 stores column 2 twice and its columns out of order.
+    let dense = counts(120, 12, 0.3, 9);
+    let canonical = CsrMatrix::from_dense(&dense);
+    let (mut indptr, mut indices, mut values) = (vec![0], Vec::new(), Vec::new());
+    for i in 0..dense.nrows() {
+        let (cols, vals) = canonical.row(i);
+        for (&j, &v) in cols.iter().zip(vals).rev() {
+            // Each value split in two halves stored apart, in reverse column order.
+            indices.extend([j, j]);
+            values.extend([0.25 * v, 0.75 * v]);
+        }
+        indptr.push(indices.len());
+    }
+    let split = CsrMatrix::try_new(dense.nrows(), 12, indptr, indices, values).unwrap();
+    // Stored canonically: the same matrix as the dense one's entries.
+    assert_eq!(split.to_dense(), dense);
+    assert_eq!(split.nnz(), canonical.nnz());
+    let k = 3;
+    for method in [Method::Gram, Method::Operator] {
+        let fit = LaePca::new(k).method(method).fit_csr(&split).unwrap();
+        let (angle, evr) = errors(&fit, &dense, k);
+        assert!(angle < 1e-8, "{method:?}: angle {angle:e}");
+        assert!(evr < 1e-10, "{method:?}: explained variance ratio {evr:e}");
+    }
+}
+
+#[test]
+fn a_symmetric_mtx_file_is_fitted_as_its_full_matrix() {
+    // The lower triangle of a symmetric 30 x 30 matrix of counts, as a Matrix Market file.
+    let full = {
+        let a = counts(30, 30, 0.3, 13);
+        &a + a.transpose()
+    };
+    let mut lines = Vec::new();
+    for j in 0..30 {
+        for i in j..30 {
+            if full[(i, j)] != 0.0 {
+                lines.push(format!("{} {} {}", i + 1, j + 1, full[(i, j)]));
+            }
+        }
+    }
+    let text = format!(
+        "%%MatrixMarket matrix coordinate real symmetric\n30 30 {}\n{}\n",
+        lines.len(),
+        lines.join("\n")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.mtx");
+    std::fs::write(&path, text).unwrap();
+    let x = read_coordinates(&path).unwrap().into_csr::<f64>().unwrap();
+    assert_eq!(x.to_dense(), full);
+    let fit = LaePca::new(4).fit_csr(&x).unwrap();
+    let (angle, _) = errors(&fit, &full, 4);
+    assert!(angle < 1e-8, "angle {angle:e}");
+}
+
+/// A wide matrix (n < m) with a prescribed spectrum and a large mean.
+fn wide(n: usize, m: usize) -> (DMatrix<f64>, Vec<f64>) {
+    let sigma: Vec<f64> = (0..n.min(12))
+        .map(|i| 100.0 * 0.7f64.powi(i as i32))
+        .collect();
+    let data = laepca::synthetic::prescribed_spectrum(n, m, &sigma, 50.0, 3);
+    (data.x, sigma)
+}
+
+#[test]
+fn wide_dense_data_takes_the_transposed_gram_route_with_the_gram_routes_answer() {
+    let (x, sigma) = wide(40, 300);
+    let k = 5;
+    let t = LaePca::new(k).fit(&x).unwrap();
+    assert_eq!(t.method, Method::GramT, "{}", t.method_reason);
+    assert!(
+        t.method_reason.contains("fewer samples"),
+        "{}",
+        t.method_reason
+    );
+    let g = LaePca::new(k).method(Method::Gram).fit(&x).unwrap();
+    assert_eq!(g.method, Method::Gram);
+    assert_eq!(t.components.shape(), (k, 300));
+    assert_eq!((t.n_samples, t.n_features), (40, 300));
+    for a in [&t, &g] {
+        for (i, want) in sigma.iter().enumerate().take(k) {
+            let rel = (a.singular_values[i] - want).abs() / want;
+            assert!(
+                rel < 1e-10,
+                "σ_{i}: {} vs {} ({:?})",
+                a.singular_values[i],
+                want,
+                a.method
+            );
+        }
+    }
+    // The same directions, each with the same sign, and the same means.
+    let angle = largest_principal_angle(
+        &orthonormal(&columns(&g.components)),
+        &orthonormal(&columns(&t.components)),
+    );
+    assert!(angle < 1e-9, "angle {angle:e}");
+    for i in 0..k {
+        let dot: f64 = t.components.row(i).dot(&g.components.row(i));
+        assert!(dot > 1.0 - 1e-12, "component {i}: {dot}");
+    }
+    assert!((&t.mean - &g.mean).abs().max() < 1e-12);
+    let ratio = (&t.explained_variance_ratio - &g.explained_variance_ratio)
+        .abs()
+        .max();
+    assert!(
+        ratio < 1e-12,
+        "explained variance ratio differs by {ratio:e}"
+    );
+    // Scores work as on the Gram route.
+    let (st, sg) = (t.transform(&x).unwrap(), g.transform(&x).unwrap());
+    assert!((&st - &sg).abs().max() < 1e-8 * sg.abs().max());
+    // The paper's layout gives the same fit.
+    let f = LaePca::new(k)
+        .layout(laepca::Layout::FeaturesInRows)
+        .fit(&x.transpose())
+        .unwrap();
+    assert_eq!(f.method, Method::GramT);
+    assert_eq!(f.components, t.components);
+}
+
+#[test]
+fn the_transposed_route_is_for_the_auto_solver_and_dense_data() {
+    let (x, _) = wide(20, 60);
+    // Another solver keeps the Gram route under auto, and cannot be forced onto the transposed one.
+    let fit = LaePca::new(2).solver(Solver::ExactTied).fit(&x).unwrap();
+    assert_eq!(fit.method, Method::Gram);
+    let forced = LaePca::new(2)
+        .solver(Solver::ExactTied)
+        .method(Method::GramT)
+        .fit(&x);
+    assert!(
+        matches!(forced, Err(Error::Unsupported { .. })),
+        "{forced:?}"
+    );
+    // Sparse data takes gram or operator.
+    let sparse = LaePca::new(2)
+        .method(Method::GramT)
+        .fit_csr(&CsrMatrix::from_dense(&x));
+    assert!(
+        matches!(sparse, Err(Error::Unsupported { .. })),
+        "{sparse:?}"
+    );
+    // Tall data: asked for, it still gives the Gram route's answer.
+    let tall = x.transpose();
+    let t = LaePca::new(3).method(Method::GramT).fit(&tall).unwrap();
+    let g = LaePca::new(3).fit(&tall).unwrap();
+    assert_eq!((t.method, g.method), (Method::GramT, Method::Gram));
+    let angle = largest_principal_angle(
+        &orthonormal(&columns(&g.components)),
+        &orthonormal(&columns(&t.components)),
+    );
+    assert!(angle < 1e-8, "angle {angle:e}");
+}
+
+#[test]
+fn the_transposed_route_runs_on_the_gpu() {
+    if !have_gpu() {
+        return;
+    }
+    let (x, sigma) = wide(40, 300);
+    let k = 4;
+    let fit = LaePca::new(k)
+        .backend(Backend::Gpu)
+        .fit(&x.map(|v| v as f32))
+        .unwrap();
+    assert_eq!((fit.method, fit.backend), (Method::GramT, Backend::Gpu));
+    for (i, want) in sigma.iter().enumerate().take(k) {
+        let rel = (fit.singular_values[i] as f64 - want).abs() / want;
+        assert!(
+            rel < 1e-4,
+            "σ_{i}: {} vs {want} (rel {rel:e})",
+            fit.singular_values[i]
+        );
+    }
+    let g = LaePca::new(k).method(Method::Gram).fit(&x).unwrap();
+    let angle = largest_principal_angle(
+        &orthonormal(&columns(&g.components)),
+        &orthonormal(&columns(&fit.components)),
+    );
+    assert!(angle < 1e-3, "angle {angle:e}");
+}

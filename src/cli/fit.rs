@@ -347,7 +347,16 @@ fn fit_as<T: Real>(
         .clone()
         .resolve_backend()
         .context("cannot use the GPU (--backend gpu)")?;
-    let file_fit = if args.features_in_rows {
+    // The transposed Gram route needs whole features: the file is read whole (the library decides
+    // whether it runs: `--method gram-t`, or auto with fewer samples than features and the auto solver).
+    let transposed = match args.method {
+        Method::GramT => true,
+        Method::Auto => {
+            args.solver == laepca::Solver::Auto && checked.n_samples < checked.n_features
+        }
+        _ => false,
+    };
+    let file_fit = if args.features_in_rows || transposed {
         fit_whole::<T>(args, &model, &mut reader, bar)?
     } else {
         fit_streamed::<T>(&model, &mut reader, bar)?
@@ -383,7 +392,7 @@ fn write_and_report<T: Real>(
     }
     let mut files = out.names();
     files.push("summary.json".to_string());
-    // The operator route forms no C: its set-up (the column-sorted copy, the means) ran on the CPU.
+    // The operator route forms no C: its set-up (the means and the diagonal of C) ran on the CPU.
     let gram_backend = match fit.method {
         Method::Operator => Backend::Cpu,
         _ => model.requested_backend(),
@@ -427,26 +436,35 @@ fn write_and_report<T: Real>(
     })
 }
 
-/// Features in rows: the samples are the file's columns, so it is read whole and fitted as a matrix.
+/// Features in rows (the samples are the file's columns), or the transposed Gram route (it needs whole
+/// features): the file is read whole and fitted as a matrix.
 fn fit_whole<T: Real>(
     args: &FitArgs,
     model: &LaePca,
     reader: &mut Reader,
     bar: &Bar,
 ) -> Result<FileFit<'static, T>, Failure> {
-    bar.message("load", "reading the whole file (features in rows)");
+    bar.message("load", "reading the whole file");
     let t = Instant::now();
     let mat = reader.read_all::<T>()?;
     let load = t.elapsed();
+    let layout = if args.features_in_rows {
+        Layout::FeaturesInRows
+    } else {
+        Layout::SamplesInRows
+    };
     let fit = model
         .clone()
-        .layout(Layout::FeaturesInRows)
+        .layout(layout)
         .fit_slice(&mat.data, mat.rows, mat.cols)
         .map_err(|e| data_error(e, reader))?;
     let gram = fit.timings.gram;
-    let samples = match args.scores {
-        true => Samples::Dense(DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data).transpose()),
-        false => Samples::Stream,
+    let samples = match (args.scores, layout) {
+        (false, _) => Samples::Stream,
+        (true, Layout::FeaturesInRows) => {
+            Samples::Dense(DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data).transpose())
+        }
+        (true, _) => Samples::Dense(DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data)),
     };
     Ok(FileFit {
         fit,

@@ -89,7 +89,8 @@ fn parse_value(tok: Option<&str>) -> std::result::Result<f64, String> {
         .map_err(|_| format!("'{tok}' is not a number"))
 }
 
-/// The entries of a coordinate Matrix Market file, kept sparse (see [`read_coordinates`]).
+/// The entries of a coordinate Matrix Market file, kept sparse (see
+/// [`read_coordinates`](crate::io::read_coordinates)).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Coordinates {
     /// Rows of the matrix.
@@ -110,15 +111,37 @@ impl Coordinates {
         }
     }
 
-    /// The matrix in CSR form (entries at the same place summed in file order, in f64, then rounded to
-    /// `T`); the entries are dropped once they are placed.
+    /// The matrix in CSR form, each value rounded to `T` (exact when `T` is [`precision`](Self::precision)'s
+    /// type or wider), entries at the same place summed in f64 in file order; the entries are dropped
+    /// once they are placed.
     pub fn into_csr<T: crate::Real>(self) -> crate::Result<crate::CsrMatrix<T>> {
         let Coordinates {
             rows,
             cols,
             entries,
         } = self;
-        // A counting sort by row keeps the file order within each row.
+        // The fields are public: check what the reader guarantees.
+        if let Some(&(i, j, _)) = entries
+            .iter()
+            .find(|&&(i, j, _)| i as usize >= rows || j as usize >= cols)
+        {
+            return Err(crate::Error::InvalidSparse {
+                detail: format!("an entry at ({i}, {j}) lies outside the {rows} x {cols} matrix"),
+            });
+        }
+        // Three arrays of row offsets.
+        crate::alloc::check(
+            || format!("the row offsets of {rows} rows"),
+            rows.checked_add(1).and_then(|r| r.checked_mul(3)),
+            std::mem::size_of::<usize>(),
+            None,
+        )
+        .map_err(|e| crate::Error::TooLarge {
+            detail: e.to_string(),
+        })?;
+        // A counting sort by row keeps the file order within each row; `try_new` then sorts each row
+        // by column (a stable sort) and sums repeats in f64 in file order, as the dense reader does
+        // (the values are exact in T: f32 only when `precision` says so, else f64).
         let mut indptr = vec![0usize; rows + 1];
         for &(i, _, _) in &entries {
             indptr[i as usize + 1] += 1;
@@ -126,45 +149,15 @@ impl Coordinates {
         for i in 0..rows {
             indptr[i + 1] += indptr[i];
         }
-        let (mut placed_cols, mut placed_values) =
-            (vec![0u32; entries.len()], vec![0.0; entries.len()]);
+        let (mut indices, mut values) = (vec![0u32; entries.len()], vec![T::zero(); entries.len()]);
         let mut next = indptr.clone();
         for &(i, j, v) in &entries {
-            placed_cols[next[i as usize]] = j;
-            placed_values[next[i as usize]] = v;
+            indices[next[i as usize]] = j;
+            values[next[i as usize]] = T::of_f64(v);
             next[i as usize] += 1;
         }
-        drop(entries);
-        // Each row by column (a stable sort: repeats stay in file order), repeats summed.
-        let (mut indices, mut values) = (Vec::with_capacity(placed_cols.len()), Vec::<T>::new());
-        values.reserve_exact(placed_cols.len());
-        let mut starts = vec![0usize; rows + 1];
-        let mut row = Vec::new();
-        for i in 0..rows {
-            let range = indptr[i]..indptr[i + 1];
-            row.clear();
-            row.extend(
-                placed_cols[range.clone()]
-                    .iter()
-                    .copied()
-                    .zip(placed_values[range].iter().copied()),
-            );
-            row.sort_by_key(|&(j, _)| j);
-            let mut at = 0;
-            while at < row.len() {
-                let (j, mut v) = row[at];
-                at += 1;
-                while at < row.len() && row[at].0 == j {
-                    v += row[at].1;
-                    at += 1;
-                }
-                indices.push(j);
-                values.push(T::of_f64(v));
-            }
-            starts[i + 1] = values.len();
-        }
-        drop((placed_cols, placed_values));
-        crate::CsrMatrix::try_new(rows, cols, starts, indices, values)
+        drop((entries, next));
+        crate::CsrMatrix::try_new(rows, cols, indptr, indices, values)
     }
 }
 

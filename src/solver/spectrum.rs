@@ -12,39 +12,51 @@ use nalgebra::{DMatrix, SymmetricEigen};
 /// `min(m, k + 8)` columns started from a seeded Gaussian block.
 pub(crate) fn ritz_values(c: &DMatrix<f64>, k: usize, steps: usize, seed: u64) -> Vec<f64> {
     let (c, unit) = unit_scaled(c);
-    ritz_values_of(|x| &c * x, c.nrows(), k, steps, seed, unit)
+    // Never stopped early: always Some.
+    ritz_values_of(|x| &c * x, c.nrows(), (k, steps, seed, unit), || false).unwrap_or_default()
 }
 
 /// [`ritz_values`] of C given as an operator (never formed): its products scaled by the power of two
-/// nearest C's largest diagonal entry, as [`unit_scaled`] scales a formed C.
+/// nearest C's largest diagonal entry, as [`unit_scaled`] scales a formed C. `cancel` is looked at
+/// before each product (a product of the operator route can take seconds).
 pub(crate) fn operator_ritz_values(
     c: &dyn GramOperator,
     k: usize,
     steps: usize,
     seed: u64,
-) -> Vec<f64> {
+    cancel: Option<&crate::params::CancelFlag>,
+) -> crate::Result<Vec<f64>> {
     let unit = unit_of(c.diagonal().iter().fold(0.0f64, |a, &v| a.max(v.abs())));
     let apply = |x: &DMatrix<f64>| c.apply(x) / unit;
-    ritz_values_of(apply, c.n_features(), k, steps, seed, unit)
+    let stop = || cancel.is_some_and(|f| f.check().is_err());
+    ritz_values_of(apply, c.n_features(), (k, steps, seed, unit), stop)
+        .ok_or(crate::Error::Cancelled)
 }
 
-/// Subspace iteration on the m x m `apply` (C / unit).
+/// Subspace iteration on the m x m `apply` (C / unit); None when `stop` says so before a product.
 fn ritz_values_of(
     apply: impl Fn(&DMatrix<f64>) -> DMatrix<f64>,
     m: usize,
-    k: usize,
-    steps: usize,
-    seed: u64,
-    unit: f64,
-) -> Vec<f64> {
+    (k, steps, seed, unit): (usize, usize, u64, f64),
+    stop: impl Fn() -> bool,
+) -> Option<Vec<f64>> {
     let b = m.min(k + 8);
     let mut rng = Rng::new(seed ^ 0x005E_ED0F_5EC7);
     let mut x = DMatrix::from_vec(m, b, rng.normals(m * b)).qr().q();
     for _ in 0..steps {
+        if stop() {
+            return None;
+        }
         x = apply(&x).qr().q();
     }
+    if stop() {
+        return None;
+    }
     let h = x.transpose() * apply(&x);
-    sorted_desc(SymmetricEigen::new(h).eigenvalues.as_slice(), unit)
+    Some(sorted_desc(
+        SymmetricEigen::new(h).eigenvalues.as_slice(),
+        unit,
+    ))
 }
 
 /// All eigenvalues of C (descending), exact to f64 rounding.
