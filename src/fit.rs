@@ -68,13 +68,17 @@ impl LaePca {
             });
         }
         let checked = self.check(stats.n_samples, m)?;
-        if self.method != Method::Auto && self.method != Method::Gram {
-            return Err(Error::Unsupported {
-                detail: format!(
-                    "given Gram statistics are fitted as they are (method gram), not by {}",
-                    self.method.name()
-                ),
-            });
+        match self.method {
+            Method::Auto | Method::Gram => {}
+            Method::Operator => return Err(operator_refused()),
+            other => {
+                return Err(Error::Unsupported {
+                    detail: format!(
+                        "given Gram statistics are fitted as they are (method gram), not by {}",
+                        other.name()
+                    ),
+                })
+            }
         }
         check_semidefinite(&stats.c)?;
         let gpu = self.choose_device()?;
@@ -112,9 +116,12 @@ impl LaePca {
         self.fit_problem(&problem, &checked, t_gram.elapsed(), start, gpu)
     }
 
-    /// The route of dense data in memory (n samples, m features) and why: the transposed Gram matrix
-    /// when asked for or, for auto, when the auto solver runs and n < m (K is n x n, C m x m); else C.
-    fn dense_method(&self, n: usize, m: usize) -> Result<(Method, String)> {
+    /// The route [`fit`](Self::fit) takes for dense data of `n` samples and `m` features, and why:
+    /// [`Method::GramT`] when asked for or, for [`Method::Auto`], when the auto solver runs without a
+    /// warm start and n < m (K is n x n, C m x m); else [`Method::Gram`]. An error
+    /// ([`Error::Unsupported`]) for a method dense data cannot take (operator), or gram-t with another
+    /// solver or a warm start. [`fit_gram`](Self::fit_gram) always takes the Gram route.
+    pub fn dense_method(&self, n: usize, m: usize) -> Result<(Method, String)> {
         let transposed_ok = || -> Result<()> {
             if self.solver != Solver::Auto || self.warm_start.is_some() {
                 return Err(Error::Unsupported {
@@ -132,17 +139,12 @@ impl LaePca {
                 transposed_ok()?;
                 (Method::GramT, "asked for".to_string())
             }
-            Method::Operator => {
-                return Err(Error::Unsupported {
-                    detail: "the operator method takes sparse data (fit_csr, or a Matrix Market \
-                             coordinate file); dense data is fitted through its Gram matrix (gram) or \
-                             its transposed Gram matrix (gram-t)"
-                        .to_string(),
-                })
-            }
+            Method::Operator => return Err(operator_refused()),
             _ if n < m && transposed_ok().is_ok() => (
                 Method::GramT,
-                format!("fewer samples than features: K = X_c X_cᵀ is {n} x {n}, C would be {m} x {m}"),
+                format!(
+                    "fewer samples than features: K = X_c X_cᵀ is {n} x {n}, C would be {m} x {m}"
+                ),
             ),
             _ => (
                 Method::Gram,
@@ -203,6 +205,17 @@ impl LaePca {
                         *d = T::of_f64(view.at(i, j).as_f64() - mean[j]);
                     }
                 });
+            // Finite data near the type's limit can round to ±inf once centred.
+            if let Some(pos) = block.iter().position(|v| !v.as_f64().is_finite()) {
+                let (feature, sample) = (first + pos / n, pos % n);
+                let (row, col) = view.user_coords(sample, feature);
+                return Err(Error::Overflow {
+                    what: format!(
+                        "the centred value at row {row}, column {col} does not fit the working \
+                         precision"
+                    ),
+                });
+            }
             acc.push_rows(&block)?;
         }
         let stats = acc.finish()?;
@@ -496,7 +509,11 @@ impl LaePca {
         if p.formed.is_some() {
             // The loop's scaled copy of C and the engine's copy (C itself exists already).
             crate::alloc::check(
-                || format!("n_features = {m}: the fit's two working copies of C (m x m)"),
+                || {
+                    format!(
+                        "order {m}: the fit's two working copies of the matrix it multiplies by"
+                    )
+                },
                 m.checked_mul(m).and_then(|v| v.checked_mul(2)),
                 std::mem::size_of::<f64>(),
                 None,
@@ -648,13 +665,17 @@ impl LaePca {
         let t_finish = Instant::now();
         let mut fin = finish(&out.decoder, p.c, lambda, self.solver.uses_rayleigh_ritz());
         if let Some(lift) = p.lift {
+            // Only auto runs here (dense_method): its decoder is rebuilt from the directions below.
+            debug_assert!(auto);
             // K's eigenvectors V to the directions U = X_cᵀ V Σ⁻¹ (K = X_c X_cᵀ has C's nonzero
-            // eigenvalues), with the sign convention applied again in feature space.
+            // eigenvalues); each column normalised (‖X_cᵀ v‖ = σ in exact arithmetic), with the sign
+            // convention applied again in feature space.
             let mut u = lift(&fin.directions);
-            for (j, &sigma) in fin.singular_values.iter().enumerate() {
+            for j in 0..u.ncols() {
                 let mut col = u.column(j).clone_owned();
-                if sigma > 0.0 {
-                    col /= sigma;
+                let norm = col.norm();
+                if norm > 0.0 {
+                    col /= norm;
                 }
                 crate::finish::apply_sign_convention(&mut col);
                 u.set_column(j, &col);
@@ -713,6 +734,16 @@ impl LaePca {
             },
         };
         Ok(fit)
+    }
+}
+
+/// The error for the operator method on dense data.
+fn operator_refused() -> Error {
+    Error::Unsupported {
+        detail: "the operator method takes sparse data (fit_csr, or a Matrix Market coordinate \
+                 file); dense data is fitted through its Gram matrix (gram) or its transposed Gram \
+                 matrix (gram-t)"
+            .to_string(),
     }
 }
 

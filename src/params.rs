@@ -114,8 +114,8 @@ impl std::str::FromStr for Backend {
 #[non_exhaustive]
 pub enum Method {
     /// Chosen from the shape, the density and the memory available: dense data takes
-    /// [`GramT`](Method::GramT) when it has fewer samples than features and the solver is auto, else
-    /// [`Gram`](Method::Gram); sparse data ([`LaePca::fit_csr`]) takes the cheaper route that fits (see
+    /// [`GramT`](Method::GramT) when it has fewer samples than features and the solver is auto without
+    /// a warm start, else [`Gram`](Method::Gram) (see [`LaePca::dense_method`]); sparse data ([`LaePca::fit_csr`]) takes the cheaper route that fits (see
     /// [`LaePca::fit_csr`] for the rule), and the fit's [`method_reason`](crate::Fit::method_reason)
     /// says why.
     #[default]
@@ -126,9 +126,10 @@ pub enum Method {
     /// C never formed: each product is `X_cᵀ (X_c W)` from the sparse X itself, in f64 on the CPU
     /// (sparse input only; 2·nnz·b multiply-adds per product with a block of b columns).
     Operator,
-    /// The transposed Gram matrix `K = X_c X_cᵀ` (n x n) formed instead of C, for dense data with
-    /// fewer samples than features; the directions are `X_cᵀ V Σ⁻¹` from K's eigenvectors V (the auto
-    /// solver only; dense data in memory only).
+    /// The transposed Gram matrix `K = X_c X_cᵀ` (n x n) formed instead of C, what auto takes for
+    /// dense data with fewer samples than features (asked for, it also fits tall data); the directions
+    /// are `X_cᵀ V` from K's eigenvectors V, normalised (the auto solver without a warm start only;
+    /// dense data in memory only).
     GramT,
 }
 

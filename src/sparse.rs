@@ -117,9 +117,11 @@ impl<T: Real> CsrMatrix<T> {
     /// Each row's columns sorted (a stable sort) and repeats summed in f64 in their given order.
     fn canonical(self) -> Result<Self> {
         let (mut indptr, mut indices, mut values) = (vec![0usize], Vec::new(), Vec::new());
-        indptr.reserve_exact(self.nrows);
-        indices.reserve_exact(self.nnz());
-        values.reserve_exact(self.nnz());
+        let nnz = self.nnz();
+        let what = || format!("the sorted copy of {nnz} sparse entries");
+        crate::alloc::reserve(&mut indptr, self.nrows, what).map_err(too_large)?;
+        crate::alloc::reserve(&mut indices, nnz, what).map_err(too_large)?;
+        crate::alloc::reserve(&mut values, nnz, what).map_err(too_large)?;
         let mut row: Vec<(u32, f64)> = Vec::new();
         for i in 0..self.nrows {
             let (cols, vals) = self.row(i);

@@ -909,4 +909,11 @@ fn wide_files_take_the_transposed_route() {
     );
     let err = (&st - &sg).abs().max() / sg.abs().max();
     assert!(err < 1e-4, "scores differ by {err:e}");
+    // Methods dense data cannot take fail before the file is read, naming the problem.
+    let mut a = fit_args(&input, "3", &dir.path().join("o"));
+    a.extend(args(&["--method", "operator"]));
+    fails(&a, 1, "the operator method takes sparse data");
+    let mut a = fit_args(&input, "3", &dir.path().join("o"));
+    a.extend(args(&["--method", "gram-t", "--solver", "exact"]));
+    fails(&a, 1, "runs the auto solver");
 }

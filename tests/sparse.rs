@@ -374,6 +374,12 @@ fn wide_dense_data_takes_the_transposed_gram_route_with_the_gram_routes_answer()
         assert!(dot > 1.0 - 1e-12, "component {i}: {dot}");
     }
     assert!((&t.mean - &g.mean).abs().max() < 1e-12);
+    // Orthonormal directions: U = X_cᵀ V normalised.
+    let u = t.components.transpose();
+    let off = (u.transpose() * &u - DMatrix::<f64>::identity(k, k))
+        .abs()
+        .max();
+    assert!(off < 1e-10, "UᵀU − I: {off:e}");
     let ratio = (&t.explained_variance_ratio - &g.explained_variance_ratio)
         .abs()
         .max();

@@ -43,15 +43,20 @@ pub fn run(args: &FitArgs) -> Result<ExitCode, Failure> {
     // The library's own check, before a big file is read.
     let model = model(args);
     let checked = model.check(n, m).map_err(|e| check_error(e, &args.input))?;
+    // The library's route for dense data of this shape (an unsupported --method fails here).
+    let (method, _) = model
+        .dense_method(n, m)
+        .map_err(|e| check_error(e, &args.input))?;
     check_destination(&args.out, &OUTPUT_NAMES)?;
     for file in OUTPUT_NAMES {
         guard_inputs(&args.out.join(file), &[&args.input])?;
     }
     let bar = Bar::new();
     let model = model.on_progress(bar.hook());
+    let run = (start, method);
     let result = match reader.precision() {
-        Precision::F32 => fit_as::<f32>(args, &model, &checked, reader, start, &bar),
-        Precision::F64 => fit_as::<f64>(args, &model, &checked, reader, start, &bar),
+        Precision::F32 => fit_as::<f32>(args, &model, &checked, reader, run, &bar),
+        Precision::F64 => fit_as::<f64>(args, &model, &checked, reader, run, &bar),
     };
     bar.clear();
     let text = result?;
@@ -339,7 +344,7 @@ fn fit_as<T: Real>(
     model: &LaePca,
     checked: &CheckedParams,
     mut reader: Reader,
-    start: Instant,
+    (start, method): (Instant, Method),
     bar: &Bar,
 ) -> Result<String, Failure> {
     // One backend decision (the library's) for every phase: the accumulation, the loop, the summary.
@@ -347,15 +352,8 @@ fn fit_as<T: Real>(
         .clone()
         .resolve_backend()
         .context("cannot use the GPU (--backend gpu)")?;
-    // The transposed Gram route needs whole features: the file is read whole (the library decides
-    // whether it runs: `--method gram-t`, or auto with fewer samples than features and the auto solver).
-    let transposed = match args.method {
-        Method::GramT => true,
-        Method::Auto => {
-            args.solver == laepca::Solver::Auto && checked.n_samples < checked.n_features
-        }
-        _ => false,
-    };
+    // The transposed Gram route needs whole features: the file is read whole when it runs.
+    let transposed = method == Method::GramT;
     let file_fit = if args.features_in_rows || transposed {
         fit_whole::<T>(args, &model, &mut reader, bar)?
     } else {
@@ -464,7 +462,8 @@ fn fit_whole<T: Real>(
         (true, Layout::FeaturesInRows) => {
             Samples::Dense(DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data).transpose())
         }
-        (true, _) => Samples::Dense(DMatrix::from_row_slice(mat.rows, mat.cols, &mat.data)),
+        // Samples in rows stream well: a second pass, rather than a second copy of the matrix.
+        (true, _) => Samples::Stream,
     };
     Ok(FileFit {
         fit,
