@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
-use laepca::{devices, Backend, Error, Fit, GramAccumulator, LaePca, Solver};
+use laepca::{devices, Backend, Error, Fit, GramAccumulator, LaePca, Method, Solver};
 use nalgebra::DMatrix;
 
 struct Shape {
@@ -291,7 +291,12 @@ fn gpu_errors() {
         .unwrap();
     let max_m = opened.max_features();
     let wide = DMatrix::<f32>::from_fn(2, max_m + 4, |i, j| ((i * 7 + j) % 5) as f32);
-    let e = LaePca::new(1).backend(Backend::Gpu).fit(&wide).unwrap_err();
+    // On the Gram route (auto would take the transposed one: K is 2 x 2).
+    let e = LaePca::new(1)
+        .backend(Backend::Gpu)
+        .method(Method::Gram)
+        .fit(&wide)
+        .unwrap_err();
     match &e {
         Error::TooLargeForDevice {
             m, max_m: reported, ..
