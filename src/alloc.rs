@@ -40,6 +40,15 @@ pub struct SizeError {
     pub limit: Limit,
 }
 
+impl From<SizeError> for crate::Error {
+    /// [`Error::TooLarge`](crate::Error::TooLarge) with the refusal's message.
+    fn from(e: SizeError) -> Self {
+        crate::Error::TooLarge {
+            detail: e.to_string(),
+        }
+    }
+}
+
 /// Bytes as people read them: 512 B, 3.1 MB, 80.0 GB.
 pub(crate) fn human_bytes(b: u64) -> String {
     let units = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")];

@@ -522,9 +522,7 @@ fn shift_row<T: Real>(row: &mut [T], shift: &[T], sums: &mut [f64], largest: &mu
 
 /// Zeroed work space of the CPU engine, size-checked like C.
 fn block_storage<T: Real>(what: &str, count: Option<usize>) -> Result<Vec<T>> {
-    crate::alloc::filled(|| what.to_string(), count, None, T::zero()).map_err(|e| Error::TooLarge {
-        detail: e.to_string(),
-    })
+    crate::alloc::filled(|| what.to_string(), count, None, T::zero()).map_err(Error::from)
 }
 
 /// Streamed accumulation of [`GramStats`]: push blocks of samples, then [`finish`](Self::finish).

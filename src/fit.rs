@@ -185,14 +185,7 @@ impl LaePca {
         let mut acc = accumulator_on(gpu.as_ref(), n, false)?;
         acc.cancel_on(self.cancel.clone());
         // Blocks of features, each row of the block one centred feature (n values).
-        let rows = (crate::io::CHUNK_BYTES / (n * std::mem::size_of::<T>())).clamp(1, m);
-        let mut block: Vec<T> = Vec::new();
-        crate::alloc::reserve(&mut block, rows * n, || {
-            format!("a block of {rows} centred features of {n} samples")
-        })
-        .map_err(|e| Error::TooLarge {
-            detail: e.to_string(),
-        })?;
+        let (rows, mut block) = chunk_buffer::<T>(n, m, "centred features")?;
         for first in (0..m).step_by(rows) {
             let last = (first + rows).min(m);
             block.clear();
@@ -325,14 +318,7 @@ impl LaePca {
         let t_gram = Instant::now();
         let mut acc = accumulator_on(gpu.as_ref(), m, self.center)?;
         acc.cancel_on(self.cancel.clone());
-        let rows = (crate::io::CHUNK_BYTES / (m * std::mem::size_of::<T>())).clamp(1, n);
-        let mut block: Vec<T> = Vec::new();
-        crate::alloc::reserve(&mut block, rows * m, || {
-            format!("a block of {rows} densified rows of {m} features")
-        })
-        .map_err(|e| Error::TooLarge {
-            detail: e.to_string(),
-        })?;
+        let (rows, mut block) = chunk_buffer::<T>(m, n, "densified rows")?;
         for first in (0..n).step_by(rows) {
             x.densify_rows(first..(first + rows).min(n), &mut block);
             acc.push_rows(&block)?;
@@ -517,10 +503,7 @@ impl LaePca {
                 m.checked_mul(m).and_then(|v| v.checked_mul(2)),
                 std::mem::size_of::<f64>(),
                 None,
-            )
-            .map_err(|e| Error::TooLarge {
-                detail: e.to_string(),
-            })?;
+            )?;
         }
         let t_setup = Instant::now();
         let auto = self.solver == Solver::Auto;
@@ -957,6 +940,17 @@ fn indefinite(c: &DMatrix<f64>) -> Option<Error> {
     (lowest < -GRAM_NOISE * top).then(|| Error::NotSemidefinite {
         detail: format!("its smallest eigenvalue is {lowest:e}, its largest {top:e}"),
     })
+}
+
+/// How many rows of `width` values one chunk of [`CHUNK_BYTES`](crate::io::CHUNK_BYTES) holds (1 to
+/// `total`), and an empty buffer with room for them, size-checked; `what` names the rows.
+fn chunk_buffer<T: Real>(width: usize, total: usize, what: &str) -> Result<(usize, Vec<T>)> {
+    let rows = (crate::io::CHUNK_BYTES / (width * std::mem::size_of::<T>())).clamp(1, total);
+    let mut block = Vec::new();
+    crate::alloc::reserve(&mut block, rows * width, || {
+        format!("a block of {rows} {what} of {width} values")
+    })?;
+    Ok((rows, block))
 }
 
 /// A Gram accumulator on `device`, or on the CPU.

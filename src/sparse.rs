@@ -119,9 +119,9 @@ impl<T: Real> CsrMatrix<T> {
         let (mut indptr, mut indices, mut values) = (vec![0usize], Vec::new(), Vec::new());
         let nnz = self.nnz();
         let what = || format!("the sorted copy of {nnz} sparse entries");
-        crate::alloc::reserve(&mut indptr, self.nrows, what).map_err(too_large)?;
-        crate::alloc::reserve(&mut indices, nnz, what).map_err(too_large)?;
-        crate::alloc::reserve(&mut values, nnz, what).map_err(too_large)?;
+        crate::alloc::reserve(&mut indptr, self.nrows, what)?;
+        crate::alloc::reserve(&mut indices, nnz, what)?;
+        crate::alloc::reserve(&mut values, nnz, what)?;
         let mut row: Vec<(u32, f64)> = Vec::new();
         for i in 0..self.nrows {
             let (cols, vals) = self.row(i);
@@ -180,8 +180,7 @@ impl<T: Real> CsrMatrix<T> {
             nrows.checked_add(1),
             None,
             0usize,
-        )
-        .map_err(too_large)?;
+        )?;
         for &(i, _, _) in entries {
             indptr[i + 1] += 1;
         }
@@ -289,24 +288,30 @@ impl<T: Real> CsrMatrix<T> {
 
     /// [`centred_product`](Self::centred_product) as row-major n x k values.
     fn centred_product_rows(&self, w: &DMatrix<f64>, mean: &[f64]) -> Vec<f64> {
-        let k = w.ncols().max(1);
         let w_rows = row_major(w);
         let shift: Vec<f64> = (0..w.ncols()).map(|c| dot_column(w, c, mean)).collect();
         let mut y = vec![0.0f64; self.nrows * w.ncols()];
-        y.par_chunks_mut(k).enumerate().for_each(|(i, yi)| {
-            let (cols, vals) = self.row(i);
-            for (&j, &v) in cols.iter().zip(vals) {
-                let wj = &w_rows[j as usize * k..(j as usize + 1) * k];
-                let v = v.as_f64();
-                for (acc, &x) in yi.iter_mut().zip(wj) {
-                    *acc += v * x;
-                }
-            }
-            for (acc, &s) in yi.iter_mut().zip(&shift) {
-                *acc -= s;
-            }
-        });
+        y.par_chunks_mut(w.ncols().max(1))
+            .enumerate()
+            .for_each(|(i, yi)| self.centred_row_product(i, &w_rows, &shift, yi));
         y
+    }
+
+    /// `y = x_iᵀ W − shift` for row i (`w_rows`: W's rows, `y.len()` values each), in f64 from
+    /// `−shift` over the stored entries in order.
+    fn centred_row_product(&self, i: usize, w_rows: &[f64], shift: &[f64], y: &mut [f64]) {
+        let b = y.len();
+        for (acc, &s) in y.iter_mut().zip(shift) {
+            *acc = -s;
+        }
+        let (cols, vals) = self.row(i);
+        for (&j, &v) in cols.iter().zip(vals) {
+            let wj = &w_rows[j as usize * b..(j as usize + 1) * b];
+            let v = v.as_f64();
+            for (acc, &x) in y.iter_mut().zip(wj) {
+                *acc += v * x;
+            }
+        }
     }
 }
 
@@ -344,12 +349,6 @@ fn part_count(n: usize, m: usize, width: usize) -> usize {
 pub(crate) fn operator_product_bytes(n: usize, m: usize, width: usize) -> f64 {
     let partial = (m as f64 + 1.0) * width as f64 * 8.0;
     part_count(n, m + 1, width) as f64 * partial + 2.0 * m as f64 * width as f64 * 8.0
-}
-
-fn too_large(e: crate::alloc::SizeError) -> Error {
-    Error::TooLarge {
-        detail: e.to_string(),
-    }
 }
 
 /// C of a sparse X, never formed: applied as `X_cᵀ (X_c W)` (see the module's text).
@@ -481,17 +480,8 @@ impl<T: Real> GramOperator for SparseGram<'_, T> {
                 let mut out = vec![0.0f64; (m + 1) * b];
                 let mut yi = vec![0.0f64; b];
                 for i in rows.clone() {
+                    x.centred_row_product(i, &w_rows, &shift, &mut yi);
                     let (cols, vals) = x.row(i);
-                    for (y, &s) in yi.iter_mut().zip(&shift) {
-                        *y = -s;
-                    }
-                    for (&j, &v) in cols.iter().zip(vals) {
-                        let wj = &w_rows[j as usize * b..(j as usize + 1) * b];
-                        let v = v.as_f64();
-                        for (acc, &x) in yi.iter_mut().zip(wj) {
-                            *acc += v * x;
-                        }
-                    }
                     for (&j, &v) in cols.iter().zip(vals) {
                         let zj = &mut out[j as usize * b..(j as usize + 1) * b];
                         let v = v.as_f64();

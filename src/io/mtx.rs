@@ -135,10 +135,7 @@ impl Coordinates {
             rows.checked_add(1).and_then(|r| r.checked_mul(3)),
             std::mem::size_of::<usize>(),
             None,
-        )
-        .map_err(|e| crate::Error::TooLarge {
-            detail: e.to_string(),
-        })?;
+        )?;
         // A counting sort by row keeps the file order within each row; `try_new` then sorts each row
         // by column (a stable sort) and sums repeats in f64 in file order, as the dense reader does
         // (the values are exact in T: f32 only when `precision` says so, else f64).
