@@ -8,7 +8,7 @@ use super::output::{
 use super::plot::{convergence_svg, scree_svg};
 use super::progress::Bar;
 use super::{print_out, Context, Failure, FitArgs};
-use laepca::io::{Coordinates, IoError, NpyWriter, Precision, Reader};
+use laepca::io::{Coordinates, H5adFile, IoError, NpyWriter, Precision, Reader};
 use laepca::{
     Backend, CheckedParams, CsrMatrix, Error, Fit, GramStats, LaePca, Layout, Method, Real,
 };
@@ -35,10 +35,26 @@ const OUTPUT_NAMES: [&str; 9] = [
 /// the results, prints the report.
 pub fn run(args: &FitArgs) -> Result<ExitCode, Failure> {
     let start = Instant::now();
-    if laepca::io::is_sparse(&args.input)? {
-        return run_sparse(args, start);
-    }
-    let reader = Reader::open(&args.input)?;
+    let h5ad = super::h5ad_options(&args.input, &args.layer, &args.var_mask)?;
+    let reader = match &h5ad {
+        Some(options) => {
+            if args.features_in_rows {
+                return Err(Failure(format!(
+                    "{}: an .h5ad file holds observations in rows: --features-in-rows does not apply",
+                    args.input.display()
+                )));
+            }
+            let file = H5adFile::open(&args.input, options)?;
+            if file.is_sparse() {
+                return run_sparse(args, start, SparseFile::H5ad(Box::new(file)));
+            }
+            Reader::from_h5ad(file)
+        }
+        None if laepca::io::is_sparse(&args.input)? => {
+            return run_sparse(args, start, SparseFile::Mtx)
+        }
+        None => Reader::open(&args.input)?,
+    };
     let (n, m) = samples_features(args, &reader);
     // The library's own check, before a big file is read.
     let model = model(args);
@@ -64,21 +80,76 @@ pub fn run(args: &FitArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `laepca fit` of a sparse file (a Matrix Market coordinate file): read whole but kept sparse, then
-/// fitted by the library's route choice (or `--method`).
-fn run_sparse(args: &FitArgs, start: Instant) -> Result<ExitCode, Failure> {
+/// A sparse input file.
+enum SparseFile {
+    /// A Matrix Market coordinate file (not read yet).
+    Mtx,
+    /// A CSR or CSC matrix of an `.h5ad` file (opened: shape, type and mask read).
+    H5ad(Box<H5adFile>),
+}
+
+/// A sparse input with its shape known, its values not yet in the fit's precision.
+enum SparseEntries {
+    /// The coordinate file's entries.
+    Mtx(Coordinates),
+    /// The `.h5ad` matrix, read as CSR in the fit's precision.
+    H5ad(Box<H5adFile>),
+}
+
+impl SparseEntries {
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            SparseEntries::Mtx(c) => (c.rows, c.cols),
+            SparseEntries::H5ad(f) => (f.rows(), f.cols()),
+        }
+    }
+    fn precision(&self) -> Precision {
+        match self {
+            SparseEntries::Mtx(c) => c.precision(),
+            SparseEntries::H5ad(f) => f.precision(),
+        }
+    }
+    /// The CSR matrix in `T`, and what the summary says of the file's storage.
+    fn into_csr<T: Real>(
+        self,
+        name: &str,
+    ) -> Result<(CsrMatrix<T>, &'static str, String), Failure> {
+        Ok(match self {
+            SparseEntries::Mtx(coords) => {
+                let in_file = coords.entries.len();
+                let x = coords.into_csr::<T>().context(name)?;
+                let dtype = format!("sparse, {} stored entries ({in_file} in the file)", x.nnz());
+                (x, "mtx", dtype)
+            }
+            SparseEntries::H5ad(file) => {
+                let x = file.read_csr::<T>()?;
+                (x, "h5ad", file.dtype().to_string())
+            }
+        })
+    }
+}
+
+/// `laepca fit` of a sparse file (a Matrix Market coordinate file, or an `.h5ad` file's CSR or CSC
+/// matrix): read whole but kept sparse, then fitted by the library's route choice (or `--method`).
+fn run_sparse(args: &FitArgs, start: Instant, file: SparseFile) -> Result<ExitCode, Failure> {
     let bar = Bar::new();
     bar.message("load", "reading the sparse entries");
     let t_load = Instant::now();
-    let mut coords = laepca::io::read_coordinates(&args.input)?;
-    if args.features_in_rows {
-        std::mem::swap(&mut coords.rows, &mut coords.cols);
-        for e in &mut coords.entries {
-            *e = (e.1, e.0, e.2);
+    let entries = match file {
+        SparseFile::Mtx => {
+            let mut coords = laepca::io::read_coordinates(&args.input)?;
+            if args.features_in_rows {
+                std::mem::swap(&mut coords.rows, &mut coords.cols);
+                for e in &mut coords.entries {
+                    *e = (e.1, e.0, e.2);
+                }
+            }
+            SparseEntries::Mtx(coords)
         }
-    }
+        SparseFile::H5ad(file) => SparseEntries::H5ad(file),
+    };
     let load = t_load.elapsed();
-    let (n, m) = (coords.rows, coords.cols);
+    let (n, m) = entries.shape();
     let model = model(args);
     let checked = model.check(n, m).map_err(|e| check_error(e, &args.input))?;
     check_destination(&args.out, &OUTPUT_NAMES)?;
@@ -86,10 +157,9 @@ fn run_sparse(args: &FitArgs, start: Instant) -> Result<ExitCode, Failure> {
         guard_inputs(&args.out.join(file), &[&args.input])?;
     }
     let model = model.on_progress(bar.hook());
-    let precision = coords.precision();
-    let result = match precision {
-        Precision::F32 => fit_sparse_as::<f32>(args, &model, &checked, coords, load, start, &bar),
-        Precision::F64 => fit_sparse_as::<f64>(args, &model, &checked, coords, load, start, &bar),
+    let result = match entries.precision() {
+        Precision::F32 => fit_sparse_as::<f32>(args, &model, &checked, entries, load, start, &bar),
+        Precision::F64 => fit_sparse_as::<f64>(args, &model, &checked, entries, load, start, &bar),
     };
     bar.clear();
     let text = result?;
@@ -102,15 +172,14 @@ fn fit_sparse_as<T: Real>(
     args: &FitArgs,
     model: &LaePca,
     checked: &CheckedParams,
-    coords: Coordinates,
+    entries: SparseEntries,
     load: Duration,
     start: Instant,
     bar: &Bar,
 ) -> Result<String, Failure> {
     let name = args.input.display().to_string();
     let t = Instant::now();
-    let nnz = coords.entries.len();
-    let x = coords.into_csr::<T>().context(&name)?;
+    let (x, format, dtype) = entries.into_csr::<T>(&name)?;
     let load = load + t.elapsed();
     let model = model
         .clone()
@@ -119,8 +188,8 @@ fn fit_sparse_as<T: Real>(
     let fit = model.fit_csr(&x).context(&name)?;
     let data = DataJson {
         input: name,
-        format: "mtx",
-        dtype: format!("sparse, {} stored entries ({nnz} in the file)", x.nnz()),
+        format,
+        dtype,
         n_samples: checked.n_samples,
         n_features: checked.n_features,
         k: checked.k,
@@ -609,7 +678,8 @@ fn write_scores<T: Real>(
             writer.write(&rows_f32(&scores))?;
         }
         Samples::Stream => {
-            let mut reader = Reader::open(&args.input)?;
+            let h5ad = super::h5ad_options(&args.input, &args.layer, &args.var_mask)?;
+            let mut reader = super::open_reader(&args.input, &h5ad)?;
             let chunk = reader.chunk_rows();
             let mut buf = Vec::<T>::new();
             while reader.read_rows(&mut buf, chunk)? > 0 {

@@ -10,10 +10,11 @@ mod progress;
 mod transform;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use laepca::io::{H5adFile, H5adMatrix, H5adOptions, Reader};
 use laepca::{Backend, LaePca, Method, Solver};
 use std::fmt::Display;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// PCA by L2-regularised linear autoencoders (LAE-PCA) on the GPU and the CPU.
@@ -97,6 +98,13 @@ pub struct FitArgs {
     /// The file holds features in rows and samples in columns (the paper's layout; read whole)
     #[arg(long)]
     pub features_in_rows: bool,
+    /// .h5ad input: the matrix to fit: X (the default), raw (raw.X) or a layer's name
+    #[arg(long, value_name = "MATRIX")]
+    pub layer: Option<H5adMatrix>,
+    /// .h5ad input: fit only the features where this boolean column of the matrix's var table is
+    /// true (e.g. highly_variable)
+    #[arg(long, value_name = "COLUMN")]
+    pub var_mask: Option<String>,
     /// Also write the scores (n x k) to DIR/scores.npy
     #[arg(long)]
     pub scores: bool,
@@ -122,6 +130,43 @@ pub struct TransformArgs {
     /// The file holds features in rows and samples in columns (read whole)
     #[arg(long)]
     pub features_in_rows: bool,
+    /// .h5ad input: the matrix, as for fit
+    #[arg(long, value_name = "MATRIX")]
+    pub layer: Option<H5adMatrix>,
+    /// .h5ad input: the feature mask the model was fitted with, as for fit
+    #[arg(long, value_name = "COLUMN")]
+    pub var_mask: Option<String>,
+}
+
+/// The `.h5ad` options of `--layer` and `--var-mask` for an `.h5ad` input (None for other formats,
+/// which refuse the flags).
+fn h5ad_options(
+    input: &Path,
+    layer: &Option<H5adMatrix>,
+    var_mask: &Option<String>,
+) -> Result<Option<H5adOptions>, Failure> {
+    let is_h5ad = laepca::io::Format::from_path(input).ok() == Some(laepca::io::Format::H5ad);
+    if !is_h5ad {
+        return match (layer, var_mask) {
+            (None, None) => Ok(None),
+            _ => Err(Failure(format!(
+                "{}: --layer and --var-mask apply to .h5ad files only",
+                input.display()
+            ))),
+        };
+    }
+    Ok(Some(H5adOptions {
+        matrix: layer.clone().unwrap_or_default(),
+        var_mask: var_mask.clone(),
+    }))
+}
+
+/// A row reader of the input: an `.h5ad` file on the matrix and mask of its options.
+fn open_reader(input: &Path, h5ad: &Option<H5adOptions>) -> Result<Reader, Failure> {
+    Ok(match h5ad {
+        Some(options) => Reader::from_h5ad(H5adFile::open(input, options)?),
+        None => Reader::open(input)?,
+    })
 }
 
 /// A failure to report: one line on stderr and a non-zero exit.

@@ -75,7 +75,14 @@ pub fn run(args: &TransformArgs) -> Result<ExitCode, Failure> {
             &args.model.join("mean.npy"),
         ],
     )?;
-    let mut reader = Reader::open(&args.input)?;
+    let h5ad = super::h5ad_options(&args.input, &args.layer, &args.var_mask)?;
+    if h5ad.is_some() && args.features_in_rows {
+        return Err(Failure(format!(
+            "{}: an .h5ad file holds observations in rows: --features-in-rows does not apply",
+            args.input.display()
+        )));
+    }
+    let mut reader = super::open_reader(&args.input, &h5ad)?;
     let name = args.input.display();
     let (n, cols) = if args.features_in_rows {
         (reader.cols(), reader.rows())

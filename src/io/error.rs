@@ -38,8 +38,8 @@ pub enum IoError {
 
     /// The file name does not say which format the file is in.
     #[error(
-        "{}: unknown file type: expected .npy, .csv, .tsv, .mtx or an IDX file (.idx, *-ubyte), \
-         the text and IDX formats optionally gzipped (.gz)",
+        "{}: unknown file type: expected .npy, .csv, .tsv, .mtx, .h5ad or an IDX file (.idx, \
+         *-ubyte), the text and IDX formats optionally gzipped (.gz)",
         path.display()
     )]
     UnknownFormat {

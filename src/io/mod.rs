@@ -6,6 +6,7 @@
 //! | delimited text | `.csv` (commas), `.tsv` (tabs), optionally `.gz` | numbers only; a first line without any number is a header; `#` lines and blank lines skipped; read whole, parsed in parallel |
 //! | Matrix Market | `.mtx`, optionally `.gz` | `matrix coordinate` or `array`; `real`, `double`, `integer` or `pattern`; `general`, `symmetric` or `skew-symmetric`; densified by [`Reader`] (read whole; coordinate entries parsed in parallel), or coordinate files kept sparse by [`read_coordinates`] (what `laepca fit` does) |
 //! | IDX (MNIST) | `.idx`, `*-ubyte` (e.g. `train-images-idx3-ubyte`), optionally `.gz` | u8, i8, i16, i32, f32, f64; n x d1 x d2... flattened to one row of d1·d2·... values per item; **streamed** |
+//! | AnnData | `.h5ad` (the `h5ad` feature: HDF5) | one matrix (`X`, `raw.X` or a layer; [`H5adOptions`]), dense, CSR or CSC, any float or integer type, optionally a boolean var column as a feature mask; [`H5adFile::read_csr`] keeps a sparse matrix sparse, a [`Reader`] streams row blocks of any layout (CSC: converted whole first) |
 //!
 //! A [`Reader`] gives the shape up front and then rows in chunks ([`Reader::read_rows`]), converted to
 //! `f32` or `f64` (see [`Reader::precision`] for the type that keeps every value), so that a file larger
@@ -34,6 +35,7 @@
 
 mod dtype;
 mod error;
+mod h5ad;
 mod idx;
 mod lines;
 mod mtx;
@@ -44,6 +46,7 @@ mod write;
 
 use error::SizeContext;
 pub use error::{IoError, Result};
+pub use h5ad::{H5adFile, H5adMatrix, H5adOptions};
 pub use mtx::Coordinates;
 pub use npy::{read_npy, NpyArray};
 pub use write::{stage_bytes, stage_npy, write_atomic, write_npy, NpyWriter, StagedFile};
@@ -71,10 +74,12 @@ pub enum Format {
     MatrixMarket,
     /// IDX (MNIST's format).
     Idx,
+    /// AnnData `.h5ad` (HDF5).
+    H5ad,
 }
 
 impl Format {
-    /// A short name: npy, csv, tsv, mtx or idx.
+    /// A short name: npy, csv, tsv, mtx, idx or h5ad.
     pub fn name(self) -> &'static str {
         match self {
             Format::Npy => "npy",
@@ -82,6 +87,7 @@ impl Format {
             Format::Tsv => "tsv",
             Format::MatrixMarket => "mtx",
             Format::Idx => "idx",
+            Format::H5ad => "h5ad",
         }
     }
 
@@ -101,6 +107,7 @@ impl Format {
             "tsv" | "tab" => Format::Tsv,
             "mtx" => Format::MatrixMarket,
             "idx" => Format::Idx,
+            "h5ad" if !gz => Format::H5ad,
             _ if stem.ends_with("ubyte")
                 || (ext.starts_with("idx") && ext[3..].chars().all(|c| c.is_ascii_digit())) =>
             {
@@ -147,6 +154,7 @@ pub(crate) struct Dense {
 enum Source {
     Npy(npy::NpyReader),
     Idx(idx::IdxReader),
+    H5ad(Box<H5adFile>),
     Memory(Dense),
 }
 
@@ -226,6 +234,12 @@ impl Reader {
                 let dtype = format!("{} ({dims})", r.dtype_name());
                 (r.rows, r.cols, dtype, r.precision(), Source::Idx(r))
             }
+            Format::H5ad => {
+                return Ok(Reader::from_h5ad(H5adFile::open(
+                    path,
+                    &H5adOptions::default(),
+                )?))
+            }
             Format::Csv | Format::Tsv | Format::MatrixMarket => {
                 let mut input = Input::open(path)?;
                 let holds = input.holds();
@@ -260,6 +274,21 @@ impl Reader {
             next: 0,
             source,
         })
+    }
+
+    /// A reader of an opened `.h5ad` matrix (any layout; [`Reader::open`] opens `X`): row blocks are
+    /// read as they are asked for, masked; a CSC matrix is converted to CSR whole on the first block.
+    pub fn from_h5ad(file: H5adFile) -> Reader {
+        Reader {
+            path: file.path().to_path_buf(),
+            format: Format::H5ad,
+            rows: file.rows(),
+            cols: file.cols(),
+            dtype: file.dtype().to_string(),
+            precision: file.precision(),
+            next: 0,
+            source: Source::H5ad(Box::new(file)),
+        }
     }
 
     /// The file's path.
@@ -317,6 +346,7 @@ impl Reader {
         match &mut self.source {
             Source::Npy(r) => r.read_rows(self.next, take, out)?,
             Source::Idx(r) => r.read_rows(self.next, take, out)?,
+            Source::H5ad(r) => r.read_rows(self.next, take, out)?,
             Source::Memory(d) => out.extend(
                 d.values[self.next * d.cols..(self.next + take) * d.cols]
                     .iter()
@@ -375,12 +405,14 @@ pub fn read_matrix<T: Real>(path: impl AsRef<Path>) -> Result<Matrix<T>> {
     Reader::open(path)?.read_all()
 }
 
-/// Whether a file is sparse: a Matrix Market coordinate file (only its banner is read). Every other
-/// format is dense.
+/// Whether a file is sparse: a Matrix Market coordinate file (only its banner is read), or an `.h5ad`
+/// file whose `X` is CSR or CSC. Every other format is dense.
 pub fn is_sparse(path: impl AsRef<Path>) -> Result<bool> {
     let path = path.as_ref();
-    if Format::from_path(path)? != Format::MatrixMarket {
-        return Ok(false);
+    match Format::from_path(path)? {
+        Format::MatrixMarket => {}
+        Format::H5ad => return Ok(H5adFile::open(path, &H5adOptions::default())?.is_sparse()),
+        _ => return Ok(false),
     }
     let mut input = Input::open(path)?;
     mtx::is_coordinate(&mut input, path).map_err(|e| input.explain(e))
