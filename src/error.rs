@@ -188,6 +188,13 @@ pub enum Error {
         detail: String,
     },
 
+    /// Reading the data failed (a [`FeatureBlocks`](crate::FeatureBlocks) source's file, say).
+    #[error("reading the data: {detail}")]
+    Read {
+        /// What failed, with the file named.
+        detail: String,
+    },
+
     /// The flag given to [`LaePca::cancel_flag`](crate::LaePca::cancel_flag) was set: the fit stopped
     /// between two Gram blocks or at a stopping check and returned nothing.
     #[error("the fit was cancelled")]

@@ -96,7 +96,12 @@ impl LaePca {
         let checked = self.check(view.n_samples, view.n_features)?;
         let (method, reason) = self.dense_method(view.n_samples, view.n_features)?;
         if method == Method::GramT {
-            return self.fit_transposed(&view, &checked, start, reason);
+            if let Some((row, col, value)) = view.first_non_finite() {
+                return Err(Error::NonFinite { row, col, value });
+            }
+            let coords = |i, j| view.user_coords(i, j);
+            let mut blocks = ViewFeatures(&view);
+            return self.fit_transposed(&mut blocks, &coords, &checked, start, reason);
         }
         // Non-finite values are found while the samples are copied into the Gram blocks; on the GPU
         // the device would be opened in vain, so look first there.
@@ -155,53 +160,90 @@ impl LaePca {
         })
     }
 
+    /// Fits data read by blocks of features (see [`FeatureBlocks`]) through the transposed Gram
+    /// route, without holding the data: two passes over the source (K and the means, then the
+    /// directions), memory K (n x n, f64, with its accumulation) plus one block of at most 8 MiB and
+    /// the m x k directions. For wide data (n < m) that does not fit in memory, e.g. a 2000 x 200000
+    /// `.npy` file through [`io::NpyFeatures`](crate::io::NpyFeatures). The answer is the same, bit
+    /// for bit, as [`fit`](Self::fit) of the same matrix in memory on the transposed route.
+    ///
+    /// The auto solver without a warm start, [`Method::Auto`] or [`Method::GramT`], samples in rows:
+    /// anything else is [`Error::Unsupported`]; a failed read is [`Error::Read`].
+    pub fn fit_feature_blocks<T: Real>(
+        &self,
+        data: &mut (dyn FeatureBlocks<T> + '_),
+    ) -> Result<Fit<T>> {
+        let start = Instant::now();
+        let (n, m) = (data.n_samples(), data.n_features());
+        let checked = self.check(n, m)?;
+        if !matches!(self.method, Method::Auto | Method::GramT)
+            || self.layout != crate::Layout::SamplesInRows
+        {
+            return Err(Error::Unsupported {
+                detail: "data read by blocks of features are fitted through the transposed Gram \
+                         route (method auto or gram-t), samples in rows"
+                    .to_string(),
+            });
+        }
+        // The transposed route's own conditions: the auto solver, no warm start.
+        self.clone().method(Method::GramT).dense_method(n, m)?;
+        let reason = if n < m {
+            format!(
+                "fewer samples than features, read by blocks of features: K = X_c X_cᵀ is {n} x \
+                 {n}, C would be {m} x {m}"
+            )
+        } else {
+            "read by blocks of features".to_string()
+        };
+        self.fit_transposed(data, &|i, j| (i, j), &checked, start, reason)
+    }
+
     /// The transposed Gram route: `K = X_c X_cᵀ` (n x n) accumulated from the centred features (each a
     /// "sample" of n values, uncentred: the means are removed first, in f64), the auto solver on K, and
     /// the directions `U = X_cᵀ V Σ⁻¹` from K's eigenvectors V (the singular values are the same).
+    /// The data are read twice, a block of features at a time (`user_coords` names an entry (sample,
+    /// feature) in the caller's layout, for errors).
     fn fit_transposed<T: Real>(
         &self,
-        view: &SampleView<'_, T>,
+        data: &mut (dyn FeatureBlocks<T> + '_),
+        user_coords: &(dyn Fn(usize, usize) -> (usize, usize) + Sync),
         checked: &CheckedParams,
         start: Instant,
         reason: String,
     ) -> Result<Fit<T>> {
-        let (n, m) = (view.n_samples, view.n_features);
-        if let Some((row, col, value)) = view.first_non_finite() {
-            return Err(Error::NonFinite { row, col, value });
-        }
+        let (n, m) = (data.n_samples(), data.n_features());
         let gpu = self.choose_device()?;
         self.report_gram_start();
         let t_gram = Instant::now();
-        let mean: Vec<f64> = (0..m)
-            .into_par_iter()
-            .map(|j| {
-                if self.center {
-                    (0..n).map(|i| view.at(i, j).as_f64()).sum::<f64>() / n as f64
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let mut mean = crate::alloc::filled(|| format!("{m} means"), Some(m), None, 0.0)?;
         let mut acc = accumulator_on(gpu.as_ref(), n, false)?;
         acc.cancel_on(self.cancel.clone());
         // Blocks of features, each row of the block one centred feature (n values).
         let (rows, mut block) = chunk_buffer::<T>(n, m, "centred features")?;
         for first in (0..m).step_by(rows) {
             let last = (first + rows).min(m);
-            block.clear();
-            block.resize((last - first) * n, T::zero());
+            data.read_features(first, last, &mut block)?;
+            check_block(&block, n, first, last)?;
+            if let Some(pos) = block.iter().position(|v| !v.as_f64().is_finite()) {
+                let (row, col) = user_coords(pos % n, first + pos / n);
+                let value = block[pos].as_f64();
+                return Err(Error::NonFinite { row, col, value });
+            }
+            let center = self.center;
             block
                 .par_chunks_mut(n)
-                .zip(first..last)
-                .for_each(|(dst, j)| {
-                    for (i, d) in dst.iter_mut().enumerate() {
-                        *d = T::of_f64(view.at(i, j).as_f64() - mean[j]);
+                .zip(&mut mean[first..last])
+                .for_each(|(feature, mu)| {
+                    if center {
+                        *mu = feature.iter().map(|x| x.as_f64()).sum::<f64>() / n as f64;
+                    }
+                    for x in feature.iter_mut() {
+                        *x = T::of_f64(x.as_f64() - *mu);
                     }
                 });
             // Finite data near the type's limit can round to ±inf once centred.
             if let Some(pos) = block.iter().position(|v| !v.as_f64().is_finite()) {
-                let (feature, sample) = (first + pos / n, pos % n);
-                let (row, col) = view.user_coords(sample, feature);
+                let (row, col) = user_coords(pos % n, first + pos / n);
                 return Err(Error::Overflow {
                     what: format!(
                         "the centred value at row {row}, column {col} does not fit the working \
@@ -212,23 +254,36 @@ impl LaePca {
             acc.push_rows(&block)?;
         }
         let stats = acc.finish()?;
-        // U = X_cᵀ V: row j is Σᵢ (x_ij − μ_j) V[i, :], in f64 in sample order.
-        let lift = |v: &DMatrix<f64>| -> DMatrix<f64> {
+        // U = X_cᵀ V: row j is Σᵢ (x_ij − μ_j) V[i, :], in f64 in sample order; a second pass.
+        let source = std::sync::Mutex::new((data, block));
+        let lift = |v: &DMatrix<f64>| -> Result<DMatrix<f64>> {
             let k = v.ncols();
-            let rows: Vec<f64> = (0..m)
-                .into_par_iter()
-                .flat_map_iter(|j| {
-                    let mut out = vec![0.0; k];
-                    for i in 0..n {
-                        let x = view.at(i, j).as_f64() - mean[j];
-                        for (o, c) in out.iter_mut().zip(0..k) {
-                            *o += x * v[(i, c)];
+            let mut guard = source.lock().unwrap_or_else(|e| e.into_inner());
+            let (data, block) = &mut *guard;
+            let mut u = crate::alloc::filled(
+                || format!("{m} x {k} directions"),
+                m.checked_mul(k),
+                None,
+                0.0,
+            )?;
+            for first in (0..m).step_by(rows) {
+                let last = (first + rows).min(m);
+                data.read_features(first, last, block)?;
+                check_block(block, n, first, last)?;
+                u[first * k..last * k]
+                    .par_chunks_mut(k.max(1))
+                    .zip(block.par_chunks(n))
+                    .zip(&mean[first..last])
+                    .for_each(|((out, feature), mu)| {
+                        for (i, x) in feature.iter().enumerate() {
+                            let x = x.as_f64() - mu;
+                            for (o, c) in out.iter_mut().zip(0..k) {
+                                *o += x * v[(i, c)];
+                            }
                         }
-                    }
-                    out
-                })
-                .collect();
-            DMatrix::from_row_slice(m, k, &rows)
+                    });
+            }
+            Ok(DMatrix::from_row_slice(m, k, &u))
         };
         let problem = Problem {
             c: &stats.c,
@@ -653,7 +708,7 @@ impl LaePca {
             // K's eigenvectors V to the directions U = X_cᵀ V Σ⁻¹ (K = X_c X_cᵀ has C's nonzero
             // eigenvalues); each column normalised (‖X_cᵀ v‖ = σ in exact arithmetic), with the sign
             // convention applied again in feature space.
-            let mut u = lift(&fin.directions);
+            let mut u = lift(&fin.directions)?;
             for j in 0..u.ncols() {
                 let mut col = u.column(j).clone_owned();
                 let norm = col.norm();
@@ -731,7 +786,7 @@ fn operator_refused() -> Error {
 }
 
 /// `V ↦ X_cᵀ V` of the transposed route (see [`Problem::lift`]).
-type Lift<'a> = &'a (dyn Fn(&DMatrix<f64>) -> DMatrix<f64> + Sync);
+type Lift<'a> = &'a (dyn Fn(&DMatrix<f64>) -> Result<DMatrix<f64>> + Sync);
 
 /// C and the statistics beside it, as a fit holds them: formed (the Gram route) or as an operator.
 struct Problem<'a> {
@@ -764,6 +819,60 @@ impl<'a> Problem<'a> {
             reason,
             lift: None,
         }
+    }
+}
+
+/// A data matrix (samples in rows) read by blocks of features, as many times as a fit asks: what
+/// [`LaePca::fit_feature_blocks`] streams when the data do not fit in memory (the transposed Gram route
+/// reads each feature whole, all samples at once). [`io::NpyFeatures`](crate::io::NpyFeatures) reads
+/// a `.npy` file this way.
+pub trait FeatureBlocks<T>: Send {
+    /// Samples (rows).
+    fn n_samples(&self) -> usize;
+    /// Features (columns).
+    fn n_features(&self) -> usize;
+    /// Replaces `out` with features `first..last` of every sample, feature after feature:
+    /// `out[(j - first) * n_samples + i]` is sample i's feature j. A failure is [`Error::Read`]
+    /// (or any other [`Error`]); the fit stops with it.
+    fn read_features(&mut self, first: usize, last: usize, out: &mut Vec<T>) -> Result<()>;
+}
+
+/// A source's block has the length asked for (a source is outside code: check it).
+fn check_block<T>(block: &[T], n: usize, first: usize, last: usize) -> Result<()> {
+    if block.len() != (last - first) * n {
+        return Err(Error::Read {
+            detail: format!(
+                "features {first}..{last} came as {} values, not {} x {n}",
+                block.len(),
+                last - first
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Data in memory, read by blocks of features.
+struct ViewFeatures<'v, 'a, T>(&'v SampleView<'a, T>);
+
+impl<T: Real> FeatureBlocks<T> for ViewFeatures<'_, '_, T> {
+    fn n_samples(&self) -> usize {
+        self.0.n_samples
+    }
+    fn n_features(&self) -> usize {
+        self.0.n_features
+    }
+    fn read_features(&mut self, first: usize, last: usize, out: &mut Vec<T>) -> Result<()> {
+        let (view, n) = (self.0, self.0.n_samples);
+        out.clear();
+        out.resize((last - first) * n, T::zero());
+        out.par_chunks_mut(n.max(1))
+            .zip(first..last)
+            .for_each(|(dst, j)| {
+                for (i, d) in dst.iter_mut().enumerate() {
+                    *d = view.at(i, j);
+                }
+            });
+        Ok(())
     }
 }
 

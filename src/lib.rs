@@ -56,6 +56,7 @@ pub mod synthetic;
 pub use data::{GramAccumulator, GramStats, Layout};
 pub use engine::{EngineStats, LoopStats};
 pub use error::{Error, Result};
+pub use fit::FeatureBlocks;
 pub use gpu::{devices, DeviceInfo, GpuDevice};
 pub use params::{
     Backend, CheckedParams, LaePca, Method, Phase, Progress, ProgressHook, DEFAULT_MAX_ITER,

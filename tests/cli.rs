@@ -899,6 +899,14 @@ fn wide_files_take_the_transposed_route() {
         "{}",
         rt.summary["method_reason"]
     );
+    // A .npy file is read by blocks of features, not whole.
+    assert!(
+        rt.summary["method_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("read by blocks of features")),
+        "{}",
+        rt.summary["method_reason"]
+    );
     assert_eq!(rg.summary["method"], "gram");
     // f32 data: the same directions and scores to f32 accuracy, both against the f64 reference.
     check_reference(&rt, &x, K, 1e-3, 1e-5);

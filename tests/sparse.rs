@@ -400,6 +400,114 @@ fn wide_dense_data_takes_the_transposed_gram_route_with_the_gram_routes_answer()
 }
 
 #[test]
+fn a_wide_npy_file_read_by_blocks_of_features_gives_the_in_memory_bits() {
+    use common::files::{f32_le, f64_le, write_npy_as};
+    use laepca::io::NpyFeatures;
+    // Wide enough for several 8 MiB blocks of features (f64: 2100 features of 500 samples a block).
+    let (x, _) = wide(500, 5000);
+    let x32 = x.map(|v| v as f32);
+    let dir = tempfile::tempdir().unwrap();
+    let k = 6;
+    let memory32 = LaePca::new(k).fit(&x32).unwrap();
+    let memory64 = LaePca::new(k).fit(&x).unwrap();
+    assert_eq!(memory64.method, Method::GramT);
+    for fortran in [false, true] {
+        let p32 = dir.path().join(format!("x32_{fortran}.npy"));
+        let p64 = dir.path().join(format!("x64_{fortran}.npy"));
+        write_npy_as(&p32, &x, "<f4", fortran, f32_le);
+        write_npy_as(&p64, &x, "<f8", fortran, f64_le);
+        let streamed32 = LaePca::new(k)
+            .fit_feature_blocks::<f32>(&mut NpyFeatures::open(&p32).unwrap())
+            .unwrap();
+        let streamed64 = LaePca::new(k)
+            .fit_feature_blocks::<f64>(&mut NpyFeatures::open(&p64).unwrap())
+            .unwrap();
+        assert_eq!(streamed64.method, Method::GramT);
+        assert!(
+            streamed64
+                .method_reason
+                .contains("read by blocks of features"),
+            "{}",
+            streamed64.method_reason
+        );
+        // Bit for bit what the in-memory transposed route gives.
+        assert_eq!(
+            streamed32.components, memory32.components,
+            "f32, fortran {fortran}"
+        );
+        assert_eq!(streamed32.singular_values, memory32.singular_values);
+        assert_eq!(streamed32.mean, memory32.mean);
+        assert_eq!(
+            streamed64.components, memory64.components,
+            "f64, fortran {fortran}"
+        );
+        assert_eq!(
+            streamed64.explained_variance_ratio,
+            memory64.explained_variance_ratio
+        );
+    }
+    // The paper's variants live in feature space.
+    let p = dir.path().join("x32_false.npy");
+    let other = LaePca::new(k)
+        .solver(Solver::ExactTied)
+        .fit_feature_blocks::<f32>(&mut NpyFeatures::open(&p).unwrap());
+    assert!(matches!(other, Err(Error::Unsupported { .. })), "{other:?}");
+}
+
+/// A source that misbehaves: short blocks, a failed read, or a non-finite value at (3, 7).
+struct Faulty(usize);
+
+impl laepca::FeatureBlocks<f64> for Faulty {
+    fn n_samples(&self) -> usize {
+        10
+    }
+    fn n_features(&self) -> usize {
+        20
+    }
+    fn read_features(
+        &mut self,
+        first: usize,
+        last: usize,
+        out: &mut Vec<f64>,
+    ) -> laepca::Result<()> {
+        out.clear();
+        out.extend((0..(last - first) * 10).map(|p| ((p * 7919) % 13) as f64));
+        match self.0 {
+            0 => out.pop().map(|_| ()).ok_or(Error::Cancelled),
+            1 => Err(Error::Read {
+                detail: "the disk is gone".into(),
+            }),
+            _ => {
+                if (first..last).contains(&7) {
+                    out[(7 - first) * 10 + 3] = f64::NAN;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[test]
+fn a_feature_block_source_that_fails_stops_the_fit_with_its_error() {
+    let fit = |mode| LaePca::new(2).fit_feature_blocks(&mut Faulty(mode));
+    let short = fit(0);
+    assert!(
+        matches!(&short, Err(Error::Read { detail }) if detail.contains("came as")),
+        "{short:?}"
+    );
+    let failed = fit(1);
+    assert!(
+        matches!(&failed, Err(Error::Read { detail }) if detail == "the disk is gone"),
+        "{failed:?}"
+    );
+    let nan = fit(2);
+    assert!(
+        matches!(nan, Err(Error::NonFinite { row: 3, col: 7, .. })),
+        "{nan:?}"
+    );
+}
+
+#[test]
 fn the_transposed_route_is_for_the_auto_solver_and_dense_data() {
     let (x, _) = wide(20, 60);
     // Another solver keeps the Gram route under auto, and cannot be forced onto the transposed one.

@@ -8,7 +8,7 @@ use super::output::{
 use super::plot::{convergence_svg, scree_svg};
 use super::progress::Bar;
 use super::{print_out, Context, Failure, FitArgs};
-use laepca::io::{Coordinates, H5adFile, IoError, NpyWriter, Precision, Reader};
+use laepca::io::{Coordinates, Format, H5adFile, IoError, NpyWriter, Precision, Reader};
 use laepca::{
     Backend, CheckedParams, CsrMatrix, Error, Fit, GramStats, LaePca, Layout, Method, Real,
 };
@@ -421,9 +421,13 @@ fn fit_as<T: Real>(
         .clone()
         .resolve_backend()
         .context("cannot use the GPU (--backend gpu)")?;
-    // The transposed Gram route needs whole features: the file is read whole when it runs.
+    // The transposed Gram route needs whole features: a .npy file is read by blocks of features
+    // (twice), any other file whole.
     let transposed = method == Method::GramT;
-    let file_fit = if args.features_in_rows || transposed {
+    let by_features = transposed && !args.features_in_rows && reader.format() == Format::Npy;
+    let file_fit = if by_features {
+        fit_by_features::<T>(&model, &reader, bar)?
+    } else if args.features_in_rows || transposed {
         fit_whole::<T>(args, &model, &mut reader, bar)?
     } else {
         fit_streamed::<T>(&model, &mut reader, bar)?
@@ -539,6 +543,27 @@ fn fit_whole<T: Real>(
         load,
         gram,
         samples,
+    })
+}
+
+/// Wide data in a .npy file on the transposed route: read by blocks of features, never whole (memory:
+/// K, one block, the directions).
+fn fit_by_features<T: Real>(
+    model: &LaePca,
+    reader: &Reader,
+    bar: &Bar,
+) -> Result<FileFit<'static, T>, Failure> {
+    bar.message("gram", "reading blocks of features");
+    let mut blocks = laepca::io::NpyFeatures::open(reader.path())?;
+    let fit = model
+        .fit_feature_blocks::<T>(&mut blocks)
+        .map_err(|e| data_error(e, reader))?;
+    let gram = fit.timings.gram;
+    Ok(FileFit {
+        fit,
+        load: Duration::ZERO,
+        gram,
+        samples: Samples::Stream,
     })
 }
 

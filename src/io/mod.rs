@@ -405,6 +405,59 @@ pub fn read_matrix<T: Real>(path: impl AsRef<Path>) -> Result<Matrix<T>> {
     Reader::open(path)?.read_all()
 }
 
+/// A `.npy` file (2-D, samples in rows, any dtype [`Reader`] takes) read by blocks of features for
+/// [`LaePca::fit_feature_blocks`](crate::LaePca::fit_feature_blocks): wide data fitted without being
+/// held in memory. Each block is read with one read per row (C order) or per column (Fortran order);
+/// the values are those [`Reader`] gives.
+pub struct NpyFeatures {
+    reader: npy::NpyReader,
+}
+
+impl std::fmt::Debug for NpyFeatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NpyFeatures")
+            .field("rows", &self.reader.rows)
+            .field("cols", &self.reader.cols)
+            .finish()
+    }
+}
+
+impl NpyFeatures {
+    /// Opens a `.npy` file (its header is read and checked here).
+    pub fn open(path: impl AsRef<Path>) -> Result<NpyFeatures> {
+        let path = path.as_ref();
+        if Format::from_path(path)? != Format::Npy {
+            return Err(IoError::invalid(
+                path,
+                "only .npy files (uncompressed, seekable) are read by blocks of features",
+            ));
+        }
+        Ok(NpyFeatures {
+            reader: npy::NpyReader::open(path)?,
+        })
+    }
+    /// The float type that holds every value exactly.
+    pub fn precision(&self) -> Precision {
+        self.reader.dtype.precision()
+    }
+}
+
+impl<T: Real> crate::FeatureBlocks<T> for NpyFeatures {
+    fn n_samples(&self) -> usize {
+        self.reader.rows
+    }
+    fn n_features(&self) -> usize {
+        self.reader.cols
+    }
+    fn read_features(&mut self, first: usize, last: usize, out: &mut Vec<T>) -> crate::Result<()> {
+        self.reader
+            .read_columns(first, last, out)
+            .map_err(|e| crate::Error::Read {
+                detail: e.to_string(),
+            })
+    }
+}
+
 /// Whether a file is sparse: a Matrix Market coordinate file (only its banner is read), or an `.h5ad`
 /// file whose `X` is CSR or CSC. Every other format is dense.
 pub fn is_sparse(path: impl AsRef<Path>) -> Result<bool> {

@@ -474,6 +474,50 @@ impl NpyReader {
     }
 }
 
+impl NpyReader {
+    /// Replaces `out` with columns `first..last` of every row, column after column (`out[(j - first)
+    /// * rows + i]` is entry (i, j)). C order: one read of the block's span per row; Fortran order: one
+    /// read per column (contiguous).
+    pub fn read_columns<T: Real>(
+        &mut self,
+        first: usize,
+        last: usize,
+        out: &mut Vec<T>,
+    ) -> Result<()> {
+        let size = self.dtype.size();
+        let (rows, width) = (self.rows, last - first);
+        out.clear();
+        crate::alloc::reserve(out, rows.saturating_mul(width), || {
+            format!("{rows} x {width} values")
+        })
+        .allocating(&self.path)?;
+        self.pos = None;
+        if self.fortran {
+            for j in first..last {
+                let at = self.offset + ((j * rows) * size) as u64;
+                self.seek(at)?;
+                self.fill(rows * size, |got| got / size)?;
+                decode(self.dtype, &self.bytes, out);
+            }
+        } else {
+            out.resize(rows * width, T::zero());
+            let mut segment = Vec::with_capacity(width);
+            for i in 0..rows {
+                let at = self.offset + ((i * self.cols + first) * size) as u64;
+                self.seek(at)?;
+                self.fill(width * size, |_| i)?;
+                segment.clear();
+                decode(self.dtype, &self.bytes, &mut segment);
+                for (c, v) in segment.iter().enumerate() {
+                    out[c * rows + i] = *v;
+                }
+            }
+        }
+        self.pos = None;
+        Ok(())
+    }
+}
+
 /// A whole .npy array of any dimension: its shape and its values in C (row-major) order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NpyArray<T> {
