@@ -192,6 +192,30 @@ fn fit_csv_with_header_and_gzipped_tsv() {
 }
 
 #[test]
+fn a_sparse_file_is_checked_by_its_size_line_before_its_entries_are_read() {
+    // 5 x 5 with 3 entries, then garbage: -k 10 and a destination that is a file fail on the size
+    // line, before the entries (whose parse error comes only when the checks pass).
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.mtx");
+    std::fs::write(
+        &input,
+        "%%MatrixMarket matrix coordinate real general\n5 5 3\nnot an entry\n",
+    )
+    .unwrap();
+    let out = dir.path().join("o");
+    fails(
+        &fit_args(&input, "10", &out),
+        1,
+        "min(n_samples, n_features) = 5",
+    );
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, "x").unwrap();
+    fails(&fit_args(&input, "2", &file), 1, "a_file");
+    fails(&fit_args(&input, "2", &out), 1, "line 3");
+    assert!(!out.exists(), "a failed fit left its directory");
+}
+
+#[test]
 fn fit_matrix_market_coordinate_and_array() {
     let dir = tempfile::tempdir().unwrap();
     // Some exact zeros, as in a count matrix.

@@ -132,6 +132,25 @@ impl SparseEntries {
 /// `laepca fit` of a sparse file (a Matrix Market coordinate file, or an `.h5ad` file's CSR or CSC
 /// matrix): read whole but kept sparse, then fitted by the library's route choice (or `--method`).
 fn run_sparse(args: &FitArgs, start: Instant, file: SparseFile) -> Result<ExitCode, Failure> {
+    // The parameters and the destination are checked against the shape (the file's first lines, or
+    // the .h5ad attributes) before the entries are read.
+    let (n, m) = match &file {
+        SparseFile::Mtx => {
+            let (rows, cols, _) = laepca::io::coordinate_shape(&args.input)?;
+            if args.features_in_rows {
+                (cols, rows)
+            } else {
+                (rows, cols)
+            }
+        }
+        SparseFile::H5ad(f) => (f.rows(), f.cols()),
+    };
+    let model = model(args);
+    let checked = model.check(n, m).map_err(|e| check_error(e, &args.input))?;
+    check_destination(&args.out, &OUTPUT_NAMES)?;
+    for file in OUTPUT_NAMES {
+        guard_inputs(&args.out.join(file), &[&args.input])?;
+    }
     let bar = Bar::new();
     bar.message("load", "reading the sparse entries");
     let t_load = Instant::now();
@@ -149,12 +168,15 @@ fn run_sparse(args: &FitArgs, start: Instant, file: SparseFile) -> Result<ExitCo
         SparseFile::H5ad(file) => SparseEntries::H5ad(file),
     };
     let load = t_load.elapsed();
-    let (n, m) = entries.shape();
-    let model = model(args);
-    let checked = model.check(n, m).map_err(|e| check_error(e, &args.input))?;
-    check_destination(&args.out, &OUTPUT_NAMES)?;
-    for file in OUTPUT_NAMES {
-        guard_inputs(&args.out.join(file), &[&args.input])?;
+    if entries.shape() != (n, m) {
+        return Err(Failure(format!(
+            "{}: the file changed while it was read ({} x {} by its first lines, {} x {} after)",
+            args.input.display(),
+            n,
+            m,
+            entries.shape().0,
+            entries.shape().1
+        )));
     }
     let model = model.on_progress(bar.hook());
     let result = match entries.precision() {

@@ -471,6 +471,20 @@ pub fn is_sparse(path: impl AsRef<Path>) -> Result<bool> {
     mtx::is_coordinate(&mut input, path).map_err(|e| input.explain(e))
 }
 
+/// The shape (rows, columns) and the number of entry lines of a Matrix Market coordinate file, from its
+/// first lines only: what a caller checks before [`read_coordinates`] reads the entries.
+pub fn coordinate_shape(path: impl AsRef<Path>) -> Result<(usize, usize, usize)> {
+    let path = path.as_ref();
+    if Format::from_path(path)? != Format::MatrixMarket {
+        return Err(IoError::invalid(
+            path,
+            "only Matrix Market coordinate files (.mtx, .mtx.gz) are read sparse",
+        ));
+    }
+    let mut input = Input::open(path)?;
+    mtx::coordinate_shape(&mut input, path).map_err(|e| input.explain(e))
+}
+
 /// Reads a Matrix Market coordinate file (optionally gzipped) without densifying it; turn the entries
 /// into a [`CsrMatrix`](crate::CsrMatrix) with [`Coordinates::into_csr`].
 pub fn read_coordinates(path: impl AsRef<Path>) -> Result<Coordinates> {

@@ -165,6 +165,22 @@ pub(super) fn is_coordinate(input: &mut dyn BufRead, path: &Path) -> Result<bool
     Ok(read_banner(&String::from_utf8_lossy(&raw), path)?.coordinate)
 }
 
+/// A coordinate Matrix Market file's (rows, columns, entry lines), from its banner and size line only
+/// (an `array` file is an error, as for [`read_coordinates`]).
+pub(super) fn coordinate_shape(
+    input: &mut dyn BufRead,
+    path: &Path,
+) -> Result<(usize, usize, usize)> {
+    let (banner, _, sizes) = read_header(input, path)?;
+    if !banner.coordinate {
+        return Err(IoError::invalid(
+            path,
+            "an array file lists every value: it is read dense, not sparse",
+        ));
+    }
+    Ok((sizes.rows, sizes.cols, sizes.entries))
+}
+
 /// Reads a coordinate Matrix Market file's entries, kept sparse (an `array` file is an error: it is
 /// dense, for [`read_mtx`]).
 pub(super) fn read_coordinates(
