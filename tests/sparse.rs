@@ -452,6 +452,15 @@ fn a_wide_npy_file_read_by_blocks_of_features_gives_the_in_memory_bits() {
         .solver(Solver::ExactTied)
         .fit_feature_blocks::<f32>(&mut NpyFeatures::open(&p).unwrap());
     assert!(matches!(other, Err(Error::Unsupported { .. })), "{other:?}");
+    // Features the file does not have are an error, not a read past its end.
+    let mut blocks = NpyFeatures::open(&p).unwrap();
+    let mut out = Vec::<f32>::new();
+    use laepca::FeatureBlocks;
+    assert!(blocks.read_features(4990, 5001, &mut out).is_err());
+    assert!(blocks.read_features(3, 2, &mut out).is_err());
+    blocks.read_features(4990, 5000, &mut out).unwrap();
+    assert_eq!(out.len(), 10 * 500);
+    assert_eq!(out[3 * 500 + 7], x32[(7, 4993)]);
 }
 
 /// A source that misbehaves: short blocks, a failed read, or a non-finite value at (3, 7).

@@ -450,6 +450,14 @@ impl<T: Real> crate::FeatureBlocks<T> for NpyFeatures {
         self.reader.cols
     }
     fn read_features(&mut self, first: usize, last: usize, out: &mut Vec<T>) -> crate::Result<()> {
+        if first > last || last > self.reader.cols {
+            return Err(crate::Error::Read {
+                detail: format!(
+                    "features {first}..{last} asked of a file of {} features",
+                    self.reader.cols
+                ),
+            });
+        }
         self.reader
             .read_columns(first, last, out)
             .map_err(|e| crate::Error::Read {
@@ -471,17 +479,22 @@ pub fn is_sparse(path: impl AsRef<Path>) -> Result<bool> {
     mtx::is_coordinate(&mut input, path).map_err(|e| input.explain(e))
 }
 
-/// The shape (rows, columns) and the number of entry lines of a Matrix Market coordinate file, from its
-/// first lines only: what a caller checks before [`read_coordinates`] reads the entries.
-pub fn coordinate_shape(path: impl AsRef<Path>) -> Result<(usize, usize, usize)> {
-    let path = path.as_ref();
+/// A Matrix Market file opened for reading sparse (any other format is refused).
+fn open_coordinates(path: &Path) -> Result<Input> {
     if Format::from_path(path)? != Format::MatrixMarket {
         return Err(IoError::invalid(
             path,
             "only Matrix Market coordinate files (.mtx, .mtx.gz) are read sparse",
         ));
     }
-    let mut input = Input::open(path)?;
+    Input::open(path)
+}
+
+/// The shape (rows, columns) and the number of entry lines of a Matrix Market coordinate file, from its
+/// first lines only: what a caller checks before [`read_coordinates`] reads the entries.
+pub fn coordinate_shape(path: impl AsRef<Path>) -> Result<(usize, usize, usize)> {
+    let path = path.as_ref();
+    let mut input = open_coordinates(path)?;
     mtx::coordinate_shape(&mut input, path).map_err(|e| input.explain(e))
 }
 
@@ -489,13 +502,7 @@ pub fn coordinate_shape(path: impl AsRef<Path>) -> Result<(usize, usize, usize)>
 /// into a [`CsrMatrix`](crate::CsrMatrix) with [`Coordinates::into_csr`].
 pub fn read_coordinates(path: impl AsRef<Path>) -> Result<Coordinates> {
     let path = path.as_ref();
-    if Format::from_path(path)? != Format::MatrixMarket {
-        return Err(IoError::invalid(
-            path,
-            "only Matrix Market coordinate files (.mtx, .mtx.gz) are read sparse",
-        ));
-    }
-    let mut input = Input::open(path)?;
+    let mut input = open_coordinates(path)?;
     let holds = input.holds();
     mtx::read_coordinates(&mut input, path, holds).map_err(|e| input.explain(e))
 }

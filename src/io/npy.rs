@@ -475,9 +475,9 @@ impl NpyReader {
 }
 
 impl NpyReader {
-    /// Replaces `out` with columns `first..last` of every row, column after column (`out[(j - first)
-    /// * rows + i]` is entry (i, j)). C order: one read of the block's span per row; Fortran order: one
-    /// read per column (contiguous).
+    /// Replaces `out` with columns `first..last` of every row, column after column (entry (i, j) at
+    /// `out[(j - first) * rows + i]`). C order: one read of the block's span per row; Fortran order:
+    /// one read per column (contiguous).
     pub fn read_columns<T: Real>(
         &mut self,
         first: usize,
