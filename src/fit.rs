@@ -162,8 +162,10 @@ impl LaePca {
 
     /// Fits data read by blocks of features (see [`FeatureBlocks`]) through the transposed Gram
     /// route, without holding the data: two passes over the source (K and the means, then the
-    /// directions), memory K (n x n, f64, with its accumulation) plus one block of at most 8 MiB and
-    /// the m x k directions. For wide data (n < m) that does not fit in memory, e.g. a 2000 x 200000
+    /// directions), memory K (n x n, f64, with its accumulation) plus one block (8 MiB at most, or one
+    /// feature where a feature alone is larger) and the m x k directions. A non-finite value is
+    /// reported as the first in feature order; a set [`cancel_flag`](Self::cancel_flag) stops either
+    /// pass between blocks. For wide data (n < m) that does not fit in memory, e.g. a 2000 x 200000
     /// `.npy` file through [`io::NpyFeatures`](crate::io::NpyFeatures). The answer is the same, bit
     /// for bit, as [`fit`](Self::fit) of the same matrix in memory on the transposed route.
     ///
@@ -268,6 +270,9 @@ impl LaePca {
             )?;
             for first in (0..m).step_by(rows) {
                 let last = (first + rows).min(m);
+                if let Some(flag) = &self.cancel {
+                    flag.check()?;
+                }
                 data.read_features(first, last, block)?;
                 check_block(block, n, first, last)?;
                 u[first * k..last * k]

@@ -349,3 +349,52 @@ fn the_cli_fits_any_matrix_of_an_h5ad_file_and_says_which() {
         "--features-in-rows does not apply",
     );
 }
+
+/// hdf5's boolean as raw bytes, to write bytes other than 0 and 1 into a boolean dataset.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct RawBool(u8);
+
+// SAFETY: one byte, laid out as hdf5-metno's boolean (an enum of u8: FALSE = 0, TRUE = 1).
+unsafe impl hdf5_metno::H5Type for RawBool {
+    fn type_descriptor() -> hdf5_metno::types::TypeDescriptor {
+        hdf5_metno::types::TypeDescriptor::Boolean
+    }
+}
+
+/// A 20 x 4 dense X with var/m holding the bytes `mask`.
+fn file_with_mask(dir: &std::path::Path, mask: [u8; 4]) -> PathBuf {
+    let path = dir.join(format!("mask_{}.h5ad", mask.map(|b| b.to_string()).join("_")));
+    let file = hdf5_metno::File::create(&path).unwrap();
+    let x: Vec<f32> = (0..80).map(|i| ((i * 37) % 11) as f32).collect();
+    file.new_dataset::<f32>()
+        .shape((20, 4))
+        .create("X")
+        .unwrap()
+        .write_raw(&x)
+        .unwrap();
+    let var = file.create_group("var").unwrap();
+    var.new_dataset::<RawBool>()
+        .shape(4)
+        .create("m")
+        .unwrap()
+        .write_raw(&mask.map(RawBool))
+        .unwrap();
+    path
+}
+
+#[test]
+fn a_mask_byte_that_is_not_a_boolean_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = file_with_mask(dir.path(), [1, 0, 1, 1]);
+    let file = H5adFile::open(&good, &options(H5adMatrix::X, Some("m"))).unwrap();
+    assert_eq!(file.cols(), 3);
+    let x = dense_rows(file);
+    assert_eq!(x.shape(), (20, 3));
+    assert_eq!(x[(5, 1)], ((5 * 4 + 2) * 37 % 11) as f64);
+    for bad in [[1, 2, 1, 1], [2, 0, 3, 255]] {
+        let path = file_with_mask(dir.path(), bad);
+        let e = H5adFile::open(&path, &options(H5adMatrix::X, Some("m"))).unwrap_err();
+        assert!(e.to_string().contains("not a boolean (0 or 1)"), "{e}");
+    }
+}

@@ -46,8 +46,8 @@ pub enum Command {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct FitArgs {
-    /// The data file: .npy, .csv, .tsv, .mtx, or IDX (.idx, *-ubyte); the text and IDX formats may be
-    /// gzipped (.gz)
+    /// The data file: .npy, .csv, .tsv, .mtx, IDX (.idx, *-ubyte) or AnnData (.h5ad, in builds with
+    /// the h5ad feature); the text and IDX formats may be gzipped (.gz)
     pub input: PathBuf,
     /// The number of components
     #[arg(short = 'k', value_name = "K")]

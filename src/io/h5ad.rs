@@ -98,7 +98,8 @@ mod enabled {
     use hdf5_metno as hdf5;
     use std::path::{Path, PathBuf};
 
-    /// Values (or indices) read from the file per HDF5 call: bounded temporaries (8 MiB as f64).
+    /// Values (or indices) read from the file per HDF5 call: bounded temporaries (8 MiB as f64). The
+    /// whole-matrix arrays (read_csr's, the CSR row offsets, the mask) are checked before allocation.
     const READ_BLOCK: usize = 1 << 20;
 
     /// An `.h5ad` file opened on one of its matrices: the shape, type and feature mask are read and
@@ -474,7 +475,7 @@ mod enabled {
         pub fn is_sparse(&self) -> bool {
             self.layout != Layout::Dense
         }
-        /// The float type that holds every value exactly (f32 for float32, small integers and bool).
+        /// The float type that holds every value exactly (f32 for float32 and 8- and 16-bit integers).
         pub fn precision(&self) -> Precision {
             self.precision
         }
@@ -604,11 +605,14 @@ mod enabled {
                 _ => {
                     // The kept columns' entries, column after column: transposed by a counting sort
                     // on the row, so that each row's entries come in column order.
-                    let kept_cols: Vec<usize> = (0..self.file_cols)
-                        .filter(|&j| self.keep.as_ref().is_none_or(|k| k[j].is_some()))
-                        .collect();
-                    let (indptr, cols, vals) =
-                        transpose_to_csr(self.rows, &kept_cols, &new_offsets, &majors, vals, path)?;
+                    let (indptr, cols, vals) = transpose_to_csr(
+                        self.rows,
+                        self.keep.as_deref(),
+                        &new_offsets,
+                        &majors,
+                        vals,
+                        path,
+                    )?;
                     CsrMatrix::try_new(self.rows, self.cols, indptr, cols, vals)
                 }
             };
@@ -625,21 +629,33 @@ mod enabled {
             let path = self.path.clone();
             match self.layout {
                 Layout::Dense => {
-                    // Blocks of at most READ_BLOCK file values, however few columns the mask keeps.
-                    let per_block = (READ_BLOCK / self.file_cols.max(1)).max(1);
+                    // Reads of at most READ_BLOCK file values, however few columns the mask keeps:
+                    // blocks of whole rows, or a row in slices of columns when one row is wider.
+                    let file_cols = self.file_cols.max(1);
+                    let (rows_per, cols_per) = if file_cols <= READ_BLOCK {
+                        (READ_BLOCK / file_cols, file_cols)
+                    } else {
+                        (1, READ_BLOCK)
+                    };
                     let mut at = start;
                     while at < start + take {
-                        let end = (start + take).min(at + per_block);
-                        let block = self
-                            .values
-                            .read_slice_2d::<f64, _>((at..end, ..))
-                            .map_err(|e| h5_error(&path, &self.location, e))?;
-                        for row in block.rows() {
-                            for (j, &v) in row.iter().enumerate() {
-                                if self.keep.as_ref().is_none_or(|k| k[j].is_some()) {
-                                    out.push(T::of_f64(v));
+                        let end = (start + take).min(at + rows_per);
+                        let mut c0 = 0;
+                        // One slice of columns for a block of rows; several only for a single row.
+                        while c0 < self.file_cols {
+                            let c1 = self.file_cols.min(c0 + cols_per);
+                            let block = self
+                                .values
+                                .read_slice_2d::<f64, _>((at..end, c0..c1))
+                                .map_err(|e| h5_error(&path, &self.location, e))?;
+                            for row in block.rows() {
+                                for (j, &v) in (c0..c1).zip(row.iter()) {
+                                    if self.keep.as_ref().is_none_or(|k| k[j].is_some()) {
+                                        out.push(T::of_f64(v));
+                                    }
                                 }
                             }
+                            c0 = c1;
                         }
                         at = end;
                     }
@@ -655,8 +671,14 @@ mod enabled {
                     }
                     let offsets = self.row_offsets.as_ref().expect("just read");
                     let (from, to) = (offsets[start], offsets[start + take]);
-                    let base = out.len();
-                    out.resize(base + take * self.cols, T::zero());
+                    // Summed in f64 and rounded once, as read_csr's canonical form does.
+                    let mut block = crate::alloc::filled(
+                        || format!("{take} rows of {} values", self.cols),
+                        take.checked_mul(self.cols),
+                        None,
+                        0f64,
+                    )
+                    .allocating(&path)?;
                     let (indices, _) = self.indices();
                     let what_idx = format!("{}/indices", self.location);
                     let idx = read_indices(&path, &what_idx, indices, from..to, self.file_cols)?;
@@ -668,13 +690,12 @@ mod enabled {
                             row += 1;
                         }
                         if let Some(j) = self.column(idx[p - from], p)? {
-                            let slot = &mut out[base + (row - start) * self.cols + j as usize];
-                            // Repeated entries add up, as in the CSR reading.
-                            *slot = T::of_f64(slot.as_f64() + x);
+                            block[(row - start) * self.cols + j as usize] += x;
                         }
                         p += 1;
                         Ok(())
                     })?;
+                    out.extend(block.iter().map(|&v| T::of_f64(v)));
                 }
                 Layout::Csc => {
                     if self.as_csr.is_none() {
@@ -695,11 +716,11 @@ mod enabled {
         }
     }
 
-    /// A CSC matrix's kept columns (`kept_cols[c]` is file column of new column c; `offsets` over the
-    /// kept entries, one slice per file column) as CSR arrays.
+    /// A CSC matrix's kept columns as CSR arrays: `offsets` has one slice of the kept entries per file
+    /// column (empty for a masked one), `keep` the new column of each file column (None: no mask).
     fn transpose_to_csr<T: Real>(
         rows: usize,
-        kept_cols: &[usize],
+        keep: Option<&[Option<u32>]>,
         offsets: &[usize],
         row_of: &[u32],
         vals: Vec<T>,
@@ -724,10 +745,13 @@ mod enabled {
             .allocating(path)?;
         let mut out = crate::alloc::filled(|| format!("{nnz} values"), Some(nnz), None, T::zero())
             .allocating(path)?;
-        for (c, &j) in kept_cols.iter().enumerate() {
+        for j in 0..offsets.len() - 1 {
+            let Some(c) = keep.map_or(Some(j as u32), |k| k[j]) else {
+                continue;
+            };
             for p in offsets[j]..offsets[j + 1] {
                 let i = row_of[p] as usize;
-                cols[next[i]] = c as u32;
+                cols[next[i]] = c;
                 out[next[i]] = vals[p];
                 next[i] += 1;
             }
@@ -744,7 +768,8 @@ mod enabled {
         file_cols: usize,
     ) -> Result<Vec<Option<u32>>> {
         let what = format!("{var_frame}/{column}");
-        let values: Vec<bool> = if let Ok(frame) = file.group(var_frame) {
+        // One byte per feature, 0 or 1.
+        let values: Vec<u8> = if let Ok(frame) = file.group(var_frame) {
             // Current layout: one dataset (or a nullable group) per column.
             if !frame.link_exists(column) {
                 let columns = frame.member_names().unwrap_or_default();
@@ -769,7 +794,7 @@ mod enabled {
                 let missing = g.dataset("mask").map_err(|e| h5_error(path, &what, e))?;
                 let values = read_bools(path, &what, &values, file_cols)?;
                 let missing = read_bools(path, &format!("{what}/mask"), &missing, file_cols)?;
-                if let Some(j) = missing.iter().position(|&m| m) {
+                if let Some(j) = missing.iter().position(|&m| m == 1) {
                     return Err(IoError::invalid(
                         path,
                         format!("{what} is missing at feature {j}: a mask must be true or false"),
@@ -786,20 +811,25 @@ mod enabled {
                 format!("the file has no var table {var_frame} for the mask"),
             ));
         };
+        let mut kept = crate::alloc::filled(
+            || format!("the mask of {file_cols} features"),
+            Some(file_cols),
+            None,
+            None,
+        )
+        .allocating(path)?;
         let mut next = 0u32;
-        Ok(values
-            .iter()
-            .map(|&keep| {
-                keep.then(|| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect())
+        for (slot, &keep) in kept.iter_mut().zip(&values) {
+            if keep == 1 {
+                *slot = Some(next);
+                next += 1;
+            }
+        }
+        Ok(kept)
     }
 
     /// A 1-D boolean dataset of `len` values.
-    fn read_bools(path: &Path, what: &str, ds: &Dataset, len: usize) -> Result<Vec<bool>> {
+    fn read_bools(path: &Path, what: &str, ds: &Dataset, len: usize) -> Result<Vec<u8>> {
         let desc = ds
             .dtype()
             .and_then(|t| t.to_descriptor())
@@ -819,7 +849,55 @@ mod enabled {
                 ),
             ));
         }
-        ds.read_raw::<bool>().map_err(|e| h5_error(path, what, e))
+        let memory = hdf5::Datatype::from_descriptor(&TypeDescriptor::Boolean)
+            .map_err(|e| h5_error(path, what, e))?;
+        read_bool_bytes(path, what, ds, &memory, len)
+    }
+
+    /// Reads `len` one-byte booleans of `ds` through the memory type `memory` (hdf5's boolean, or a
+    /// compound of one boolean field) into checked memory, as bytes 0 (FALSE) or 1 (TRUE): any other
+    /// byte is an error (it is never taken for a Rust `bool`, which may only hold those two).
+    fn read_bool_bytes(
+        path: &Path,
+        what: &str,
+        ds: &Dataset,
+        memory: &hdf5::Datatype,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        if memory.size() != 1 {
+            return Err(IoError::invalid(
+                path,
+                format!("{what}: a boolean of {} bytes", memory.size()),
+            ));
+        }
+        let mut out =
+            crate::alloc::filled(|| format!("{len} booleans of {what}"), Some(len), None, 0u8)
+                .allocating(path)?;
+        // SAFETY: `out` holds `len` one-byte values of the memory type (checked above), the file
+        // space is the dataset's `len` records (checked by the callers); the ids are live for the call.
+        let status = hdf5::sync::sync(|| unsafe {
+            hdf5_metno_sys::h5d::H5Dread(
+                ds.id(),
+                memory.id(),
+                hdf5_metno_sys::h5s::H5S_ALL,
+                hdf5_metno_sys::h5s::H5S_ALL,
+                hdf5_metno_sys::h5p::H5P_DEFAULT,
+                out.as_mut_ptr().cast(),
+            )
+        });
+        if status < 0 {
+            return Err(IoError::invalid(
+                path,
+                format!("{what}: HDF5 could not read the booleans"),
+            ));
+        }
+        if let Some(j) = out.iter().position(|&b| b > 1) {
+            return Err(IoError::invalid(
+                path,
+                format!("{what}[{j}] is the byte {}: not a boolean (0 or 1)", out[j]),
+            ));
+        }
+        Ok(out)
     }
 
     /// One boolean field of a 1-D compound dataset of `len` records (anndata < 0.7's var table).
@@ -829,7 +907,7 @@ mod enabled {
         table: &Dataset,
         field: &str,
         len: usize,
-    ) -> Result<Vec<bool>> {
+    ) -> Result<Vec<u8>> {
         use hdf5::types::{CompoundField, CompoundType};
         let desc = table
             .dtype()
@@ -874,27 +952,7 @@ mod enabled {
             size: std::mem::size_of::<bool>(),
         }))
         .map_err(|e| h5_error(path, what, e))?;
-        let mut out = vec![0u8; len];
-        // SAFETY: `out` holds `len` records of the one-byte memory type and the file space is the
-        // dataset's `len` records (checked above); the ids are live for the call.
-        let status = hdf5::sync::sync(|| unsafe {
-            hdf5_metno_sys::h5d::H5Dread(
-                table.id(),
-                memory.id(),
-                hdf5_metno_sys::h5s::H5S_ALL,
-                hdf5_metno_sys::h5s::H5S_ALL,
-                hdf5_metno_sys::h5p::H5P_DEFAULT,
-                out.as_mut_ptr().cast(),
-            )
-        });
-        if status < 0 {
-            return Err(IoError::invalid(
-                path,
-                format!("{what}: HDF5 could not read the field"),
-            ));
-        }
-        // hdf5's boolean is an enum of FALSE = 0, TRUE = 1.
-        Ok(out.into_iter().map(|b| b != 0).collect())
+        read_bool_bytes(path, what, table, &memory, len)
     }
 }
 
