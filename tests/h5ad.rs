@@ -364,7 +364,10 @@ unsafe impl hdf5_metno::H5Type for RawBool {
 
 /// A 20 x 4 dense X with var/m holding the bytes `mask`.
 fn file_with_mask(dir: &std::path::Path, mask: [u8; 4]) -> PathBuf {
-    let path = dir.join(format!("mask_{}.h5ad", mask.map(|b| b.to_string()).join("_")));
+    let path = dir.join(format!(
+        "mask_{}.h5ad",
+        mask.map(|b| b.to_string()).join("_")
+    ));
     let file = hdf5_metno::File::create(&path).unwrap();
     let x: Vec<f32> = (0..80).map(|i| ((i * 37) % 11) as f32).collect();
     file.new_dataset::<f32>()

@@ -420,6 +420,13 @@ mod enabled {
                     format!("{file_cols} features: at most 2^32 - 1 are read"),
                 ));
             }
+            // A CSC matrix's row indices are kept as 32-bit while it is transposed.
+            if layout == Layout::Csc && rows > u32::MAX as usize {
+                return Err(IoError::too_large(
+                    path,
+                    format!("a CSC matrix of {rows} rows: at most 2^32 - 1 are read"),
+                ));
+            }
             let (type_name, precision) = number_type(path, &location, &values)?;
             let keep = match &options.var_mask {
                 None => None,
