@@ -20,12 +20,17 @@ fn run_quick_bench(out: &Path) {
             .status(),
         None => {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            Command::new(cargo)
+            let mut bench = Command::new(cargo);
+            bench
                 .args(["bench", "--bench", "compare", "--manifest-path"])
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-                .args(["--", "--quick", "--out"])
-                .arg(out)
-                .status()
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+            // The features this test was built with: cargo bench builds the package's binary too,
+            // and one built without them would replace the one the other tests run (the .h5ad CLI
+            // test, say).
+            if cfg!(feature = "h5ad") {
+                bench.args(["--features", "h5ad"]);
+            }
+            bench.args(["--", "--quick", "--out"]).arg(out).status()
         }
     }
     .expect("the benchmark starts");
