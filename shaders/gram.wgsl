@@ -5,7 +5,9 @@
 // zero when the host already shifted the rows) is subtracted here as tiles are loaded. `gram_columns`
 // runs first on each chunk: on the first one (`first` = 1) it sets s to the chunk's column means, then it
 // adds the chunk's Σ (x − s) to the compensated column sums. Only the tiles on or above the diagonal are
-// computed (the host mirrors the upper triangle when it reads C back). The chunk's partial sum is added
+// computed (the host mirrors the upper triangle when it reads C back). C may exceed one storage binding,
+// so it is held in row panels (c_hi, c_lo are one panel: its rows row0 .. row0 + rows, each of mp
+// values); `gram_chunk` is dispatched once per panel, over that panel's tile rows. The chunk's partial sum is added
 // to the running total (c_hi, c_lo) with Knuth's TwoSum, so that the total over many chunks keeps the
 // digits a plain f32 sum would lose: c_hi + c_lo carries about twice f32's precision.
 
@@ -17,6 +19,12 @@ struct GramParams {
     _pad0: u32,
 }
 
+// The Rust twin: GramPanel in src/gpu/contract.rs. Panel rows are a multiple of TILE (but the last's).
+struct GramPanel {
+    row0: u32,
+    rows: u32,
+}
+
 @group(0) @binding(0) var<storage, read> p: GramParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> c_hi: array<f32>;
@@ -24,6 +32,7 @@ struct GramParams {
 @group(0) @binding(4) var<storage, read_write> shift: array<f32>;
 @group(0) @binding(5) var<storage, read_write> sums_hi: array<f32>;
 @group(0) @binding(6) var<storage, read_write> sums_lo: array<f32>;
+@group(0) @binding(7) var<storage, read> panel: GramPanel;
 
 // Threads of `gram_columns`, chosen per adapter.
 override WG: u32 = 256u;
@@ -72,12 +81,14 @@ var<workgroup> b_tile: array<vec4<f32>, 256>; // STEP samples x 16 vec4 (64 feat
 
 @compute @workgroup_size(16, 16)
 fn gram_chunk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    // The tile's row in C: wg.x counts the panel's tile rows.
+    let tile_row = panel.row0 / TILE + wg.x;
     // Tiles below the diagonal are the mirror of tiles above it.
-    if (wg.y < wg.x) {
+    if (wg.y < tile_row) {
         return;
     }
     let mp4 = p.mp / 4u;
-    let i4 = wg.x * (TILE / 4u); // first vec4 column of the tile's rows
+    let i4 = tile_row * (TILE / 4u); // first vec4 column of the tile's rows
     let j4 = wg.y * (TILE / 4u); // first vec4 column of the tile's columns
     let t = lid.y * 16u + lid.x;
     var acc0 = vec4<f32>(0.0);
@@ -118,13 +129,13 @@ fn gram_chunk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     add_row(i0 + 3u, j0, acc3);
 }
 
-// c[i, j..j+4] += v with a compensated (TwoSum) update.
+// c[i, j..j+4] += v with a compensated (TwoSum) update (row i of C is row i − row0 of the panel).
 fn add_row(i: u32, j: u32, v: vec4<f32>) {
-    if (i >= p.mp || j >= p.mp) {
+    if (i >= panel.row0 + panel.rows || j >= p.mp) {
         return;
     }
     for (var c = 0u; c < 4u; c++) {
-        let idx = i * p.mp + j + c;
+        let idx = (i - panel.row0) * p.mp + j + c;
         let a = c_hi[idx];
         let b = v[c];
         let s = a + b;

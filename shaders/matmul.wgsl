@@ -1,13 +1,15 @@
 // Matmul family: the products of the solver loop. Tall matrices (m x k) are column-major with a
 // column stride of mp (m padded to a multiple of 4, zero rows beyond m); C is mp x mp and symmetric;
-// small matrices (k x k) are column-major; projected matrices ((SEARCH_BLOCKS·k) square, the default
+// C is held in row panels (src/gpu/mod.rs: Panels), c_mul's `a` one of them; small matrices (k x k)
+// are column-major; projected matrices ((SEARCH_BLOCKS·k) square, the default
 // solver's Rayleigh–Ritz problem) are column-major and accessed by k x k blocks.
 
 // The Rust twin: MatmulParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
 struct MatmulParams {
     mp: u32,
     k: u32,
-    // inner_block and mul_block: the first row and column of the block in the projected matrix
+    // inner_block and mul_block: the first row and column of the block in the projected matrix;
+    // c_mul: the first row of C in the panel `a` (a multiple of 64; col0 unused)
     row0: u32,
     col0: u32,
 }
@@ -23,15 +25,15 @@ const SEARCH_BLOCKS: u32 = 3u;
 // Threads of the one-dimensional kernels (inner, mul_small), chosen per adapter.
 override WG: u32 = 256u;
 
-// c_mul: out (mp x k) = C (a, mp x mp) · X (b, mp x k).
-// A workgroup of 16 x 16 threads makes a 64 x 16 tile of out, 4 rows per thread, stepping 16 along the
-// shared dimension through workgroup memory.
+// c_mul: rows row0.. of out (mp x k) = the panel of C (a: its rows row0.., each of mp values) · X (b,
+// mp x k); one dispatch per panel. A workgroup of 16 x 16 threads makes a 64 x 16 tile of out, 4 rows
+// per thread, stepping 16 along the shared dimension through workgroup memory.
 var<workgroup> c_tile: array<f32, 1024>; // 64 rows x 16
 var<workgroup> x_tile: array<f32, 256>;  // 16 x 16 columns
 
 @compute @workgroup_size(16, 16)
 fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row0 = wg.x * 64u;
+    let row0 = p.row0 + wg.x * 64u;
     let col = wg.y * 16u + lid.x;
     let t = lid.y * 16u + lid.x;
     var acc = vec4<f32>(0.0);
@@ -43,7 +45,7 @@ fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
             let r = r0 + e % 16u;
             var v = 0.0;
             if (i < p.mp && r < p.mp) {
-                v = a[i * p.mp + r];
+                v = a[(i - p.row0) * p.mp + r];
             }
             c_tile[e] = v;
         }

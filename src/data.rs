@@ -892,9 +892,10 @@ impl GramAccumulator {
                 (c, shift, self.shifted_sum)
             }
             BlockEngine::Gpu(mut gpu) => {
-                let t = gpu.total()?;
+                let mut c = self.c;
+                let t = gpu.total(&mut c)?;
                 // A host-side shift (f64 first block) left the device's at zero.
-                (t.c, self.shift.unwrap_or(t.shift), t.sums)
+                (c, self.shift.unwrap_or(t.shift), t.sums)
             }
         };
         let mean = if self.center {

@@ -150,15 +150,18 @@ pub enum Error {
     #[error("no GPU adapter: {0}")]
     NoAdapter(String),
 
-    /// The problem does not fit the device: C (m x m, f32) must fit one storage binding.
+    /// The problem does not fit the device: one of its buffers (a row panel of C, a block of m x k
+    /// weights, a row of data) exceeds one storage binding.
     #[error(
-        "n_features = {m} does not fit the device: C needs {needed} bytes but the device's limit \
-         ({limit_name}) is {limit} bytes; the largest n_features that fits is {max_m}"
+        "n_features = {m} does not fit the device: {what} needs {needed} bytes but the device's \
+         limit ({limit_name}) is {limit} bytes; the largest n_features that fits is {max_m}"
     )]
     TooLargeForDevice {
         /// The number of features.
         m: usize,
-        /// Bytes C needs.
+        /// The buffer that does not fit.
+        what: String,
+        /// Bytes it needs.
         needed: u64,
         /// The device limit that binds (wgpu's name for it).
         limit_name: &'static str,

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
-use laepca::{devices, Backend, Error, Fit, GramAccumulator, LaePca, Method, Solver};
+use laepca::{devices, Backend, Error, Fit, GpuDevice, GramAccumulator, LaePca, Method, Solver};
 use nalgebra::DMatrix;
 
 struct Shape {
@@ -251,6 +251,83 @@ fn gpu_gram_with_a_large_mean() {
     }
 }
 
+/// C split over several buffers: on a device whose buffers are capped at 80000 bytes, C of m = 300 is
+/// held in 5 row panels (64, 64, 64, 64 and 44 rows; a panel of 64 rows is 76800 bytes) and the data
+/// goes in chunks of 66 samples.
+#[test]
+fn c_split_over_several_buffers() {
+    if !have_gpu() {
+        return;
+    }
+    let (m, k) = (300, 4);
+    let capped = GpuDevice::open_with_binding_limit(None, 80_000).unwrap();
+    let whole = GpuDevice::open(None).unwrap();
+    assert_eq!(capped.info().max_storage_buffer_binding_size, 80_000);
+    assert!(whole.info().max_storage_buffer_binding_size >= (m * m * 4) as u64);
+    // 60 samples: one chunk on both devices, so the split is the only difference, and it changes no
+    // bit of the Gram matrix or of the loop (each entry is summed in the same order).
+    let x = prescribed_spectrum(60, m, &geometric_spectrum(40, 50.0, 0.7), 3.0, 21)
+        .x
+        .map(|v| v as f32);
+    for solver in [Solver::Auto, Solver::ExactTied] {
+        let fit = |d: &GpuDevice| {
+            LaePca::new(k)
+                .solver(solver)
+                .backend(Backend::Gpu)
+                .device(d.clone())
+                .method(Method::Gram)
+                .seed(2)
+                .fit(&x)
+                .unwrap()
+        };
+        let (split, one) = (fit(&capped), fit(&whole));
+        // (assert!, not assert_eq!: a failure would print two 1200-value decoders.)
+        assert!(
+            split.decoder == one.decoder,
+            "{solver}: the decoders differ"
+        );
+        assert_eq!(split.history, one.history, "{solver}");
+        // Each product of C in the loop: one dispatch per panel instead of one. (At least one product
+        // per iteration; the setup's products, which `passes` also counts, run on the CPU.)
+        let extra = split.loop_stats.total.dispatches - one.loop_stats.total.dispatches;
+        assert_eq!(extra % 4, 0, "{solver}: {extra} more dispatches");
+        let products = extra / 4;
+        assert!(
+            products >= split.iterations && products <= split.passes,
+            "{solver}: {products} products in {} iterations, {} passes",
+            split.iterations,
+            split.passes
+        );
+    }
+    // 1000 samples with a large mean: 16 chunks of ≤ 66 samples, each a column-sums dispatch and one
+    // Gram dispatch per panel; C against the f64 reference of the f32 data.
+    let n = 1000;
+    let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 50.0, 0.9), 500.0, 22);
+    let rows: Vec<f32> = p.x.transpose().iter().map(|&v| v as f32).collect();
+    let rounded =
+        DMatrix::from_row_slice(n, m, &rows.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    let reference = centred_gram(&rounded);
+    let mut acc = GramAccumulator::on_device(&capped, m, true).unwrap();
+    acc.push_rows(&rows).unwrap();
+    let pushed = acc.gpu_stats().unwrap();
+    assert_eq!(pushed.submissions, 16, "{pushed:?}");
+    assert_eq!(pushed.dispatches, 16 * 6, "{pushed:?}");
+    let stats = acc.finish().unwrap();
+    let rel = (&stats.c - &reference).norm() / reference.norm();
+    assert!(rel <= 1e-5, "split GPU Gram: relative error {rel:e}");
+    assert_eq!(stats.c, stats.c.transpose());
+    // And the fit of those samples on the capped device against the f64 eigensolver.
+    let fit = LaePca::new(k)
+        .backend(Backend::Gpu)
+        .device(capped.clone())
+        .method(Method::Gram)
+        .fit(&rounded.map(|v| v as f32))
+        .unwrap();
+    let (_, top) = reference_eigen(&reference, k);
+    let angle = largest_principal_angle(&top, &columns(&fit.components));
+    assert!(angle <= 1e-3, "split GPU fit: largest angle {angle:e}");
+}
+
 #[test]
 fn gpu_is_deterministic() {
     if !have_gpu() {
@@ -280,29 +357,32 @@ fn gpu_errors() {
     if !have_gpu() {
         return;
     }
-    // m beyond what one binding can hold: the error names the limit and the largest m that fits.
-    // The limit of the adapter a fit opens (not of every adapter wgpu lists).
-    let small = DMatrix::<f32>::from_fn(8, 4, |i, j| ((i * 3 + j * 5) % 7) as f32);
-    let opened = LaePca::new(1)
-        .backend(Backend::Gpu)
-        .fit(&small)
-        .unwrap()
-        .adapter
-        .unwrap();
-    let max_m = opened.max_features();
+    // m beyond what the device's bindings allow: not even a panel of 64 rows of C fits one. On a
+    // device capped at 64 KiB per buffer that is m > 256 (an uncapped adapter's C would exceed the
+    // host's memory first); the error names the limit and the largest m that fits.
+    let capped = GpuDevice::open_with_binding_limit(None, 64 << 10).unwrap();
+    let max_m = capped.info().max_features();
+    assert_eq!(max_m, 256, "{:?}", capped.info());
     let wide = DMatrix::<f32>::from_fn(2, max_m + 4, |i, j| ((i * 7 + j) % 5) as f32);
     // On the Gram route (auto would take the transposed one: K is 2 x 2).
-    let e = LaePca::new(1)
-        .backend(Backend::Gpu)
-        .method(Method::Gram)
-        .fit(&wide)
-        .unwrap_err();
+    let gram_fit = |x: &DMatrix<f32>| {
+        LaePca::new(1)
+            .backend(Backend::Gpu)
+            .device(capped.clone())
+            .method(Method::Gram)
+            .fit(x)
+    };
+    let e = gram_fit(&wide).unwrap_err();
     match &e {
         Error::TooLargeForDevice {
-            m, max_m: reported, ..
+            m,
+            max_m: reported,
+            limit,
+            ..
         } => {
             assert_eq!(*m, max_m + 4);
-            assert!(*reported >= max_m - 4 && *reported < *m, "{e}");
+            assert_eq!(*reported, max_m, "{e}");
+            assert_eq!(*limit, 64 << 10, "{e}");
         }
         other => panic!("{other:?}"),
     }
@@ -310,6 +390,9 @@ fn gpu_errors() {
         e.to_string().contains("largest n_features that fits"),
         "{e}"
     );
+    // The largest m that fits is fitted (C in 4 panels of 64 rows).
+    let widest = DMatrix::<f32>::from_fn(300, max_m, |i, j| ((i * 7 + j * j) % 11) as f32);
+    assert_eq!(gram_fit(&widest).unwrap().n_features, max_m);
     // NaN in the data.
     let mut x = prescribed_spectrum(50, 8, &geometric_spectrum(8, 5.0, 0.8), 0.0, 1)
         .x

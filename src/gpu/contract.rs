@@ -75,6 +75,16 @@ wgsl_struct! {
 }
 
 wgsl_struct! {
+    /// gram.wgsl: the row panel of C a `gram_chunk` dispatch adds into.
+    pub struct GramPanel {
+        /// The panel's first row of C (a multiple of the tile height, 64).
+        row0: u32,
+        /// Its rows.
+        rows: u32,
+    }
+}
+
+wgsl_struct! {
     /// matmul.wgsl: the products of the loop.
     pub struct MatmulParams {
         /// Rows of a tall matrix (m padded to a multiple of 4).
@@ -226,6 +236,8 @@ pub mod gram {
     pub const SUMS_HI: Binding = read_write(5, "sums_hi");
     /// The column sums' low part.
     pub const SUMS_LO: Binding = read_write(6, "sums_lo");
+    /// The row panel of C that c_hi and c_lo hold ([`GramPanel`](super::GramPanel)).
+    pub const PANEL: Binding = read(7, "panel");
 }
 
 /// The bindings of matmul.wgsl.

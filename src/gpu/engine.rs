@@ -22,7 +22,8 @@ use wgpu::BufferUsages as U;
 /// A buffer of the engine, as bind-group cache keys name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Buf {
-    C,
+    /// Row panel i of C.
+    C(usize),
     Tall(usize),
     Small(usize),
     Projected(usize),
@@ -40,7 +41,8 @@ pub(crate) struct GpuEngine<'a> {
     m: usize,
     mp: usize,
     k: usize,
-    c: wgpu::Buffer,
+    /// C's row panels: (first row, rows, buffer).
+    c: Vec<(usize, usize, wgpu::Buffer)>,
     talls: Vec<wgpu::Buffer>,
     smalls: Vec<wgpu::Buffer>,
     projected: Vec<wgpu::Buffer>,
@@ -82,18 +84,43 @@ impl<'a> GpuEngine<'a> {
     ) -> Result<Self> {
         let start = Instant::now();
         let m = c.nrows();
-        ctx.check_fits(m)?;
+        let layout = ctx.panels(m)?;
         let mp = padded(m);
+        let tall_bytes = (mp * k * 4) as u64;
+        ctx.check_binding(
+            m,
+            || format!("a block of {k} columns of m values"),
+            tall_bytes,
+        )?;
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
-        let c_buf = ctx.buffer("C", (mp * mp * 4) as u64, storage);
-        let mut padded_c = vec![0f32; mp * mp];
-        for j in 0..m {
-            for i in 0..m {
-                padded_c[i * mp + j] = c[(i, j)] as f32;
+        // One panel at a time: the host holds one panel's f32 copy, not all of C's.
+        let mut c_panels = Vec::with_capacity(layout.count());
+        let mut rows_f32 = crate::alloc::filled(
+            || format!("a panel of C ({} x {mp} f32)", layout.max_rows()),
+            layout.max_rows().checked_mul(mp),
+            None,
+            0f32,
+        )?;
+        for (row0, rows) in layout.iter() {
+            let panel = ctx.buffer("C panel", (rows * mp * 4) as u64, storage);
+            let values = &mut rows_f32[..rows * mp];
+            // Row i of C is column i (C is symmetric): contiguous in the column-major matrix.
+            for (r, row) in values.chunks_exact_mut(mp).enumerate() {
+                let i = row0 + r;
+                if i < m {
+                    for (v, &x) in row.iter_mut().zip(c.column(i).iter()) {
+                        *v = x as f32;
+                    }
+                    row[m..].fill(0.0);
+                } else {
+                    row.fill(0.0);
+                }
             }
+            ctx.queue
+                .write_buffer(&panel, 0, bytemuck::cast_slice(values));
+            c_panels.push((row0, rows, panel));
         }
-        ctx.queue
-            .write_buffer(&c_buf, 0, bytemuck::cast_slice(&padded_c));
+        let panel_count = c_panels.len();
         // check_every comes from the user: saturate (a size the device refuses), never wrap.
         let checks = CallCheck::new(check_every);
         let history_bytes = (checks.record_capacity() as u64)
@@ -104,7 +131,7 @@ impl<'a> GpuEngine<'a> {
             m,
             mp,
             k,
-            c: c_buf,
+            c: c_panels,
             talls: Vec::new(),
             smalls: Vec::new(),
             projected: Vec::new(),
@@ -121,9 +148,10 @@ impl<'a> GpuEngine<'a> {
             params: HashMap::new(),
             bind_groups: HashMap::new(),
             passes: 0,
-            // C, the scalars, the history, its staging, the unused binding and the weights' staging.
+            // C's panels, the scalars, the history, its staging, the unused binding and the weights'
+            // staging.
             stats: EngineStats {
-                buffers_created: 6,
+                buffers_created: panel_count + 5,
                 ..EngineStats::default()
             },
             upload_time: Duration::ZERO,
@@ -137,7 +165,7 @@ impl<'a> GpuEngine<'a> {
 
     fn buffer(&self, b: Buf) -> &wgpu::Buffer {
         match b {
-            Buf::C => &self.c,
+            Buf::C(i) => &self.c[i].2,
             Buf::Tall(i) => &self.talls[i],
             Buf::Small(i) => &self.smalls[i],
             Buf::Projected(i) => &self.projected[i],
@@ -432,13 +460,17 @@ impl Engine for GpuEngine<'_> {
     fn c_mul(&mut self, x: Tall, out: Tall) {
         self.checks.distinct(x, out, "c_mul");
         self.passes += 1;
-        let groups = (self.mp.div_ceil(64) as u32, self.k.div_ceil(16) as u32);
-        let binds = [
-            (matmul::A, Buf::C),
-            (matmul::B, Buf::Tall(x.0)),
-            (matmul::OUT, Buf::Tall(out.0)),
-        ];
-        self.dispatch(Kernel::CMul, &self.matmul_params(0, 0), &binds, groups);
+        // One dispatch per row panel of C: out's rows row0 .. row0 + rows.
+        for panel in 0..self.c.len() {
+            let (row0, rows, _) = self.c[panel];
+            let groups = (rows.div_ceil(64) as u32, self.k.div_ceil(16) as u32);
+            let binds = [
+                (matmul::A, Buf::C(panel)),
+                (matmul::B, Buf::Tall(x.0)),
+                (matmul::OUT, Buf::Tall(out.0)),
+            ];
+            self.dispatch(Kernel::CMul, &self.matmul_params(row0, 0), &binds, groups);
+        }
     }
     fn inner(&mut self, a: Tall, b: Tall, out: Small) {
         let binds = [

@@ -1,6 +1,8 @@
 //! The Gram matrix on the GPU: chunks of samples streamed to the device, `C += (X − s)ᵀ (X − s)` per
 //! chunk with a compensated running sum (c_hi + c_lo), the shift s and the column sums Σ (x − s) on the
-//! device, everything read back once (one submission) as f64.
+//! device, read back once as f64. C is held in row panels ([`Panels`](super::Panels)), one buffer (and one dispatch
+//! per chunk) each, so that m is not bounded by one storage binding; one panel, the usual case, is read
+//! back in one submission with the column sums.
 //!
 //! Host side, per chunk: the rows are written straight into the next buffer of a ring of
 //! [`STAGING_RING`] mapped staging buffers (plain copies of f32 rows; nothing allocated), then one
@@ -8,9 +10,9 @@
 //! and runs the two kernels on it. The host waits only when it comes back to a staging buffer whose
 //! previous chunk the device has not copied yet, so it fills the next chunks while the device works.
 
-use super::contract::{gram, Binding, GramParams, PARAMS};
+use super::contract::{gram, Binding, GramPanel, GramParams, PARAMS};
 use super::kernels::{Compiled, Kernel};
-use super::{grid_1d, padded, GpuContext};
+use super::{grid_1d, padded, GpuContext, PANEL_ROWS};
 use crate::engine::EngineStats;
 use crate::error::{Error, Result};
 use nalgebra::{DMatrix, DVector};
@@ -41,12 +43,21 @@ struct Staging {
     submission: Option<wgpu::SubmissionIndex>,
 }
 
-/// A device chunk buffer with its parameters and the bind groups of the two kernels on it.
+/// A device chunk buffer with its parameters and the bind groups of the two kernels on it (the Gram
+/// kernel's: one per panel of C).
 struct DeviceChunk {
     columns_group: wgpu::BindGroup,
-    gram_group: wgpu::BindGroup,
+    gram_groups: Vec<wgpu::BindGroup>,
     params: wgpu::Buffer,
     rows: wgpu::Buffer,
+}
+
+/// One row panel of the running sum C: its rows and its two halves.
+struct CPanel {
+    row0: usize,
+    rows: usize,
+    hi: wgpu::Buffer,
+    lo: wgpu::Buffer,
 }
 
 /// Writes a block's rows into a mapped staging buffer (plain byte copies, rows of `mp` f32 values).
@@ -76,10 +87,9 @@ impl RowWriter<'_> {
     }
 }
 
-/// The accumulated statistics as the device holds them, in f64.
+/// The accumulated column statistics as the device holds them, in f64 (C itself is written into the
+/// caller's matrix by [`GpuGram::total`]).
 pub(crate) struct GpuGramTotal {
-    /// Σ (x − s)(x − s)ᵀ, m x m (upper triangle mirrored).
-    pub c: DMatrix<f64>,
     /// Σ (x − s).
     pub sums: DVector<f64>,
     /// The shift the device subtracted (zero unless it computed one from the first chunk).
@@ -91,8 +101,7 @@ pub(crate) struct GpuGram {
     m: usize,
     mp: usize,
     chunk_rows: usize,
-    c_hi: wgpu::Buffer,
-    c_lo: wgpu::Buffer,
+    panels: Vec<CPanel>,
     shift: wgpu::Buffer,
     sums_hi: wgpu::Buffer,
     sums_lo: wgpu::Buffer,
@@ -141,20 +150,41 @@ fn bind_group(
 
 impl GpuGram {
     pub fn new(ctx: Arc<GpuContext>, m: usize) -> Result<Self> {
-        ctx.check_fits(m)?;
+        let layout = ctx.panels(m)?;
         let mp = padded(m);
-        let limit = ctx
-            .info
-            .max_storage_buffer_binding_size
-            .min(ctx.info.max_buffer_size);
-        let rows_fit = (limit / (mp as u64 * 4)) as usize;
-        let chunk_rows = MAX_CHUNK_ROWS.min(rows_fit).max(1);
+        // A chunk's staging buffer holds its parameters and its rows.
+        let limit = ctx.binding_limit().0 - HEADER;
+        let rows_fit = (limit / (mp as u64 * 4)).min(MAX_CHUNK_ROWS as u64) as usize;
+        let chunk_rows = rows_fit.max(1);
+        ctx.check_binding(m, || "one sample row (f32)".into(), HEADER + mp as u64 * 4)?;
         let chunk_bytes = (chunk_rows * mp * 4) as u64;
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
-        let c_bytes = (mp * mp * 4) as u64;
         let vector_bytes = (mp * 4) as u64;
-        let c_hi = ctx.buffer("C (high part)", c_bytes, storage);
-        let c_lo = ctx.buffer("C (low part)", c_bytes, storage);
+        let panels: Vec<CPanel> = layout
+            .iter()
+            .map(|(row0, rows)| {
+                let bytes = (rows * mp * 4) as u64;
+                CPanel {
+                    row0,
+                    rows,
+                    hi: ctx.buffer("C panel (high part)", bytes, storage),
+                    lo: ctx.buffer("C panel (low part)", bytes, storage),
+                }
+            })
+            .collect();
+        // Each panel's GramPanel, written once.
+        let panel_params: Vec<wgpu::Buffer> = panels
+            .iter()
+            .map(|c| {
+                let b = ctx.buffer("gram panel", 16, U::STORAGE | U::COPY_DST);
+                let params = GramPanel {
+                    row0: c.row0 as u32,
+                    rows: c.rows as u32,
+                };
+                ctx.queue.write_buffer(&b, 0, bytemuck::bytes_of(&params));
+                b
+            })
+            .collect();
         let shift = ctx.buffer("shift", vector_bytes, storage);
         let sums_hi = ctx.buffer("column sums (high part)", vector_bytes, storage);
         let sums_lo = ctx.buffer("column sums (low part)", vector_bytes, storage);
@@ -187,33 +217,40 @@ impl GpuGram {
                         (gram::SUMS_LO, &sums_lo),
                     ],
                 );
-                let gram_group = bind_group(
-                    &ctx,
-                    (Kernel::GramChunk, &gram_pipeline),
-                    &params,
-                    &[
-                        (gram::X, &rows),
-                        (gram::C_HI, &c_hi),
-                        (gram::C_LO, &c_lo),
-                        (gram::SHIFT, &shift),
-                    ],
-                );
+                let gram_groups = panels
+                    .iter()
+                    .zip(&panel_params)
+                    .map(|(c, panel)| {
+                        bind_group(
+                            &ctx,
+                            (Kernel::GramChunk, &gram_pipeline),
+                            &params,
+                            &[
+                                (gram::X, &rows),
+                                (gram::C_HI, &c.hi),
+                                (gram::C_LO, &c.lo),
+                                (gram::SHIFT, &shift),
+                                (gram::PANEL, panel),
+                            ],
+                        )
+                    })
+                    .collect();
                 DeviceChunk {
                     columns_group,
-                    gram_group,
+                    gram_groups,
                     params,
                     rows,
                 }
             })
             .collect();
         ctx.take_error()?;
+        let n_panels = panels.len();
         Ok(GpuGram {
             ctx,
             m,
             mp,
             chunk_rows,
-            c_hi,
-            c_lo,
+            panels,
             shift,
             sums_hi,
             sums_lo,
@@ -224,8 +261,8 @@ impl GpuGram {
             added: 0,
             failure: None,
             stats: EngineStats {
-                buffers_created: 5 + STAGING_RING + 2 * DEVICE_CHUNKS,
-                bind_groups_created: 2 * DEVICE_CHUNKS,
+                buffers_created: 3 + 3 * n_panels + STAGING_RING + 2 * DEVICE_CHUNKS,
+                bind_groups_created: (1 + n_panels) * DEVICE_CHUNKS,
                 ..EngineStats::default()
             },
         })
@@ -301,14 +338,16 @@ impl GpuGram {
             pass.set_pipeline(&self.columns_pipeline.pipeline);
             pass.set_bind_group(0, &chunk.columns_group, &[]);
             pass.dispatch_workgroups(gx, gy, 1);
-            let tiles = self.mp.div_ceil(64) as u32;
+            let tiles = self.mp.div_ceil(PANEL_ROWS) as u32;
             pass.set_pipeline(&self.gram_pipeline.pipeline);
-            pass.set_bind_group(0, &chunk.gram_group, &[]);
-            pass.dispatch_workgroups(tiles, tiles, 1);
+            for (panel, group) in self.panels.iter().zip(&chunk.gram_groups) {
+                pass.set_bind_group(0, group, &[]);
+                pass.dispatch_workgroups(panel.rows.div_ceil(PANEL_ROWS) as u32, tiles, 1);
+            }
         }
         let index = self.ctx.queue.submit([encoder.finish()]);
         self.stats.submissions += 1;
-        self.stats.dispatches += 2;
+        self.stats.dispatches += 1 + self.panels.len();
         // Map the staging buffer again as soon as the device has copied out of it.
         let state = Arc::new(AtomicU8::new(MAP_PENDING));
         let callback_state = state.clone();
@@ -348,43 +387,85 @@ impl GpuGram {
         }
     }
 
-    /// Σ over all chunks, as f64 (c_hi + c_lo, upper triangle mirrored; the column sums; the shift),
-    /// read back in one submission.
-    pub fn total(&mut self) -> Result<GpuGramTotal> {
+    /// Σ over all chunks, as f64: C (c_hi + c_lo, the upper triangle mirrored) into `c` (m x m), and
+    /// the column sums and the shift. One submission per panel of C, the column statistics with the
+    /// last; the staging buffer holds one panel.
+    pub fn total(&mut self, c: &mut DMatrix<f64>) -> Result<GpuGramTotal> {
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
         let (mp, m) = (self.mp, self.m);
-        let c_bytes = (mp * mp * 4) as u64;
+        assert_eq!(c.shape(), (m, m), "the host's C");
         let v_bytes = (mp * 4) as u64;
-        let parts = [
-            (&self.c_hi, c_bytes),
-            (&self.c_lo, c_bytes),
-            (&self.sums_hi, v_bytes),
-            (&self.sums_lo, v_bytes),
-            (&self.shift, v_bytes),
-        ];
-        let total_bytes: u64 = parts.iter().map(|p| p.1).sum();
-        let staging = self.ctx.staging(total_bytes);
-        self.stats.buffers_created += 1;
-        let mut encoder = self.ctx.encoder("read the Gram matrix");
-        let mut offset = 0;
-        for (buffer, bytes) in parts {
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset, bytes);
-            offset += bytes;
+        let largest = self.panels.iter().map(|p| p.rows).max().unwrap_or(0);
+        let panel_bytes = (largest * mp * 4) as u64;
+        // hi and lo of a panel, then (with the last) the sums and the shift: in one buffer where the
+        // device allows it, else hi and lo each in their own.
+        let together = 2 * panel_bytes + 3 * v_bytes <= self.ctx.binding_limit().0;
+        let stagings: Vec<wgpu::Buffer> = if together {
+            vec![self.ctx.staging(2 * panel_bytes + 3 * v_bytes)]
+        } else {
+            vec![self.ctx.staging(panel_bytes), self.ctx.staging(panel_bytes)]
+        };
+        self.stats.buffers_created += stagings.len();
+        let vectors = [&self.sums_hi, &self.sums_lo, &self.shift];
+        let mut statistics = Vec::new();
+        for (index, panel) in self.panels.iter().enumerate() {
+            let last = index + 1 == self.panels.len();
+            let bytes = (panel.rows * mp * 4) as u64;
+            let (hi, lo) = if together {
+                let mut encoder = self.ctx.encoder("read the Gram matrix");
+                encoder.copy_buffer_to_buffer(&panel.hi, 0, &stagings[0], 0, bytes);
+                encoder.copy_buffer_to_buffer(&panel.lo, 0, &stagings[0], bytes, bytes);
+                let mut end = 2 * bytes;
+                if last {
+                    for v in vectors {
+                        encoder.copy_buffer_to_buffer(v, 0, &stagings[0], end, v_bytes);
+                        end += v_bytes;
+                    }
+                }
+                let mut all = self.ctx.submit_and_read(encoder, &stagings[0], end)?;
+                self.stats.submissions += 1;
+                self.stats.host_waits += 1;
+                statistics = all.split_off(2 * panel.rows * mp);
+                let lo = all.split_off(panel.rows * mp);
+                (all, lo)
+            } else {
+                let mut read = |src: &wgpu::Buffer, staging: &wgpu::Buffer| {
+                    let encoder = self.ctx.encoder("read the Gram matrix");
+                    self.stats.submissions += 1;
+                    self.stats.host_waits += 1;
+                    self.ctx.read_f32(encoder, src, staging, bytes)
+                };
+                (
+                    read(&panel.hi, &stagings[0])?,
+                    read(&panel.lo, &stagings[1])?,
+                )
+            };
+            // Row r of the panel holds C[row0 + r, j] for j ≥ row0 + r (the upper triangle).
+            for r in 0..panel.rows.min(m.saturating_sub(panel.row0)) {
+                let i = panel.row0 + r;
+                for j in i..m {
+                    let v = hi[r * mp + j] as f64 + lo[r * mp + j] as f64;
+                    c[(i, j)] = v;
+                    c[(j, i)] = v;
+                }
+            }
         }
-        let all = self.ctx.submit_and_read(encoder, &staging, total_bytes)?;
-        self.stats.submissions += 1;
-        self.stats.host_waits += 1;
-        let (hi, rest) = all.split_at(mp * mp);
-        let (lo, rest) = rest.split_at(mp * mp);
-        let (sums_hi, rest) = rest.split_at(mp);
+        if !together {
+            let mut encoder = self.ctx.encoder("read the column statistics");
+            for (i, v) in vectors.into_iter().enumerate() {
+                encoder.copy_buffer_to_buffer(v, 0, &stagings[0], i as u64 * v_bytes, v_bytes);
+            }
+            statistics = self
+                .ctx
+                .submit_and_read(encoder, &stagings[0], 3 * v_bytes)?;
+            self.stats.submissions += 1;
+            self.stats.host_waits += 1;
+        }
+        let (sums_hi, rest) = statistics.split_at(mp);
         let (sums_lo, shift) = rest.split_at(mp);
         Ok(GpuGramTotal {
-            c: DMatrix::from_fn(m, m, |i, j| {
-                let (r, c) = if i <= j { (i, j) } else { (j, i) };
-                hi[r * mp + c] as f64 + lo[r * mp + c] as f64
-            }),
             sums: DVector::from_fn(m, |j, _| sums_hi[j] as f64 + sums_lo[j] as f64),
             shift: DVector::from_fn(m, |j, _| shift[j] as f64),
         })

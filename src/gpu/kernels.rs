@@ -13,8 +13,8 @@
 
 use super::contract::{
     eigen, gram, matmul, reduce, small, update, Access, Binding, CombineTerm, EigenParams,
-    GramParams, MatmulParams, ReduceParams, SmallParams, StructLayout, UpdateParams, WgslStruct,
-    PARAMS,
+    GramPanel, GramParams, MatmulParams, ReduceParams, SmallParams, StructLayout, UpdateParams,
+    WgslStruct, PARAMS,
 };
 use std::collections::HashMap;
 
@@ -73,7 +73,7 @@ impl Family {
             Family::Gram => (
                 "gram.wgsl",
                 include_str!("../../shaders/gram.wgsl"),
-                &[GramParams::LAYOUT],
+                &[GramParams::LAYOUT, GramPanel::LAYOUT],
                 false,
             ),
             Family::Matmul => (
@@ -178,7 +178,7 @@ kernel_table! {
     /// The shift (first chunk) and the column sums of a chunk.
     GramColumns => Gram, "gram_columns", [gram::X, gram::SHIFT, gram::SUMS_HI, gram::SUMS_LO];
     /// C += a chunk's Gram matrix.
-    GramChunk => Gram, "gram_chunk", [gram::X, gram::C_HI, gram::C_LO, gram::SHIFT];
+    GramChunk => Gram, "gram_chunk", [gram::X, gram::C_HI, gram::C_LO, gram::SHIFT, gram::PANEL];
     /// out = C x.
     CMul => Matmul, "c_mul", [matmul::A, matmul::B, matmul::OUT];
     /// out = aᵀ b.

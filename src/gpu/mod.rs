@@ -52,22 +52,85 @@ impl DeviceInfo {
         }
     }
 
-    /// The largest number of features whose C (padded to a multiple of 4, f32) fits one binding.
+    /// The largest number of features whose C (padded to a multiple of 4, f32) fits the device's
+    /// limits: C is held in row panels of at least [`PANEL_ROWS`] rows, each in one buffer and one
+    /// storage binding. (Device memory, which wgpu does not report, may bind first: C takes 4·m² bytes
+    /// in the loop and 8·m² while it is accumulated.)
     pub fn max_features(&self) -> usize {
-        max_features(
-            self.max_buffer_size
-                .min(self.max_storage_buffer_binding_size),
-        )
+        max_features(binding_limit(
+            self.max_buffer_size,
+            self.max_storage_buffer_binding_size,
+        ))
     }
 }
 
-/// The shaders index C with u32: at most 2³² entries (16 GiB of f32), whatever the adapter allows.
-const MAX_C_BYTES: u64 = 4 << 32;
+/// The shaders index within a binding with u32: at most 2³² f32 values (16 GiB), whatever the adapter
+/// allows.
+const MAX_BINDING_BYTES: u64 = 4 << 32;
 
-fn max_features(limit_bytes: u64) -> usize {
-    let limit_bytes = limit_bytes.min(MAX_C_BYTES);
-    let side = ((limit_bytes / 4) as f64).sqrt() as usize;
-    side / 4 * 4
+/// The rows of C's panels are a multiple of this: the Gram kernel's and the C·W kernel's tile height,
+/// so that no tile spans two panels.
+pub(crate) const PANEL_ROWS: usize = 64;
+
+/// The most bytes one buffer bound as storage may hold here, and the name of the limit that binds.
+fn binding_limit(max_buffer_size: u64, max_binding: u64) -> (u64, &'static str) {
+    let (limit, name) = if max_binding <= max_buffer_size {
+        (max_binding, "max_storage_buffer_binding_size")
+    } else {
+        (max_buffer_size, "max_buffer_size")
+    };
+    if limit > MAX_BINDING_BYTES {
+        (MAX_BINDING_BYTES, "u32 indexing in the shaders")
+    } else {
+        (limit, name)
+    }
+}
+
+/// The largest m (a multiple of 4) whose panels of [`PANEL_ROWS`] rows fit `limit` bytes.
+fn max_features((limit, _): (u64, &str)) -> usize {
+    let mp = limit / (PANEL_ROWS as u64 * 4);
+    (mp.min(usize::MAX as u64) as usize) / 4 * 4
+}
+
+/// How C (mp x mp f32, row-major) is split into row panels, one buffer each: every panel but the last
+/// has `rows` rows (a multiple of [`PANEL_ROWS`], or all of C in one panel), the last the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Panels {
+    mp: usize,
+    rows: usize,
+}
+
+impl Panels {
+    /// The panels of an mp x mp matrix whose buffers may hold at most `limit` bytes (None: not even
+    /// [`PANEL_ROWS`] rows fit).
+    pub fn new(mp: usize, limit: u64) -> Option<Panels> {
+        let row_bytes = mp as u64 * 4;
+        let rows_fit = (limit / row_bytes.max(1)).min(usize::MAX as u64) as usize;
+        let rows = if rows_fit >= mp {
+            mp
+        } else {
+            rows_fit / PANEL_ROWS * PANEL_ROWS
+        };
+        (rows > 0 || mp == 0).then_some(Panels { mp, rows })
+    }
+
+    /// The panels' (first row, rows), top to bottom.
+    pub fn iter(self) -> impl Iterator<Item = (usize, usize)> {
+        let Panels { mp, rows } = self;
+        (0..mp)
+            .step_by(rows.max(1))
+            .map(move |r0| (r0, rows.min(mp - r0)))
+    }
+
+    /// The number of panels.
+    pub fn count(self) -> usize {
+        self.mp.div_ceil(self.rows.max(1))
+    }
+
+    /// The rows of the largest panel.
+    pub fn max_rows(self) -> usize {
+        self.rows
+    }
 }
 
 fn instance() -> wgpu::Instance {
@@ -119,6 +182,20 @@ impl GpuDevice {
         })
     }
 
+    /// Like [`open`](Self::open), with the device's largest buffer and storage binding capped at
+    /// `bytes` (the adapter's own limit where that is lower). wgpu then enforces the cap like any
+    /// device limit, so this runs a fit as it would run on a device with less room per buffer: C is
+    /// split into more row panels and the data into smaller chunks. The tests use it to exercise the
+    /// split on a small problem.
+    pub fn open_with_binding_limit(adapter: Option<&str>, bytes: u64) -> Result<Self> {
+        Ok(GpuDevice {
+            ctx: Arc::new(GpuContext::open_adapter(
+                select_adapter(adapter)?,
+                Some(bytes),
+            )?),
+        })
+    }
+
     /// Like [`open`](Self::open), but gives back the adapter's description without opening a device
     /// when `accept` refuses it.
     pub(crate) fn open_accepted(
@@ -131,7 +208,7 @@ impl GpuDevice {
             return Ok(Err(info));
         }
         Ok(Ok(GpuDevice {
-            ctx: Arc::new(GpuContext::open_adapter(chosen)?),
+            ctx: Arc::new(GpuContext::open_adapter(chosen, None)?),
         }))
     }
 
@@ -216,12 +293,20 @@ impl GpuContext {
     /// wgpu's default, preferring a high-performance GPU), with the adapter's own limits. A name that no
     /// adapter matches is [`Error::NoAdapter`] (wgpu's own WGPU_ADAPTER_NAME helper panics instead).
     pub fn open(adapter_name: Option<&str>) -> Result<Self> {
-        Self::open_adapter(select_adapter(adapter_name)?)
+        Self::open_adapter(select_adapter(adapter_name)?, None)
     }
 
-    /// Opens a device on `adapter`, with the adapter's own limits.
-    fn open_adapter(adapter: wgpu::Adapter) -> Result<Self> {
-        let limits = adapter.limits();
+    /// Opens a device on `adapter`, with the adapter's own limits, the largest buffer and storage
+    /// binding capped at `buffer_cap` bytes when given.
+    fn open_adapter(adapter: wgpu::Adapter, buffer_cap: Option<u64>) -> Result<Self> {
+        let mut limits = adapter.limits();
+        if let Some(cap) = buffer_cap {
+            // wgpu's floor for both (its downlevel defaults allow no less than 16 bytes of binding).
+            let cap = cap.max(16);
+            limits.max_buffer_size = limits.max_buffer_size.min(cap);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
+        }
         let info = DeviceInfo::new(&adapter.get_info(), &limits);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("laepca"),
@@ -288,34 +373,44 @@ impl GpuContext {
         }
     }
 
-    /// Checks that n_features fits: C (mp x mp f32) in one storage binding and one buffer.
-    pub fn check_fits(&self, m: usize) -> Result<()> {
-        let mp = padded(m) as u64;
-        let needed = mp * mp * 4;
-        let (limit, limit_name) =
-            if self.info.max_storage_buffer_binding_size <= self.info.max_buffer_size {
-                (
-                    self.info.max_storage_buffer_binding_size,
-                    "max_storage_buffer_binding_size",
-                )
-            } else {
-                (self.info.max_buffer_size, "max_buffer_size")
-            };
-        let (limit, limit_name) = if limit > MAX_C_BYTES {
-            (MAX_C_BYTES, "u32 indexing in the shaders")
-        } else {
-            (limit, limit_name)
-        };
-        if needed > limit {
-            return Err(Error::TooLargeForDevice {
-                m,
-                needed,
-                limit_name,
-                limit,
-                max_m: max_features(limit),
-            });
+    /// The most bytes one storage buffer may hold on this device, and the limit's name.
+    pub fn binding_limit(&self) -> (u64, &'static str) {
+        binding_limit(
+            self.info.max_buffer_size,
+            self.info.max_storage_buffer_binding_size,
+        )
+    }
+
+    /// The row panels of C for n_features = m; an m whose panels of [`PANEL_ROWS`] rows exceed one
+    /// binding is [`Error::TooLargeForDevice`].
+    pub fn panels(&self, m: usize) -> Result<Panels> {
+        let mp = padded(m);
+        let limit = self.binding_limit();
+        Panels::new(mp, limit.0).ok_or(Error::TooLargeForDevice {
+            m,
+            what: format!("a panel of {PANEL_ROWS} rows of C"),
+            needed: (PANEL_ROWS * mp * 4) as u64,
+            limit_name: limit.1,
+            limit: limit.0,
+            max_m: max_features(limit),
+        })
+    }
+
+    /// Checks that a buffer of `bytes` bytes, needed for `what` at n_features = m, fits one binding.
+    pub fn check_binding(&self, m: usize, what: impl Fn() -> String, bytes: u64) -> Result<()> {
+        let (limit, limit_name) = self.binding_limit();
+        if bytes <= limit {
+            return Ok(());
         }
-        Ok(())
+        let per_feature = bytes.div_ceil(padded(m).max(1) as u64);
+        Err(Error::TooLargeForDevice {
+            m,
+            what: what(),
+            needed: bytes,
+            limit_name,
+            limit,
+            max_m: (limit / per_feature.max(1)) as usize / 4 * 4,
+        })
     }
 
     pub fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
