@@ -564,7 +564,20 @@ impl GramAccumulator {
 
     /// An accumulator whose block products run on an open GPU (see [`new_gpu`](Self::new_gpu)).
     pub fn on_device(device: &crate::GpuDevice, n_features: usize, center: bool) -> Result<Self> {
-        // C's host copy is checked before the device is asked for its buffers.
+        // C's host copy is checked before the device is asked for its buffers; on a software device,
+        // whose buffers are host memory too, with the device's compensated sum (two f32 copies).
+        let mp = crate::gpu::padded(n_features) as u64;
+        device.context().check_device_memory(
+            || {
+                format!(
+                    "n_features = {n_features}: the Gram matrix C in f64 on the host and its \
+                     compensated f32 sum on the software GPU"
+                )
+            },
+            mp.checked_mul(mp)
+                .and_then(|e| e.checked_mul(8))
+                .and_then(|d| d.checked_add((n_features as u64).checked_pow(2)?.checked_mul(8)?)),
+        )?;
         let c = gram_storage(n_features)?;
         let gram = crate::gpu::GpuGram::new(device.context().clone(), n_features)?;
         let engine = BlockEngine::Gpu(Box::new(gram));

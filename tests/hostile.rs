@@ -47,7 +47,7 @@ fn check_limited(dir: &Path, c: &Case, env: &[(&str, &str)], ulimit_kb: u64) {
     check_with(dir, c, env, ulimit_kb, &[])
 }
 
-/// [`check_limited`] with more arguments for `laepca fit`.
+/// [`check_limited`] with more arguments for `laepca fit` (`--backend cpu` unless they name one).
 fn check_with(dir: &Path, c: &Case, env: &[(&str, &str)], ulimit_kb: u64, extra: &[&str]) {
     let input = dir.join(c.file);
     std::fs::write(&input, &c.bytes).unwrap();
@@ -56,7 +56,12 @@ fn check_with(dir: &Path, c: &Case, env: &[(&str, &str)], ulimit_kb: u64, extra:
     cmd.arg("-c")
         .arg(format!("ulimit -v {ulimit_kb} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_laepca"))
-        .args(["fit", "-k", "2", "--backend", "cpu"])
+        .args(["fit", "-k", "2"])
+        .args(if extra.contains(&"--backend") {
+            &[][..]
+        } else {
+            &["--backend", "cpu"][..]
+        })
         .args(extra)
         .arg("-o")
         .arg(&out)
@@ -512,6 +517,30 @@ fn wide_data_under_the_allocator_limit() {
     // On the Gram route: the default takes the transposed one for such wide data (K is 2 x 2).
     let env = [("LAEPCA_MAX_MEMORY", "1000000000000")];
     check_with(dir.path(), &c, &env, ULIMIT_KB, &["--method", "gram"]);
+}
+
+#[test]
+fn software_gpu_memory_is_checked_with_the_hosts() {
+    // lavapipe's buffers are host memory: C of a 2 x 3000 file takes 72 MB in f64 on the host and
+    // 72 MB as the device's compensated f32 sum. A 100 MB allowance admits the first alone, not both:
+    // refused before the device is asked (a software device that overcommits would be killed instead).
+    if !common::have_gpu() || laepca::devices().iter().all(|d| d.device_type != "cpu") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = case(
+        "software gpu memory",
+        "s.npy",
+        npy_bytes("<f4", false, &[2, 3000], &vec![0; 24_000]),
+        "its compensated f32 sum on the software GPU needs 144.0 MB of memory",
+    );
+    let env = [
+        ("LAEPCA_MAX_MEMORY", "100000000"),
+        ("WGPU_ADAPTER_NAME", "llvmpipe"),
+    ];
+    let args = ["--backend", "gpu", "--method", "gram"];
+    // (No address-space limit: a Vulkan driver reserves more than the other cases allow.)
+    check_with(dir.path(), &c, &env, 1 << 40, &args);
 }
 
 #[test]

@@ -85,6 +85,12 @@ impl<'a> GpuEngine<'a> {
         let start = Instant::now();
         let m = c.nrows();
         let layout = ctx.panels(m)?;
+        ctx.check_device_memory(
+            || format!("n_features = {m}: C in f32 on the software GPU"),
+            (padded(m) as u64)
+                .checked_pow(2)
+                .and_then(|e| e.checked_mul(4)),
+        )?;
         let mp = padded(m);
         let tall_bytes = (mp * k * 4) as u64;
         ctx.check_binding(

@@ -396,6 +396,18 @@ impl GpuContext {
         })
     }
 
+    /// On a software adapter (lavapipe, llvmpipe: device memory is the host's), checks that `bytes` of
+    /// device buffers for `what` fit the host memory available, so that a software device is refused
+    /// like the host's own allocations instead of being killed for memory. Elsewhere wgpu does not say
+    /// how much device memory there is: an allocation it cannot make is its out-of-memory report.
+    pub fn check_device_memory(&self, what: impl Fn() -> String, bytes: Option<u64>) -> Result<()> {
+        if self.info.device_type != "cpu" {
+            return Ok(());
+        }
+        let count = bytes.and_then(|b| usize::try_from(b).ok());
+        crate::alloc::check(what, count, 1, None).map_err(Error::from)
+    }
+
     /// Checks that a buffer of `bytes` bytes, needed for `what` at n_features = m, fits one binding.
     pub fn check_binding(&self, m: usize, what: impl Fn() -> String, bytes: u64) -> Result<()> {
         let (limit, limit_name) = self.binding_limit();
