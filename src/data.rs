@@ -565,18 +565,26 @@ impl GramAccumulator {
     /// An accumulator whose block products run on an open GPU (see [`new_gpu`](Self::new_gpu)).
     pub fn on_device(device: &crate::GpuDevice, n_features: usize, center: bool) -> Result<Self> {
         // C's host copy is checked before the device is asked for its buffers; on a software device,
-        // whose buffers are host memory too, with the device's compensated sum (two f32 copies).
-        let mp = crate::gpu::padded(n_features) as u64;
-        device.context().check_device_memory(
+        // whose buffers are host memory too, with the device's compensated sum (two f32 copies) and
+        // the read-back's staging (at most three panels of C in f32).
+        let ctx = device.context();
+        let panel_rows = ctx.panels(n_features)?.max_rows() as u64;
+        let (m64, mp) = (n_features as u64, crate::gpu::padded(n_features) as u64);
+        let needed = || {
+            let device = mp.checked_mul(mp.checked_mul(2)?.checked_add(3 * panel_rows)?)?;
+            m64.checked_mul(m64)?
+                .checked_mul(2)?
+                .checked_add(device)?
+                .checked_mul(4)
+        };
+        ctx.check_device_memory(
             || {
                 format!(
                     "n_features = {n_features}: the Gram matrix C in f64 on the host and its \
                      compensated f32 sum on the software GPU"
                 )
             },
-            mp.checked_mul(mp)
-                .and_then(|e| e.checked_mul(8))
-                .and_then(|d| d.checked_add((n_features as u64).checked_pow(2)?.checked_mul(8)?)),
+            needed(),
         )?;
         let c = gram_storage(n_features)?;
         let gram = crate::gpu::GpuGram::new(device.context().clone(), n_features)?;

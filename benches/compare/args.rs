@@ -186,7 +186,14 @@ pub struct Plan {
 pub fn make_plan(args: &Args, adapter: &Option<AdapterJson>, solvers: &[Solver]) -> Plan {
     let q = args.quick;
     let software = adapter.as_ref().is_some_and(|a| a.software);
-    let adapter_max = adapter.as_ref().map_or(usize::MAX, |a| a.max_features);
+    // `--max-m adapter`: up to the largest C that fits one storage binding (the GPU splits a larger
+    // one into row panels, up to `max_features`, but the sweep's data, 4m samples, would exceed any
+    // host's memory long before that).
+    let adapter_max = adapter.as_ref().map_or(usize::MAX, |a| {
+        let bytes = a.max_storage_buffer_binding_size.min(a.max_buffer_size);
+        let one_binding = ((bytes / 4) as f64).sqrt() as usize / 4 * 4;
+        one_binding.min(a.max_features)
+    });
     let max_m = match args.max_m {
         Some(MaxM::Value(v)) => v,
         Some(MaxM::Adapter) if adapter_max < usize::MAX => adapter_max,

@@ -85,10 +85,12 @@ impl<'a> GpuEngine<'a> {
         let start = Instant::now();
         let m = c.nrows();
         let layout = ctx.panels(m)?;
+        // C's panels, and one panel twice on the host while it is uploaded (its f32 copy and wgpu's
+        // staging of it).
+        let mp64 = padded(m) as u64;
         ctx.check_device_memory(
             || format!("n_features = {m}: C in f32 on the software GPU"),
-            (padded(m) as u64)
-                .checked_pow(2)
+            mp64.checked_mul(mp64 + 2 * layout.max_rows() as u64)
                 .and_then(|e| e.checked_mul(4)),
         )?;
         let mp = padded(m);
@@ -124,6 +126,13 @@ impl<'a> GpuEngine<'a> {
             }
             ctx.queue
                 .write_buffer(&panel, 0, bytemuck::cast_slice(values));
+            if layout.count() > 1 {
+                // Let wgpu's staging copy of this panel go before the next is made.
+                ctx.queue.submit([]);
+                ctx.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            }
             c_panels.push((row0, rows, panel));
         }
         let panel_count = c_panels.len();

@@ -410,10 +410,24 @@ impl GpuGram {
         self.stats.buffers_created += stagings.len();
         let vectors = [&self.sums_hi, &self.sums_lo, &self.shift];
         let mut statistics = Vec::new();
+        // Row r of a panel holds C[row0 + r, j] for j ≥ row0 + r (the upper triangle): hi + lo into
+        // both triangles of c.
+        let store = |c: &mut DMatrix<f64>, row0: usize, rows: usize, hi: &[f32], lo: &[f32]| {
+            for r in 0..rows.min(m.saturating_sub(row0)) {
+                let i = row0 + r;
+                for j in i..m {
+                    let v = hi[r * mp + j] as f64 + lo[r * mp + j] as f64;
+                    c[(i, j)] = v;
+                    c[(j, i)] = v;
+                }
+            }
+        };
         for (index, panel) in self.panels.iter().enumerate() {
             let last = index + 1 == self.panels.len();
-            let bytes = (panel.rows * mp * 4) as u64;
-            let (hi, lo) = if together {
+            let (row0, rows) = (panel.row0, panel.rows);
+            let bytes = (rows * mp * 4) as u64;
+            let values = rows * mp;
+            if together {
                 let mut encoder = self.ctx.encoder("read the Gram matrix");
                 encoder.copy_buffer_to_buffer(&panel.hi, 0, &stagings[0], 0, bytes);
                 encoder.copy_buffer_to_buffer(&panel.lo, 0, &stagings[0], bytes, bytes);
@@ -424,32 +438,28 @@ impl GpuGram {
                         end += v_bytes;
                     }
                 }
-                let mut all = self.ctx.submit_and_read(encoder, &stagings[0], end)?;
+                let read = |all: &[f32]| {
+                    store(c, row0, rows, &all[..values], &all[values..2 * values]);
+                    all[2 * values..].to_vec()
+                };
+                let rest = self.ctx.submit_and_view(encoder, &stagings[0], end, read)?;
+                if last {
+                    statistics = rest;
+                }
                 self.stats.submissions += 1;
                 self.stats.host_waits += 1;
-                statistics = all.split_off(2 * panel.rows * mp);
-                let lo = all.split_off(panel.rows * mp);
-                (all, lo)
             } else {
-                let mut read = |src: &wgpu::Buffer, staging: &wgpu::Buffer| {
-                    let encoder = self.ctx.encoder("read the Gram matrix");
-                    self.stats.submissions += 1;
-                    self.stats.host_waits += 1;
-                    self.ctx.read_f32(encoder, src, staging, bytes)
-                };
-                (
-                    read(&panel.hi, &stagings[0])?,
-                    read(&panel.lo, &stagings[1])?,
-                )
-            };
-            // Row r of the panel holds C[row0 + r, j] for j ≥ row0 + r (the upper triangle).
-            for r in 0..panel.rows.min(m.saturating_sub(panel.row0)) {
-                let i = panel.row0 + r;
-                for j in i..m {
-                    let v = hi[r * mp + j] as f64 + lo[r * mp + j] as f64;
-                    c[(i, j)] = v;
-                    c[(j, i)] = v;
-                }
+                // The high part in one staging buffer, the low part in the other, both mapped at once.
+                let mut encoder = self.ctx.encoder("read the Gram matrix");
+                encoder.copy_buffer_to_buffer(&panel.hi, 0, &stagings[0], 0, bytes);
+                let hi = self.ctx.submit_and_read(encoder, &stagings[0], bytes)?;
+                let mut encoder = self.ctx.encoder("read the Gram matrix");
+                encoder.copy_buffer_to_buffer(&panel.lo, 0, &stagings[1], 0, bytes);
+                let read = |lo: &[f32]| store(c, row0, rows, &hi, lo);
+                self.ctx
+                    .submit_and_view(encoder, &stagings[1], bytes, read)?;
+                self.stats.submissions += 2;
+                self.stats.host_waits += 2;
             }
         }
         if !together {

@@ -64,9 +64,13 @@ impl DeviceInfo {
     }
 }
 
-/// The shaders index within a binding with u32: at most 2³² f32 values (16 GiB), whatever the adapter
-/// allows.
-const MAX_BINDING_BYTES: u64 = 4 << 32;
+/// The shaders index within a binding, and count its values, with u32: fewer than 2³² f32 values
+/// (16 GiB), whatever the adapter allows.
+const MAX_BINDING_BYTES: u64 = 4 * u32::MAX as u64;
+
+/// The most rows of C: the kernels' grids have one workgroup per 64 rows, at most 65535 in a
+/// dimension (WebGPU's max_compute_workgroups_per_dimension).
+const MAX_ROWS: usize = 65535 * PANEL_ROWS;
 
 /// The rows of C's panels are a multiple of this: the Gram kernel's and the C·W kernel's tile height,
 /// so that no tile spans two panels.
@@ -89,7 +93,7 @@ fn binding_limit(max_buffer_size: u64, max_binding: u64) -> (u64, &'static str) 
 /// The largest m (a multiple of 4) whose panels of [`PANEL_ROWS`] rows fit `limit` bytes.
 fn max_features((limit, _): (u64, &str)) -> usize {
     let mp = limit / (PANEL_ROWS as u64 * 4);
-    (mp.min(usize::MAX as u64) as usize) / 4 * 4
+    (mp.min(MAX_ROWS as u64) as usize) / 4 * 4
 }
 
 /// How C (mp x mp f32, row-major) is split into row panels, one buffer each: every panel but the last
@@ -385,6 +389,15 @@ impl GpuContext {
     /// binding is [`Error::TooLargeForDevice`].
     pub fn panels(&self, m: usize) -> Result<Panels> {
         let mp = padded(m);
+        if mp > MAX_ROWS {
+            // (C in f64 on the host would need 140 TB first.)
+            return Err(Error::Unsupported {
+                detail: format!(
+                    "n_features = {m} on the GPU: its kernels dispatch one workgroup per 64 rows of \
+                     C, at most 65535 (n_features ≤ {MAX_ROWS})"
+                ),
+            });
+        }
         let limit = self.binding_limit();
         Panels::new(mp, limit.0).ok_or(Error::TooLargeForDevice {
             m,
@@ -455,6 +468,18 @@ impl GpuContext {
         staging: &wgpu::Buffer,
         bytes: u64,
     ) -> Result<Vec<f32>> {
+        self.submit_and_view(encoder, staging, bytes, |v| v.to_vec())
+    }
+
+    /// [`submit_and_read`](Self::submit_and_read), handing the mapped values to `read` instead of
+    /// copying them (no host copy of the staging buffer).
+    pub fn submit_and_view<R>(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        read: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R> {
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         staging
@@ -480,7 +505,7 @@ impl GpuContext {
                 .slice(..bytes)
                 .get_mapped_range()
                 .map_err(|e| Error::Gpu(format!("reading back: {e:?}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            read(bytemuck::cast_slice::<u8, f32>(&view))
         };
         staging.unmap();
         Ok(out)
@@ -513,5 +538,30 @@ pub(crate) fn grid_1d(n: usize, wg: u32) -> (u32, u32) {
         (groups as u32, 1)
     } else {
         (65535, groups.div_ceil(65535) as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panels_cover_c_in_tiles_of_64_rows() {
+        let rows = |mp, limit| Panels::new(mp, limit).map(|p| p.iter().collect::<Vec<_>>());
+        // A 64-row panel of mp = 300 is 76800 bytes.
+        let split = vec![(0, 64), (64, 64), (128, 64), (192, 64), (256, 44)];
+        assert_eq!(rows(300, 80_000), Some(split));
+        assert_eq!(Panels::new(300, 80_000).unwrap().count(), 5);
+        assert_eq!(
+            rows(300, 160_000),
+            Some(vec![(0, 128), (128, 128), (256, 44)])
+        );
+        assert_eq!(rows(300, 300 * 300 * 4), Some(vec![(0, 300)]));
+        assert_eq!(rows(128, 128 * 4 * 64), Some(vec![(0, 64), (64, 64)]));
+        // C smaller than a tile fits as one panel; a 64-row panel that exceeds the limit does not.
+        assert_eq!(rows(8, 8 * 8 * 4), Some(vec![(0, 8)]));
+        assert_eq!(rows(300, 76_799), None);
+        assert_eq!(max_features((80_000, "")), 312);
+        assert_eq!(max_features((u64::MAX, "")), MAX_ROWS);
     }
 }
