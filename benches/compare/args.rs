@@ -18,7 +18,7 @@ OPTIONS:
   --markdown FILE       also write the markdown report to FILE
   --fashion FILE        Fashion-MNIST train-images-idx3-ubyte.gz [$LAEPCA_FASHION_MNIST, else
                         /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz]
-  --max-m M|adapter     largest m of the size sweep [4096; quick 128]; `adapter`: the largest the GPU holds
+  --max-m M|adapter     largest m of the size sweep [4096; quick 128]; `adapter`: the largest C of one GPU binding
   --runs N              timed runs per row after the warm-up, median reported [3; quick 2]
   --budget S            skip a row at the next size of the sweep when its predicted time (scaled by m^3
                         from the last size) exceeds S seconds [60; quick: none]
