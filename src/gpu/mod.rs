@@ -53,7 +53,7 @@ impl DeviceInfo {
     }
 
     /// The largest number of features whose C (padded to a multiple of 4, f32) fits the device's
-    /// limits: C is held in row panels of at least [`PANEL_ROWS`] rows, each in one buffer and one
+    /// limits: C is held in row panels of at least 64 rows, each in one buffer and one
     /// storage binding. (Device memory, which wgpu does not report, may bind first: C takes 4·m² bytes
     /// in the loop and 8·m² while it is accumulated.)
     pub fn max_features(&self) -> usize {
