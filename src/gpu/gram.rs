@@ -388,8 +388,9 @@ impl GpuGram {
     }
 
     /// Σ over all chunks, as f64: C (c_hi + c_lo, the upper triangle mirrored) into `c` (m x m), and
-    /// the column sums and the shift. One submission per panel of C, the column statistics with the
-    /// last; the staging buffer holds one panel.
+    /// the column sums and the shift. Where both halves of a panel fit one staging buffer: one
+    /// submission per panel, the column statistics with the last (one in all for a C of one panel);
+    /// else two per panel (each half in its own staging buffer) and one for the statistics.
     pub fn total(&mut self, c: &mut DMatrix<f64>) -> Result<GpuGramTotal> {
         if let Some(e) = self.failure.take() {
             return Err(e);
@@ -449,7 +450,8 @@ impl GpuGram {
                 self.stats.submissions += 1;
                 self.stats.host_waits += 1;
             } else {
-                // The high part in one staging buffer, the low part in the other, both mapped at once.
+                // The high part through one staging buffer (copied out), then the low part through the
+                // other, stored while it is mapped.
                 let mut encoder = self.ctx.encoder("read the Gram matrix");
                 encoder.copy_buffer_to_buffer(&panel.hi, 0, &stagings[0], 0, bytes);
                 let hi = self.ctx.submit_and_read(encoder, &stagings[0], bytes)?;
