@@ -151,7 +151,7 @@ pub enum Error {
     NoAdapter(String),
 
     /// The problem does not fit the device: one of its buffers (a row panel of C, a block of m x k
-    /// weights, a row of data) exceeds one storage binding.
+    /// weights) exceeds one storage binding.
     #[error(
         "n_features = {m} does not fit the device: {what} needs {needed} bytes but the device's \
          limit ({limit_name}) is {limit} bytes; the largest n_features that fits is {max_m}"
