@@ -4,144 +4,302 @@
 // beyond m), as the host copied them. The shift s (the first chunk's mean when centring, else zero, or
 // zero when the host already shifted the rows) is subtracted here as tiles are loaded. `gram_columns`
 // runs first on each chunk: on the first one (`first` = 1) it sets s to the chunk's column means, then it
-// adds the chunk's Σ (x − s) to the compensated column sums. Only the tiles on or above the diagonal are
-// computed (the host mirrors the upper triangle when it reads C back). C may exceed one storage binding,
-// so it is held in row panels (c_hi, c_lo are one panel: its rows row0 .. row0 + rows, each of mp
-// values); `gram_chunk` is dispatched once per panel, over that panel's tile rows. The chunk's partial sum is added
-// to the running total (c_hi, c_lo) with Knuth's TwoSum, so that the total over many chunks keeps the
-// digits a plain f32 sum would lose: c_hi + c_lo carries about twice f32's precision.
+// adds the chunk's Σ (x − s) to the compensated column sums.
+//
+// `gram_chunk` computes only the tiles on or above the diagonal (the host mirrors the upper triangle
+// when it reads C back), one workgroup per tile and split. The chunk is cut into slices of `slice`
+// samples; a workgroup sums one slice in f32 and adds that partial sum to its running total with Knuth's
+// TwoSum (hi + lo carries about twice f32's precision), so accuracy does not depend on the chunk's size.
+// With `splits` = S > 1 (split-K, for an m too small to fill the GPU with tiles alone), slices
+// s, s + S, s + 2S, ... of each chunk go to the workgroups of split s, each with its own running total;
+// `gram_fold` adds the S totals in split order before C is read. Which slice goes to which total depends
+// only on the chunk's size, so the bits do not depend on the GPU's scheduling.
+//
+// C may exceed one storage binding, so it is held in row panels: c_hi and c_lo are one panel, its rows
+// row0 .. row0 + rows, each of mp values, and then the same for splits 1 .. S − 1 (S > 1 only when all of
+// C is one panel). `gram_chunk` and `gram_fold` are dispatched once per panel.
+//
+// Bounds: the host compiles this module without wgpu's runtime bounds checks (they clamp every index).
+// Every storage index below is in range by the checks written out: rows < p.rows, vec4 columns < mp / 4,
+// C rows < panel.rows, split < p.splits; every workgroup-memory index is below its array's length by
+// construction. The host's buffers hold at least what the parameters say (src/gpu/gram.rs).
 
 // The Rust twin: GramParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
 struct GramParams {
     rows: u32,
     mp: u32,
     first: u32,
+    slice: u32,
+    splits: u32,
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // The Rust twin: GramPanel in src/gpu/contract.rs. Panel rows are a multiple of TILE (but the last's).
 struct GramPanel {
     row0: u32,
     rows: u32,
+    // Tiles of the upper triangle in the panel's rows.
+    tiles: u32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> p: GramParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> c_hi: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c_lo: array<f32>;
-@group(0) @binding(4) var<storage, read_write> shift: array<f32>;
-@group(0) @binding(5) var<storage, read_write> sums_hi: array<f32>;
-@group(0) @binding(6) var<storage, read_write> sums_lo: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c_hi: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> c_lo: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> shift: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> sums_hi: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> sums_lo: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> panel: GramPanel;
 
-// Threads of `gram_columns`, chosen per adapter.
+// Threads of `gram_fold`, chosen per adapter.
 override WG: u32 = 256u;
 
-// One thread per feature j: on the first chunk s_j = mean of x_j; then Σ (x_j − s_j) over the chunk,
-// in sample order, added to (sums_hi, sums_lo) with TwoSum.
-@compute @workgroup_size(WG)
-fn gram_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
-    if (j >= p.mp) {
-        return;
-    }
-    let mp4 = p.mp / 4u;
-    let q = j / 4u;
-    let lane = j % 4u;
-    if (p.first == 1u) {
-        var total = 0.0;
-        for (var r = 0u; r < p.rows; r++) {
-            total += x[r * mp4 + q][lane];
+// (hi, lo) + v by TwoSum: the rounding error of hi + v goes into lo.
+fn two_sum_add(hi: ptr<function, vec4<f32>>, lo: ptr<function, vec4<f32>>, v: vec4<f32>) {
+    let a = *hi;
+    let s = a + v;
+    let bb = s - a;
+    *lo += (a - (s - bb)) + (v - bb);
+    *hi = s;
+}
+
+// gram_columns: 16 vec4 columns (64 features) per workgroup of 16 x 16 threads; thread (x, y) sums
+// column x over samples y, y + 16, ..., and the 16 sums are added by a fixed-order tree.
+var<workgroup> column_part: array<vec4<f32>, 256>;
+
+// The sum over lid.y of every thread's v, for column lid.x (every thread gets its column's total).
+fn column_total(lid: vec3<u32>, v: vec4<f32>) -> vec4<f32> {
+    column_part[lid.y * 16u + lid.x] = v;
+    workgroupBarrier();
+    for (var half = 8u; half > 0u; half /= 2u) {
+        if (lid.y < half) {
+            column_part[lid.y * 16u + lid.x] += column_part[(lid.y + half) * 16u + lid.x];
         }
-        shift[j] = total / f32(p.rows);
+        workgroupBarrier();
     }
-    let s = shift[j];
-    var part = 0.0;
-    for (var r = 0u; r < p.rows; r++) {
-        part += x[r * mp4 + q][lane] - s;
-    }
-    let a = sums_hi[j];
-    let sum = a + part;
-    let bb = sum - a;
-    sums_lo[j] += (a - (sum - bb)) + (part - bb);
-    sums_hi[j] = sum;
+    let total = column_part[lid.x];
+    workgroupBarrier();
+    return total;
 }
 
-// The shift of the four features of vec4 column c.
-fn shift4(c: u32) -> vec4<f32> {
-    return vec4<f32>(shift[4u * c], shift[4u * c + 1u], shift[4u * c + 2u], shift[4u * c + 3u]);
+// On the first chunk (when the device computes the shift) s = the chunk's column means; then Σ (x − s)
+// over the chunk is added to (sums_hi, sums_lo) with TwoSum.
+@compute @workgroup_size(16, 16)
+fn gram_columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let mp4 = p.mp / 4u;
+    let c = wg.x * 16u + lid.x;
+    let inside = c < mp4;
+    var s = vec4<f32>(0.0);
+    if (p.first == 1u) {
+        var total = vec4<f32>(0.0);
+        if (inside) {
+            for (var r = lid.y; r < p.rows; r += 16u) {
+                total += x[r * mp4 + c];
+            }
+        }
+        s = column_total(lid, total) / f32(p.rows);
+        if (inside && lid.y == 0u) {
+            shift[c] = s;
+        }
+    } else if (inside) {
+        s = shift[c];
+    }
+    var part = vec4<f32>(0.0);
+    if (inside) {
+        for (var r = lid.y; r < p.rows; r += 16u) {
+            part += x[r * mp4 + c] - s;
+        }
+    }
+    let sum = column_total(lid, part);
+    if (inside && lid.y == 0u) {
+        var hi = sums_hi[c];
+        var lo = sums_lo[c];
+        two_sum_add(&hi, &lo, sum);
+        sums_hi[c] = hi;
+        sums_lo[c] = lo;
+    }
 }
 
-// Output tile: 64 x 64 per workgroup of 16 x 16 threads, 4 x 4 outputs per thread; 16 samples per step.
-const TILE: u32 = 64u;
-const STEP: u32 = 16u;
+// gram_chunk: an output tile of TILE x TILE per workgroup of 16 x 16 threads, 8 x 8 outputs per thread
+// (rows 4y .. 4y + 3 and 64 + 4y .. 64 + 4y + 3 of the tile, columns likewise with x, so that the
+// threads of a row read consecutive vec4 from workgroup memory). STEP samples per step through two
+// workgroup buffers: the next step's tiles are loaded from storage while the current one is multiplied.
+const TILE: u32 = 128u;
+const TILE4: u32 = 32u; // vec4 per tile row
+const STEP: u32 = 8u;
+const BUFFER: u32 = 256u; // vec4 per buffer: STEP samples x TILE4
 
-var<workgroup> a_tile: array<vec4<f32>, 256>; // STEP samples x 16 vec4 (64 features of the tile's rows)
-var<workgroup> b_tile: array<vec4<f32>, 256>; // STEP samples x 16 vec4 (64 features of the tile's columns)
+var<workgroup> a_tile: array<vec4<f32>, 512>; // 2 buffers x STEP samples x the tile rows' 128 features
+var<workgroup> b_tile: array<vec4<f32>, 512>; // 2 buffers x STEP samples x the tile columns' 128 features
 
 @compute @workgroup_size(16, 16)
-fn gram_chunk(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    // The tile's row in C: wg.x counts the panel's tile rows.
-    let tile_row = panel.row0 / TILE + wg.x;
-    // Tiles below the diagonal are the mirror of tiles above it.
-    if (wg.y < tile_row) {
+fn gram_chunk(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    // The workgroup's number in the grid: split = number / tiles, then the tile in the panel's upper
+    // triangle, counted along the tile rows (tile row r has side − r tiles, from the diagonal on).
+    let number = wg.y * groups.x + wg.x;
+    let split = number / panel.tiles;
+    if (split >= p.splits) {
         return;
     }
+    let side = (p.mp + TILE - 1u) / TILE;
+    var tile_row = panel.row0 / TILE;
+    var rest = number % panel.tiles;
+    loop {
+        let in_row = side - tile_row;
+        if (rest < in_row) {
+            break;
+        }
+        rest -= in_row;
+        tile_row += 1u;
+    }
+    let tile_col = tile_row + rest;
+
     let mp4 = p.mp / 4u;
-    let i4 = tile_row * (TILE / 4u); // first vec4 column of the tile's rows
-    let j4 = wg.y * (TILE / 4u); // first vec4 column of the tile's columns
     let t = lid.y * 16u + lid.x;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    for (var r0 = 0u; r0 < p.rows; r0 += STEP) {
-        // Each thread loads one vec4 of each tile: sample r0 + t / 16, vec4 column t % 16.
-        let r = r0 + t / 16u;
-        let ca = i4 + t % 16u;
-        let cb = j4 + t % 16u;
+    // Each thread loads one vec4 of each tile per step: sample t / TILE4, vec4 column t % TILE4.
+    let load_row = t / TILE4;
+    let ca = tile_row * TILE4 + t % TILE4;
+    let cb = tile_col * TILE4 + t % TILE4;
+    let a_in = ca < mp4;
+    let b_in = cb < mp4;
+    var sa = vec4<f32>(0.0);
+    var sb = vec4<f32>(0.0);
+    if (a_in) {
+        sa = shift[ca];
+    }
+    if (b_in) {
+        sb = shift[cb];
+    }
+    let slices = (p.rows + p.slice - 1u) / p.slice;
+    var acc: array<vec4<f32>, 16>;
+    for (var slice = split; slice < slices; slice += p.splits) {
+        let begin = slice * p.slice;
+        let end = min(begin + p.slice, p.rows);
+        acc = array<vec4<f32>, 16>();
+        // The first step's tiles into buffer 0.
         var va = vec4<f32>(0.0);
         var vb = vec4<f32>(0.0);
-        if (r < p.rows && ca < mp4) {
-            va = x[r * mp4 + ca] - shift4(ca);
+        let r = begin + load_row;
+        if (r < end && a_in) {
+            va = x[r * mp4 + ca] - sa;
         }
-        if (r < p.rows && cb < mp4) {
-            vb = x[r * mp4 + cb] - shift4(cb);
+        if (r < end && b_in) {
+            vb = x[r * mp4 + cb] - sb;
         }
         a_tile[t] = va;
         b_tile[t] = vb;
         workgroupBarrier();
-        for (var s = 0u; s < STEP; s++) {
-            let a = a_tile[s * 16u + lid.y];
-            let b = b_tile[s * 16u + lid.x];
-            acc0 += a.x * b;
-            acc1 += a.y * b;
-            acc2 += a.z * b;
-            acc3 += a.w * b;
+        var current = 0u;
+        for (var r0 = begin; r0 < end; r0 += STEP) {
+            // The next step's values (zero past the slice), loaded before the current step's products.
+            let next_r = r0 + STEP + load_row;
+            va = vec4<f32>(0.0);
+            vb = vec4<f32>(0.0);
+            if (next_r < end && a_in) {
+                va = x[next_r * mp4 + ca] - sa;
+            }
+            if (next_r < end && b_in) {
+                vb = x[next_r * mp4 + cb] - sb;
+            }
+            let base = current * BUFFER;
+            for (var s = 0u; s < STEP; s++) {
+                let i = base + s * TILE4;
+                let a0 = a_tile[i + lid.y];
+                let a1 = a_tile[i + 16u + lid.y];
+                let b0 = b_tile[i + lid.x];
+                let b1 = b_tile[i + 16u + lid.x];
+                acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
+                acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
+                acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);
+                acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
+                acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);
+                acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
+                acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);
+                acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
+                acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);
+                acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
+                acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]);
+                acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
+                acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]);
+                acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
+                acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]);
+                acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
+            }
+            // The other buffer was last read before the previous barrier.
+            let other = (1u - current) * BUFFER;
+            a_tile[other + t] = va;
+            b_tile[other + t] = vb;
+            workgroupBarrier();
+            current = 1u - current;
         }
-        workgroupBarrier();
+        // The slice's sums into this split's running total. (Constant indices only, so that acc can
+        // stay in registers.)
+        let i0 = tile_row * TILE + 4u * lid.y;
+        let i1 = i0 + 64u;
+        let j0 = tile_col * TILE + 4u * lid.x;
+        let j1 = j0 + 64u;
+        add_to_total(split, i0, j0, acc[0]);
+        add_to_total(split, i0, j1, acc[1]);
+        add_to_total(split, i0 + 1u, j0, acc[2]);
+        add_to_total(split, i0 + 1u, j1, acc[3]);
+        add_to_total(split, i0 + 2u, j0, acc[4]);
+        add_to_total(split, i0 + 2u, j1, acc[5]);
+        add_to_total(split, i0 + 3u, j0, acc[6]);
+        add_to_total(split, i0 + 3u, j1, acc[7]);
+        add_to_total(split, i1, j0, acc[8]);
+        add_to_total(split, i1, j1, acc[9]);
+        add_to_total(split, i1 + 1u, j0, acc[10]);
+        add_to_total(split, i1 + 1u, j1, acc[11]);
+        add_to_total(split, i1 + 2u, j0, acc[12]);
+        add_to_total(split, i1 + 2u, j1, acc[13]);
+        add_to_total(split, i1 + 3u, j0, acc[14]);
+        add_to_total(split, i1 + 3u, j1, acc[15]);
     }
-    let i0 = (i4 + lid.y) * 4u;
-    let j0 = (j4 + lid.x) * 4u;
-    add_row(i0, j0, acc0);
-    add_row(i0 + 1u, j0, acc1);
-    add_row(i0 + 2u, j0, acc2);
-    add_row(i0 + 3u, j0, acc3);
 }
 
-// c[i, j..j+4] += v with a compensated (TwoSum) update (row i of C is row i − row0 of the panel).
-fn add_row(i: u32, j: u32, v: vec4<f32>) {
+// The vec4 of split `split`'s running total at C[i, j .. j + 4] (row i − row0 of the panel).
+fn total_index(split: u32, i: u32, j: u32) -> u32 {
+    return ((split * panel.rows + (i - panel.row0)) * p.mp + j) / 4u;
+}
+
+// C[i, j .. j + 4] of split `split` += v with TwoSum.
+fn add_to_total(split: u32, i: u32, j: u32, v: vec4<f32>) {
     if (i >= panel.row0 + panel.rows || j >= p.mp) {
         return;
     }
-    for (var c = 0u; c < 4u; c++) {
-        let idx = (i - panel.row0) * p.mp + j + c;
-        let a = c_hi[idx];
-        let b = v[c];
-        let s = a + b;
-        let bb = s - a;
-        let err = (a - (s - bb)) + (b - bb);
-        c_hi[idx] = s;
-        c_lo[idx] += err;
+    let idx = total_index(split, i, j);
+    var hi = c_hi[idx];
+    var lo = c_lo[idx];
+    two_sum_add(&hi, &lo, v);
+    c_hi[idx] = hi;
+    c_lo[idx] = lo;
+}
+
+// gram_fold: split 0's running total += splits 1 .. S − 1's, in split order, with TwoSum; those are
+// zeroed, so that folding again changes nothing. One thread per vec4 of the panel.
+@compute @workgroup_size(WG)
+fn gram_fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let idx = gid.y * groups.x * WG + gid.x;
+    let count = panel.rows * p.mp / 4u;
+    if (idx >= count) {
+        return;
     }
+    var hi = c_hi[idx];
+    var lo = c_lo[idx];
+    for (var s = 1u; s < p.splits; s++) {
+        let other = s * count + idx;
+        two_sum_add(&hi, &lo, c_hi[other]);
+        lo += c_lo[other];
+        c_hi[other] = vec4<f32>(0.0);
+        c_lo[other] = vec4<f32>(0.0);
+    }
+    c_hi[idx] = hi;
+    c_lo[idx] = lo;
 }

@@ -157,15 +157,16 @@ fn first_block_mean<T: Real>(
     mean
 }
 
-/// Adds samples `start..start + len` of a view on the GPU. Contiguous f32 rows (the usual case) are
-/// copied into the staging buffer as they are, and the device computes the shift (the first block's
-/// mean) and subtracts it; the column sums Σ (x − s) accumulate on the device. When the first block
-/// is f64, the shift is the host's: every row is shifted in f64 and rounded to f32 on the host (so that
-/// a large mean loses no digits to f32 before the subtraction) and the device's shift stays zero. Other
-/// layouts (columns of a matrix) are gathered row by row.
-fn push_gpu_block<T: Real>(
+/// Writes samples `start..start + len` of a view (len ≤ the current chunk's room) into the GPU's
+/// chunk. Contiguous f32 rows (the usual case) are copied as they are, and the device computes the
+/// shift (the first chunk's mean) and subtracts it; the column sums Σ (x − s) accumulate on the
+/// device. With a host shift (`shift`: the stream began with f64 samples, see
+/// [`GramAccumulator::push_block`]) every row is shifted in f64 and rounded to f32 on the host, so that
+/// a large mean loses no digits to f32 before the subtraction, and the device's shift stays zero.
+/// Other layouts (columns of a matrix) are gathered row by row.
+fn write_gpu_rows<T: Real>(
     gpu: &mut crate::gpu::GpuGram,
-    host_shift: &mut Option<DVector<f64>>,
+    shift: Option<&DVector<f64>>,
     row: &mut Vec<f32>,
     center: bool,
     view: &SampleView<'_, T>,
@@ -174,14 +175,11 @@ fn push_gpu_block<T: Real>(
 ) {
     let m = view.n_features;
     let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
-    if host_shift.is_none() && !is_f32 && gpu.chunks_added() == 0 {
-        *host_shift = Some(first_block_mean(view, start, len, center));
-    }
     row.resize(m, 0.0);
     let contiguous = view.feature_stride == 1 && view.sample_stride == m;
     let unpadded = m == gpu.padded_features();
-    match host_shift.as_ref() {
-        None => gpu.add(len, center, |w| {
+    match shift {
+        None => gpu.write(len, center, |w| {
             if is_f32 && contiguous {
                 let data: &[f32] = bytemuck::cast_slice(&view.data[start * m..(start + len) * m]);
                 if unpadded {
@@ -200,7 +198,7 @@ fn push_gpu_block<T: Real>(
                 }
             }
         }),
-        Some(shift) => gpu.add(len, false, |w| {
+        Some(shift) => gpu.write(len, false, |w| {
             for (r, sample) in (start..start + len).enumerate() {
                 for (j, o) in row.iter_mut().enumerate() {
                     *o = (view.at(sample, j).as_f64() - shift[j]) as f32;
@@ -310,7 +308,7 @@ const SHIFT_ROWS: usize = 256;
 enum BlockEngine {
     /// faer's triangular product in the working precision, [`GRAM_BLOCK`] samples a block.
     Cpu(Box<CpuBlocks>),
-    /// WGSL kernels, chunks as large as the device allows (up to 4096 samples).
+    /// WGSL kernels, chunks as large as the device allows (up to 16 MiB).
     Gpu(Box<crate::gpu::GpuGram>),
 }
 
@@ -545,6 +543,9 @@ pub struct GramAccumulator {
     failed: Option<Error>,
     /// One row converted to f32 for the GPU (input that is not contiguous f32 rows).
     row_scratch: Vec<f32>,
+    /// GPU, when the stream begins with f64 samples: the first chunk's samples (row-major, f64), held
+    /// until the chunk is complete, whose mean becomes the host's shift.
+    first_chunk: Vec<f64>,
 }
 
 impl GramAccumulator {
@@ -555,8 +556,8 @@ impl GramAccumulator {
     }
 
     /// An accumulator whose block products run on a GPU (the adapter whose name contains `adapter`, else
-    /// the default one; see [`LaePca::adapter`](crate::LaePca::adapter)): chunks of up to 4096 samples
-    /// are streamed to the device and summed there with a compensated (two-float) sum; C is read back
+    /// the default one; see [`LaePca::adapter`](crate::LaePca::adapter)): chunks of up to 16 MiB of
+    /// samples are streamed to the device and summed there with a compensated (two-float) sum; C is read back
     /// once by [`finish`](Self::finish).
     pub fn new_gpu(n_features: usize, center: bool, adapter: Option<&str>) -> Result<Self> {
         Self::on_device(&crate::GpuDevice::open(adapter)?, n_features, center)
@@ -565,23 +566,20 @@ impl GramAccumulator {
     /// An accumulator whose block products run on an open GPU (see [`new_gpu`](Self::new_gpu)).
     pub fn on_device(device: &crate::GpuDevice, n_features: usize, center: bool) -> Result<Self> {
         // C's host copy is checked before the device is asked for its buffers; on a software device,
-        // whose buffers are host memory too, with the device's compensated sum (two f32 copies) and
-        // the read-back's staging (at most three panels of C in f32).
+        // whose buffers are host memory too, with every buffer of the accumulation (GramLayout).
         let ctx = device.context();
-        let panel_rows = ctx.panels(n_features)?.max_rows() as u64;
-        let (m64, mp) = (n_features as u64, crate::gpu::padded(n_features) as u64);
+        let layout = crate::gpu::GramLayout::new(ctx, n_features)?;
+        let m64 = n_features as u64;
         let needed = || {
-            let device = mp.checked_mul(mp.checked_mul(2)?.checked_add(3 * panel_rows)?)?;
             m64.checked_mul(m64)?
-                .checked_mul(2)?
-                .checked_add(device)?
-                .checked_mul(4)
+                .checked_mul(8)?
+                .checked_add(layout.device_bytes()?)
         };
         ctx.check_device_memory(
             || {
                 format!(
-                    "n_features = {n_features}: the Gram matrix C in f64 on the host and its \
-                     compensated f32 sum on the software GPU"
+                    "n_features = {n_features}: the Gram matrix C in f64 on the host and the \
+                     accumulation's buffers on the software GPU"
                 )
             },
             needed(),
@@ -608,6 +606,7 @@ impl GramAccumulator {
             n_samples: 0,
             failed: None,
             row_scratch: Vec::new(),
+            first_chunk: Vec::new(),
         }
     }
 
@@ -644,6 +643,18 @@ impl GramAccumulator {
         }
     }
 
+    /// For timing the host's side alone: the GPU accumulation copies every chunk to the device but runs
+    /// no kernel on it (C stays zero). False on the CPU.
+    pub(crate) fn skip_gpu_kernels(&mut self) -> bool {
+        match &mut self.engine {
+            BlockEngine::Cpu(_) => false,
+            BlockEngine::Gpu(g) => {
+                g.skip_kernels();
+                true
+            }
+        }
+    }
+
     /// Adds row-major samples (`rows.len()` must be a multiple of n_features). Checks that every value is
     /// finite; the error names the row (counted over all pushes so far) and the column.
     pub fn push_rows<T: Real>(&mut self, rows: &[T]) -> Result<()> {
@@ -664,8 +675,7 @@ impl GramAccumulator {
         }
         let result = match self.engine {
             BlockEngine::Cpu(_) => self.push_view_cpu(view),
-            BlockEngine::Gpu(ref g) => {
-                let block_rows = g.block_rows();
+            BlockEngine::Gpu(_) => {
                 match view.first_non_finite() {
                     // Counted over all pushes: the sample index is the row or the column.
                     Some((row, col, value)) => Err(if view.samples_are_rows {
@@ -687,8 +697,8 @@ impl GramAccumulator {
                             if let Some(flag) = &self.cancel {
                                 flag.check()?;
                             }
-                            let len = block_rows.min(view.n_samples - start);
-                            self.push_block(view, start, len);
+                            let len = self.gpu_room().min(view.n_samples - start);
+                            self.push_block(view, start, len)?;
                             start += len;
                         }
                         Ok(())
@@ -867,15 +877,56 @@ impl GramAccumulator {
         Ok(())
     }
 
-    /// Adds samples `start..start + len` of a view (finite values) on the GPU; see [`push_gpu_block`].
-    fn push_block<T: Real>(&mut self, view: &SampleView<'_, T>, start: usize, len: usize) {
+    /// Samples the GPU's current chunk can still take (the held first chunk's included).
+    fn gpu_room(&self) -> usize {
+        let BlockEngine::Gpu(gpu) = &self.engine else {
+            unreachable!("called for the GPU engine")
+        };
+        gpu.room() - self.first_chunk.len() / self.n_features()
+    }
+
+    /// Adds samples `start..start + len` of a view (finite values, len ≤ [`gpu_room`](Self::gpu_room))
+    /// on the GPU. The chunks are cut from the stream of samples, and the shift is the first chunk's
+    /// mean, so the result does not depend on how the samples are pushed: when the stream begins with
+    /// f64 samples (and centres), they and the next are held in f64 until the first chunk is
+    /// complete, its mean in f64 is the host's shift, and every row is shifted on the host (see
+    /// [`write_gpu_rows`]); else the device computes the shift.
+    fn push_block<T: Real>(
+        &mut self,
+        view: &SampleView<'_, T>,
+        start: usize,
+        len: usize,
+    ) -> Result<()> {
         let center = self.center;
+        let m = self.n_features();
         let BlockEngine::Gpu(gpu) = &mut self.engine else {
             unreachable!("called for the GPU engine")
         };
-        push_gpu_block(
+        let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+        let begins = gpu.rows_written() == 0 && self.first_chunk.is_empty();
+        if self.shift.is_none() && begins && !is_f32 && !center {
+            self.shift = Some(DVector::zeros(m));
+        }
+        if self.shift.is_none() && ((begins && !is_f32) || !self.first_chunk.is_empty()) {
+            if self.first_chunk.is_empty() {
+                let values = gpu.room() * m;
+                crate::alloc::reserve(&mut self.first_chunk, values, || {
+                    "the GPU's first chunk of samples in f64".into()
+                })?;
+            }
+            for sample in start..start + len {
+                self.first_chunk
+                    .extend((0..m).map(|j| view.at(sample, j).as_f64()));
+            }
+            self.n_samples += len;
+            if self.first_chunk.len() == gpu.room() * m {
+                self.release_first_chunk();
+            }
+            return Ok(());
+        }
+        write_gpu_rows(
             gpu,
-            &mut self.shift,
+            self.shift.as_ref(),
             &mut self.row_scratch,
             center,
             view,
@@ -883,6 +934,28 @@ impl GramAccumulator {
             len,
         );
         self.n_samples += len;
+        Ok(())
+    }
+
+    /// The held first chunk's mean becomes the host's shift, and its samples go to the GPU shifted.
+    fn release_first_chunk(&mut self) {
+        let m = self.n_features();
+        let rows = std::mem::take(&mut self.first_chunk);
+        let n = rows.len() / m;
+        let mut mean = DVector::<f64>::zeros(m);
+        for sample in rows.chunks_exact(m) {
+            for (s, v) in mean.iter_mut().zip(sample) {
+                *s += v;
+            }
+        }
+        mean /= n as f64;
+        let BlockEngine::Gpu(gpu) = &mut self.engine else {
+            unreachable!("called for the GPU engine")
+        };
+        let view = SampleView::row_major(&rows, n, m, Layout::SamplesInRows)
+            .expect("whole rows of m features");
+        write_gpu_rows(gpu, Some(&mean), &mut self.row_scratch, true, &view, 0, n);
+        self.shift = Some(mean);
     }
 
     /// The centred Gram matrix and the mean. Errors on an accumulator that saw no sample.
@@ -912,7 +985,13 @@ impl GramAccumulator {
                 let shift = self.shift.unwrap_or_else(|| DVector::zeros(m));
                 (c, shift, self.shifted_sum)
             }
-            BlockEngine::Gpu(mut gpu) => {
+            BlockEngine::Gpu(_) => {
+                if !self.first_chunk.is_empty() {
+                    self.release_first_chunk();
+                }
+                let BlockEngine::Gpu(mut gpu) = self.engine else {
+                    unreachable!("matched the GPU engine")
+                };
                 let mut c = self.c;
                 let t = gpu.total(&mut c)?;
                 // A host-side shift (f64 first block) left the device's at zero.

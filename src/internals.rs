@@ -15,6 +15,13 @@ pub use crate::engine::{
 pub use crate::gpu::contract::{Access, Binding, FieldLayout, StructLayout};
 pub use crate::gpu::kernels::WORKGROUP_OVERRIDE;
 
+/// Makes a GPU accumulator copy every later chunk to the device without running a kernel on it, so
+/// that a timing shows the host's side of the Gram phase alone (examples/gram_time.rs); its C is then
+/// wrong. False (and nothing changed) for a CPU accumulator.
+pub fn gram_host_side_only(acc: &mut crate::GramAccumulator) -> bool {
+    acc.skip_gpu_kernels()
+}
+
 /// The CPU engine over C (m x m) for k components in precision `T`, checking at most every
 /// `check_every` iterations.
 pub fn cpu_engine<T: Real>(c: &DMatrix<f64>, k: usize, check_every: usize) -> Box<dyn Engine> {

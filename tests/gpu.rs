@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
-use laepca::{devices, Backend, Error, Fit, GpuDevice, GramAccumulator, LaePca, Method, Solver};
+use laepca::{
+    devices, Backend, Error, Fit, GpuDevice, GramAccumulator, GramStats, LaePca, Method, Solver,
+};
 use nalgebra::DMatrix;
 
 struct Shape {
@@ -42,7 +44,7 @@ const SHAPES: [Shape; 5] = [
         k: 3,
     },
     Shape {
-        name: "several chunks, ragged last",
+        name: "several slices, ragged last",
         n: 2 * 4096 + 123,
         m: 20,
         k: 2,
@@ -209,8 +211,10 @@ fn gpu_gram_with_a_large_mean() {
     if !have_gpu() {
         return;
     }
-    // 1000 + spread ~1: three chunks of up to 4096 samples.
-    let (n, m) = (10_000, 33);
+    // 1000 + spread ~1, in two pushes of 34000 and 6000 samples that make one chunk: 40 slices of
+    // 1024 samples (ragged last) over m = 33's 32 split-K totals, so that totals 0 to 7 sum two
+    // slices.
+    let (n, m) = (40_000, 33);
     let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 120.0, 0.9), 1000.0, 8);
     let rows: Vec<f32> = p.x.transpose().iter().map(|&v| v as f32).collect(); // row-major
     let rounded =
@@ -218,13 +222,14 @@ fn gpu_gram_with_a_large_mean() {
     let reference = centred_gram(&rounded);
     let mut acc = GramAccumulator::new_gpu(m, true, None).unwrap();
     let created = acc.gpu_stats().unwrap();
-    for chunk in rows.chunks(m * 3000) {
+    for chunk in rows.chunks(m * 34_000) {
         acc.push_rows(chunk).unwrap();
     }
-    // Four pushes of ≤ 3000 rows in chunks of ≤ 4096: 4 chunk submissions, 8 dispatches, nothing created.
+    // Both pushes fill one chunk (of 115712 samples), submitted by finish: nothing submitted yet,
+    // nothing created.
     let pushed = acc.gpu_stats().unwrap();
-    assert_eq!(pushed.submissions, 4, "{pushed:?}");
-    assert_eq!(pushed.dispatches, 8, "{pushed:?}");
+    assert_eq!(pushed.submissions, 0, "{pushed:?}");
+    assert_eq!(pushed.dispatches, 0, "{pushed:?}");
     assert_eq!(pushed.buffers_created, created.buffers_created);
     assert_eq!(pushed.bind_groups_created, created.bind_groups_created);
     let stats = acc.finish().unwrap();
@@ -251,21 +256,22 @@ fn gpu_gram_with_a_large_mean() {
     }
 }
 
-/// C split over several buffers: on a device whose buffers are capped at 80000 bytes, C of m = 300 is
-/// held in 5 row panels (64, 64, 64, 64 and 44 rows; a panel of 64 rows is 76800 bytes) and the data
-/// goes in chunks of 66 samples.
+/// C split over several buffers: on a device whose buffers are capped at 160000 bytes, C of m = 300 is
+/// held in 3 row panels (128, 128 and 44 rows; a panel of 128 rows is 153600 bytes) and the data goes
+/// in chunks of 133 samples.
 #[test]
 fn c_split_over_several_buffers() {
     if !have_gpu() {
         return;
     }
     let (m, k) = (300, 4);
-    let capped = GpuDevice::open_with_binding_limit(None, 80_000).unwrap();
+    let capped = GpuDevice::open_with_binding_limit(None, 160_000).unwrap();
     let whole = GpuDevice::open(None).unwrap();
-    assert_eq!(capped.info().max_storage_buffer_binding_size, 80_000);
+    assert_eq!(capped.info().max_storage_buffer_binding_size, 160_000);
     assert!(whole.info().max_storage_buffer_binding_size >= (m * m * 4) as u64);
-    // 60 samples: one chunk on both devices, so the split is the only difference, and it changes no
-    // bit of the Gram matrix or of the loop (each entry is summed in the same order).
+    // 60 samples: one chunk and one slice on both devices, so the split is the only difference, and it
+    // changes no bit of the Gram matrix or of the loop (each entry is summed in the same order; the
+    // uncapped device's split-K totals but the first stay zero).
     let x = prescribed_spectrum(60, m, &geometric_spectrum(40, 50.0, 0.7), 3.0, 21)
         .x
         .map(|v| v as f32);
@@ -290,8 +296,8 @@ fn c_split_over_several_buffers() {
         // Each product of C in the loop: one dispatch per panel instead of one. (At least one product
         // per iteration; the setup's products, which `passes` also counts, run on the CPU.)
         let extra = split.loop_stats.total.dispatches - one.loop_stats.total.dispatches;
-        assert_eq!(extra % 4, 0, "{solver}: {extra} more dispatches");
-        let products = extra / 4;
+        assert_eq!(extra % 2, 0, "{solver}: {extra} more dispatches");
+        let products = extra / 2;
         assert!(
             products >= split.iterations && products <= split.passes,
             "{solver}: {products} products in {} iterations, {} passes",
@@ -299,23 +305,27 @@ fn c_split_over_several_buffers() {
             split.passes
         );
     }
-    // 1000 samples with a large mean: 16 chunks of ≤ 66 samples, each a column-sums dispatch and one
-    // Gram dispatch per panel; C against the f64 reference of the f32 data.
-    let n = 1000;
+    // 3000 samples with a large mean: on the capped device 23 chunks of ≤ 133 samples (the last
+    // submitted by finish), each a column-sums dispatch and one Gram dispatch per panel; on the whole
+    // one, one chunk of 3 slices over 13 split-K totals (3 x 3 tiles), submitted by finish. C against
+    // the f64 reference of the f32 data on both.
+    let n = 3000;
     let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 50.0, 0.9), 500.0, 22);
     let rows: Vec<f32> = p.x.transpose().iter().map(|&v| v as f32).collect();
     let rounded =
         DMatrix::from_row_slice(n, m, &rows.iter().map(|&v| v as f64).collect::<Vec<_>>());
     let reference = centred_gram(&rounded);
-    let mut acc = GramAccumulator::on_device(&capped, m, true).unwrap();
-    acc.push_rows(&rows).unwrap();
-    let pushed = acc.gpu_stats().unwrap();
-    assert_eq!(pushed.submissions, 16, "{pushed:?}");
-    assert_eq!(pushed.dispatches, 16 * 6, "{pushed:?}");
-    let stats = acc.finish().unwrap();
-    let rel = (&stats.c - &reference).norm() / reference.norm();
-    assert!(rel <= 1e-5, "split GPU Gram: relative error {rel:e}");
-    assert_eq!(stats.c, stats.c.transpose());
+    for (device, full_chunks, panels) in [(&capped, 22, 3), (&whole, 0, 1)] {
+        let mut acc = GramAccumulator::on_device(device, m, true).unwrap();
+        acc.push_rows(&rows).unwrap();
+        let pushed = acc.gpu_stats().unwrap();
+        assert_eq!(pushed.submissions, full_chunks, "{pushed:?}");
+        assert_eq!(pushed.dispatches, full_chunks * (1 + panels), "{pushed:?}");
+        let stats = acc.finish().unwrap();
+        let rel = (&stats.c - &reference).norm() / reference.norm();
+        assert!(rel <= 1e-5, "{panels} panels: relative error {rel:e}");
+        assert_eq!(stats.c, stats.c.transpose());
+    }
     // And the fit of those samples on the capped device against the f64 eigensolver.
     let fit = LaePca::new(k)
         .backend(Backend::Gpu)
@@ -326,6 +336,59 @@ fn c_split_over_several_buffers() {
     let (_, top) = reference_eigen(&reference, k);
     let angle = largest_principal_angle(&top, &columns(&fit.components));
     assert!(angle <= 1e-3, "split GPU fit: largest angle {angle:e}");
+}
+
+/// The GPU's C and mean do not depend on how the samples are pushed: chunks are cut from the stream
+/// of samples, and the shift is the first chunk's mean (f32 rows: on the device; f64 rows: on the host,
+/// in f64, the first chunk held until it is complete). On a device capped at 160000 bytes a chunk of
+/// m = 300 has 133 samples, so the pushes below straddle chunks, and the f64 pushes the held first one.
+#[test]
+fn gpu_gram_does_not_depend_on_how_samples_are_pushed() {
+    if !have_gpu() {
+        return;
+    }
+    let capped = GpuDevice::open_with_binding_limit(None, 160_000).unwrap();
+    let (n, m) = (1000, 300);
+    let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 50.0, 0.9), 500.0, 23);
+    let rows64: Vec<f64> = p.x.transpose().iter().copied().collect();
+    let rows32: Vec<f32> = rows64.iter().map(|&v| v as f32).collect();
+    fn gram<T: laepca::Real>(d: &GpuDevice, rows: &[T], m: usize, pushes: &[usize]) -> GramStats {
+        let mut acc = GramAccumulator::on_device(d, m, true).unwrap();
+        let mut start = 0;
+        for &len in pushes.iter().cycle() {
+            let end = (start + len).min(rows.len() / m);
+            acc.push_rows(&rows[start * m..end * m]).unwrap();
+            start = end;
+            if start == rows.len() / m {
+                break;
+            }
+        }
+        acc.finish().unwrap()
+    }
+    let reference = centred_gram(&p.x);
+    for (name, pushes) in [("single rows", &[1][..]), ("ragged", &[7, 50, 133, 2, 200])] {
+        let (one, many) = (
+            gram(&capped, &rows32, m, &[n]),
+            gram(&capped, &rows32, m, pushes),
+        );
+        assert!(one.c == many.c, "f32, {name}: C differs");
+        assert_eq!(one.mean, many.mean, "f32, {name}");
+        let (one, many) = (
+            gram(&capped, &rows64, m, &[n]),
+            gram(&capped, &rows64, m, pushes),
+        );
+        assert!(one.c == many.c, "f64, {name}: C differs");
+        assert_eq!(one.mean, many.mean, "f64, {name}");
+        // The held first chunk is shifted by its f64 mean: C within f32's accumulation error of the
+        // exact f64 reference despite the mean of 500.
+        let rel = (&many.c - &reference).norm() / reference.norm();
+        assert!(rel <= 1e-5, "f64, {name}: relative error {rel:e}");
+    }
+    // An f64 stream shorter than one chunk is released by finish, shifted by its own mean.
+    let short = gram(&capped, &rows64[..100 * m], m, &[30]);
+    let part = DMatrix::from_row_slice(100, m, &rows64[..100 * m]);
+    let rel = (&short.c - &centred_gram(&part)).norm() / centred_gram(&part).norm();
+    assert!(rel <= 1e-5, "a short f64 stream: relative error {rel:e}");
 }
 
 #[test]
@@ -357,12 +420,12 @@ fn gpu_errors() {
     if !have_gpu() {
         return;
     }
-    // m beyond what the device's bindings allow: not even a panel of 64 rows of C fits one. On a
-    // device capped at 64 KiB per buffer that is m > 256 (an uncapped adapter's C would exceed the
+    // m beyond what the device's bindings allow: not even a panel of 128 rows of C fits one. On a
+    // device capped at 64 KiB per buffer that is m > 128 (an uncapped adapter's C would exceed the
     // host's memory first); the error names the limit and the largest m that fits.
     let capped = GpuDevice::open_with_binding_limit(None, 64 << 10).unwrap();
     let max_m = capped.info().max_features();
-    assert_eq!(max_m, 256, "{:?}", capped.info());
+    assert_eq!(max_m, 128, "{:?}", capped.info());
     let wide = DMatrix::<f32>::from_fn(2, max_m + 4, |i, j| ((i * 7 + j) % 5) as f32);
     // On the Gram route (auto would take the transposed one: K is 2 x 2).
     let gram_fit = |x: &DMatrix<f32>| {
@@ -390,7 +453,7 @@ fn gpu_errors() {
         e.to_string().contains("largest n_features that fits"),
         "{e}"
     );
-    // The largest m that fits is fitted (C in 4 panels of 64 rows).
+    // The largest m that fits is fitted (C in one panel of 128 rows).
     let widest = DMatrix::<f32>::from_fn(300, max_m, |i, j| ((i * 7 + j * j) % 11) as f32);
     assert_eq!(gram_fit(&widest).unwrap().n_features, max_m);
     // NaN in the data.

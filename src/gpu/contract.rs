@@ -69,18 +69,30 @@ wgsl_struct! {
         mp: u32,
         /// 1 on the first chunk when the device computes the shift.
         first: u32,
+        /// Samples per slice: each slice's f32 sum is added to a running total with TwoSum.
+        slice: u32,
+        /// Running totals of C per panel (split-K): slice s of a chunk goes to total s mod splits.
+        splits: u32,
         /// Padding.
         _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
     }
 }
 
 wgsl_struct! {
-    /// gram.wgsl: the row panel of C a `gram_chunk` dispatch adds into.
+    /// gram.wgsl: the row panel of C a `gram_chunk` or `gram_fold` dispatch works on.
     pub struct GramPanel {
-        /// The panel's first row of C (a multiple of the tile height, 64).
+        /// The panel's first row of C (a multiple of the tile size, 128).
         row0: u32,
         /// Its rows.
         rows: u32,
+        /// The tiles of C's upper triangle in its rows.
+        tiles: u32,
+        /// Padding.
+        _pad0: u32,
     }
 }
 

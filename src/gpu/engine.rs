@@ -8,7 +8,7 @@ use super::contract::{
     ReduceParams, SmallParams, UpdateParams, WgslStruct, COMBINE_SOURCE_OUT, PARAMS,
 };
 use super::kernels::Kernel;
-use super::{grid_1d, padded, GpuContext, PANEL_ROWS};
+use super::{grid_1d, padded, GpuContext, C_MUL_ROWS};
 use crate::engine::{
     CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS,
     MAX_SCALARS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
@@ -478,7 +478,7 @@ impl Engine for GpuEngine<'_> {
         // One dispatch per row panel of C: out's rows row0 .. row0 + rows.
         for panel in 0..self.c.len() {
             let (row0, rows, _) = self.c[panel];
-            let groups = (rows.div_ceil(PANEL_ROWS) as u32, self.k.div_ceil(16) as u32);
+            let groups = (rows.div_ceil(C_MUL_ROWS) as u32, self.k.div_ceil(16) as u32);
             let binds = [
                 (matmul::A, Buf::C(panel)),
                 (matmul::B, Buf::Tall(x.0)),

@@ -4,15 +4,16 @@
 //! per chunk) each, so that m is not bounded by one storage binding; one panel, the usual case, is read
 //! back in one submission with the column sums.
 //!
-//! Host side, per chunk: the rows are written straight into the next buffer of a ring of
-//! [`STAGING_RING`] mapped staging buffers (plain copies of f32 rows; nothing allocated), then one
-//! submission copies the chunk's parameters and rows into one of [`DEVICE_CHUNKS`] device chunk buffers
-//! and runs the two kernels on it. The host waits only when it comes back to a staging buffer whose
+//! Host side: the rows are written straight into the current buffer of a ring of [`STAGING_RING`]
+//! mapped staging buffers (plain copies of f32 rows; nothing allocated), as many writes as fill it, so
+//! that chunks are cut from the stream of samples whatever the writes; then one submission copies the
+//! chunk's parameters and rows into one of [`DEVICE_CHUNKS`] device chunk buffers and runs the two
+//! kernels on it (gram.wgsl says how they keep their accuracy). The host waits only when it comes back to a staging buffer whose
 //! previous chunk the device has not copied yet, so it fills the next chunks while the device works.
 
 use super::contract::{gram, Binding, GramPanel, GramParams, PARAMS};
 use super::kernels::{Compiled, Kernel};
-use super::{grid_1d, padded, GpuContext, PANEL_ROWS};
+use super::{grid_1d, padded, GpuContext, Panels, PANEL_ROWS};
 use crate::engine::EngineStats;
 use crate::error::{Error, Result};
 use nalgebra::{DMatrix, DVector};
@@ -20,9 +21,18 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use wgpu::BufferUsages as U;
 
-/// Samples per chunk at most: short enough that a chunk's f32 partial sums stay accurate (the chunks
-/// are then combined with TwoSum).
-const MAX_CHUNK_ROWS: usize = 4096;
+/// Samples per slice: each workgroup adds its f32 sum over one slice of a chunk to its running total
+/// with TwoSum, so the sums a plain f32 accumulation would lose stay short whatever the chunk's size.
+const SLICE_ROWS: usize = 1024;
+/// A chunk's bytes at most, where the binding allows more: large enough that the submission per chunk
+/// is a small cost, small enough that the ring and the device's chunk buffers stay modest.
+const CHUNK_BYTES: usize = 16 << 20;
+/// Workgroups `gram_chunk` should have at least, to fill a large GPU (split-K adds them for small m).
+const TARGET_WORKGROUPS: usize = 512;
+/// Split-K's running totals at most.
+const MAX_SPLITS: usize = 32;
+/// Bytes split-K's running totals may take beyond C's own compensated sum.
+const SPLIT_BYTES: u64 = 128 << 20;
 /// Staging buffers the host fills in turn.
 const STAGING_RING: usize = 3;
 /// Device chunk buffers the kernels read in turn.
@@ -52,15 +62,108 @@ struct DeviceChunk {
     rows: wgpu::Buffer,
 }
 
-/// One row panel of the running sum C: its rows and its two halves.
+/// One row panel of the running sum C: its rows, its two halves (`splits` running totals each, the
+/// first of them C's), its tiles, its [`GramPanel`] and the bind group that folds its totals.
 struct CPanel {
     row0: usize,
     rows: usize,
+    tiles: usize,
     hi: wgpu::Buffer,
     lo: wgpu::Buffer,
+    params: wgpu::Buffer,
+    fold_group: wgpu::BindGroup,
 }
 
-/// Writes a block's rows into a mapped staging buffer (plain byte copies, rows of `mp` f32 values).
+/// The tiles of C's upper triangle (tiles of [`PANEL_ROWS`] x [`PANEL_ROWS`], mp x mp) in rows
+/// `row0 .. row0 + rows`: tile row r has `side − r` of them, from the diagonal on.
+fn panel_tiles(mp: usize, row0: usize, rows: usize) -> usize {
+    let side = mp.div_ceil(PANEL_ROWS);
+    let first = row0 / PANEL_ROWS;
+    let end = (row0 + rows).div_ceil(PANEL_ROWS);
+    (first..end).map(|r| side - r).sum()
+}
+
+/// How an accumulation is laid out on a device: C's panels, the chunk and slice sizes and split-K's
+/// totals, worked out before anything is allocated so that its memory can be checked first.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GramLayout {
+    /// m padded to a multiple of 4: the row stride of the chunks and of C.
+    pub mp: usize,
+    /// C's row panels.
+    pub panels: Panels,
+    /// Samples per chunk (a multiple of `slice` where the binding holds one slice).
+    pub chunk_rows: usize,
+    /// Samples per slice.
+    pub slice: usize,
+    /// Running totals of C (split-K; more than one only when C is one panel).
+    pub splits: usize,
+}
+
+impl GramLayout {
+    pub fn new(ctx: &GpuContext, m: usize) -> Result<Self> {
+        Ok(Self::plan(padded(m), ctx.panels(m)?, ctx.binding_limit().0))
+    }
+
+    /// The layout for rows of `mp` values, C in `panels` and bindings of at most `limit` bytes.
+    fn plan(mp: usize, panels: Panels, limit: u64) -> Self {
+        // A chunk's staging buffer holds its parameters and its rows. (At least one row fits: a panel
+        // of C, which fits, has 128 rows or all of C's, each as long.)
+        let row_bytes = (mp * 4).max(4);
+        let fit = ((limit - HEADER) / row_bytes as u64).min(usize::MAX as u64) as usize;
+        let rows = fit.min((CHUNK_BYTES / row_bytes).max(SLICE_ROWS)).max(1);
+        let chunk_rows = if rows >= SLICE_ROWS {
+            rows / SLICE_ROWS * SLICE_ROWS
+        } else {
+            rows
+        };
+        let slice = SLICE_ROWS.min(chunk_rows);
+        let mut splits = 1;
+        if panels.count() == 1 {
+            // Enough tiles x splits to fill a large GPU, within the chunk's slices, the memory set
+            // aside for them and one binding.
+            let c_bytes = (mp as u64 * mp as u64 * 4).max(4);
+            let wanted = TARGET_WORKGROUPS.div_ceil(panel_tiles(mp, 0, mp).max(1));
+            let by_memory = (SPLIT_BYTES / (2 * c_bytes)) as usize + 1;
+            let by_binding = (limit / c_bytes) as usize;
+            splits = wanted
+                .min(chunk_rows / slice)
+                .min(MAX_SPLITS)
+                .min(by_memory)
+                .min(by_binding)
+                .max(1);
+        }
+        GramLayout {
+            mp,
+            panels,
+            chunk_rows,
+            slice,
+            splits,
+        }
+    }
+
+    /// Bytes of the chunks' buffers: the ring of staging buffers and the device's chunk buffers.
+    fn chunk_buffer_bytes(&self) -> u64 {
+        (STAGING_RING + DEVICE_CHUNKS) as u64 * (HEADER + (self.chunk_rows * self.mp * 4) as u64)
+    }
+
+    /// Bytes of every device buffer of the accumulation, its read-back included: C's running totals
+    /// (two f32 halves, `splits` of them), the chunks' buffers, the column vectors and the staging of
+    /// the read-back (two panels and the vectors). None if that overflows u64.
+    pub fn device_bytes(&self) -> Option<u64> {
+        let mp = self.mp as u64;
+        let v_bytes = 4 * mp;
+        let panel_bytes = (self.panels.max_rows() as u64).checked_mul(v_bytes)?;
+        let totals = mp
+            .checked_mul(v_bytes)?
+            .checked_mul(2 * self.splits as u64)?;
+        totals
+            .checked_add(self.chunk_buffer_bytes())?
+            .checked_add(2 * panel_bytes + 6 * v_bytes)
+    }
+}
+
+/// Writes rows into a mapped staging buffer (plain byte copies, rows of `mp` f32 values), counted from
+/// the first row the write covers.
 pub(crate) struct RowWriter<'a> {
     view: &'a mut wgpu::BufferViewMut,
     m: usize,
@@ -70,7 +173,7 @@ pub(crate) struct RowWriter<'a> {
 impl RowWriter<'_> {
     /// Rows `first..` from `values`, whole padded rows back to back (`values.len()` a multiple of mp).
     pub fn padded_rows(&mut self, first: usize, values: &[f32]) {
-        let start = HEADER as usize + first * self.mp * 4;
+        let start = first * self.mp * 4;
         self.view
             .slice(start..start + values.len() * 4)
             .copy_from_slice(bytemuck::cast_slice(values));
@@ -78,7 +181,7 @@ impl RowWriter<'_> {
 
     /// Row `r` from its m values; the padding up to mp is written as zeros.
     pub fn row(&mut self, r: usize, values: &[f32]) {
-        let start = HEADER as usize + r * self.mp * 4;
+        let start = r * self.mp * 4;
         let end = start + self.m * 4;
         self.view
             .slice(start..end)
@@ -100,17 +203,24 @@ pub(crate) struct GpuGram {
     ctx: Arc<GpuContext>,
     m: usize,
     mp: usize,
-    chunk_rows: usize,
+    layout: GramLayout,
     panels: Vec<CPanel>,
     shift: wgpu::Buffer,
     sums_hi: wgpu::Buffer,
     sums_lo: wgpu::Buffer,
     columns_pipeline: Compiled,
     gram_pipeline: Compiled,
+    fold_pipeline: Compiled,
     staging: Vec<Staging>,
     chunks: Vec<DeviceChunk>,
     /// Chunks added so far.
     added: usize,
+    /// Rows written into the current chunk (not yet submitted).
+    filled: usize,
+    /// Whether the device computes the shift from the first chunk (set by the first write).
+    device_shift: bool,
+    /// Whether the kernels run on each chunk (false only to time the host's side).
+    kernels: bool,
     /// The first failure of a map request (reported by [`total`](Self::total)).
     failure: Option<Error>,
     stats: EngineStats,
@@ -150,46 +260,60 @@ fn bind_group(
 
 impl GpuGram {
     pub fn new(ctx: Arc<GpuContext>, m: usize) -> Result<Self> {
-        let layout = ctx.panels(m)?;
-        let mp = padded(m);
-        // A chunk's staging buffer holds its parameters and its rows.
-        let limit = ctx.binding_limit().0 - HEADER;
-        let rows_fit = (limit / (mp as u64 * 4)).min(MAX_CHUNK_ROWS as u64) as usize;
-        // (At least one row: a panel of C, which fits, has 64 rows or all of C's, each as long.)
-        let chunk_rows = rows_fit.max(1);
+        let layout = GramLayout::new(&ctx, m)?;
+        let (mp, chunk_rows, splits) = (layout.mp, layout.chunk_rows, layout.splits);
         let chunk_bytes = (chunk_rows * mp * 4) as u64;
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
         let vector_bytes = (mp * 4) as u64;
+        let columns_pipeline = ctx.pipeline(Kernel::GramColumns);
+        let gram_pipeline = ctx.pipeline(Kernel::GramChunk);
+        let fold_pipeline = ctx.pipeline(Kernel::GramFold);
+        // The fold reads mp and splits from its parameters.
+        let fold_params = ctx.buffer("gram fold params", HEADER, U::STORAGE | U::COPY_DST);
+        let params = GramParams {
+            mp: mp as u32,
+            splits: splits as u32,
+            ..GramParams::default()
+        };
+        ctx.queue
+            .write_buffer(&fold_params, 0, bytemuck::bytes_of(&params));
         let panels: Vec<CPanel> = layout
+            .panels
             .iter()
             .map(|(row0, rows)| {
-                let bytes = (rows * mp * 4) as u64;
+                let bytes = (splits * rows * mp * 4) as u64;
+                let hi = ctx.buffer("C panel (high part)", bytes, storage);
+                let lo = ctx.buffer("C panel (low part)", bytes, storage);
+                let tiles = panel_tiles(mp, row0, rows);
+                let params = ctx.buffer("gram panel", 16, U::STORAGE | U::COPY_DST);
+                let panel = GramPanel {
+                    row0: row0 as u32,
+                    rows: rows as u32,
+                    tiles: tiles as u32,
+                    ..GramPanel::default()
+                };
+                ctx.queue
+                    .write_buffer(&params, 0, bytemuck::bytes_of(&panel));
+                let fold_group = bind_group(
+                    &ctx,
+                    (Kernel::GramFold, &fold_pipeline),
+                    &fold_params,
+                    &[(gram::C_HI, &hi), (gram::C_LO, &lo), (gram::PANEL, &params)],
+                );
                 CPanel {
                     row0,
                     rows,
-                    hi: ctx.buffer("C panel (high part)", bytes, storage),
-                    lo: ctx.buffer("C panel (low part)", bytes, storage),
+                    tiles,
+                    hi,
+                    lo,
+                    params,
+                    fold_group,
                 }
-            })
-            .collect();
-        // Each panel's GramPanel, written once.
-        let panel_params: Vec<wgpu::Buffer> = panels
-            .iter()
-            .map(|c| {
-                let b = ctx.buffer("gram panel", 16, U::STORAGE | U::COPY_DST);
-                let params = GramPanel {
-                    row0: c.row0 as u32,
-                    rows: c.rows as u32,
-                };
-                ctx.queue.write_buffer(&b, 0, bytemuck::bytes_of(&params));
-                b
             })
             .collect();
         let shift = ctx.buffer("shift", vector_bytes, storage);
         let sums_hi = ctx.buffer("column sums (high part)", vector_bytes, storage);
         let sums_lo = ctx.buffer("column sums (low part)", vector_bytes, storage);
-        let columns_pipeline = ctx.pipeline(Kernel::GramColumns);
-        let gram_pipeline = ctx.pipeline(Kernel::GramChunk);
         let staging = (0..STAGING_RING)
             .map(|_| Staging {
                 buffer: ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -219,8 +343,7 @@ impl GpuGram {
                 );
                 let gram_groups = panels
                     .iter()
-                    .zip(&panel_params)
-                    .map(|(c, panel)| {
+                    .map(|c| {
                         bind_group(
                             &ctx,
                             (Kernel::GramChunk, &gram_pipeline),
@@ -230,7 +353,7 @@ impl GpuGram {
                                 (gram::C_HI, &c.hi),
                                 (gram::C_LO, &c.lo),
                                 (gram::SHIFT, &shift),
-                                (gram::PANEL, panel),
+                                (gram::PANEL, &c.params),
                             ],
                         )
                     })
@@ -249,28 +372,27 @@ impl GpuGram {
             ctx,
             m,
             mp,
-            chunk_rows,
+            layout,
             panels,
             shift,
             sums_hi,
             sums_lo,
             columns_pipeline,
             gram_pipeline,
+            fold_pipeline,
             staging,
             chunks,
             added: 0,
+            filled: 0,
+            device_shift: false,
+            kernels: true,
             failure: None,
             stats: EngineStats {
-                buffers_created: 3 + 3 * n_panels + STAGING_RING + 2 * DEVICE_CHUNKS,
-                bind_groups_created: (1 + n_panels) * DEVICE_CHUNKS,
+                buffers_created: 4 + 3 * n_panels + STAGING_RING + 2 * DEVICE_CHUNKS,
+                bind_groups_created: n_panels + (1 + n_panels) * DEVICE_CHUNKS,
                 ..EngineStats::default()
             },
         })
-    }
-
-    /// Samples per block the accumulator should hand over.
-    pub fn block_rows(&self) -> usize {
-        self.chunk_rows
     }
 
     /// The row stride of the blocks [`add`](Self::add) takes: m padded to a multiple of 4.
@@ -278,9 +400,10 @@ impl GpuGram {
         self.mp
     }
 
-    /// Chunks added so far.
-    pub fn chunks_added(&self) -> usize {
-        self.added
+    /// From now on the chunks are copied to the device but no kernel runs on them (to time the host's
+    /// side: [`crate::internals::gram_host_side_only`]).
+    pub fn skip_kernels(&mut self) {
+        self.kernels = false;
     }
 
     /// Submissions, host waits, dispatches and objects created so far (all objects are made by `new`).
@@ -288,36 +411,88 @@ impl GpuGram {
         self.stats
     }
 
-    /// Adds one block of `rows` samples (≤ block_rows), which `fill` writes with the [`RowWriter`] into
-    /// the staging buffer. With `device_shift`, the first block's column means become the shift (else
-    /// the shift stays zero: the rows come shifted).
-    pub fn add(&mut self, rows: usize, device_shift: bool, fill: impl FnOnce(&mut RowWriter<'_>)) {
-        if self.failure.is_some() {
+    /// Rows the current chunk can still take (a whole chunk when none is begun).
+    pub fn room(&self) -> usize {
+        self.layout.chunk_rows - self.filled
+    }
+
+    /// Samples written so far, in submitted chunks and the current one.
+    pub fn rows_written(&self) -> usize {
+        self.added * self.layout.chunk_rows + self.filled
+    }
+
+    /// Appends `rows` samples (≤ [`room`](Self::room)) to the current chunk, which `fill` writes with
+    /// the [`RowWriter`] into its staging buffer; a chunk is submitted when it is full, so chunks are
+    /// cut from the stream of samples whatever the writes. With `device_shift` on the first write, the
+    /// first chunk's column means become the shift (else the shift stays zero: the rows come shifted).
+    pub fn write(
+        &mut self,
+        rows: usize,
+        device_shift: bool,
+        fill: impl FnOnce(&mut RowWriter<'_>),
+    ) {
+        assert!(
+            rows <= self.room(),
+            "{rows} rows for a chunk with room for {}",
+            self.room()
+        );
+        if self.failure.is_some() || rows == 0 {
             return;
         }
         let slot = self.added % STAGING_RING;
-        if let Err(e) = self.wait_mapped(slot) {
-            self.failure = Some(e);
+        if self.filled == 0 {
+            if let Err(e) = self.wait_mapped(slot) {
+                self.failure = Some(e);
+                return;
+            }
+            if self.added == 0 {
+                self.device_shift = device_shift;
+            }
+        }
+        let row_bytes = (self.mp * 4) as u64;
+        let begin = HEADER + self.filled as u64 * row_bytes;
+        let staging = &self.staging[slot];
+        match staging
+            .buffer
+            .get_mapped_range_mut(begin..begin + rows as u64 * row_bytes)
+        {
+            Ok(mut view) => fill(&mut RowWriter {
+                view: &mut view,
+                m: self.m,
+                mp: self.mp,
+            }),
+            Err(e) => {
+                self.failure = Some(Error::Gpu(format!("writing a staging buffer: {e:?}")));
+                return;
+            }
+        }
+        self.filled += rows;
+        if self.filled == self.layout.chunk_rows {
+            self.submit();
+        }
+    }
+
+    /// Submits the current chunk (if it has rows): its parameters into the staging buffer's header,
+    /// one submission that copies it to a device chunk buffer and runs the two kernels on it.
+    fn submit(&mut self) {
+        let rows = std::mem::take(&mut self.filled);
+        if rows == 0 || self.failure.is_some() {
             return;
         }
+        let slot = self.added % STAGING_RING;
         let data_bytes = (rows * self.mp * 4) as u64;
-        let first = u32::from(device_shift && self.added == 0);
         let staging = &mut self.staging[slot];
-        match staging.buffer.get_mapped_range_mut(..HEADER + data_bytes) {
+        match staging.buffer.get_mapped_range_mut(..HEADER) {
             Ok(mut view) => {
                 let header = GramParams {
                     rows: rows as u32,
                     mp: self.mp as u32,
-                    first,
+                    first: u32::from(self.device_shift && self.added == 0),
+                    slice: self.layout.slice as u32,
+                    splits: self.layout.splits as u32,
                     ..GramParams::default()
                 };
-                view.slice(..HEADER as usize)
-                    .copy_from_slice(bytemuck::bytes_of(&header));
-                fill(&mut RowWriter {
-                    view: &mut view,
-                    m: self.m,
-                    mp: self.mp,
-                });
+                view.slice(..).copy_from_slice(bytemuck::bytes_of(&header));
             }
             Err(e) => {
                 self.failure = Some(Error::Gpu(format!("writing a staging buffer: {e:?}")));
@@ -329,25 +504,28 @@ impl GpuGram {
         let mut encoder = self.ctx.encoder("gram");
         encoder.copy_buffer_to_buffer(&staging.buffer, 0, &chunk.params, 0, HEADER);
         encoder.copy_buffer_to_buffer(&staging.buffer, HEADER, &chunk.rows, 0, data_bytes);
-        {
+        if self.kernels {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("gram"),
                 timestamp_writes: None,
             });
-            let (gx, gy) = grid_1d(self.mp, self.ctx.workgroup());
+            // gram_columns: 64 features per workgroup.
             pass.set_pipeline(&self.columns_pipeline.pipeline);
             pass.set_bind_group(0, &chunk.columns_group, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
-            let tiles = self.mp.div_ceil(PANEL_ROWS) as u32;
+            pass.dispatch_workgroups(self.mp.div_ceil(64) as u32, 1, 1);
+            // gram_chunk: one workgroup per tile of the panel's triangle and split.
             pass.set_pipeline(&self.gram_pipeline.pipeline);
             for (panel, group) in self.panels.iter().zip(&chunk.gram_groups) {
                 pass.set_bind_group(0, group, &[]);
-                pass.dispatch_workgroups(panel.rows.div_ceil(PANEL_ROWS) as u32, tiles, 1);
+                let (gx, gy) = grid_1d(panel.tiles * self.layout.splits, 1);
+                pass.dispatch_workgroups(gx, gy, 1);
             }
         }
         let index = self.ctx.queue.submit([encoder.finish()]);
         self.stats.submissions += 1;
-        self.stats.dispatches += 1 + self.panels.len();
+        if self.kernels {
+            self.stats.dispatches += 1 + self.panels.len();
+        }
         // Map the staging buffer again as soon as the device has copied out of it.
         let state = Arc::new(AtomicU8::new(MAP_PENDING));
         let callback_state = state.clone();
@@ -387,11 +565,29 @@ impl GpuGram {
         }
     }
 
+    /// An encoder for reading `panel`, which first adds its split-K totals into the first (with
+    /// more than one split: one dispatch, one thread per vec4 of the panel).
+    fn fold_encoder(&self, panel: &CPanel) -> wgpu::CommandEncoder {
+        let mut encoder = self.ctx.encoder("read the Gram matrix");
+        if self.layout.splits > 1 {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("gram fold"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.fold_pipeline.pipeline);
+            pass.set_bind_group(0, &panel.fold_group, &[]);
+            let (gx, gy) = grid_1d(panel.rows * self.mp / 4, self.ctx.workgroup());
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        encoder
+    }
+
     /// Σ over all chunks, as f64: C (c_hi + c_lo, the upper triangle mirrored) into `c` (m x m), and
     /// the column sums and the shift. Where both halves of a panel fit one staging buffer: one
     /// submission per panel, the column statistics with the last (one in all for a C of one panel);
     /// else two per panel (each half in its own staging buffer) and one for the statistics.
     pub fn total(&mut self, c: &mut DMatrix<f64>) -> Result<GpuGramTotal> {
+        self.submit();
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
@@ -411,6 +607,9 @@ impl GpuGram {
         self.stats.buffers_created += stagings.len();
         let vectors = [&self.sums_hi, &self.sums_lo, &self.shift];
         let mut statistics = Vec::new();
+        if self.layout.splits > 1 {
+            self.stats.dispatches += self.panels.len();
+        }
         // Row r of a panel holds C[row0 + r, j] for j ≥ row0 + r (the upper triangle): hi + lo into
         // both triangles of c.
         let store = |c: &mut DMatrix<f64>, row0: usize, rows: usize, hi: &[f32], lo: &[f32]| {
@@ -429,7 +628,7 @@ impl GpuGram {
             let bytes = (rows * mp * 4) as u64;
             let values = rows * mp;
             if together {
-                let mut encoder = self.ctx.encoder("read the Gram matrix");
+                let mut encoder = self.fold_encoder(panel);
                 encoder.copy_buffer_to_buffer(&panel.hi, 0, &stagings[0], 0, bytes);
                 encoder.copy_buffer_to_buffer(&panel.lo, 0, &stagings[0], bytes, bytes);
                 let mut end = 2 * bytes;
@@ -452,7 +651,7 @@ impl GpuGram {
             } else {
                 // The high part through one staging buffer (copied out), then the low part through the
                 // other, stored while it is mapped.
-                let mut encoder = self.ctx.encoder("read the Gram matrix");
+                let mut encoder = self.fold_encoder(panel);
                 encoder.copy_buffer_to_buffer(&panel.hi, 0, &stagings[0], 0, bytes);
                 let hi = self.ctx.submit_and_read(encoder, &stagings[0], bytes)?;
                 let mut encoder = self.ctx.encoder("read the Gram matrix");
@@ -481,5 +680,45 @@ impl GpuGram {
             sums: DVector::from_fn(m, |j, _| sums_hi[j] as f64 + sums_lo[j] as f64),
             shift: DVector::from_fn(m, |j, _| shift[j] as f64),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triangle_tiles_per_panel() {
+        // mp = 300: 3 tiles a side, 6 in the triangle; panels of 128 rows hold 3, 2 and 1.
+        assert_eq!(panel_tiles(300, 0, 300), 6);
+        assert_eq!(panel_tiles(300, 0, 128), 3);
+        assert_eq!(panel_tiles(300, 128, 128), 2);
+        assert_eq!(panel_tiles(300, 256, 44), 1);
+        assert_eq!(panel_tiles(4096, 0, 4096), 32 * 33 / 2);
+        assert_eq!(panel_tiles(8, 0, 8), 1);
+    }
+
+    #[test]
+    fn layouts_fill_the_gpu_within_their_limits() {
+        let plan = |mp: usize, limit: u64| {
+            let l = GramLayout::plan(mp, Panels::new(mp, limit).unwrap(), limit);
+            (l.chunk_rows, l.slice, l.splits, l.panels.count())
+        };
+        let lavapipe = 128 << 20;
+        // Small m: one tile, as many splits as allowed (32), chunks of 16 MiB in whole slices.
+        assert_eq!(plan(36, lavapipe), (115_712, 1024, 32, 1));
+        // Fashion-MNIST: 28 tiles, 19 splits wanted, 5 slices a chunk.
+        assert_eq!(plan(784, lavapipe), (5120, 1024, 5, 1));
+        // m = 2048: 136 tiles, 4 splits wanted, 2 slices a chunk.
+        assert_eq!(plan(2048, lavapipe), (2048, 1024, 2, 1));
+        assert_eq!(plan(2048, 4 << 30), (2048, 1024, 2, 1));
+        // m = 4096: 528 tiles fill the GPU alone; chunks of one slice.
+        assert_eq!(plan(4096, 4 << 30), (1024, 1024, 1, 1));
+        // Rows wider than 16 KiB: a slice a chunk, or as many rows as one binding holds (C of
+        // m = 8192 is in 2 panels there, of m = 40000 in 53 of 768 rows).
+        assert_eq!(plan(8192, lavapipe), (1024, 1024, 1, 2));
+        assert_eq!(plan(40_000, lavapipe), (838, 838, 1, 53));
+        // C in several panels: no split.
+        assert_eq!(plan(300, 160_000), (133, 133, 1, 3));
     }
 }

@@ -54,6 +54,10 @@ pub struct FamilyInfo {
     pub structs: &'static [StructLayout],
     /// Whether [`TREE_SUM`] is appended to it.
     pub tree_sum: bool,
+    /// Whether its every storage and workgroup index is in range by the kernel's own checks (its file
+    /// says how), so that the module is compiled without wgpu's runtime bounds checks, which clamp
+    /// every index (a min per access in the inner loops).
+    pub bounds_checked_by_kernel: bool,
 }
 
 impl Family {
@@ -112,6 +116,7 @@ impl Family {
             text,
             structs,
             tree_sum,
+            bounds_checked_by_kernel: self == Family::Gram,
         }
     }
 
@@ -177,8 +182,10 @@ macro_rules! kernel_table {
 kernel_table! {
     /// The shift (first chunk) and the column sums of a chunk.
     GramColumns => Gram, "gram_columns", [gram::X, gram::SHIFT, gram::SUMS_HI, gram::SUMS_LO];
-    /// C += a chunk's Gram matrix.
+    /// C's running totals += a chunk's Gram matrix, slice by slice.
     GramChunk => Gram, "gram_chunk", [gram::X, gram::C_HI, gram::C_LO, gram::SHIFT, gram::PANEL];
+    /// The split-K totals of C added into the first.
+    GramFold => Gram, "gram_fold", [gram::C_HI, gram::C_LO, gram::PANEL];
     /// out = C x.
     CMul => Matmul, "c_mul", [matmul::A, matmul::B, matmul::OUT];
     /// out = aᵀ b.
@@ -277,10 +284,22 @@ impl PipelineCache {
         if !self.pipelines.contains_key(&kernel) {
             let family = kernel.family();
             let module = self.modules.entry(family).or_insert_with(|| {
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let descriptor = wgpu::ShaderModuleDescriptor {
                     label: Some(family.info().file),
                     source: wgpu::ShaderSource::Wgsl(family.wgsl().into()),
-                })
+                };
+                if family.info().bounds_checked_by_kernel {
+                    let checks = wgpu::ShaderRuntimeChecks {
+                        bounds_checks: false,
+                        ..wgpu::ShaderRuntimeChecks::checked()
+                    };
+                    // SAFETY: only the bounds checks are off, for a family whose kernels keep every
+                    // index in range themselves (`bounds_checked_by_kernel`); loop bounding and the
+                    // integer-division checks stay on.
+                    unsafe { device.create_shader_module_trusted(descriptor, checks) }
+                } else {
+                    device.create_shader_module(descriptor)
+                }
             });
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some(kernel.entry_point()),

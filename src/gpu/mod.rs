@@ -11,7 +11,7 @@ mod gram;
 pub(crate) mod kernels;
 
 pub(crate) use engine::GpuEngine;
-pub(crate) use gram::GpuGram;
+pub(crate) use gram::{GpuGram, GramLayout};
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
@@ -53,7 +53,7 @@ impl DeviceInfo {
     }
 
     /// The largest number of features whose C (padded to a multiple of 4, f32) fits the device's
-    /// limits: C is held in row panels of at least 64 rows, each in one buffer and one
+    /// limits: C is held in row panels of at least 128 rows, each in one buffer and one
     /// storage binding. (Device memory, which wgpu does not report, may bind first: C takes 4·m² bytes
     /// in the loop and 8·m² while it is accumulated.)
     pub fn max_features(&self) -> usize {
@@ -68,13 +68,16 @@ impl DeviceInfo {
 /// (16 GiB), whatever the adapter allows.
 const MAX_BINDING_BYTES: u64 = 4 * u32::MAX as u64;
 
-/// The most rows of C: the kernels' grids have one workgroup per 64 rows, at most 65535 in a
-/// dimension (WebGPU's max_compute_workgroups_per_dimension).
-const MAX_ROWS: usize = 65535 * PANEL_ROWS;
+/// The rows of the C·W kernel's (`c_mul`'s) tiles: its grid has one workgroup per 64 rows of C.
+pub(crate) const C_MUL_ROWS: usize = 64;
 
-/// The rows of C's panels are a multiple of this: the Gram kernel's and the C·W kernel's tile height,
-/// so that no tile spans two panels.
-pub(crate) const PANEL_ROWS: usize = 64;
+/// The most rows of C: `c_mul`'s grid has one workgroup per [`C_MUL_ROWS`] rows, at most 65535 in a
+/// dimension (WebGPU's max_compute_workgroups_per_dimension).
+const MAX_ROWS: usize = 65535 * C_MUL_ROWS;
+
+/// The rows of C's panels are a multiple of this: the Gram kernel's tile size (128), a multiple of
+/// `c_mul`'s tile height, so that no tile of either spans two panels.
+pub(crate) const PANEL_ROWS: usize = 128;
 
 /// The most bytes one buffer bound as storage may hold here, and the name of the limit that binds.
 fn binding_limit(max_buffer_size: u64, max_binding: u64) -> (u64, &'static str) {
@@ -393,8 +396,8 @@ impl GpuContext {
             // (C in f64 on the host would need 140 TB first.)
             return Err(Error::Unsupported {
                 detail: format!(
-                    "n_features = {m} on the GPU: its kernels dispatch one workgroup per 64 rows of \
-                     C, at most 65535 (n_features ≤ {MAX_ROWS})"
+                    "n_features = {m} on the GPU: its kernels dispatch one workgroup per \
+                     {C_MUL_ROWS} rows of C, at most 65535 (n_features ≤ {MAX_ROWS})"
                 ),
             });
         }
@@ -546,22 +549,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn panels_cover_c_in_tiles_of_64_rows() {
+    fn panels_cover_c_in_tiles_of_128_rows() {
         let rows = |mp, limit| Panels::new(mp, limit).map(|p| p.iter().collect::<Vec<_>>());
-        // A 64-row panel of mp = 300 is 76800 bytes.
-        let split = vec![(0, 64), (64, 64), (128, 64), (192, 64), (256, 44)];
-        assert_eq!(rows(300, 80_000), Some(split));
-        assert_eq!(Panels::new(300, 80_000).unwrap().count(), 5);
-        assert_eq!(
-            rows(300, 160_000),
-            Some(vec![(0, 128), (128, 128), (256, 44)])
-        );
+        // A 128-row panel of mp = 300 is 153600 bytes.
+        let split = vec![(0, 128), (128, 128), (256, 44)];
+        assert_eq!(rows(300, 160_000), Some(split));
+        assert_eq!(Panels::new(300, 160_000).unwrap().count(), 3);
+        assert_eq!(rows(300, 320_000), Some(vec![(0, 256), (256, 44)]));
         assert_eq!(rows(300, 300 * 300 * 4), Some(vec![(0, 300)]));
-        assert_eq!(rows(128, 128 * 4 * 64), Some(vec![(0, 64), (64, 64)]));
-        // C smaller than a tile fits as one panel; a 64-row panel that exceeds the limit does not.
+        assert_eq!(rows(256, 256 * 4 * 128), Some(vec![(0, 128), (128, 128)]));
+        // C smaller than a tile fits as one panel; a 128-row panel that exceeds the limit does not.
         assert_eq!(rows(8, 8 * 8 * 4), Some(vec![(0, 8)]));
-        assert_eq!(rows(300, 76_799), None);
-        assert_eq!(max_features((80_000, "")), 312);
+        assert_eq!(rows(300, 153_599), None);
+        assert_eq!(max_features((160_000, "")), 312);
         assert_eq!(max_features((u64::MAX, "")), MAX_ROWS);
     }
 }
