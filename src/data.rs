@@ -959,7 +959,14 @@ impl GramAccumulator {
     }
 
     /// The centred Gram matrix and the mean. Errors on an accumulator that saw no sample.
-    pub fn finish(mut self) -> Result<GramStats> {
+    pub fn finish(self) -> Result<GramStats> {
+        self.finish_timed().map(|(stats, _)| stats)
+    }
+
+    /// [`finish`](Self::finish), with the GPU time of the accumulation's kernels, measured by
+    /// timestamp queries where the device has them (TIMESTAMP_QUERY; one more submission and wait);
+    /// None on the CPU and on devices without them.
+    pub fn finish_timed(mut self) -> Result<(GramStats, Option<std::time::Duration>)> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -973,6 +980,7 @@ impl GramAccumulator {
             });
         }
         let n = self.n_samples as f64;
+        let mut kernel_time = None;
         let (mut c, shift, sums) = match self.engine {
             BlockEngine::Cpu(_) => {
                 // The blocks filled the lower triangle: mirror it.
@@ -994,6 +1002,7 @@ impl GramAccumulator {
                 };
                 let mut c = self.c;
                 let t = gpu.total(&mut c)?;
+                kernel_time = t.kernel_time;
                 // A host-side shift (f64 first block) left the device's at zero.
                 (c, self.shift.unwrap_or(t.shift), t.sums)
             }
@@ -1022,11 +1031,14 @@ impl GramAccumulator {
                 ),
             });
         }
-        Ok(GramStats {
-            c,
-            mean,
-            n_samples: self.n_samples,
-        })
+        Ok((
+            GramStats {
+                c,
+                mean,
+                n_samples: self.n_samples,
+            },
+            kernel_time,
+        ))
     }
 }
 

@@ -116,8 +116,9 @@ impl LaePca {
         let mut acc = accumulator_on(gpu.as_ref(), view.n_features, self.center)?;
         acc.cancel_on(self.cancel.clone());
         acc.push_view(&view)?;
-        let stats = acc.finish()?;
-        let problem = Problem::gram(&stats, reason);
+        let (stats, kernels) = acc.finish_timed()?;
+        let mut problem = Problem::gram(&stats, reason);
+        problem.gram_kernels = kernels;
         self.fit_problem(&problem, &checked, t_gram.elapsed(), start, gpu)
     }
 
@@ -255,7 +256,7 @@ impl LaePca {
             }
             acc.push_rows(&block)?;
         }
-        let stats = acc.finish()?;
+        let (stats, gram_kernels) = acc.finish_timed()?;
         // U = X_cᵀ V: row j is Σᵢ (x_ij − μ_j) V[i, :], in f64 in sample order; a second pass.
         let source = std::sync::Mutex::new((data, block));
         let lift = |v: &DMatrix<f64>| -> Result<DMatrix<f64>> {
@@ -299,6 +300,7 @@ impl LaePca {
             method: Method::GramT,
             reason,
             lift: Some(&lift),
+            gram_kernels,
         };
         self.fit_problem(&problem, checked, t_gram.elapsed(), start, gpu)
     }
@@ -371,6 +373,7 @@ impl LaePca {
                 method,
                 reason,
                 lift: None,
+                gram_kernels: None,
             };
             return self.fit_problem(&problem, &checked, t.elapsed(), start, None);
         }
@@ -383,9 +386,10 @@ impl LaePca {
             x.densify_rows(first..(first + rows).min(n), &mut block);
             acc.push_rows(&block)?;
         }
-        let stats = acc.finish()?;
+        let (stats, kernels) = acc.finish_timed()?;
         let mut problem = Problem::gram(&stats, reason);
         problem.method = method;
+        problem.gram_kernels = kernels;
         self.fit_problem(&problem, &checked, t_gram.elapsed(), start, gpu)
     }
 
@@ -769,6 +773,7 @@ impl LaePca {
             timings: Timings {
                 upload,
                 gram,
+                gram_kernels: p.gram_kernels,
                 setup,
                 iterate,
                 readback,
@@ -809,6 +814,8 @@ struct Problem<'a> {
     /// For the transposed route: `V ↦ X_cᵀ V` (n x k to m x k), which takes K's eigenvectors to the
     /// directions (times Σ).
     lift: Option<Lift<'a>>,
+    /// The GPU time of the Gram kernels, where they ran on a device with timestamp queries.
+    gram_kernels: Option<Duration>,
 }
 
 impl<'a> Problem<'a> {
@@ -823,6 +830,7 @@ impl<'a> Problem<'a> {
             method: Method::Gram,
             reason,
             lift: None,
+            gram_kernels: None,
         }
     }
 }

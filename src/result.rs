@@ -19,6 +19,9 @@ pub struct Timings {
     pub upload: Duration,
     /// Computing C (and the mean).
     pub gram: Duration,
+    /// The GPU time of the Gram phase's kernels (timestamp queries, summed over the chunks' compute
+    /// passes), where C was accumulated on a device that has them; else None.
+    pub gram_kernels: Option<Duration>,
     /// Choosing λ and α and checking λ (the subspace-iteration estimate; for auto only the start, its λ
     /// comes from its own Ritz values).
     pub setup: Duration,

@@ -515,3 +515,34 @@ fn check_every_usize_max_does_not_overflow() {
         .unwrap();
     assert_eq!(fit.iterations, 30);
 }
+
+/// Where the device has timestamp queries (lavapipe and llvmpipe's GL do), a GPU fit reports the GPU
+/// time of its Gram kernels, within the Gram phase's wall time; on the CPU there is none.
+#[test]
+fn gram_kernels_are_timed() {
+    if !have_gpu() {
+        return;
+    }
+    let device = GpuDevice::open(None).unwrap();
+    let x = prescribed_spectrum(3000, 40, &geometric_spectrum(40, 20.0, 0.8), 2.0, 5)
+        .x
+        .map(|v| v as f32);
+    let fit = |backend| {
+        LaePca::new(3)
+            .backend(backend)
+            .device(device.clone())
+            .method(Method::Gram)
+            .fit(&x)
+            .unwrap()
+    };
+    let gpu = fit(Backend::Gpu).timings;
+    match gpu.gram_kernels {
+        Some(t) => {
+            assert!(device.info().timestamp_queries);
+            assert!(t > std::time::Duration::ZERO, "{gpu:?}");
+            assert!(t <= gpu.gram, "{gpu:?}");
+        }
+        None => assert!(!device.info().timestamp_queries, "{:?}", device.info()),
+    }
+    assert_eq!(fit(Backend::Cpu).timings.gram_kernels, None);
+}

@@ -316,7 +316,7 @@ fn accumulate<T: Real>(
     model: &LaePca,
     reader: &mut Reader,
     bar: &Bar,
-) -> Result<(GramStats, Duration, Duration), Failure> {
+) -> Result<(GramStats, Duration, Duration, Option<Duration>), Failure> {
     // The builder's backend is decided: the accumulation runs on the device the fit will use.
     let mut acc = model.accumulator(reader.cols()).map_err(|e| match e {
         Error::TooLarge { .. } => data_error(e, reader),
@@ -386,9 +386,9 @@ fn accumulate<T: Real>(
         None => {}
     }
     let t = Instant::now();
-    let stats = acc.finish().map_err(|e| data_error(e, reader))?;
+    let (stats, kernels) = acc.finish_timed().map_err(|e| data_error(e, reader))?;
     gram += t.elapsed();
-    Ok((stats, load, gram))
+    Ok((stats, load, gram, kernels))
 }
 
 fn to_f32<T: Real>(v: &DVector<T>) -> Vec<f32> {
@@ -595,10 +595,11 @@ fn fit_streamed<T: Real>(
     reader: &mut Reader,
     bar: &Bar,
 ) -> Result<FileFit<'static, T>, Failure> {
-    let (stats, load, gram) = accumulate::<T>(model, reader, bar)?;
-    let fit = model
+    let (stats, load, gram, kernels) = accumulate::<T>(model, reader, bar)?;
+    let mut fit = model
         .fit_gram::<T>(&stats)
         .map_err(|e| data_error(e, reader))?;
+    fit.timings.gram_kernels = kernels;
     Ok(FileFit {
         fit,
         load,

@@ -431,6 +431,9 @@ pub struct TimingsMs {
     pub load: f64,
     /// Accumulating the Gram matrix C and the mean.
     pub gram: f64,
+    /// The GPU time of the Gram kernels (timestamp queries), where C was accumulated on a device
+    /// that has them; else null.
+    pub gram_kernels: Option<f64>,
     /// Choosing λ and α.
     pub setup: f64,
     /// Moving C to the device (zero on the CPU).
@@ -460,6 +463,7 @@ impl TimingsMs {
         TimingsMs {
             load: ms(load),
             gram: ms(gram),
+            gram_kernels: fit.gram_kernels.map(ms),
             setup: ms(fit.setup),
             upload: ms(fit.upload),
             readback: ms(fit.readback),

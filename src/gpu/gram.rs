@@ -33,6 +33,8 @@ const TARGET_WORKGROUPS: usize = 512;
 const MAX_SPLITS: usize = 32;
 /// Bytes split-K's running totals may take beyond C's own compensated sum.
 const SPLIT_BYTES: u64 = 128 << 20;
+/// Chunks whose compute pass is timed (two timestamps each; WebGPU allows 4096 queries per set).
+const TIMED_CHUNKS: usize = 2048;
 /// Staging buffers the host fills in turn.
 const STAGING_RING: usize = 3;
 /// Device chunk buffers the kernels read in turn.
@@ -162,6 +164,16 @@ impl GramLayout {
     }
 }
 
+/// Timestamp queries at the beginning and end of each chunk's compute pass (where the device has
+/// them), resolved and read back once by [`GpuGram::total`].
+struct ChunkTimer {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// Nanoseconds per tick.
+    period: f32,
+}
+
 /// Writes rows into a mapped staging buffer (plain byte copies, rows of `mp` f32 values), counted from
 /// the first row the write covers.
 pub(crate) struct RowWriter<'a> {
@@ -195,6 +207,9 @@ impl RowWriter<'_> {
 pub(crate) struct GpuGramTotal {
     /// Σ (x − s).
     pub sums: DVector<f64>,
+    /// The GPU time of the chunks' kernels (timestamp queries): None where the device has none, or
+    /// beyond [`TIMED_CHUNKS`] chunks.
+    pub kernel_time: Option<std::time::Duration>,
     /// The shift the device subtracted (zero unless it computed one from the first chunk).
     pub shift: DVector<f64>,
 }
@@ -221,6 +236,7 @@ pub(crate) struct GpuGram {
     device_shift: bool,
     /// Whether the kernels run on each chunk (false only to time the host's side).
     kernels: bool,
+    timer: Option<ChunkTimer>,
     /// The first failure of a map request (reported by [`total`](Self::total)).
     failure: Option<Error>,
     stats: EngineStats,
@@ -366,8 +382,22 @@ impl GpuGram {
                 }
             })
             .collect();
+        let timer = ctx.timestamp_period.map(|period| {
+            let bytes = (2 * TIMED_CHUNKS * 8) as u64;
+            ChunkTimer {
+                queries: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("gram chunk times"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * TIMED_CHUNKS as u32,
+                }),
+                resolved: ctx.buffer("gram chunk times", bytes, U::QUERY_RESOLVE | U::COPY_SRC),
+                staging: ctx.staging(bytes),
+                period,
+            }
+        });
         ctx.take_error()?;
         let n_panels = panels.len();
+        let timer_buffers = if timer.is_some() { 2 } else { 0 };
         Ok(GpuGram {
             ctx,
             m,
@@ -386,9 +416,14 @@ impl GpuGram {
             filled: 0,
             device_shift: false,
             kernels: true,
+            timer,
             failure: None,
             stats: EngineStats {
-                buffers_created: 4 + 3 * n_panels + STAGING_RING + 2 * DEVICE_CHUNKS,
+                buffers_created: 4
+                    + 3 * n_panels
+                    + STAGING_RING
+                    + 2 * DEVICE_CHUNKS
+                    + timer_buffers,
                 bind_groups_created: n_panels + (1 + n_panels) * DEVICE_CHUNKS,
                 ..EngineStats::default()
             },
@@ -505,9 +540,17 @@ impl GpuGram {
         encoder.copy_buffer_to_buffer(&staging.buffer, 0, &chunk.params, 0, HEADER);
         encoder.copy_buffer_to_buffer(&staging.buffer, HEADER, &chunk.rows, 0, data_bytes);
         if self.kernels {
+            let index = 2 * self.added as u32;
+            let timestamp_writes = (self.timer.as_ref())
+                .filter(|_| self.added < TIMED_CHUNKS)
+                .map(|t| wgpu::ComputePassTimestampWrites {
+                    query_set: &t.queries,
+                    beginning_of_pass_write_index: Some(index),
+                    end_of_pass_write_index: Some(index + 1),
+                });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("gram"),
-                timestamp_writes: None,
+                timestamp_writes,
             });
             // gram_columns: 64 features per workgroup.
             pass.set_pipeline(&self.columns_pipeline.pipeline);
@@ -563,6 +606,40 @@ impl GpuGram {
                 "mapping a staging buffer of the Gram accumulation failed".into(),
             )),
         }
+    }
+
+    /// The summed GPU time of every chunk's compute pass, from its two timestamps: one submission and
+    /// one wait. None without a timer, without kernels, or with more chunks than were timed.
+    fn kernel_time(&mut self) -> Result<Option<std::time::Duration>> {
+        let chunks = self.added;
+        let Some(timer) = self.timer.as_ref() else {
+            return Ok(None);
+        };
+        if chunks == 0 || chunks > TIMED_CHUNKS || !self.kernels {
+            return Ok(None);
+        }
+        let mut encoder = self.ctx.encoder("read the chunk times");
+        let bytes = (2 * chunks * 8) as u64;
+        encoder.resolve_query_set(&timer.queries, 0..2 * chunks as u32, &timer.resolved, 0);
+        encoder.copy_buffer_to_buffer(&timer.resolved, 0, &timer.staging, 0, bytes);
+        // Ticks as little-endian u64 pairs (begin, end) per chunk.
+        let ticks = self
+            .ctx
+            .submit_and_view(encoder, &timer.staging, bytes, |v| {
+                let words: &[u32] = bytemuck::cast_slice(v);
+                words
+                    .chunks_exact(4)
+                    .map(|w| {
+                        let begin = w[0] as u64 | (w[1] as u64) << 32;
+                        let end = w[2] as u64 | (w[3] as u64) << 32;
+                        end.saturating_sub(begin)
+                    })
+                    .sum::<u64>()
+            })?;
+        self.stats.submissions += 1;
+        self.stats.host_waits += 1;
+        let nanos = ticks as f64 * timer.period as f64;
+        Ok(Some(std::time::Duration::from_nanos(nanos as u64)))
     }
 
     /// An encoder for reading `panel`, which first adds its split-K totals into the first (with
@@ -674,9 +751,11 @@ impl GpuGram {
             self.stats.submissions += 1;
             self.stats.host_waits += 1;
         }
+        let kernel_time = self.kernel_time()?;
         let (sums_hi, rest) = statistics.split_at(mp);
         let (sums_lo, shift) = rest.split_at(mp);
         Ok(GpuGramTotal {
+            kernel_time,
             sums: DVector::from_fn(m, |j, _| sums_hi[j] as f64 + sums_lo[j] as f64),
             shift: DVector::from_fn(m, |j, _| shift[j] as f64),
         })

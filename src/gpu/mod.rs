@@ -31,10 +31,13 @@ pub struct DeviceInfo {
     pub max_storage_buffer_binding_size: u64,
     /// The most invocations in one workgroup.
     pub max_compute_invocations_per_workgroup: u32,
+    /// Whether it has timestamp queries (TIMESTAMP_QUERY), which time the Gram kernels
+    /// ([`Timings::gram_kernels`](crate::Timings::gram_kernels)).
+    pub timestamp_queries: bool,
 }
 
 impl DeviceInfo {
-    fn new(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> Self {
+    fn new(info: &wgpu::AdapterInfo, limits: &wgpu::Limits, features: wgpu::Features) -> Self {
         DeviceInfo {
             name: info.name.clone(),
             backend: info.backend.to_str().to_string(),
@@ -49,6 +52,7 @@ impl DeviceInfo {
             max_buffer_size: limits.max_buffer_size,
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         }
     }
 
@@ -152,7 +156,7 @@ pub fn devices() -> Vec<DeviceInfo> {
         pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()));
     adapters
         .iter()
-        .map(|a| DeviceInfo::new(&a.get_info(), &a.limits()))
+        .map(|a| DeviceInfo::new(&a.get_info(), &a.limits(), a.features()))
         .collect()
 }
 
@@ -210,7 +214,7 @@ impl GpuDevice {
         accept: impl FnOnce(&DeviceInfo) -> bool,
     ) -> Result<std::result::Result<Self, DeviceInfo>> {
         let chosen = select_adapter(adapter)?;
-        let info = DeviceInfo::new(&chosen.get_info(), &chosen.limits());
+        let info = DeviceInfo::new(&chosen.get_info(), &chosen.limits(), chosen.features());
         if !accept(&info) {
             return Ok(Err(info));
         }
@@ -290,6 +294,9 @@ pub(crate) struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: DeviceInfo,
+    /// Nanoseconds per timestamp tick where the device has timestamp queries (TIMESTAMP_QUERY),
+    /// else None.
+    pub timestamp_period: Option<f32>,
     pipelines: Mutex<kernels::PipelineCache>,
     /// The first error wgpu reported outside an error scope (validation, out of memory, device lost).
     errors: Arc<Mutex<Option<String>>>,
@@ -314,10 +321,17 @@ impl GpuContext {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(cap);
         }
-        let info = DeviceInfo::new(&adapter.get_info(), &limits);
+        let info = DeviceInfo::new(&adapter.get_info(), &limits, adapter.features());
+        // Timestamp queries time the kernels where the adapter has them.
+        let timestamps = if info.timestamp_queries {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("laepca"),
             required_limits: limits.clone(),
+            required_features: timestamps,
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("could not open {}: {e}", info.name)))?;
@@ -347,10 +361,12 @@ impl GpuContext {
             info.backend,
             info.device_type
         );
+        let timestamp_period = (!timestamps.is_empty()).then(|| queue.get_timestamp_period());
         Ok(GpuContext {
             device,
             queue,
             info,
+            timestamp_period,
             pipelines: Mutex::new(kernels::PipelineCache::new(workgroup)),
             errors,
         })
