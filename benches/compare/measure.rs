@@ -108,6 +108,8 @@ pub struct Phases {
     /// total − the phases above: opening the device, validation, copies outside the phases.
     pub other: f64,
     pub total: f64,
+    /// The GPU time of the Gram kernels (timestamp queries; part of `gram`), 0 where not measured.
+    pub gram_kernels: f64,
 }
 
 impl Phases {
@@ -123,6 +125,7 @@ impl Phases {
             finish: s(t.finish),
             other: s(t.total.saturating_sub(sum)),
             total: s(t.total),
+            gram_kernels: t.gram_kernels.map_or(0.0, s),
         }
     }
 
@@ -138,6 +141,7 @@ impl Phases {
             finish: med(|p| p.finish),
             other: med(|p| p.other),
             total: med(|p| p.total),
+            gram_kernels: med(|p| p.gram_kernels),
         }
     }
 }

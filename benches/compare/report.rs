@@ -31,6 +31,10 @@ pub struct Row {
     pub readbacks: Option<usize>,
     pub gram_gflops: Option<f64>,
     pub gram_peak_pct: Option<f64>,
+    /// GPU rows on a device with timestamp queries: the Gram kernels' own rate (GFLOP/s, the
+    /// triangle's flops over their GPU time) and its % of the FP32 peak.
+    pub gram_kernel_gflops: Option<f64>,
+    pub gram_kernel_peak_pct: Option<f64>,
     /// CPU rows: the Gram rate over faer's f32 gemm XᵀX measured on the same shape in this run (%).
     pub gram_ref_pct: Option<f64>,
     pub iter_us: Option<f64>,
@@ -85,6 +89,8 @@ impl Row {
             submissions: None,
             readbacks: None,
             gram_gflops: None,
+            gram_kernel_gflops: None,
+            gram_kernel_peak_pct: None,
             gram_peak_pct: None,
             gram_ref_pct: None,
             iter_us: None,

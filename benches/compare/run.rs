@@ -258,6 +258,11 @@ fn laepca_row(cx: &mut Ctx, sh: &Shared, backend: Backend, solver: Solver) -> Ro
         if is_gpu {
             let peak = cx.adapter.as_ref().and_then(|a| a.peak_gflops);
             row.gram_peak_pct = peak.map(|pk| 100.0 * rate / pk);
+            if ph.gram_kernels > 0.0 {
+                let kernels = sh.gram_flops / ph.gram_kernels / 1e9;
+                row.gram_kernel_gflops = Some(kernels);
+                row.gram_kernel_peak_pct = peak.map(|pk| 100.0 * kernels / pk);
+            }
         } else {
             row.gram_ref_pct = Some(100.0 * rate / sh.sgemm_gflops);
         }

@@ -194,7 +194,8 @@ pub fn expectations(problems: &[ProblemJson], adapter: &Option<AdapterJson>) -> 
             {
                 if r.solver == Solver::default().name() || r.solver == "tied" {
                     out.push_str(&format!(
-                        "- GPU {} at m = {} ({}): Gram {} GFLOP/s{}; loop {} µs/iteration{}.\n",
+                        "- GPU {} at m = {} ({}): Gram {} GFLOP/s{}, its kernels alone {}; loop {} \
+                         µs/iteration{}.\n",
                         r.solver,
                         p.m,
                         p.name,
@@ -203,6 +204,13 @@ pub fn expectations(problems: &[ProblemJson], adapter: &Option<AdapterJson>) -> 
                             .map_or(" (FP32 peak unknown)".into(), |v| format!(
                                 " = {v:.1}% of FP32 peak (expected ≥ 25%)"
                             )),
+                        match (r.gram_kernel_gflops, r.gram_kernel_peak_pct) {
+                            (Some(g), Some(p)) => format!(
+                                "{g:.0} GFLOP/s = {p:.1}% of FP32 peak (expected ≥ 30%)"
+                            ),
+                            (Some(g), None) => format!("{g:.0} GFLOP/s"),
+                            _ => "not timed (no timestamp queries)".into(),
+                        },
                         fmt_opt(r.iter_us, |v| format!("{v:.1}")),
                         r.iter_over_c_read
                             .map_or(" (bandwidth unknown)".into(), |v| format!(
