@@ -546,3 +546,57 @@ fn gram_kernels_are_timed() {
     }
     assert_eq!(fit(Backend::Cpu).timings.gram_kernels, None);
 }
+
+/// The Gram kernels keep every index in range themselves (their module has wgpu's bounds checks
+/// off), so shapes at every edge of their tiles and slices are checked against the f64 reference:
+/// m around the vec4 padding and the 128-wide tiles, n of one sample, around the 8-sample step and
+/// the 1024-sample slice; on the uncapped device (one panel, split-K) and one capped at 160000 bytes
+/// (several panels from m = 257 on, chunks shorter than a slice).
+#[test]
+fn gpu_gram_at_the_edges_of_its_tiles() {
+    if !have_gpu() {
+        return;
+    }
+    let devices = [
+        GpuDevice::open(None).unwrap(),
+        GpuDevice::open_with_binding_limit(None, 160_000).unwrap(),
+    ];
+    let mut state = 7u64;
+    let mut value = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        ((state >> 40) as f64 / (1u64 << 24) as f64) * 2.0 + 3.0
+    };
+    for (m, n) in [
+        (1, 2),
+        (2, 1),
+        (3, 9),
+        (5, 1025),
+        (127, 8),
+        (128, 1024),
+        (129, 1031),
+        (257, 300),
+        (300, 140),
+    ] {
+        let x = DMatrix::<f64>::from_fn(n, m, |_, _| value()).map(|v| v as f32 as f64);
+        let rows: Vec<f32> = x.transpose().iter().map(|&v| v as f32).collect();
+        let reference = centred_gram(&x);
+        for (d, device) in devices.iter().enumerate() {
+            let mut acc = GramAccumulator::on_device(device, m, true).unwrap();
+            acc.push_rows(&rows).unwrap();
+            let stats = acc.finish().unwrap();
+            let scale = reference.norm().max(x.norm() * x.norm() * 1e-7);
+            let err = (&stats.c - &reference).norm() / scale;
+            assert!(
+                err <= 1e-5,
+                "m = {m}, n = {n}, device {d}: relative error {err:e}"
+            );
+            for j in 0..m {
+                let mean = x.column(j).mean();
+                assert!(
+                    (stats.mean[j] - mean).abs() <= 1e-6 * mean.abs(),
+                    "m = {m}, n = {n}"
+                );
+            }
+        }
+    }
+}
