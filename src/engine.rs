@@ -163,6 +163,11 @@ pub trait Engine {
     fn check(&mut self) -> Result<Vec<f64>>;
     /// The counts so far (see [`EngineStats`]).
     fn stats(&self) -> EngineStats;
+    /// The GPU time of what ran so far, measured by timestamp queries and read back with the checks and
+    /// downloads: None on the CPU, on devices without them, and while some of it is unread.
+    fn kernel_time(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Relative size, in ulps of the working precision, of the largest eigenvalue of a column-scaled Gram

@@ -680,6 +680,7 @@ impl LaePca {
                     adapter: Some(ctx.info.clone()),
                     upload,
                     readback,
+                    kernels: engine.kernel_time(),
                     passes: engine.passes(),
                 }
             }
@@ -694,6 +695,7 @@ impl LaePca {
                     adapter: None,
                     upload: Duration::ZERO,
                     readback: Duration::ZERO,
+                    kernels: None,
                     passes: engine.passes(),
                 }
             }
@@ -704,6 +706,7 @@ impl LaePca {
             adapter,
             upload,
             readback,
+            kernels: iterate_kernels,
             passes: loop_passes,
         } = run;
         let iterate = t_iter.elapsed().saturating_sub(upload + readback);
@@ -776,6 +779,7 @@ impl LaePca {
                 gram_kernels: p.gram_kernels,
                 setup,
                 iterate,
+                iterate_kernels,
                 readback,
                 finish: t_finish.elapsed(),
                 total: start.elapsed(),
@@ -995,6 +999,8 @@ struct LoopRun {
     /// Time spent moving C and the weights to the device and the weights back (zero on the CPU).
     upload: Duration,
     readback: Duration,
+    /// The GPU time of the loop's compute passes (timestamp queries; None on the CPU or without them).
+    kernels: Option<Duration>,
     /// Products with C in the loop.
     passes: usize,
 }

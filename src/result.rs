@@ -27,6 +27,9 @@ pub struct Timings {
     pub setup: Duration,
     /// The solver loop.
     pub iterate: Duration,
+    /// The GPU time of the loop's compute passes (timestamp queries), where it ran on a device that
+    /// has them; else None.
+    pub iterate_kernels: Option<Duration>,
     /// Reading the weights back (zero on the CPU).
     pub readback: Duration,
     /// The small SVD, the Rayleigh quotients and the variances.

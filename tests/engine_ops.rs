@@ -645,3 +645,39 @@ fn every_engine_enforces_the_same_limits() {
         );
     });
 }
+
+/// Where the device has timestamp queries, the GPU engine times its compute passes; more passes than
+/// its ring of 256 holds between two read-backs are read on the way, in a submission of their own
+/// each time the ring is full. On the CPU there is no such time.
+#[test]
+fn gpu_pass_times_survive_a_full_ring() {
+    let c = random_c(M);
+    let mut cpu = cpu_engine::<f64>(&c, K, 1);
+    assert_eq!(cpu.kernel_time(), None);
+    if !have_gpu() {
+        return;
+    }
+    let device = GpuDevice::open(None).unwrap();
+    let mut gpu = gpu_engine(&device, &c, K, 1).expect("the GPU engine");
+    let x = tall(gpu.as_mut(), &random(M, K, 5));
+    let out = gpu.new_tall();
+    // Each upload ends the open pass: 600 passes, one c_mul each, without a check.
+    for _ in 0..600 {
+        gpu.c_mul(x, out);
+        gpu.upload(x, random(M, K, 5).as_slice()).unwrap();
+    }
+    let before = gpu.stats();
+    gpu.c_mul(x, out);
+    gpu.download(out).unwrap();
+    let time = gpu.kernel_time();
+    if device.info().timestamp_queries {
+        assert!(
+            time.is_some_and(|t| t > std::time::Duration::ZERO),
+            "{time:?}"
+        );
+        // The ring filled twice (at the 257th and the 513th pass): two reads of their own.
+        assert_eq!(before.submissions, 600 + 2, "{before:?}");
+    } else {
+        assert_eq!(time, None);
+    }
+}

@@ -517,7 +517,8 @@ fn check_every_usize_max_does_not_overflow() {
 }
 
 /// Where the device has timestamp queries (lavapipe and llvmpipe's GL do), a GPU fit reports the GPU
-/// time of its Gram kernels, within the Gram phase's wall time; on the CPU there is none.
+/// time of its Gram kernels and of its loop's passes, within the phases' wall times; on the CPU there
+/// is none.
 #[test]
 fn gram_kernels_are_timed() {
     if !have_gpu() {
@@ -536,15 +537,20 @@ fn gram_kernels_are_timed() {
             .unwrap()
     };
     let gpu = fit(Backend::Gpu).timings;
-    match gpu.gram_kernels {
-        Some(t) => {
+    match (gpu.gram_kernels, gpu.iterate_kernels) {
+        (Some(gram), Some(iterate)) => {
             assert!(device.info().timestamp_queries);
-            assert!(t > std::time::Duration::ZERO, "{gpu:?}");
-            assert!(t <= gpu.gram, "{gpu:?}");
+            assert!(gram > std::time::Duration::ZERO, "{gpu:?}");
+            assert!(gram <= gpu.gram, "{gpu:?}");
+            // (The last block's compute is waited for by the weights' read-back.)
+            assert!(iterate > std::time::Duration::ZERO, "{gpu:?}");
+            assert!(iterate <= gpu.iterate + gpu.readback, "{gpu:?}");
         }
-        None => assert!(!device.info().timestamp_queries, "{:?}", device.info()),
+        (None, None) => assert!(!device.info().timestamp_queries, "{:?}", device.info()),
+        other => panic!("{other:?}"),
     }
-    assert_eq!(fit(Backend::Cpu).timings.gram_kernels, None);
+    let cpu = fit(Backend::Cpu).timings;
+    assert_eq!((cpu.gram_kernels, cpu.iterate_kernels), (None, None));
 }
 
 /// The Gram kernels keep every index in range themselves (their module has wgpu's bounds checks

@@ -110,6 +110,8 @@ pub struct Phases {
     pub total: f64,
     /// The GPU time of the Gram kernels (timestamp queries; part of `gram`), 0 where not measured.
     pub gram_kernels: f64,
+    /// The GPU time of the loop's compute passes (timestamp queries), 0 where not measured.
+    pub iterate_kernels: f64,
 }
 
 impl Phases {
@@ -126,6 +128,7 @@ impl Phases {
             other: s(t.total.saturating_sub(sum)),
             total: s(t.total),
             gram_kernels: t.gram_kernels.map_or(0.0, s),
+            iterate_kernels: t.iterate_kernels.map_or(0.0, s),
         }
     }
 
@@ -142,6 +145,7 @@ impl Phases {
             other: med(|p| p.other),
             total: med(|p| p.total),
             gram_kernels: med(|p| p.gram_kernels),
+            iterate_kernels: med(|p| p.iterate_kernels),
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Row {
     /// CPU rows: the Gram rate over faer's f32 gemm XᵀX measured on the same shape in this run (%).
     pub gram_ref_pct: Option<f64>,
     pub iter_us: Option<f64>,
+    /// GPU rows on a device with timestamp queries: the loop's GPU time per iteration (µs).
+    pub iter_kernel_us: Option<f64>,
     /// C's bytes read per iteration (products with C times C's size in the working precision).
     pub bytes_per_iter: Option<f64>,
     pub achieved_gbs: Option<f64>,
@@ -94,6 +96,7 @@ impl Row {
             gram_peak_pct: None,
             gram_ref_pct: None,
             iter_us: None,
+            iter_kernel_us: None,
             bytes_per_iter: None,
             achieved_gbs: None,
             bandwidth_pct: None,

@@ -270,6 +270,9 @@ fn laepca_row(cx: &mut Ctx, sh: &Shared, backend: Backend, solver: Solver) -> Ro
     if o.iterations > 0 && ph.iterate > 0.0 {
         let per = ph.iterate / o.iterations as f64;
         row.iter_us = Some(per * 1e6);
+        if ph.iterate_kernels > 0.0 {
+            row.iter_kernel_us = Some(ph.iterate_kernels / o.iterations as f64 * 1e6);
+        }
         let c_bytes = if is_gpu {
             let mp = m.div_ceil(4) * 4;
             4.0 * (mp * mp) as f64

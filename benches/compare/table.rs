@@ -195,7 +195,7 @@ pub fn expectations(problems: &[ProblemJson], adapter: &Option<AdapterJson>) -> 
                 if r.solver == Solver::default().name() || r.solver == "tied" {
                     out.push_str(&format!(
                         "- GPU {} at m = {} ({}): Gram {} GFLOP/s{}, its kernels alone {}; loop {} \
-                         µs/iteration{}.\n",
+                         µs/iteration{} (on the GPU: {}).\n",
                         r.solver,
                         p.m,
                         p.name,
@@ -216,6 +216,7 @@ pub fn expectations(problems: &[ProblemJson], adapter: &Option<AdapterJson>) -> 
                             .map_or(" (bandwidth unknown)".into(), |v| format!(
                                 " = {v:.2}x the time to read C once (expected ≤ 2x)"
                             )),
+                        fmt_opt(r.iter_kernel_us, |v| format!("{v:.1} µs/iteration")),
                     ));
                 }
             }

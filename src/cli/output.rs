@@ -442,6 +442,9 @@ pub struct TimingsMs {
     pub readback: f64,
     /// The solver loop.
     pub iterate: f64,
+    /// The GPU time of the loop's compute passes (timestamp queries), where it ran on a device that
+    /// has them; else null.
+    pub iterate_kernels: Option<f64>,
     /// The small SVD, Rayleigh quotients and variances.
     pub finish: f64,
     /// Computing and writing the outputs (the scores' second pass included).
@@ -468,6 +471,7 @@ impl TimingsMs {
             upload: ms(fit.upload),
             readback: ms(fit.readback),
             iterate: ms(fit.iterate),
+            iterate_kernels: fit.iterate_kernels.map(ms),
             finish: ms(fit.finish),
             write: ms(write),
             total: ms(total),

@@ -19,6 +19,27 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use wgpu::BufferUsages as U;
 
+/// Passes of the loop whose timestamps may wait to be read: when as many are pending, they are read
+/// before the next pass opens (one more submission and wait; in practice every check reads them first).
+const TIMED_PASSES: usize = 256;
+/// Bytes between two passes' resolved timestamps (wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT).
+const RESOLVE_STRIDE: u64 = 256;
+
+/// Timestamp queries at the beginning and end of each compute pass of the loop, where the device has
+/// them: each pass's pair is resolved into a ring after the pass, and the ring is read with the
+/// check's or the download's read-back (its own staging buffer, mapped once that submission is done).
+struct LoopTimer {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// Passes ended and resolved, not read yet (slots 0 .. pending of the ring).
+    pending: usize,
+    /// Nanoseconds per tick.
+    period: f32,
+    /// The ticks of every pass read so far.
+    ticks: u64,
+}
+
 /// A buffer of the engine, as bind-group cache keys name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Buf {
@@ -71,6 +92,7 @@ pub(crate) struct GpuEngine<'a> {
     /// Time spent uploading C and the weights, and reading the weights back.
     upload_time: Duration,
     readback_time: Duration,
+    timer: Option<LoopTimer>,
 }
 
 impl<'a> GpuEngine<'a> {
@@ -136,6 +158,22 @@ impl<'a> GpuEngine<'a> {
             c_panels.push((row0, rows, panel));
         }
         let panel_count = c_panels.len();
+        let timer = ctx.timestamp_period.map(|period| {
+            let bytes = TIMED_PASSES as u64 * RESOLVE_STRIDE;
+            LoopTimer {
+                queries: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("loop pass times"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * TIMED_PASSES as u32,
+                }),
+                resolved: ctx.buffer("loop pass times", bytes, U::QUERY_RESOLVE | U::COPY_SRC),
+                staging: ctx.staging(bytes),
+                pending: 0,
+                period,
+                ticks: 0,
+            }
+        });
+        let timer_buffers = if timer.is_some() { 2 } else { 0 };
         // check_every comes from the user: saturate (a size the device refuses), never wrap.
         let checks = CallCheck::new(check_every);
         let history_bytes = (checks.record_capacity() as u64)
@@ -166,11 +204,12 @@ impl<'a> GpuEngine<'a> {
             // C's panels, the scalars, the history, its staging, the unused binding and the weights'
             // staging.
             stats: EngineStats {
-                buffers_created: panel_count + 5,
+                buffers_created: panel_count + 5 + timer_buffers,
                 ..EngineStats::default()
             },
             upload_time: Duration::ZERO,
             readback_time: Duration::ZERO,
+            timer,
         };
         ctx.take_error()?;
         let mut engine = engine;
@@ -244,11 +283,26 @@ impl<'a> GpuEngine<'a> {
             self.stats.bind_groups_created += 1;
         }
         if self.pass.is_none() {
+            if self
+                .timer
+                .as_ref()
+                .is_some_and(|t| t.pending == TIMED_PASSES)
+            {
+                self.read_pass_times_now();
+            }
             let mut encoder = self.ctx.encoder("laepca loop");
+            let timestamp_writes = self.timer.as_ref().map(|t| {
+                let index = 2 * t.pending as u32;
+                wgpu::ComputePassTimestampWrites {
+                    query_set: &t.queries,
+                    beginning_of_pass_write_index: Some(index),
+                    end_of_pass_write_index: Some(index + 1),
+                }
+            });
             let pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("laepca loop"),
-                    timestamp_writes: None,
+                    timestamp_writes,
                 })
                 .forget_lifetime();
             self.encoder = Some(encoder);
@@ -261,12 +315,67 @@ impl<'a> GpuEngine<'a> {
         self.stats.dispatches += 1;
     }
 
-    /// Ends the open pass and hands back its encoder (a fresh one when nothing was recorded).
+    /// Ends the open pass and hands back its encoder (a fresh one when nothing was recorded), with the
+    /// pass's timestamps resolved into the timer's ring.
     fn take_encoder(&mut self) -> wgpu::CommandEncoder {
-        drop(self.pass.take());
-        self.encoder
+        let ended = self.pass.take().is_some();
+        let mut encoder = self
+            .encoder
             .take()
-            .unwrap_or_else(|| self.ctx.encoder("laepca"))
+            .unwrap_or_else(|| self.ctx.encoder("laepca"));
+        if let (true, Some(t)) = (ended, self.timer.as_mut()) {
+            let index = 2 * t.pending as u32;
+            let offset = t.pending as u64 * RESOLVE_STRIDE;
+            encoder.resolve_query_set(&t.queries, index..index + 2, &t.resolved, offset);
+            t.pending += 1;
+        }
+        encoder
+    }
+
+    /// Records the copy of the pending passes' timestamps into the timer's staging buffer; after the
+    /// encoder's submission is done, [`take_pass_times`](Self::take_pass_times) reads them.
+    fn copy_pass_times(&self, encoder: &mut wgpu::CommandEncoder) {
+        if let Some(t) = self.timer.as_ref().filter(|t| t.pending > 0) {
+            let bytes = t.pending as u64 * RESOLVE_STRIDE;
+            encoder.copy_buffer_to_buffer(&t.resolved, 0, &t.staging, 0, bytes);
+        }
+    }
+
+    /// Adds the pending passes' ticks (copied by a submission that is done) to the total.
+    fn take_pass_times(&mut self) -> Result<()> {
+        let Some(t) = self.timer.as_mut().filter(|t| t.pending > 0) else {
+            return Ok(());
+        };
+        let bytes = t.pending as u64 * RESOLVE_STRIDE;
+        // The copy's submission is done: the map completes at the next poll, without waiting.
+        let pairs = self.ctx.map_and_view(&t.staging, bytes, |v| {
+            let words: &[u32] = bytemuck::cast_slice(v);
+            words
+                .chunks_exact(RESOLVE_STRIDE as usize / 4)
+                .map(|w| {
+                    let begin = w[0] as u64 | (w[1] as u64) << 32;
+                    let end = w[2] as u64 | (w[3] as u64) << 32;
+                    end.saturating_sub(begin)
+                })
+                .sum::<u64>()
+        })?;
+        t.ticks += pairs;
+        t.pending = 0;
+        Ok(())
+    }
+
+    /// Reads the pending passes' timestamps in a submission of their own (the ring is full).
+    fn read_pass_times_now(&mut self) {
+        let mut encoder = self.ctx.encoder("read the loop's pass times");
+        self.copy_pass_times(&mut encoder);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.stats.submissions += 1;
+        self.stats.host_waits += 1;
+        if let Err(e) = self.take_pass_times() {
+            // A failed read only loses the timing; the error is wgpu's and reaches the next check.
+            log::warn!("reading the loop's pass times: {e}");
+            self.timer = None;
+        }
     }
 
     /// Submits what is recorded (so that a following `write_buffer` lands after it).
@@ -455,13 +564,15 @@ impl Engine for GpuEngine<'_> {
 
     fn download(&mut self, src: Tall) -> Result<Vec<f64>> {
         let start = Instant::now();
-        let encoder = self.take_encoder();
+        let mut encoder = self.take_encoder();
+        self.copy_pass_times(&mut encoder);
         let bytes = (self.mp * self.k * 4) as u64;
         let data = self
             .ctx
             .read_f32(encoder, &self.talls[src.0], &self.weights_staging, bytes)?;
         self.stats.submissions += 1;
         self.stats.host_waits += 1;
+        self.take_pass_times()?;
         let mut out = vec![0f64; self.m * self.k];
         for j in 0..self.k {
             for i in 0..self.m {
@@ -662,7 +773,8 @@ impl Engine for GpuEngine<'_> {
         self.passes
     }
     fn check(&mut self) -> Result<Vec<f64>> {
-        let encoder = self.take_encoder();
+        let mut encoder = self.take_encoder();
+        self.copy_pass_times(&mut encoder);
         let recorded = self.checks.checked();
         let bytes = ((recorded + 1) * 4) as u64;
         let data = self
@@ -670,6 +782,7 @@ impl Engine for GpuEngine<'_> {
             .read_f32(encoder, &self.history, &self.history_staging, bytes)?;
         self.stats.submissions += 1;
         self.stats.host_waits += 1;
+        self.take_pass_times()?;
         let count = data[0] as usize;
         if count != recorded {
             return Err(Error::Gpu(format!(
@@ -684,6 +797,12 @@ impl Engine for GpuEngine<'_> {
     }
     fn stats(&self) -> EngineStats {
         self.stats
+    }
+    fn kernel_time(&self) -> Option<Duration> {
+        let t = self.timer.as_ref().filter(|t| t.pending == 0)?;
+        Some(Duration::from_nanos(
+            (t.ticks as f64 * t.period as f64) as u64,
+        ))
     }
 }
 

@@ -490,16 +490,14 @@ impl GpuContext {
         self.submit_and_view(encoder, staging, bytes, |v| v.to_vec())
     }
 
-    /// [`submit_and_read`](Self::submit_and_read), handing the mapped values to `read` instead of
-    /// copying them (no host copy of the staging buffer).
-    pub fn submit_and_view<R>(
+    /// Maps the first `bytes` of `staging` once the submissions that copy into it are done (waiting
+    /// for them) and hands them to `read` as f32.
+    pub fn map_and_view<R>(
         &self,
-        encoder: wgpu::CommandEncoder,
         staging: &wgpu::Buffer,
         bytes: u64,
         read: impl FnOnce(&[f32]) -> R,
     ) -> Result<R> {
-        self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         staging
             .slice(..bytes)
@@ -528,6 +526,19 @@ impl GpuContext {
         };
         staging.unmap();
         Ok(out)
+    }
+
+    /// [`submit_and_read`](Self::submit_and_read), handing the mapped values to `read` instead of
+    /// copying them (no host copy of the staging buffer).
+    pub fn submit_and_view<R>(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        read: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R> {
+        self.queue.submit([encoder.finish()]);
+        self.map_and_view(staging, bytes, read)
     }
 
     /// A staging buffer for read-backs of `bytes`.
