@@ -652,7 +652,7 @@ fn every_engine_enforces_the_same_limits() {
 #[test]
 fn gpu_pass_times_survive_a_full_ring() {
     let c = random_c(M);
-    let mut cpu = cpu_engine::<f64>(&c, K, 1);
+    let cpu = cpu_engine::<f64>(&c, K, 1);
     assert_eq!(cpu.kernel_time(), None);
     if !have_gpu() {
         return;
