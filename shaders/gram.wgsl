@@ -4,7 +4,8 @@
 // beyond m), as the host copied them. The shift s (the first chunk's mean when centring, else zero, or
 // zero when the host already shifted the rows) is subtracted here as tiles are loaded. `gram_columns`
 // runs first on each chunk: on the first one (`first` = 1) it sets s to the chunk's column means, then it
-// adds the chunk's Σ (x − s) to the compensated column sums.
+// adds the chunk's Σ (x − s) to the compensated column sums (both summed slice by slice with TwoSum,
+// as C is).
 //
 // `gram_chunk` computes only the tiles on or above the diagonal (the host mirrors the upper triangle
 // when it reads C back), one workgroup per tile and split. The chunk is cut into slices of `slice`
@@ -85,41 +86,50 @@ fn column_total(lid: vec3<u32>, v: vec4<f32>) -> vec4<f32> {
     return total;
 }
 
+// Σ over the chunk's samples of column c's x − s (zero outside C), slice by slice: each slice's f32 sum
+// (16 strides added by the tree) is added to (hi, lo) with TwoSum, so that the sum keeps its digits
+// however long the chunk is.
+fn column_sum(lid: vec3<u32>, c: u32, s: vec4<f32>) -> array<vec4<f32>, 2> {
+    let mp4 = p.mp / 4u;
+    let inside = c < mp4;
+    var hi = vec4<f32>(0.0);
+    var lo = vec4<f32>(0.0);
+    for (var begin = 0u; begin < p.rows; begin += p.slice) {
+        let end = min(begin + p.slice, p.rows);
+        var part = vec4<f32>(0.0);
+        if (inside) {
+            for (var r = begin + lid.y; r < end; r += 16u) {
+                part += x[r * mp4 + c] - s;
+            }
+        }
+        two_sum_add(&hi, &lo, column_total(lid, part));
+    }
+    return array<vec4<f32>, 2>(hi, lo);
+}
+
 // On the first chunk (when the device computes the shift) s = the chunk's column means; then Σ (x − s)
 // over the chunk is added to (sums_hi, sums_lo) with TwoSum.
 @compute @workgroup_size(16, 16)
 fn gram_columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let mp4 = p.mp / 4u;
     let c = wg.x * 16u + lid.x;
-    let inside = c < mp4;
+    let inside = c < p.mp / 4u;
     var s = vec4<f32>(0.0);
     if (p.first == 1u) {
-        var total = vec4<f32>(0.0);
-        if (inside) {
-            for (var r = lid.y; r < p.rows; r += 16u) {
-                total += x[r * mp4 + c];
-            }
-        }
-        s = column_total(lid, total) / f32(p.rows);
+        let total = column_sum(lid, c, vec4<f32>(0.0));
+        s = total[0] / f32(p.rows) + total[1] / f32(p.rows);
         if (inside && lid.y == 0u) {
             shift[c] = s;
         }
     } else if (inside) {
         s = shift[c];
     }
-    var part = vec4<f32>(0.0);
-    if (inside) {
-        for (var r = lid.y; r < p.rows; r += 16u) {
-            part += x[r * mp4 + c] - s;
-        }
-    }
-    let sum = column_total(lid, part);
+    let sum = column_sum(lid, c, s);
     if (inside && lid.y == 0u) {
         var hi = sums_hi[c];
         var lo = sums_lo[c];
-        two_sum_add(&hi, &lo, sum);
+        two_sum_add(&hi, &lo, sum[0]);
         sums_hi[c] = hi;
-        sums_lo[c] = lo;
+        sums_lo[c] = lo + sum[1];
     }
 }
 

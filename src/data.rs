@@ -308,7 +308,7 @@ const SHIFT_ROWS: usize = 256;
 enum BlockEngine {
     /// faer's triangular product in the working precision, [`GRAM_BLOCK`] samples a block.
     Cpu(Box<CpuBlocks>),
-    /// WGSL kernels, chunks as large as the device allows (up to 16 MiB).
+    /// WGSL kernels, chunks of 16 MiB (at least 1024 samples, at most one binding).
     Gpu(Box<crate::gpu::GpuGram>),
 }
 
@@ -556,8 +556,8 @@ impl GramAccumulator {
     }
 
     /// An accumulator whose block products run on a GPU (the adapter whose name contains `adapter`, else
-    /// the default one; see [`LaePca::adapter`](crate::LaePca::adapter)): chunks of up to 16 MiB of
-    /// samples are streamed to the device and summed there with a compensated (two-float) sum; C is read back
+    /// the default one; see [`LaePca::adapter`](crate::LaePca::adapter)): chunks of 16 MiB of samples
+    /// (at least 1024 samples, at most what one binding holds) are streamed to the device and summed there with a compensated (two-float) sum; C is read back
     /// once by [`finish`](Self::finish).
     pub fn new_gpu(n_features: usize, center: bool, adapter: Option<&str>) -> Result<Self> {
         Self::on_device(&crate::GpuDevice::open(adapter)?, n_features, center)
@@ -633,9 +633,9 @@ impl GramAccumulator {
         self.cancel = cancel;
     }
 
-    /// On the GPU, what the accumulation did so far: submissions (one per chunk of up to 4096
-    /// samples), host waits (for a staging buffer to come back), dispatches and the buffers and bind
-    /// groups created (all by the constructor: none per chunk). None on the CPU.
+    /// On the GPU, what the accumulation did so far: submissions (one per full chunk; the last, partial
+    /// one is submitted by `finish`), host waits (for a staging buffer to come back), dispatches and
+    /// the buffers and bind groups created (all by the constructor: none per chunk). None on the CPU.
     pub fn gpu_stats(&self) -> Option<crate::EngineStats> {
         match &self.engine {
             BlockEngine::Cpu(_) => None,
@@ -691,18 +691,7 @@ impl GramAccumulator {
                             value,
                         }
                     }),
-                    None => {
-                        let mut start = 0;
-                        while start < view.n_samples {
-                            if let Some(flag) = &self.cancel {
-                                flag.check()?;
-                            }
-                            let len = self.gpu_room().min(view.n_samples - start);
-                            self.push_block(view, start, len)?;
-                            start += len;
-                        }
-                        Ok(())
-                    }
+                    None => self.push_view_gpu(view),
                 }
             }
         };
@@ -710,6 +699,21 @@ impl GramAccumulator {
             self.failed = Some(e.clone());
         }
         result
+    }
+
+    /// The GPU engine: the samples (checked finite) go to the current chunk in pieces that fit it,
+    /// each after a look at the cancel flag.
+    fn push_view_gpu<T: Real>(&mut self, view: &SampleView<'_, T>) -> Result<()> {
+        let mut start = 0;
+        while start < view.n_samples {
+            if let Some(flag) = &self.cancel {
+                flag.check()?;
+            }
+            let len = self.gpu_room().min(view.n_samples - start);
+            self.push_block(view, start, len)?;
+            start += len;
+        }
+        Ok(())
     }
 
     /// The CPU engine: samples are copied (and checked) into the pending block; every full block is
@@ -908,12 +912,10 @@ impl GramAccumulator {
             self.shift = Some(DVector::zeros(m));
         }
         if self.shift.is_none() && ((begins && !is_f32) || !self.first_chunk.is_empty()) {
-            if self.first_chunk.is_empty() {
-                let values = gpu.room() * m;
-                crate::alloc::reserve(&mut self.first_chunk, values, || {
-                    "the GPU's first chunk of samples in f64".into()
-                })?;
-            }
+            // (Grown as the samples come, so that a short stream holds no more than itself.)
+            crate::alloc::reserve(&mut self.first_chunk, len * m, || {
+                "the GPU's first chunk of samples in f64".into()
+            })?;
             for sample in start..start + len {
                 self.first_chunk
                     .extend((0..m).map(|j| view.at(sample, j).as_f64()));

@@ -211,10 +211,10 @@ fn gpu_gram_with_a_large_mean() {
     if !have_gpu() {
         return;
     }
-    // 1000 + spread ~1, in two pushes of 34000 and 6000 samples that make one chunk: 40 slices of
-    // 1024 samples (ragged last) over m = 33's 32 split-K totals, so that totals 0 to 7 sum two
-    // slices.
-    let (n, m) = (40_000, 33);
+    // 1000 + spread ~1, in pushes of 34000 samples (the last ragged) that make chunks of 115712
+    // samples (113 slices of 1024, spread over m = 33's 32 split-K totals), two full ones and a
+    // ragged one: each total sums several slices of each chunk, across chunks.
+    let (n, m) = (250_000, 33);
     let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 120.0, 0.9), 1000.0, 8);
     let rows: Vec<f32> = p.x.transpose().iter().map(|&v| v as f32).collect(); // row-major
     let rounded =
@@ -225,11 +225,10 @@ fn gpu_gram_with_a_large_mean() {
     for chunk in rows.chunks(m * 34_000) {
         acc.push_rows(chunk).unwrap();
     }
-    // Both pushes fill one chunk (of 115712 samples), submitted by finish: nothing submitted yet,
-    // nothing created.
+    // The two full chunks are submitted (two dispatches each), the last by finish; nothing created.
     let pushed = acc.gpu_stats().unwrap();
-    assert_eq!(pushed.submissions, 0, "{pushed:?}");
-    assert_eq!(pushed.dispatches, 0, "{pushed:?}");
+    assert_eq!(pushed.submissions, 2, "{pushed:?}");
+    assert_eq!(pushed.dispatches, 4, "{pushed:?}");
     assert_eq!(pushed.buffers_created, created.buffers_created);
     assert_eq!(pushed.bind_groups_created, created.bind_groups_created);
     let stats = acc.finish().unwrap();
@@ -307,7 +306,7 @@ fn c_split_over_several_buffers() {
     }
     // 3000 samples with a large mean: on the capped device 23 chunks of ≤ 133 samples (the last
     // submitted by finish), each a column-sums dispatch and one Gram dispatch per panel; on the whole
-    // one, one chunk of 3 slices over 13 split-K totals (3 x 3 tiles), submitted by finish. C against
+    // one, one chunk of 3 slices over 13 split-K totals (6 tiles of the triangle), submitted by finish. C against
     // the f64 reference of the f32 data on both.
     let n = 3000;
     let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 50.0, 0.9), 500.0, 22);
@@ -317,9 +316,13 @@ fn c_split_over_several_buffers() {
     let reference = centred_gram(&rounded);
     for (device, full_chunks, panels) in [(&capped, 22, 3), (&whole, 0, 1)] {
         let mut acc = GramAccumulator::on_device(device, m, true).unwrap();
+        let created = acc.gpu_stats().unwrap();
         acc.push_rows(&rows).unwrap();
         let pushed = acc.gpu_stats().unwrap();
         assert_eq!(pushed.submissions, full_chunks, "{pushed:?}");
+        // Nothing is made per chunk.
+        assert_eq!(pushed.buffers_created, created.buffers_created);
+        assert_eq!(pushed.bind_groups_created, created.bind_groups_created);
         assert_eq!(pushed.dispatches, full_chunks * (1 + panels), "{pushed:?}");
         let stats = acc.finish().unwrap();
         let rel = (&stats.c - &reference).norm() / reference.norm();
@@ -604,5 +607,71 @@ fn gpu_gram_at_the_edges_of_its_tiles() {
                 );
             }
         }
+    }
+}
+
+/// More chunks than the Gram timer holds between reads: on a device capped at 64 bytes the timer holds
+/// 4 chunks (16 bytes of timestamps each) and a chunk of m = 4 has 2 samples, so 80 samples make 40
+/// chunks; the timer is read on the way before chunks 5, 9, ..., 37 (9 more submissions) and again by
+/// finish, and C is still right.
+#[test]
+fn gram_timer_survives_more_chunks_than_it_holds() {
+    if !have_gpu() {
+        return;
+    }
+    let capped = GpuDevice::open_with_binding_limit(None, 64).unwrap();
+    let (n, m) = (80, 4);
+    let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 10.0, 0.8), 3.0, 31);
+    let rows: Vec<f32> = p.x.transpose().iter().map(|&v| v as f32).collect();
+    let rounded =
+        DMatrix::from_row_slice(n, m, &rows.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    let mut acc = GramAccumulator::on_device(&capped, m, true).unwrap();
+    acc.push_rows(&rows).unwrap();
+    let pushed = acc.gpu_stats().unwrap();
+    let timed = capped.info().timestamp_queries;
+    assert_eq!(
+        pushed.submissions,
+        40 + 9 * usize::from(timed),
+        "{pushed:?}"
+    );
+    let (stats, time) = acc.finish_timed().unwrap();
+    assert_eq!(time.is_some(), timed);
+    assert!(time.is_none_or(|t| t > std::time::Duration::ZERO));
+    let reference = centred_gram(&rounded);
+    let rel = (&stats.c - &reference).norm() / reference.norm();
+    assert!(rel <= 1e-5, "relative error {rel:e}");
+}
+
+/// The device's shift (the first chunk's mean) and column sums keep their digits over a long chunk:
+/// m = 4 has chunks of a million samples, and 250000 samples of mean 1e5 and spread ~1 in one chunk
+/// would put a plain f32 mean off by about 0.5 (15625 terms of 1e5 per thread), a shift error whose
+/// square is a quarter of C's scale; summed slice by slice with TwoSum, C stays within 1e-5.
+#[test]
+fn gpu_shift_keeps_its_digits_over_a_long_chunk() {
+    if !have_gpu() {
+        return;
+    }
+    let (n, m) = (250_000, 4);
+    let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 500.0, 0.9), 1e5, 12);
+    let rows: Vec<f32> = p.x.transpose().iter().map(|&v| v as f32).collect();
+    let rounded =
+        DMatrix::from_row_slice(n, m, &rows.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    let mut acc = GramAccumulator::new_gpu(m, true, None).unwrap();
+    acc.push_rows(&rows).unwrap();
+    assert_eq!(
+        acc.gpu_stats().unwrap().submissions,
+        0,
+        "one chunk, submitted by finish"
+    );
+    let stats = acc.finish().unwrap();
+    let reference = centred_gram(&rounded);
+    let rel = (&stats.c - &reference).norm() / reference.norm();
+    assert!(rel <= 1e-5, "relative error {rel:e}");
+    for j in 0..m {
+        let mean = rounded.column(j).mean();
+        assert!(
+            (stats.mean[j] - mean).abs() <= 1e-9 * mean.abs(),
+            "mean {j}"
+        );
     }
 }

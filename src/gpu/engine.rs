@@ -8,7 +8,7 @@ use super::contract::{
     ReduceParams, SmallParams, UpdateParams, WgslStruct, COMBINE_SOURCE_OUT, PARAMS,
 };
 use super::kernels::Kernel;
-use super::{grid_1d, padded, GpuContext, C_MUL_ROWS};
+use super::{grid_1d, padded, tick_pairs, ticks_to_duration, GpuContext, C_MUL_ROWS};
 use crate::engine::{
     CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS,
     MAX_SCALARS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
@@ -34,6 +34,8 @@ struct LoopTimer {
     staging: wgpu::Buffer,
     /// Passes ended and resolved, not read yet (slots 0 .. pending of the ring).
     pending: usize,
+    /// Passes the ring holds: [`TIMED_PASSES`], or fewer where the device's buffers are smaller.
+    capacity: usize,
     /// Nanoseconds per tick.
     period: f32,
     /// The ticks of every pass read so far.
@@ -158,17 +160,19 @@ impl<'a> GpuEngine<'a> {
             c_panels.push((row0, rows, panel));
         }
         let panel_count = c_panels.len();
-        let timer = ctx.timestamp_period.map(|period| {
-            let bytes = TIMED_PASSES as u64 * RESOLVE_STRIDE;
+        let capacity = TIMED_PASSES.min((ctx.info.max_buffer_size / RESOLVE_STRIDE) as usize);
+        let timer = ctx.timestamp_period.filter(|_| capacity > 0).map(|period| {
+            let bytes = capacity as u64 * RESOLVE_STRIDE;
             LoopTimer {
                 queries: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("loop pass times"),
                     ty: wgpu::QueryType::Timestamp,
-                    count: 2 * TIMED_PASSES as u32,
+                    count: 2 * capacity as u32,
                 }),
                 resolved: ctx.buffer("loop pass times", bytes, U::QUERY_RESOLVE | U::COPY_SRC),
                 staging: ctx.staging(bytes),
                 pending: 0,
+                capacity,
                 period,
                 ticks: 0,
             }
@@ -283,11 +287,7 @@ impl<'a> GpuEngine<'a> {
             self.stats.bind_groups_created += 1;
         }
         if self.pass.is_none() {
-            if self
-                .timer
-                .as_ref()
-                .is_some_and(|t| t.pending == TIMED_PASSES)
-            {
+            if self.timer.as_ref().is_some_and(|t| t.pending == t.capacity) {
                 self.read_pass_times_now();
             }
             let mut encoder = self.ctx.encoder("laepca loop");
@@ -349,15 +349,7 @@ impl<'a> GpuEngine<'a> {
         let bytes = t.pending as u64 * RESOLVE_STRIDE;
         // The copy's submission is done: the map completes at the next poll, without waiting.
         let pairs = self.ctx.map_and_view(&t.staging, bytes, |v| {
-            let words: &[u32] = bytemuck::cast_slice(v);
-            words
-                .chunks_exact(RESOLVE_STRIDE as usize / 4)
-                .map(|w| {
-                    let begin = w[0] as u64 | (w[1] as u64) << 32;
-                    let end = w[2] as u64 | (w[3] as u64) << 32;
-                    end.saturating_sub(begin)
-                })
-                .sum::<u64>()
+            tick_pairs(v, RESOLVE_STRIDE as usize)
         })?;
         t.ticks += pairs;
         t.pending = 0;
@@ -800,9 +792,7 @@ impl Engine for GpuEngine<'_> {
     }
     fn kernel_time(&self) -> Option<Duration> {
         let t = self.timer.as_ref().filter(|t| t.pending == 0)?;
-        Some(Duration::from_nanos(
-            (t.ticks as f64 * t.period as f64) as u64,
-        ))
+        Some(ticks_to_duration(t.ticks, t.period))
     }
 }
 

@@ -2,7 +2,8 @@
 //! chunk with a compensated running sum (c_hi + c_lo), the shift s and the column sums Σ (x − s) on the
 //! device, read back once as f64. C is held in row panels ([`Panels`](super::Panels)), one buffer (and one dispatch
 //! per chunk) each, so that m is not bounded by one storage binding; one panel, the usual case, is read
-//! back in one submission with the column sums.
+//! back in one submission with the column sums (and, where the device has timestamp queries, one more
+//! for the chunks' kernel times).
 //!
 //! Host side: the rows are written straight into the current buffer of a ring of [`STAGING_RING`]
 //! mapped staging buffers (plain copies of f32 rows; nothing allocated), as many writes as fill it, so
@@ -13,7 +14,7 @@
 
 use super::contract::{gram, Binding, GramPanel, GramParams, PARAMS};
 use super::kernels::{Compiled, Kernel};
-use super::{grid_1d, padded, GpuContext, Panels, PANEL_ROWS};
+use super::{grid_1d, padded, tick_pairs, ticks_to_duration, GpuContext, Panels, PANEL_ROWS};
 use crate::engine::EngineStats;
 use crate::error::{Error, Result};
 use nalgebra::{DMatrix, DVector};
@@ -24,8 +25,9 @@ use wgpu::BufferUsages as U;
 /// Samples per slice: each workgroup adds its f32 sum over one slice of a chunk to its running total
 /// with TwoSum, so the sums a plain f32 accumulation would lose stay short whatever the chunk's size.
 const SLICE_ROWS: usize = 1024;
-/// A chunk's bytes at most, where the binding allows more: large enough that the submission per chunk
-/// is a small cost, small enough that the ring and the device's chunk buffers stay modest.
+/// A chunk's bytes, where the binding allows them and they make at least one slice (else a chunk is one
+/// slice, or what one binding holds): large enough that the submission per chunk is a small cost,
+/// small enough that the ring and the device's chunk buffers (five chunks) stay modest.
 const CHUNK_BYTES: usize = 16 << 20;
 /// Workgroups `gram_chunk` should have at least, to fill a large GPU (split-K adds them for small m).
 const TARGET_WORKGROUPS: usize = 512;
@@ -33,7 +35,9 @@ const TARGET_WORKGROUPS: usize = 512;
 const MAX_SPLITS: usize = 32;
 /// Bytes split-K's running totals may take beyond C's own compensated sum.
 const SPLIT_BYTES: u64 = 128 << 20;
-/// Chunks whose compute pass is timed (two timestamps each; WebGPU allows 4096 queries per set).
+/// Chunks whose compute passes' timestamps may wait to be read (two each; WebGPU allows 4096 queries
+/// per set): when as many are pending, they are read before the next chunk (one more submission and
+/// wait, every 2048 chunks).
 const TIMED_CHUNKS: usize = 2048;
 /// Staging buffers the host fills in turn.
 const STAGING_RING: usize = 3;
@@ -165,11 +169,17 @@ impl GramLayout {
 }
 
 /// Timestamp queries at the beginning and end of each chunk's compute pass (where the device has
-/// them), resolved and read back once by [`GpuGram::total`].
+/// them), resolved and read back by [`GpuGram::total`] (and every [`TIMED_CHUNKS`] chunks).
 struct ChunkTimer {
     queries: wgpu::QuerySet,
     resolved: wgpu::Buffer,
     staging: wgpu::Buffer,
+    /// Chunks timed and not read yet (query pairs 0 .. pending).
+    pending: usize,
+    /// Chunks it holds: [`TIMED_CHUNKS`], or fewer where the device's buffers are smaller.
+    capacity: usize,
+    /// The ticks of the chunks read so far.
+    ticks: u64,
     /// Nanoseconds per tick.
     period: f32,
 }
@@ -207,8 +217,7 @@ impl RowWriter<'_> {
 pub(crate) struct GpuGramTotal {
     /// Σ (x − s).
     pub sums: DVector<f64>,
-    /// The GPU time of the chunks' kernels (timestamp queries): None where the device has none, or
-    /// beyond [`TIMED_CHUNKS`] chunks.
+    /// The GPU time of the chunks' kernels (timestamp queries): None where the device has none.
     pub kernel_time: Option<std::time::Duration>,
     /// The shift the device subtracted (zero unless it computed one from the first chunk).
     pub shift: DVector<f64>,
@@ -382,16 +391,21 @@ impl GpuGram {
                 }
             })
             .collect();
-        let timer = ctx.timestamp_period.map(|period| {
-            let bytes = (2 * TIMED_CHUNKS * 8) as u64;
+        // Two u64 timestamps per chunk; as many chunks as one buffer holds, at most TIMED_CHUNKS.
+        let capacity = TIMED_CHUNKS.min((ctx.info.max_buffer_size / 16) as usize);
+        let timer = ctx.timestamp_period.filter(|_| capacity > 0).map(|period| {
+            let bytes = 16 * capacity as u64;
             ChunkTimer {
                 queries: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("gram chunk times"),
                     ty: wgpu::QueryType::Timestamp,
-                    count: 2 * TIMED_CHUNKS as u32,
+                    count: 2 * capacity as u32,
                 }),
                 resolved: ctx.buffer("gram chunk times", bytes, U::QUERY_RESOLVE | U::COPY_SRC),
                 staging: ctx.staging(bytes),
+                pending: 0,
+                capacity,
+                ticks: 0,
                 period,
             }
         });
@@ -514,6 +528,12 @@ impl GpuGram {
         if rows == 0 || self.failure.is_some() {
             return;
         }
+        if self.kernels && self.timer.as_ref().is_some_and(|t| t.pending == t.capacity) {
+            if let Err(e) = self.read_chunk_times() {
+                self.failure = Some(e);
+                return;
+            }
+        }
         let slot = self.added % STAGING_RING;
         let data_bytes = (rows * self.mp * 4) as u64;
         let staging = &mut self.staging[slot];
@@ -540,14 +560,15 @@ impl GpuGram {
         encoder.copy_buffer_to_buffer(&staging.buffer, 0, &chunk.params, 0, HEADER);
         encoder.copy_buffer_to_buffer(&staging.buffer, HEADER, &chunk.rows, 0, data_bytes);
         if self.kernels {
-            let index = 2 * self.added as u32;
-            let timestamp_writes = (self.timer.as_ref())
-                .filter(|_| self.added < TIMED_CHUNKS)
-                .map(|t| wgpu::ComputePassTimestampWrites {
+            let timestamp_writes = self.timer.as_mut().map(|t| {
+                let index = 2 * t.pending as u32;
+                t.pending += 1;
+                wgpu::ComputePassTimestampWrites {
                     query_set: &t.queries,
                     beginning_of_pass_write_index: Some(index),
                     end_of_pass_write_index: Some(index + 1),
-                });
+                }
+            });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("gram"),
                 timestamp_writes,
@@ -608,38 +629,38 @@ impl GpuGram {
         }
     }
 
-    /// The summed GPU time of every chunk's compute pass, from its two timestamps: one submission and
-    /// one wait. None without a timer, without kernels, or with more chunks than were timed.
-    fn kernel_time(&mut self) -> Result<Option<std::time::Duration>> {
-        let chunks = self.added;
-        let Some(timer) = self.timer.as_ref() else {
-            return Ok(None);
+    /// Adds the pending chunks' times (two timestamps each) to the timer's total: one submission and
+    /// one wait.
+    fn read_chunk_times(&mut self) -> Result<()> {
+        let Some(timer) = self.timer.as_mut().filter(|t| t.pending > 0) else {
+            return Ok(());
         };
-        if chunks == 0 || chunks > TIMED_CHUNKS || !self.kernels {
-            return Ok(None);
-        }
+        let chunks = timer.pending as u32;
         let mut encoder = self.ctx.encoder("read the chunk times");
-        let bytes = (2 * chunks * 8) as u64;
-        encoder.resolve_query_set(&timer.queries, 0..2 * chunks as u32, &timer.resolved, 0);
+        let bytes = 16 * chunks as u64;
+        encoder.resolve_query_set(&timer.queries, 0..2 * chunks, &timer.resolved, 0);
         encoder.copy_buffer_to_buffer(&timer.resolved, 0, &timer.staging, 0, bytes);
-        // Ticks as little-endian u64 pairs (begin, end) per chunk.
         let ticks = self
             .ctx
-            .submit_and_view(encoder, &timer.staging, bytes, |v| {
-                let words: &[u32] = bytemuck::cast_slice(v);
-                words
-                    .chunks_exact(4)
-                    .map(|w| {
-                        let begin = w[0] as u64 | (w[1] as u64) << 32;
-                        let end = w[2] as u64 | (w[3] as u64) << 32;
-                        end.saturating_sub(begin)
-                    })
-                    .sum::<u64>()
-            })?;
+            .submit_and_view(encoder, &timer.staging, bytes, |v| tick_pairs(v, 16))?;
+        timer.ticks += ticks;
+        timer.pending = 0;
         self.stats.submissions += 1;
         self.stats.host_waits += 1;
-        let nanos = ticks as f64 * timer.period as f64;
-        Ok(Some(std::time::Duration::from_nanos(nanos as u64)))
+        Ok(())
+    }
+
+    /// The summed GPU time of every chunk's compute pass (reading the pending ones). None without a
+    /// timer or without kernels.
+    fn kernel_time(&mut self) -> Result<Option<std::time::Duration>> {
+        if !self.kernels {
+            return Ok(None);
+        }
+        self.read_chunk_times()?;
+        Ok(self
+            .timer
+            .as_ref()
+            .map(|t| ticks_to_duration(t.ticks, t.period)))
     }
 
     /// An encoder for reading `panel`, which first adds its split-K totals into the first (with
@@ -662,7 +683,9 @@ impl GpuGram {
     /// Σ over all chunks, as f64: C (c_hi + c_lo, the upper triangle mirrored) into `c` (m x m), and
     /// the column sums and the shift. Where both halves of a panel fit one staging buffer: one
     /// submission per panel, the column statistics with the last (one in all for a C of one panel);
-    /// else two per panel (each half in its own staging buffer) and one for the statistics.
+    /// else two per panel (each half in its own staging buffer) and one for the statistics. The last,
+    /// partial chunk is submitted first, and the kernel times are read last (one more submission
+    /// where the device has timestamp queries).
     pub fn total(&mut self, c: &mut DMatrix<f64>) -> Result<GpuGramTotal> {
         self.submit();
         if let Some(e) = self.failure.take() {
