@@ -8,7 +8,8 @@ use super::contract::{
     ReduceParams, SmallParams, UpdateParams, WgslStruct, COMBINE_SOURCE_OUT, PARAMS,
 };
 use super::kernels::Kernel;
-use super::{grid_1d, padded, tick_pairs, ticks_to_duration, GpuContext, C_MUL_ROWS};
+use super::timer::PassTimer;
+use super::{grid_1d, padded, GpuContext, C_MUL_ROWS};
 use crate::engine::{
     CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS,
     MAX_SCALARS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
@@ -22,25 +23,6 @@ use wgpu::BufferUsages as U;
 /// Passes of the loop whose timestamps may wait to be read: when as many are pending, they are read
 /// before the next pass opens (one more submission and wait; in practice every check reads them first).
 const TIMED_PASSES: usize = 256;
-/// Bytes between two passes' resolved timestamps (wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT).
-const RESOLVE_STRIDE: u64 = 256;
-
-/// Timestamp queries at the beginning and end of each compute pass of the loop, where the device has
-/// them: each pass's pair is resolved into a ring after the pass, and the ring is read with the
-/// check's or the download's read-back (its own staging buffer, mapped once that submission is done).
-struct LoopTimer {
-    queries: wgpu::QuerySet,
-    resolved: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    /// Passes ended and resolved, not read yet (slots 0 .. pending of the ring).
-    pending: usize,
-    /// Passes the ring holds: [`TIMED_PASSES`], or fewer where the device's buffers are smaller.
-    capacity: usize,
-    /// Nanoseconds per tick.
-    period: f32,
-    /// The ticks of every pass read so far.
-    ticks: u64,
-}
 
 /// A buffer of the engine, as bind-group cache keys name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,7 +76,8 @@ pub(crate) struct GpuEngine<'a> {
     /// Time spent uploading C and the weights, and reading the weights back.
     upload_time: Duration,
     readback_time: Duration,
-    timer: Option<LoopTimer>,
+    /// Times the loop's compute passes (where the device has timestamp queries).
+    timer: Option<PassTimer>,
 }
 
 impl<'a> GpuEngine<'a> {
@@ -160,24 +143,12 @@ impl<'a> GpuEngine<'a> {
             c_panels.push((row0, rows, panel));
         }
         let panel_count = c_panels.len();
-        let capacity = TIMED_PASSES.min((ctx.info.max_buffer_size / RESOLVE_STRIDE) as usize);
-        let timer = ctx.timestamp_period.filter(|_| capacity > 0).map(|period| {
-            let bytes = capacity as u64 * RESOLVE_STRIDE;
-            LoopTimer {
-                queries: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("loop pass times"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: 2 * capacity as u32,
-                }),
-                resolved: ctx.buffer("loop pass times", bytes, U::QUERY_RESOLVE | U::COPY_SRC),
-                staging: ctx.staging(bytes),
-                pending: 0,
-                capacity,
-                period,
-                ticks: 0,
-            }
-        });
-        let timer_buffers = if timer.is_some() { 2 } else { 0 };
+        let timer = PassTimer::new(ctx, "loop pass times", TIMED_PASSES);
+        let timer_buffers = if timer.is_some() {
+            PassTimer::BUFFERS
+        } else {
+            0
+        };
         // check_every comes from the user: saturate (a size the device refuses), never wrap.
         let checks = CallCheck::new(check_every);
         let history_bytes = (checks.record_capacity() as u64)
@@ -287,18 +258,11 @@ impl<'a> GpuEngine<'a> {
             self.stats.bind_groups_created += 1;
         }
         if self.pass.is_none() {
-            if self.timer.as_ref().is_some_and(|t| t.pending == t.capacity) {
+            if self.timer.as_ref().is_some_and(PassTimer::is_full) {
                 self.read_pass_times_now();
             }
             let mut encoder = self.ctx.encoder("laepca loop");
-            let timestamp_writes = self.timer.as_ref().map(|t| {
-                let index = 2 * t.pending as u32;
-                wgpu::ComputePassTimestampWrites {
-                    query_set: &t.queries,
-                    beginning_of_pass_write_index: Some(index),
-                    end_of_pass_write_index: Some(index + 1),
-                }
-            });
+            let timestamp_writes = self.timer.as_mut().map(PassTimer::next_pass);
             let pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("laepca loop"),
@@ -315,55 +279,36 @@ impl<'a> GpuEngine<'a> {
         self.stats.dispatches += 1;
     }
 
-    /// Ends the open pass and hands back its encoder (a fresh one when nothing was recorded), with the
-    /// pass's timestamps resolved into the timer's ring.
+    /// Ends the open pass and hands back its encoder (a fresh one when nothing was recorded).
     fn take_encoder(&mut self) -> wgpu::CommandEncoder {
-        let ended = self.pass.take().is_some();
-        let mut encoder = self
-            .encoder
+        drop(self.pass.take());
+        self.encoder
             .take()
-            .unwrap_or_else(|| self.ctx.encoder("laepca"));
-        if let (true, Some(t)) = (ended, self.timer.as_mut()) {
-            let index = 2 * t.pending as u32;
-            let offset = t.pending as u64 * RESOLVE_STRIDE;
-            encoder.resolve_query_set(&t.queries, index..index + 2, &t.resolved, offset);
-            t.pending += 1;
-        }
-        encoder
+            .unwrap_or_else(|| self.ctx.encoder("laepca"))
     }
 
-    /// Records the copy of the pending passes' timestamps into the timer's staging buffer; after the
-    /// encoder's submission is done, [`take_pass_times`](Self::take_pass_times) reads them.
+    /// Records the copy of the passes' pending timestamps after what `encoder` holds; once its
+    /// submission is done, [`take_pass_times`](Self::take_pass_times) reads them.
     fn copy_pass_times(&self, encoder: &mut wgpu::CommandEncoder) {
-        if let Some(t) = self.timer.as_ref().filter(|t| t.pending > 0) {
-            let bytes = t.pending as u64 * RESOLVE_STRIDE;
-            encoder.copy_buffer_to_buffer(&t.resolved, 0, &t.staging, 0, bytes);
+        if let Some(t) = &self.timer {
+            t.copy_pending(encoder);
         }
     }
 
-    /// Adds the pending passes' ticks (copied by a submission that is done) to the total.
+    /// Adds the copied passes' times to the timer's total.
     fn take_pass_times(&mut self) -> Result<()> {
-        let Some(t) = self.timer.as_mut().filter(|t| t.pending > 0) else {
-            return Ok(());
-        };
-        let bytes = t.pending as u64 * RESOLVE_STRIDE;
-        // The copy's submission is done: the map completes at the next poll, without waiting.
-        let pairs = self.ctx.map_and_view(&t.staging, bytes, |v| {
-            tick_pairs(v, RESOLVE_STRIDE as usize)
-        })?;
-        t.ticks += pairs;
-        t.pending = 0;
-        Ok(())
+        match &mut self.timer {
+            Some(t) => t.take(self.ctx),
+            None => Ok(()),
+        }
     }
 
-    /// Reads the pending passes' timestamps in a submission of their own (the ring is full).
+    /// Reads the pending passes' timestamps in a submission of their own (the timer is full).
     fn read_pass_times_now(&mut self) {
-        let mut encoder = self.ctx.encoder("read the loop's pass times");
-        self.copy_pass_times(&mut encoder);
-        self.ctx.queue.submit([encoder.finish()]);
+        let Some(t) = &mut self.timer else { return };
         self.stats.submissions += 1;
         self.stats.host_waits += 1;
-        if let Err(e) = self.take_pass_times() {
+        if let Err(e) = t.read_now(self.ctx) {
             // A failed read only loses the timing; the error is wgpu's and reaches the next check.
             log::warn!("reading the loop's pass times: {e}");
             self.timer = None;
@@ -791,8 +736,7 @@ impl Engine for GpuEngine<'_> {
         self.stats
     }
     fn kernel_time(&self) -> Option<Duration> {
-        let t = self.timer.as_ref().filter(|t| t.pending == 0)?;
-        Some(ticks_to_duration(t.ticks, t.period))
+        self.timer.as_ref().and_then(PassTimer::total)
     }
 }
 

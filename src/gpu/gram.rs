@@ -14,7 +14,8 @@
 
 use super::contract::{gram, Binding, GramPanel, GramParams, PARAMS};
 use super::kernels::{Compiled, Kernel};
-use super::{grid_1d, padded, tick_pairs, ticks_to_duration, GpuContext, Panels, PANEL_ROWS};
+use super::timer::PassTimer;
+use super::{grid_1d, padded, GpuContext, Panels, PANEL_ROWS};
 use crate::engine::EngineStats;
 use crate::error::{Error, Result};
 use nalgebra::{DMatrix, DVector};
@@ -168,22 +169,6 @@ impl GramLayout {
     }
 }
 
-/// Timestamp queries at the beginning and end of each chunk's compute pass (where the device has
-/// them), resolved and read back by [`GpuGram::total`] (and every [`TIMED_CHUNKS`] chunks).
-struct ChunkTimer {
-    queries: wgpu::QuerySet,
-    resolved: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    /// Chunks timed and not read yet (query pairs 0 .. pending).
-    pending: usize,
-    /// Chunks it holds: [`TIMED_CHUNKS`], or fewer where the device's buffers are smaller.
-    capacity: usize,
-    /// The ticks of the chunks read so far.
-    ticks: u64,
-    /// Nanoseconds per tick.
-    period: f32,
-}
-
 /// Writes rows into a mapped staging buffer (plain byte copies, rows of `mp` f32 values), counted from
 /// the first row the write covers.
 pub(crate) struct RowWriter<'a> {
@@ -245,7 +230,7 @@ pub(crate) struct GpuGram {
     device_shift: bool,
     /// Whether the kernels run on each chunk (false only to time the host's side).
     kernels: bool,
-    timer: Option<ChunkTimer>,
+    timer: Option<PassTimer>,
     /// The first failure of a map request (reported by [`total`](Self::total)).
     failure: Option<Error>,
     stats: EngineStats,
@@ -391,27 +376,14 @@ impl GpuGram {
                 }
             })
             .collect();
-        // Two u64 timestamps per chunk; as many chunks as one buffer holds, at most TIMED_CHUNKS.
-        let capacity = TIMED_CHUNKS.min((ctx.info.max_buffer_size / 16) as usize);
-        let timer = ctx.timestamp_period.filter(|_| capacity > 0).map(|period| {
-            let bytes = 16 * capacity as u64;
-            ChunkTimer {
-                queries: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("gram chunk times"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: 2 * capacity as u32,
-                }),
-                resolved: ctx.buffer("gram chunk times", bytes, U::QUERY_RESOLVE | U::COPY_SRC),
-                staging: ctx.staging(bytes),
-                pending: 0,
-                capacity,
-                ticks: 0,
-                period,
-            }
-        });
+        let timer = PassTimer::new(&ctx, "gram chunk times", TIMED_CHUNKS);
         ctx.take_error()?;
         let n_panels = panels.len();
-        let timer_buffers = if timer.is_some() { 2 } else { 0 };
+        let timer_buffers = if timer.is_some() {
+            PassTimer::BUFFERS
+        } else {
+            0
+        };
         Ok(GpuGram {
             ctx,
             m,
@@ -528,7 +500,7 @@ impl GpuGram {
         if rows == 0 || self.failure.is_some() {
             return;
         }
-        if self.kernels && self.timer.as_ref().is_some_and(|t| t.pending == t.capacity) {
+        if self.kernels && self.timer.as_ref().is_some_and(PassTimer::is_full) {
             if let Err(e) = self.read_chunk_times() {
                 self.failure = Some(e);
                 return;
@@ -560,15 +532,7 @@ impl GpuGram {
         encoder.copy_buffer_to_buffer(&staging.buffer, 0, &chunk.params, 0, HEADER);
         encoder.copy_buffer_to_buffer(&staging.buffer, HEADER, &chunk.rows, 0, data_bytes);
         if self.kernels {
-            let timestamp_writes = self.timer.as_mut().map(|t| {
-                let index = 2 * t.pending as u32;
-                t.pending += 1;
-                wgpu::ComputePassTimestampWrites {
-                    query_set: &t.queries,
-                    beginning_of_pass_write_index: Some(index),
-                    end_of_pass_write_index: Some(index + 1),
-                }
-            });
+            let timestamp_writes = self.timer.as_mut().map(PassTimer::next_pass);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("gram"),
                 timestamp_writes,
@@ -629,22 +593,12 @@ impl GpuGram {
         }
     }
 
-    /// Adds the pending chunks' times (two timestamps each) to the timer's total: one submission and
-    /// one wait.
+    /// Reads the timer's pending chunk times: one submission and one wait (none if nothing is pending).
     fn read_chunk_times(&mut self) -> Result<()> {
-        let Some(timer) = self.timer.as_mut().filter(|t| t.pending > 0) else {
+        let Some(timer) = self.timer.as_mut().filter(|t| t.has_unread()) else {
             return Ok(());
         };
-        let chunks = timer.pending as u32;
-        let mut encoder = self.ctx.encoder("read the chunk times");
-        let bytes = 16 * chunks as u64;
-        encoder.resolve_query_set(&timer.queries, 0..2 * chunks, &timer.resolved, 0);
-        encoder.copy_buffer_to_buffer(&timer.resolved, 0, &timer.staging, 0, bytes);
-        let ticks = self
-            .ctx
-            .submit_and_view(encoder, &timer.staging, bytes, |v| tick_pairs(v, 16))?;
-        timer.ticks += ticks;
-        timer.pending = 0;
+        timer.read_now(&self.ctx)?;
         self.stats.submissions += 1;
         self.stats.host_waits += 1;
         Ok(())
@@ -657,10 +611,7 @@ impl GpuGram {
             return Ok(None);
         }
         self.read_chunk_times()?;
-        Ok(self
-            .timer
-            .as_ref()
-            .map(|t| ticks_to_duration(t.ticks, t.period)))
+        Ok(self.timer.as_ref().and_then(PassTimer::total))
     }
 
     /// An encoder for reading `panel`, which first adds its split-K totals into the first (with

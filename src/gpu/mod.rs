@@ -9,6 +9,7 @@ mod engine;
 pub(crate) use engine::jacobi_fits;
 mod gram;
 pub(crate) mod kernels;
+mod timer;
 
 pub(crate) use engine::GpuEngine;
 pub(crate) use gram::{GpuGram, GramLayout};
@@ -562,25 +563,6 @@ pub(crate) fn padded(m: usize) -> usize {
 }
 
 /// Workgroups for `n` invocations of `wg` threads, spread over x and y within the 65535 limit.
-/// The summed `end − begin` of timestamp pairs read back as f32 words: each pair (two little-endian
-/// u64 ticks) at the start of a record of `stride` bytes.
-pub(crate) fn tick_pairs(values: &[f32], stride: usize) -> u64 {
-    let words: &[u32] = bytemuck::cast_slice(values);
-    words
-        .chunks_exact(stride / 4)
-        .map(|w| {
-            let begin = w[0] as u64 | (w[1] as u64) << 32;
-            let end = w[2] as u64 | (w[3] as u64) << 32;
-            end.saturating_sub(begin)
-        })
-        .sum()
-}
-
-/// Ticks of `period` nanoseconds as a duration.
-pub(crate) fn ticks_to_duration(ticks: u64, period: f32) -> std::time::Duration {
-    std::time::Duration::from_nanos((ticks as f64 * period as f64) as u64)
-}
-
 pub(crate) fn grid_1d(n: usize, wg: u32) -> (u32, u32) {
     let groups = n.div_ceil(wg as usize).max(1);
     if groups <= 65535 {
