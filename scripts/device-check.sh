@@ -40,6 +40,8 @@ step() { # NAME SECONDS COMMAND...
     step "laepca demo" 60 .devbin/laepca demo
     step "GPU tests" 150 .devbin/gpu_tests --test-threads 1
     step "Gram phase alone: n=100000 m=4096 (two runs)" 60 .devbin/gram_time 100000 4096
+    step "Gram phase, host side only (kernels skipped): n=100000 m=4096" 40 .devbin/gram_time 100000 4096 8192 host
+    step "Gram phase at Fashion-MNIST's shape: n=60000 m=784 (split-K)" 30 .devbin/gram_time 60000 784
     step "mid-size problem (issue 3): n=20000 m=512 k=16" 60 .devbin/gpu_phases 20000 512 16
     step "loop at m=4096 k=16, auto" 60 .devbin/gpu_phases 20000 4096 16 auto
     step "loop at m=4096 k=16, exact-tied" 60 .devbin/gpu_phases 20000 4096 16 exact-tied
