@@ -557,8 +557,8 @@ impl GramAccumulator {
 
     /// An accumulator whose block products run on a GPU (the adapter whose name contains `adapter`, else
     /// the default one; see [`LaePca::adapter`](crate::LaePca::adapter)): chunks of 16 MiB of samples
-    /// (at least 1024 samples, at most what one binding holds) are streamed to the device and summed there with a compensated (two-float) sum; C is read back
-    /// once by [`finish`](Self::finish).
+    /// (at least 1024 samples, at most what one binding holds) are streamed to the device and summed
+    /// there with a compensated (two-float) sum; C is read back once by [`finish`](Self::finish).
     pub fn new_gpu(n_features: usize, center: bool, adapter: Option<&str>) -> Result<Self> {
         Self::on_device(&crate::GpuDevice::open(adapter)?, n_features, center)
     }

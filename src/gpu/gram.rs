@@ -1,16 +1,17 @@
-//! The Gram matrix on the GPU: chunks of samples streamed to the device, `C += (X − s)ᵀ (X − s)` per
-//! chunk with a compensated running sum (c_hi + c_lo), the shift s and the column sums Σ (x − s) on the
-//! device, read back once as f64. C is held in row panels ([`Panels`](super::Panels)), one buffer (and one dispatch
-//! per chunk) each, so that m is not bounded by one storage binding; one panel, the usual case, is read
-//! back in one submission with the column sums (and, where the device has timestamp queries, one more
-//! for the chunks' kernel times).
+//! The Gram matrix on the GPU: chunks of samples streamed to the device, `C += (X − s)ᵀ (X − s)`
+//! per chunk with a compensated running sum (c_hi + c_lo), the shift s and the column sums
+//! `Σ (x − s)` on the device, read back once as f64. C is held in row panels ([`Panels`](super::Panels)),
+//! one buffer (and one dispatch per chunk) each, so that m is not bounded by one storage binding;
+//! one panel, the usual case, is read back in one submission with the column sums (and, where the
+//! device has timestamp queries, one more for the chunks' kernel times).
 //!
 //! Host side: the rows are written straight into the current buffer of a ring of [`STAGING_RING`]
-//! mapped staging buffers (plain copies of f32 rows; nothing allocated), as many writes as fill it, so
-//! that chunks are cut from the stream of samples whatever the writes; then one submission copies the
-//! chunk's parameters and rows into one of [`DEVICE_CHUNKS`] device chunk buffers and runs the two
-//! kernels on it (gram.wgsl says how they keep their accuracy). The host waits only when it comes back to a staging buffer whose
-//! previous chunk the device has not copied yet, so it fills the next chunks while the device works.
+//! mapped staging buffers (plain copies of f32 rows; nothing allocated), as many writes as fill it,
+//! so that chunks are cut from the stream of samples whatever the writes; then one submission
+//! copies the chunk's parameters and rows into one of [`DEVICE_CHUNKS`] device chunk buffers and
+//! runs the two kernels on it (gram.wgsl says how they keep their accuracy). The host waits only
+//! when it comes back to a staging buffer whose previous chunk the device has not copied yet, so it
+//! fills the next chunks while the device works.
 
 use super::contract::{gram, Binding, GramPanel, GramParams, PARAMS};
 use super::kernels::{Compiled, Kernel};
