@@ -944,18 +944,12 @@ impl GramAccumulator {
         let m = self.n_features();
         let rows = std::mem::take(&mut self.first_chunk);
         let n = rows.len() / m;
-        let mut mean = DVector::<f64>::zeros(m);
-        for sample in rows.chunks_exact(m) {
-            for (s, v) in mean.iter_mut().zip(sample) {
-                *s += v;
-            }
-        }
-        mean /= n as f64;
         let BlockEngine::Gpu(gpu) = &mut self.engine else {
             unreachable!("called for the GPU engine")
         };
         let view = SampleView::row_major(&rows, n, m, Layout::SamplesInRows)
             .expect("whole rows of m features");
+        let mean = first_block_mean(&view, 0, n, true);
         write_gpu_rows(gpu, Some(&mean), &mut self.row_scratch, true, &view, 0, n);
         self.shift = Some(mean);
     }
