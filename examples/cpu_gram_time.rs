@@ -1,11 +1,19 @@
 //! Wall-clock time of the CPU Gram phase on a data file held in memory (read through `laepca::io`,
-//! samples in rows), against faer's triangular kernel alone on the same blocks (no copy, shift or f64
-//! sum): `cargo run --release --example cpu_gram_time -- FILE [REPS]`. `BLOCK` sets the kernel-only
-//! block rows (2048, as `laepca::data::GRAM_BLOCK`); `RAYON_NUM_THREADS` the threads. Each line also gives
-//! the calling thread's CPU time: the serial part of the phase (the kernels run on rayon's workers).
+//! samples in rows), against laepca's Gram block kernel alone on the same blocks (no copy, shift or
+//! f64 sum) and, when `OPENBLAS` names an OpenBLAS library (see benches/gram_kernels.rs), against
+//! OpenBLAS's sgemm of the whole XᵀX (what scikit-learn's `covariance_eigh` computes), interleaved
+//! rep by rep: `cargo run --release --example cpu_gram_time -- FILE [REPS]`. `BLOCK` sets the
+//! kernel-only block rows (2048, as `laepca::data::GRAM_BLOCK`); `RAYON_NUM_THREADS` the threads.
+//! Each line also gives the calling thread's CPU time: the serial part of the phase (the kernels run
+//! on rayon's workers). The last lines are the medians and the phase's rate against sgemm's.
 
+use laepca::internals::GramBlockKernel;
 use laepca::GramAccumulator;
 use std::time::Instant;
+
+#[cfg(unix)]
+#[path = "../benches/common/openblas.rs"]
+mod openblas;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -13,7 +21,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reps: usize = args.get(1).map_or(Ok(3), |s| s.parse())?;
     let x = laepca::io::read_matrix::<f32>(path)?;
     let (n, m) = (x.rows, x.cols);
-    let flops = (n * m * (m + 1)) as f64;
+    let (triangle, full) = ((n * m * (m + 1)) as f64, 2.0 * (n * m * m) as f64);
+    let block: usize = std::env::var("BLOCK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(laepca::data::GRAM_BLOCK);
+    let mut kernel = GramBlockKernel::new(m)?;
+    let name = if kernel.is_avx2() { "AVX2" } else { "faer" };
+    #[cfg(unix)]
+    let blas = std::env::var("OPENBLAS")
+        .ok()
+        .map(|p| openblas::OpenBlas::open(&p));
+    let mut out = vec![0f32; m * m];
+    let (mut phase, mut alone, mut sgemm) = (vec![], vec![], vec![]);
     for rep in 0..reps {
         let (s, cpu, c00) = timed(|| -> laepca::Result<f64> {
             let mut acc = GramAccumulator::new(m, true)?;
@@ -23,25 +43,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "gram phase, rep {rep}: {n} x {m}: {s:.3} s wall, {cpu:.3} s on the calling thread, \
              {:.1} GFLOP/s (triangle), C[0,0] = {:.6e}",
-            flops / s / 1e9,
+            triangle / s / 1e9,
             c00?
         );
-    }
-    let block: usize = std::env::var("BLOCK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(laepca::data::GRAM_BLOCK);
-    let mut out = vec![0f32; m * m];
-    for rep in 0..reps {
+        phase.push(s);
         let (s, cpu, ()) = timed(|| {
             for rows in x.data.chunks(block * m) {
-                lower_gram(&mut out, rows, m);
+                kernel.lower(rows, &mut out);
             }
         });
         println!(
-            "kernel only, blocks of {block}, rep {rep}: {s:.3} s wall, {cpu:.3} s on the calling \
-             thread, {:.1} GFLOP/s (triangle)",
-            flops / s / 1e9
+            "{name} kernel only, blocks of {block}, rep {rep}: {s:.3} s wall, {cpu:.3} s on the \
+             calling thread, {:.1} GFLOP/s (triangle)",
+            triangle / s / 1e9
+        );
+        alone.push(s);
+        #[cfg(unix)]
+        if let Some(blas) = &blas {
+            let (s, _, ()) = timed(|| blas.gram_full(&x.data, n, m, &mut out));
+            println!(
+                "OpenBLAS sgemm XᵀX, rep {rep}: {s:.3} s wall, {:.1} GFLOP/s (full)",
+                full / s / 1e9
+            );
+            sgemm.push(s);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (p, a) = (median(&mut phase), median(&mut alone));
+    println!(
+        "medians: gram phase {p:.3} s ({:.1} GFLOP/s), {name} kernel only {a:.3} s ({:.1} GFLOP/s)",
+        triangle / p / 1e9,
+        triangle / a / 1e9
+    );
+    if !sgemm.is_empty() {
+        let s = median(&mut sgemm);
+        println!(
+            "OpenBLAS sgemm {s:.3} s ({:.1} GFLOP/s): the gram phase's rate is {:.0}% of sgemm's, \
+             its time {:.2}x sgemm's",
+            full / s / 1e9,
+            100.0 * (triangle / p) / (full / s),
+            p / s
         );
     }
     Ok(())
@@ -63,22 +107,4 @@ fn thread_cpu_ns() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// The lower triangle of `rowsᵀ rows` (rows: row-major, m columns) into `out` (m x m column-major),
-/// as laepca's CPU Gram does it.
-fn lower_gram(out: &mut [f32], rows: &[f32], m: usize) {
-    use faer::linalg::matmul::triangular::{matmul, BlockStructure};
-    let bt = faer::MatRef::from_column_major_slice(rows, m, rows.len() / m);
-    matmul(
-        faer::MatMut::from_column_major_slice_mut(out, m, m),
-        BlockStructure::TriangularLower,
-        faer::Accum::Replace,
-        bt,
-        BlockStructure::Rectangular,
-        bt.transpose(),
-        BlockStructure::Rectangular,
-        1.0f32,
-        faer::Par::rayon(0),
-    );
 }

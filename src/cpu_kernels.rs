@@ -1,12 +1,14 @@
-//! The CPU's dense kernels, through faer (pure Rust, rayon-parallel, AVX2/AVX-512 micro-kernels): the
-//! Gram product of a block of samples on one triangle (a SYRK: half the flops of a full `BᵀB`) and the
-//! products of the solver loop.
+//! The CPU's dense kernels: the Gram product of a block of samples on one triangle (a SYRK: half the
+//! flops of a full `BᵀB`), by laepca's own AVX2 kernel for f32 where the CPU has AVX2 and FMA
+//! (src/syrk.rs), else by faer (pure Rust, rayon-parallel, AVX2/AVX-512/NEON micro-kernels); and the
+//! products of the solver loop, by faer.
 //!
-//! Determinism: faer splits the work over blocks of the *output* and sums every entry over the inner
+//! Determinism: both split the work over blocks of the *output* and sum every entry over the inner
 //! dimension in one fixed order, so the result does not depend on the thread count (tested below and in
 //! tests/api.rs).
 
 use crate::real::Real;
+use crate::Result;
 use faer::linalg::matmul::{matmul, triangular, triangular::BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
 
@@ -15,11 +17,62 @@ pub(crate) fn parallelism() -> Par {
     Par::rayon(0)
 }
 
+/// What [`gram_lower`] keeps from block to block: the AVX2 kernel's packed samples, where it runs.
+#[derive(Debug, Default)]
+pub(crate) struct GramScratch {
+    #[cfg(target_arch = "x86_64")]
+    packing: Option<crate::syrk::Packing>,
+}
+
+impl GramScratch {
+    /// The scratch space of [`gram_lower`] in precision T for m features (size-checked).
+    pub fn new<T: Real>(m: usize) -> Result<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if is_f32::<T>() && crate::syrk::available() {
+            return Ok(GramScratch {
+                packing: Some(crate::syrk::Packing::new(m)?),
+            });
+        }
+        let _ = m;
+        Ok(GramScratch::default())
+    }
+
+    /// Whether [`gram_lower`] runs the AVX2 kernel with this scratch.
+    pub fn is_avx2(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.packing.is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+}
+
+fn is_f32<T: Real>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+}
+
 /// The lower triangle (diagonal included) of `out = Bᵀ B`, with B the `len x m` row-major block `rows`;
-/// `out` is m x m column-major and its strict upper triangle is left untouched.
-pub(crate) fn gram_lower<T: Real>(rows: &[T], len: usize, m: usize, out: &mut [T], par: Par) {
+/// `out` is m x m column-major and its strict upper triangle is left untouched. `scratch` comes from
+/// [`GramScratch::new`] for the same T and m. `Par::Seq` runs on the calling thread; `Par::Rayon`
+/// on rayon's current pool (the AVX2 kernel) or that many of its threads (faer).
+pub(crate) fn gram_lower<T: Real>(
+    rows: &[T],
+    len: usize,
+    m: usize,
+    out: &mut [T],
+    par: Par,
+    scratch: &mut GramScratch,
+) {
     debug_assert_eq!(rows.len(), len * m);
     debug_assert_eq!(out.len(), m * m);
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(packing)) = (is_f32::<T>(), &mut scratch.packing) {
+        // T is f32: the casts are identities.
+        let (rows, out) = (bytemuck::cast_slice(rows), bytemuck::cast_slice_mut(out));
+        let parallel = !matches!(par, Par::Seq);
+        crate::syrk::gram_lower(rows, len, m, out, parallel, packing);
+        return;
+    }
+    let _ = scratch;
     // Row-major len x m is column-major m x len: Bᵀ, whose product with its transpose is the Gram.
     let bt = MatRef::from_column_major_slice(rows, m, len);
     let dst = MatMut::from_column_major_slice_mut(out, m, m);
@@ -85,51 +138,112 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn gram_lower_is_the_product_and_the_same_on_any_thread_count() {
-        let (len, m) = (300, 77);
-        let rows = sample(len * m, 1);
-        let mut seq = vec![f32::NAN; m * m];
-        gram_lower(&rows, len, m, &mut seq, Par::Seq);
-        for j in 0..m {
-            for i in j..m {
-                let exact: f64 = (0..len)
-                    .map(|r| rows[r * m + i] as f64 * rows[r * m + j] as f64)
-                    .sum();
-                let got = seq[j * m + i] as f64;
+    /// `gram_lower` in precision T on `threads` threads (rayon pools of that size; 1: `Par::Seq`).
+    fn gram_on<T: Real>(rows: &[T], len: usize, m: usize, threads: usize) -> Vec<T> {
+        let mut out = vec![T::of_f64(f64::NAN); m * m];
+        let mut scratch = GramScratch::new::<T>(m).unwrap();
+        if threads == 1 {
+            gram_lower(rows, len, m, &mut out, Par::Seq, &mut scratch);
+        } else {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| gram_lower(rows, len, m, &mut out, Par::rayon(threads), &mut scratch));
+        }
+        out
+    }
+
+    fn bits<T: Real>(v: &[T]) -> Vec<u64> {
+        v.iter().map(|x| x.as_f64().to_bits()).collect()
+    }
+
+    /// Against the f64 product, and bit for bit on 1 to 5 threads, for shapes at and around the
+    /// AVX2 kernel's panels (16 features, tiles of 6 + 6 + 4) and slices (1024 samples).
+    fn check_gram<T: Real>(tol: f64) {
+        for (len, m, seed) in [
+            (300, 77, 1),
+            (128, 16, 2),
+            (129, 17, 3),
+            (1, 1, 4),
+            (5, 3, 5),
+            (257, 38, 6),
+            (2100, 37, 7),
+        ] {
+            let rows: Vec<T> = sample(len * m, seed)
+                .iter()
+                .map(|&v| T::of_f64(v as f64))
+                .collect();
+            let seq = gram_on(&rows, len, m, 1);
+            for j in 0..m {
+                for i in j..m {
+                    let exact: f64 = (0..len)
+                        .map(|r| rows[r * m + i].as_f64() * rows[r * m + j].as_f64())
+                        .sum();
+                    let got = seq[j * m + i].as_f64();
+                    assert!(
+                        (got - exact).abs() <= tol * (1.0 + exact.abs()),
+                        "{len} x {m}, ({i}, {j}): {got} against {exact}"
+                    );
+                }
+                // The strict upper triangle is not written.
                 assert!(
-                    (got - exact).abs() <= 1e-4 * (1.0 + exact.abs()),
-                    "({i}, {j}): {got} against {exact}"
+                    seq[j * m..j * m + j].iter().all(|v| v.as_f64().is_nan()),
+                    "{len} x {m}: column {j} written above the diagonal"
                 );
             }
-            // The strict upper triangle is not written.
-            assert!(seq[j * m..j * m + j].iter().all(|v| v.is_nan()));
-        }
-        for threads in [2, 3, 5] {
-            let mut par = vec![f32::NAN; m * m];
-            gram_lower(&rows, len, m, &mut par, Par::rayon(threads));
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&seq), bits(&par), "{threads} threads");
+            for threads in [2, 3, 5] {
+                let par = gram_on(&rows, len, m, threads);
+                assert_eq!(bits(&seq), bits(&par), "{len} x {m}, {threads} threads");
+            }
         }
     }
 
     #[test]
+    fn gram_lower_is_the_product_and_the_same_on_any_thread_count() {
+        check_gram::<f32>(1e-4);
+        check_gram::<f64>(1e-12);
+    }
+
+    #[test]
     fn a_full_gram_block_is_the_same_on_any_thread_count() {
-        // The block laepca uses (GRAM_BLOCK samples) at an m where faer splits the output over threads.
+        // The block laepca uses (GRAM_BLOCK samples) at an m where the work is split over threads.
         let (len, m) = (crate::data::GRAM_BLOCK, 520);
         let rows = sample(len * m, 4);
-        let mut seq = vec![0f32; m * m];
-        gram_lower(&rows, len, m, &mut seq, Par::Seq);
+        let seq = gram_on(&rows, len, m, 1);
         for threads in [2, 3, 4] {
-            let mut par = vec![0f32; m * m];
-            gram_lower(&rows, len, m, &mut par, Par::rayon(threads));
-            assert!(
-                seq.iter()
-                    .zip(&par)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+            assert_eq!(
+                bits(&seq),
+                bits(&gram_on(&rows, len, m, threads)),
                 "{threads} threads"
             );
         }
+    }
+
+    /// The AVX2 kernel and faer's product agree to f32 rounding: a sum of `len` products carries an
+    /// error of about `√len · ε · Σ|aᵢ bᵢ|`, and `Σ|aᵢ bᵢ| ≤ √(C_ii C_jj)` (where the CPU has no AVX2,
+    /// both calls are faer's).
+    #[test]
+    fn the_avx2_gram_kernel_agrees_with_faer() {
+        let (len, m) = (700, 93);
+        let rows = sample(len * m, 7);
+        let ours = gram_on(&rows, len, m, 2);
+        let mut faer_out = vec![0f32; m * m];
+        let mut no_avx2 = GramScratch::default();
+        gram_lower(&rows, len, m, &mut faer_out, Par::Seq, &mut no_avx2);
+        let tol = 4.0 * (len as f64).sqrt() * f32::EPSILON as f64;
+        let diag = |i: usize| faer_out[i * m + i] as f64;
+        let mut worst = 0f64;
+        for j in 0..m {
+            for i in j..m {
+                let (a, b) = (ours[j * m + i] as f64, faer_out[j * m + i] as f64);
+                worst = worst.max((a - b).abs() / (diag(i) * diag(j)).sqrt());
+            }
+        }
+        assert!(
+            worst <= tol,
+            "largest difference {worst:e} of √(C_ii C_jj), above {tol:e}"
+        );
     }
 
     #[test]

@@ -338,6 +338,8 @@ struct BlockBuffers<T> {
     largest: Vec<f64>,
     /// The block's Gram matrix (m x m, column-major; lower triangle).
     product: Vec<T>,
+    /// The Gram kernel's scratch space (None until the first block).
+    scratch: Option<crate::cpu_kernels::GramScratch>,
 }
 
 impl<T: Real> BlockBuffers<T> {
@@ -805,6 +807,7 @@ impl GramAccumulator {
             sums,
             largest,
             product,
+            scratch,
             ..
         } = blocks.buffers::<T>();
         let len = *filled;
@@ -855,7 +858,12 @@ impl GramAccumulator {
         if product.is_empty() {
             *product = block_storage("the Gram matrix of one block", m.checked_mul(m))?;
         }
-        crate::cpu_kernels::gram_lower(rows, len, m, product, crate::cpu_kernels::parallelism());
+        if scratch.is_none() {
+            *scratch = Some(crate::cpu_kernels::GramScratch::new::<T>(m)?);
+        }
+        let scratch = scratch.as_mut().expect("set above");
+        let par = crate::cpu_kernels::parallelism();
+        crate::cpu_kernels::gram_lower(rows, len, m, product, par, scratch);
         // The lower triangle into the f64 total, columns in parallel (each element's sum is its own).
         let (total, product) = (self.c.as_mut_slice(), &product[..]);
         total

@@ -22,6 +22,36 @@ pub fn gram_host_side_only(acc: &mut crate::GramAccumulator) -> bool {
     acc.skip_gpu_kernels()
 }
 
+/// The CPU's f32 Gram block kernel as the Gram accumulation runs it (benches/gram_kernels.rs,
+/// examples/cpu_gram_time.rs): laepca's AVX2 kernel where the CPU has AVX2 and FMA, else faer's
+/// triangular product; on rayon's global pool.
+pub struct GramBlockKernel {
+    m: usize,
+    scratch: crate::cpu_kernels::GramScratch,
+}
+
+impl GramBlockKernel {
+    /// The kernel for blocks of m features.
+    pub fn new(m: usize) -> Result<Self> {
+        Ok(GramBlockKernel {
+            m,
+            scratch: crate::cpu_kernels::GramScratch::new::<f32>(m)?,
+        })
+    }
+
+    /// Whether it is laepca's AVX2 kernel (else faer's).
+    pub fn is_avx2(&self) -> bool {
+        self.scratch.is_avx2()
+    }
+
+    /// The lower triangle of `Bᵀ B` for the row-major block `rows` (a multiple of m values) into
+    /// `out` (m x m, column-major; the strict upper triangle untouched).
+    pub fn lower(&mut self, rows: &[f32], out: &mut [f32]) {
+        let (m, par) = (self.m, crate::cpu_kernels::parallelism());
+        crate::cpu_kernels::gram_lower(rows, rows.len() / m, m, out, par, &mut self.scratch);
+    }
+}
+
 /// The CPU engine over C (m x m) for k components in precision `T`, checking at most every
 /// `check_every` iterations.
 pub fn cpu_engine<T: Real>(c: &DMatrix<f64>, k: usize, check_every: usize) -> Box<dyn Engine> {

@@ -52,6 +52,8 @@ pub mod rng;
 mod solver;
 pub mod sparse;
 pub mod synthetic;
+#[cfg(target_arch = "x86_64")]
+mod syrk;
 
 pub use data::{GramAccumulator, GramStats, Layout};
 pub use engine::{EngineStats, LoopStats};
