@@ -306,7 +306,8 @@ const SHIFT_ROWS: usize = 256;
 /// Where block Gram matrices are computed.
 #[derive(Debug)]
 enum BlockEngine {
-    /// faer's triangular product in the working precision, [`GRAM_BLOCK`] samples a block.
+    /// The triangular product in the working precision (src/cpu_kernels.rs), [`GRAM_BLOCK`] samples a
+    /// block.
     Cpu(Box<CpuBlocks>),
     /// WGSL kernels, chunks of 16 MiB (at least 1024 samples, at most one binding).
     Gpu(Box<crate::gpu::GpuGram>),
