@@ -549,6 +549,9 @@ pub struct GramAccumulator {
     /// GPU, when the stream begins with f64 samples: the first chunk's samples (row-major, f64), held
     /// until the chunk is complete, whose mean becomes the host's shift.
     first_chunk: Vec<f64>,
+    /// The most samples this accumulator takes, when it was told (see
+    /// [`on_device_for`](Self::on_device_for)).
+    announced: Option<usize>,
 }
 
 impl GramAccumulator {
@@ -568,10 +571,22 @@ impl GramAccumulator {
 
     /// An accumulator whose block products run on an open GPU (see [`new_gpu`](Self::new_gpu)).
     pub fn on_device(device: &crate::GpuDevice, n_features: usize, center: bool) -> Result<Self> {
+        Self::on_device_for(device, n_features, center, None)
+    }
+
+    /// [`on_device`](Self::on_device) for at most `n_samples` samples where that is known: fewer
+    /// samples than one chunk (16 MiB) get device buffers of their size instead of five chunks', with
+    /// the same result. A push beyond `n_samples` samples fails ([`Error::ShapeMismatch`]).
+    pub fn on_device_for(
+        device: &crate::GpuDevice,
+        n_features: usize,
+        center: bool,
+        n_samples: Option<usize>,
+    ) -> Result<Self> {
         // C's host copy is checked before the device is asked for its buffers; on a software device,
         // whose buffers are host memory too, with every buffer of the accumulation (GramLayout).
         let ctx = device.context();
-        let layout = crate::gpu::GramLayout::new(ctx, n_features)?;
+        let layout = crate::gpu::GramLayout::new(ctx, n_features)?.for_samples(n_samples);
         let m64 = n_features as u64;
         let needed = || {
             m64.checked_mul(m64)?
@@ -588,9 +603,15 @@ impl GramAccumulator {
             needed(),
         )?;
         let c = gram_storage(n_features)?;
-        let gram = crate::gpu::GpuGram::new(device.context().clone(), n_features)?;
+        let gram = crate::gpu::GpuGram::new(device.context().clone(), n_features, n_samples)?;
         let engine = BlockEngine::Gpu(Box::new(gram));
-        Ok(Self::with_storage(engine, n_features, center, c))
+        Ok(Self::with_storage(engine, n_features, center, c).with_sample_limit(n_samples))
+    }
+
+    /// Makes a push beyond `n_samples` samples in all fail (see [`on_device_for`](Self::on_device_for)).
+    pub(crate) fn with_sample_limit(mut self, n_samples: Option<usize>) -> Self {
+        self.announced = n_samples;
+        self
     }
 
     fn with_engine(engine: BlockEngine, n_features: usize, center: bool) -> Result<Self> {
@@ -610,6 +631,7 @@ impl GramAccumulator {
             failed: None,
             row_scratch: Vec::new(),
             first_chunk: Vec::new(),
+            announced: None,
         }
     }
 
@@ -648,6 +670,15 @@ impl GramAccumulator {
 
     /// For timing the host's side alone: the GPU accumulation copies every chunk to the device but runs
     /// no kernel on it (C stays zero). False on the CPU.
+    /// The bytes of the GPU accumulation's chunk buffers (staging ring and device chunks); None on
+    /// the CPU.
+    pub(crate) fn gpu_chunk_buffer_bytes(&self) -> Option<u64> {
+        match &self.engine {
+            BlockEngine::Cpu(_) => None,
+            BlockEngine::Gpu(g) => Some(g.chunk_buffer_bytes()),
+        }
+    }
+
     pub(crate) fn skip_gpu_kernels(&mut self) -> bool {
         match &mut self.engine {
             BlockEngine::Cpu(_) => false,
@@ -675,6 +706,14 @@ impl GramAccumulator {
     pub(crate) fn push_view<T: Real>(&mut self, view: &SampleView<'_, T>) -> Result<()> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
+        }
+        let total = self.n_samples + self.pending() + view.n_samples;
+        if let Some(n) = self.announced.filter(|&n| total > n) {
+            let e = Error::ShapeMismatch {
+                what: format!("{total} samples pushed into an accumulator made for {n}"),
+            };
+            self.failed = Some(e.clone());
+            return Err(e);
         }
         let result = match self.engine {
             BlockEngine::Cpu(_) => self.push_view_cpu(view),
@@ -713,6 +752,12 @@ impl GramAccumulator {
                 flag.check()?;
             }
             let len = self.gpu_room().min(view.n_samples - start);
+            if len == 0 {
+                // Only with buffers for fewer samples, which `announced` keeps from being exceeded.
+                return Err(Error::ShapeMismatch {
+                    what: "more samples than the GPU accumulation's buffers were made for".into(),
+                });
+            }
             self.push_block(view, start, len)?;
             start += len;
         }

@@ -113,7 +113,8 @@ impl LaePca {
         let gpu = self.choose_device()?;
         self.report_gram_start();
         let t_gram = Instant::now();
-        let mut acc = accumulator_on(gpu.as_ref(), view.n_features, self.center)?;
+        let samples = Some(view.n_samples);
+        let mut acc = accumulator_on(gpu.as_ref(), view.n_features, self.center, samples)?;
         acc.cancel_on(self.cancel.clone());
         acc.push_view(&view)?;
         let (stats, kernels) = acc.finish_timed()?;
@@ -219,7 +220,8 @@ impl LaePca {
         self.report_gram_start();
         let t_gram = Instant::now();
         let mut mean = crate::alloc::filled(|| format!("{m} means"), Some(m), None, 0.0)?;
-        let mut acc = accumulator_on(gpu.as_ref(), n, false)?;
+        // K's samples are the m features.
+        let mut acc = accumulator_on(gpu.as_ref(), n, false, Some(m))?;
         acc.cancel_on(self.cancel.clone());
         // Blocks of features, each row of the block one centred feature (n values).
         let (rows, mut block) = chunk_buffer::<T>(n, m, "centred features")?;
@@ -379,7 +381,7 @@ impl LaePca {
         }
         let gpu = self.choose_device()?;
         let t_gram = Instant::now();
-        let mut acc = accumulator_on(gpu.as_ref(), m, self.center)?;
+        let mut acc = accumulator_on(gpu.as_ref(), m, self.center, Some(n))?;
         acc.cancel_on(self.cancel.clone());
         let (rows, mut block) = chunk_buffer::<T>(m, n, "densified rows")?;
         for first in (0..n).step_by(rows) {
@@ -467,7 +469,20 @@ impl LaePca {
     /// [`finish`](GramAccumulator::finish) to [`fit_gram`](Self::fit_gram). On a builder from
     /// [`resolve_backend`](Self::resolve_backend) the accumulation and the fit share one device.
     pub fn accumulator(&self, n_features: usize) -> Result<GramAccumulator> {
-        accumulator_on(self.choose_device()?.as_ref(), n_features, self.center)
+        accumulator_on(
+            self.choose_device()?.as_ref(),
+            n_features,
+            self.center,
+            None,
+        )
+    }
+
+    /// [`accumulator`](Self::accumulator) for a known number of samples: on the GPU, fewer samples
+    /// than one chunk (16 MiB) get device buffers of their size (the result is the same); a push
+    /// beyond `n_samples` samples in all fails ([`Error::ShapeMismatch`]), on either engine.
+    pub fn accumulator_for(&self, n_features: usize, n_samples: usize) -> Result<GramAccumulator> {
+        let device = self.choose_device()?;
+        accumulator_on(device.as_ref(), n_features, self.center, Some(n_samples))
     }
 
     /// Resolves λ, α, the momentum solver's β and C's norm estimate θ₁ (with the passes over C that
@@ -1082,14 +1097,17 @@ fn chunk_buffer<T: Real>(width: usize, total: usize, what: &str) -> Result<(usiz
 }
 
 /// A Gram accumulator on `device`, or on the CPU.
+/// A Gram accumulator on `device` (else the CPU) for at most `n_samples` samples where known (the
+/// GPU's buffers sized to them; more fail).
 fn accumulator_on(
     device: Option<&GpuDevice>,
     n_features: usize,
     center: bool,
+    n_samples: Option<usize>,
 ) -> Result<GramAccumulator> {
     match device {
-        Some(d) => GramAccumulator::on_device(d, n_features, center),
-        None => GramAccumulator::new(n_features, center),
+        Some(d) => GramAccumulator::on_device_for(d, n_features, center, n_samples),
+        None => Ok(GramAccumulator::new(n_features, center)?.with_sample_limit(n_samples)),
     }
 }
 

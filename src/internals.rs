@@ -22,6 +22,12 @@ pub fn gram_host_side_only(acc: &mut crate::GramAccumulator) -> bool {
     acc.skip_gpu_kernels()
 }
 
+/// The bytes of a GPU accumulator's chunk buffers (its staging ring and device chunks); None for a
+/// CPU accumulator.
+pub fn gram_chunk_buffer_bytes(acc: &crate::GramAccumulator) -> Option<u64> {
+    acc.gpu_chunk_buffer_bytes()
+}
+
 /// The CPU's f32 Gram block kernel as the Gram accumulation runs it (benches/gram_kernels.rs,
 /// examples/cpu_gram_time.rs): laepca's AVX2 kernel where the CPU has AVX2 and FMA, else faer's
 /// triangular product; on rayon's global pool.

@@ -341,6 +341,66 @@ fn c_split_over_several_buffers() {
     assert!(angle <= 1e-3, "split GPU fit: largest angle {angle:e}");
 }
 
+/// Told how many samples come, a GPU accumulation of fewer than one chunk sizes its buffers to them,
+/// with the same C bit for bit (f32 and f64 streams, pushed in ragged pieces), and a push beyond the
+/// announced count fails, on the GPU and on the CPU alike.
+#[test]
+fn a_gpu_accumulation_told_its_samples_sizes_its_buffers_to_them() {
+    if !have_gpu() {
+        return;
+    }
+    let device = GpuDevice::open(None).unwrap();
+    let (n, m) = (1000, 300);
+    let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 50.0, 0.9), 500.0, 29);
+    let rows64: Vec<f64> = p.x.transpose().iter().copied().collect();
+    let rows32: Vec<f32> = rows64.iter().map(|&v| v as f32).collect();
+    fn gram<T: laepca::Real>(acc: &mut GramAccumulator, rows: &[T], m: usize) {
+        let mut start = 0;
+        for len in [7, 50, 133, 2, 200].iter().cycle() {
+            let end = (start + len).min(rows.len() / m);
+            acc.push_rows(&rows[start * m..end * m]).unwrap();
+            start = end;
+            if start == rows.len() / m {
+                break;
+            }
+        }
+    }
+    let (mut told, mut untold) = (
+        GramAccumulator::on_device_for(&device, m, true, Some(n)).unwrap(),
+        GramAccumulator::on_device(&device, m, true).unwrap(),
+    );
+    let bytes = |a: &GramAccumulator| laepca::internals::gram_chunk_buffer_bytes(a).unwrap();
+    // Five buffers of 1000 rows of 300 f32 (1.2 MB, and a small header each) against five chunks of
+    // 16 MiB.
+    assert!(
+        bytes(&told) <= 5 * (256 + n * m * 4) as u64,
+        "{} bytes",
+        bytes(&told)
+    );
+    assert!(bytes(&untold) >= 5 * (15 << 20), "{} bytes", bytes(&untold));
+    gram(&mut told, &rows32, m);
+    gram(&mut untold, &rows32, m);
+    let (a, b) = (told.finish().unwrap(), untold.finish().unwrap());
+    assert!(a.c == b.c && a.mean == b.mean, "f32: C differs");
+    let mut told = GramAccumulator::on_device_for(&device, m, true, Some(n)).unwrap();
+    let mut untold = GramAccumulator::on_device(&device, m, true).unwrap();
+    gram(&mut told, &rows64, m);
+    gram(&mut untold, &rows64, m);
+    let (a, b) = (told.finish().unwrap(), untold.finish().unwrap());
+    assert!(a.c == b.c && a.mean == b.mean, "f64: C differs");
+    // One sample more than announced: an error, on either engine, and the accumulator stays failed.
+    let cpu = LaePca::new(2).backend(Backend::Cpu);
+    for mut acc in [
+        GramAccumulator::on_device_for(&device, m, true, Some(10)).unwrap(),
+        cpu.accumulator_for(m, 10).unwrap(),
+    ] {
+        acc.push_rows(&rows32[..10 * m]).unwrap();
+        let err = acc.push_rows(&rows32[..m]).unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        assert!(acc.finish().is_err());
+    }
+}
+
 /// The GPU's C and mean do not depend on how the samples are pushed: chunks are cut from the stream
 /// of samples, and the shift is the first chunk's mean (f32 rows: on the device; f64 rows: on the host,
 /// in f64, the first chunk held until it is complete). On a device capped at 160000 bytes a chunk of

@@ -318,10 +318,12 @@ fn accumulate<T: Real>(
     bar: &Bar,
 ) -> Result<(GramStats, Duration, Duration, Option<Duration>), Failure> {
     // The builder's backend is decided: the accumulation runs on the device the fit will use.
-    let mut acc = model.accumulator(reader.cols()).map_err(|e| match e {
-        Error::TooLarge { .. } => data_error(e, reader),
-        e => Failure(format!("cannot use the GPU (--backend gpu): {e}")),
-    })?;
+    let mut acc = model
+        .accumulator_for(reader.cols(), reader.rows())
+        .map_err(|e| match e {
+            Error::TooLarge { .. } => data_error(e, reader),
+            e => Failure(format!("cannot use the GPU (--backend gpu): {e}")),
+        })?;
     bar.gram(Some(reader.rows() as u64));
     let chunk = reader.chunk_rows();
     let mut gram = Duration::ZERO;

@@ -105,6 +105,10 @@ pub(crate) struct GramLayout {
     pub slice: usize,
     /// Running totals of C (split-K; more than one only when C is one panel).
     pub splits: usize,
+    /// Samples each chunk buffer holds: `chunk_rows`, or fewer when the accumulation was told it
+    /// gets fewer samples than a chunk (then its only chunk is cut at the end, as the last one always
+    /// is, so the sums are the same).
+    pub buffer_rows: usize,
 }
 
 impl GramLayout {
@@ -146,12 +150,22 @@ impl GramLayout {
             chunk_rows,
             slice,
             splits,
+            buffer_rows: chunk_rows,
         }
+    }
+
+    /// The layout for an accumulation of at most `samples` samples (None: any number): chunk buffers
+    /// no larger than that. Only the buffers change, not how the samples are cut and summed.
+    pub fn for_samples(mut self, samples: Option<usize>) -> Self {
+        if let Some(n) = samples {
+            self.buffer_rows = n.clamp(1, self.chunk_rows);
+        }
+        self
     }
 
     /// Bytes of the chunks' buffers: the ring of staging buffers and the device's chunk buffers.
     fn chunk_buffer_bytes(&self) -> u64 {
-        (STAGING_RING + DEVICE_CHUNKS) as u64 * (HEADER + (self.chunk_rows * self.mp * 4) as u64)
+        (STAGING_RING + DEVICE_CHUNKS) as u64 * (HEADER + (self.buffer_rows * self.mp * 4) as u64)
     }
 
     /// Bytes of every device buffer of the accumulation, its read-back included: C's running totals
@@ -270,10 +284,12 @@ fn bind_group(
 }
 
 impl GpuGram {
-    pub fn new(ctx: Arc<GpuContext>, m: usize) -> Result<Self> {
-        let layout = GramLayout::new(&ctx, m)?;
-        let (mp, chunk_rows, splits) = (layout.mp, layout.chunk_rows, layout.splits);
-        let chunk_bytes = (chunk_rows * mp * 4) as u64;
+    /// The accumulation of m features, of at most `samples` samples where that is known (smaller
+    /// buffers for fewer samples than a chunk; see [`GramLayout::for_samples`]).
+    pub fn new(ctx: Arc<GpuContext>, m: usize, samples: Option<usize>) -> Result<Self> {
+        let layout = GramLayout::new(&ctx, m)?.for_samples(samples);
+        let (mp, splits) = (layout.mp, layout.splits);
+        let chunk_bytes = (layout.buffer_rows * mp * 4) as u64;
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
         let vector_bytes = (mp * 4) as u64;
         let columns_pipeline = ctx.pipeline(Kernel::GramColumns);
@@ -417,6 +433,11 @@ impl GpuGram {
         })
     }
 
+    /// Bytes of the chunk buffers (see [`GramLayout::for_samples`]).
+    pub fn chunk_buffer_bytes(&self) -> u64 {
+        self.layout.chunk_buffer_bytes()
+    }
+
     /// The row stride of the blocks [`add`](Self::add) takes: m padded to a multiple of 4.
     pub fn padded_features(&self) -> usize {
         self.mp
@@ -433,9 +454,14 @@ impl GpuGram {
         self.stats
     }
 
-    /// Rows the current chunk can still take (a whole chunk when none is begun).
+    /// Rows the current chunk can still take (a whole chunk when none is begun); with buffers for
+    /// fewer samples than a chunk, what is left of them, and none once that one chunk is submitted.
     pub fn room(&self) -> usize {
-        self.layout.chunk_rows - self.filled
+        let l = &self.layout;
+        if l.buffer_rows < l.chunk_rows && self.added > 0 {
+            return 0;
+        }
+        l.buffer_rows - self.filled
     }
 
     /// Samples written so far, in submitted chunks and the current one.
