@@ -139,7 +139,7 @@ fn main() {
             kernels.push((
                 "laepca AVX2 (lower)",
                 tri,
-                Box::new(move || ours.lower(rows, &mut out)),
+                Box::new(move || ours.lower(rows, &mut out).expect("whole rows")),
             ));
         }
         #[cfg(unix)]

@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = args.first().ok_or("FILE [REPS]")?;
     let reps: usize = args.get(1).map_or(Ok(3), |s| s.parse())?;
+    if reps == 0 {
+        return Err("REPS must be at least 1".into());
+    }
     let x = laepca::io::read_matrix::<f32>(path)?;
     let (n, m) = (x.rows, x.cols);
     let (triangle, full) = ((n * m * (m + 1)) as f64, 2.0 * (n * m * m) as f64);
@@ -26,6 +29,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(laepca::data::GRAM_BLOCK);
+    if block == 0 {
+        return Err("BLOCK must be at least 1".into());
+    }
     let mut kernel = GramBlockKernel::new(m)?;
     let name = if kernel.is_avx2() { "AVX2" } else { "faer" };
     #[cfg(unix)]
@@ -47,16 +53,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             c00?
         );
         phase.push(s);
-        let (s, cpu, ()) = timed(|| {
+        let (s, cpu, kernel_run) = timed(|| {
             for rows in x.data.chunks(block * m) {
-                kernel.lower(rows, &mut out);
+                kernel.lower(rows, &mut out)?;
             }
+            Ok::<(), laepca::Error>(())
         });
         println!(
             "{name} kernel only, blocks of {block}, rep {rep}: {s:.3} s wall, {cpu:.3} s on the \
              calling thread, {:.1} GFLOP/s (triangle)",
             triangle / s / 1e9
         );
+        kernel_run?;
         alone.push(s);
         #[cfg(unix)]
         if let Some(blas) = &blas {

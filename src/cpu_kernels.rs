@@ -233,17 +233,54 @@ mod tests {
         gram_lower(&rows, len, m, &mut faer_out, Par::Seq, &mut no_avx2);
         let tol = 4.0 * (len as f64).sqrt() * f32::EPSILON as f64;
         let diag = |i: usize| faer_out[i * m + i] as f64;
-        let mut worst = 0f64;
         for j in 0..m {
             for i in j..m {
                 let (a, b) = (ours[j * m + i] as f64, faer_out[j * m + i] as f64);
-                worst = worst.max((a - b).abs() / (diag(i) * diag(j)).sqrt());
+                let rel = (a - b).abs() / (diag(i) * diag(j)).sqrt();
+                assert!(
+                    rel <= tol, // false for NaN too
+                    "({i}, {j}): difference {rel:e} of √(C_ii C_jj), above {tol:e}"
+                );
             }
         }
-        assert!(
-            worst <= tol,
-            "largest difference {worst:e} of √(C_ii C_jj), above {tol:e}"
-        );
+    }
+
+    /// The AVX2 kernel serves f32 exactly where the CPU has AVX2 and FMA (so the tests above run it
+    /// there), never f64.
+    #[test]
+    fn the_avx2_kernel_is_chosen_where_the_cpu_has_it() {
+        #[cfg(target_arch = "x86_64")]
+        let expected = crate::syrk::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let expected = false;
+        assert_eq!(GramScratch::new::<f32>(40).unwrap().is_avx2(), expected);
+        assert!(!GramScratch::new::<f64>(40).unwrap().is_avx2());
+    }
+
+    /// Integers in [−3, 3]: every product and partial sum is exact in f32 (below 2²⁴), so the kernel
+    /// must equal the exact sum bit for bit at every (m, len) around its panels (16), tiles (6 + 6
+    /// + 4), runs (128) and slices (1024), the block laepca uses (2048) included.
+    #[test]
+    fn gram_lower_is_exact_on_integers_at_every_edge() {
+        let mut rng = Rng::new(11);
+        for m in 1..=40 {
+            for len in [1, 127, 128, 129, 1024, 1025, 2048] {
+                let rows: Vec<f32> = (0..len * m)
+                    .map(|_| (rng.uniform() * 7.0).floor() as f32 - 3.0)
+                    .collect();
+                let got = gram_on(&rows, len, m, 2);
+                for j in 0..m {
+                    for i in j..m {
+                        let exact: f32 = (0..len).map(|r| rows[r * m + i] * rows[r * m + j]).sum();
+                        assert_eq!(got[j * m + i], exact, "{len} x {m}: ({i}, {j})");
+                    }
+                    assert!(
+                        got[j * m..j * m + j].iter().all(|v| v.is_nan()),
+                        "{len} x {m}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

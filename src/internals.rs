@@ -37,8 +37,15 @@ pub struct GramBlockKernel {
 }
 
 impl GramBlockKernel {
-    /// The kernel for blocks of m features.
+    /// The kernel for blocks of m features (m ≥ 1).
     pub fn new(m: usize) -> Result<Self> {
+        if m == 0 {
+            return Err(crate::Error::InvalidParameter {
+                name: "m",
+                value: 0.0,
+                reason: "a Gram block kernel needs at least one feature",
+            });
+        }
         Ok(GramBlockKernel {
             m,
             scratch: crate::cpu_kernels::GramScratch::new::<f32>(m)?,
@@ -52,9 +59,19 @@ impl GramBlockKernel {
 
     /// The lower triangle of `Bᵀ B` for the row-major block `rows` (a multiple of m values) into
     /// `out` (m x m, column-major; the strict upper triangle untouched).
-    pub fn lower(&mut self, rows: &[f32], out: &mut [f32]) {
+    pub fn lower(&mut self, rows: &[f32], out: &mut [f32]) -> Result<()> {
         let (m, par) = (self.m, crate::cpu_kernels::parallelism());
+        if rows.len() % m != 0 || out.len() != m * m {
+            return Err(crate::Error::ShapeMismatch {
+                what: format!(
+                    "{} values are not whole rows of {m} features, or {} not {m} x {m}",
+                    rows.len(),
+                    out.len()
+                ),
+            });
+        }
         crate::cpu_kernels::gram_lower(rows, rows.len() / m, m, out, par, &mut self.scratch);
+        Ok(())
     }
 }
 

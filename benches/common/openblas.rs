@@ -68,6 +68,7 @@ impl OpenBlas {
 
     /// `out = Bᵀ B` in full, B row-major len x m (Bᵀ column-major m x len).
     pub fn gram_full(&self, rows: &[f32], len: usize, m: usize, out: &mut [f32]) {
+        check(rows, len, m, out);
         let (mi, li, one, zero) = (m as i64, len as i64, 1f32, 0f32);
         // SAFETY: the buffers hold m·len and m·m f32.
         unsafe {
@@ -91,6 +92,7 @@ impl OpenBlas {
 
     /// The lower triangle of `Bᵀ B`.
     pub fn gram_lower(&self, rows: &[f32], len: usize, m: usize, out: &mut [f32]) {
+        check(rows, len, m, out);
         let (mi, li, one, zero) = (m as i64, len as i64, 1f32, 0f32);
         // SAFETY: as in gram_full.
         unsafe {
@@ -108,4 +110,12 @@ impl OpenBlas {
             )
         }
     }
+}
+
+/// What the BLAS calls' SAFETY rests on: buffers of m·len and m·m values, m ≥ 1 (lda = m).
+fn check(rows: &[f32], len: usize, m: usize, out: &[f32]) {
+    assert!(
+        m > 0 && rows.len() >= m * len && out.len() >= m * m,
+        "a {len} x {m} block"
+    );
 }
