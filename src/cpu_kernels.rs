@@ -46,6 +46,7 @@ impl GramScratch {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 fn is_f32<T: Real>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
 }
