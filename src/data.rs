@@ -668,8 +668,6 @@ impl GramAccumulator {
         }
     }
 
-    /// For timing the host's side alone: the GPU accumulation copies every chunk to the device but runs
-    /// no kernel on it (C stays zero). False on the CPU.
     /// The bytes of the GPU accumulation's chunk buffers (staging ring and device chunks); None on
     /// the CPU.
     pub(crate) fn gpu_chunk_buffer_bytes(&self) -> Option<u64> {
@@ -679,6 +677,8 @@ impl GramAccumulator {
         }
     }
 
+    /// For timing the host's side alone: the GPU accumulation copies every chunk to the device but runs
+    /// no kernel on it (C stays zero). False on the CPU.
     pub(crate) fn skip_gpu_kernels(&mut self) -> bool {
         match &mut self.engine {
             BlockEngine::Cpu(_) => false,

@@ -1096,7 +1096,6 @@ fn chunk_buffer<T: Real>(width: usize, total: usize, what: &str) -> Result<(usiz
     Ok((rows, block))
 }
 
-/// A Gram accumulator on `device`, or on the CPU.
 /// A Gram accumulator on `device` (else the CPU) for at most `n_samples` samples where known (the
 /// GPU's buffers sized to them; more fail).
 fn accumulator_on(
