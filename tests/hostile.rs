@@ -522,10 +522,10 @@ fn wide_data_under_the_allocator_limit() {
 #[test]
 fn software_gpu_memory_is_checked_with_the_hosts() {
     // lavapipe's buffers are host memory: C of a 2 x 3000 file takes 72 MB in f64 on the host, 72 MB
-    // as the device's compensated f32 sum, 61.4 MB of chunk buffers (five of 1024 samples) and 72.1 MB
-    // of read-back staging (two f32 copies of its one panel and the column vectors): 277.5 MB. A 100 MB
-    // allowance admits the first alone, not all: refused before the device is asked (a software
-    // device that overcommits would be killed instead).
+    // as the device's compensated f32 sum, 0.12 MB of chunk buffers (five of the file's 2 samples: the
+    // CLI announces them) and 72.1 MB of read-back staging (two f32 copies of its one panel and the
+    // column vectors): 216.2 MB. A 100 MB allowance admits the first alone, not all: refused before
+    // the device is asked (a software device that overcommits would be killed instead).
     if !common::have_gpu() || laepca::devices().iter().all(|d| d.device_type != "cpu") {
         return;
     }
@@ -534,7 +534,7 @@ fn software_gpu_memory_is_checked_with_the_hosts() {
         "software gpu memory",
         "s.npy",
         npy_bytes("<f4", false, &[2, 3000], &vec![0; 24_000]),
-        "the accumulation's buffers on the software GPU needs 277.5 MB of memory",
+        "the accumulation's buffers on the software GPU needs 216.2 MB of memory",
     );
     let env = [
         ("LAEPCA_MAX_MEMORY", "100000000"),
