@@ -1,7 +1,8 @@
 //! The f32 Gram block on x86-64 CPUs with AVX2 and FMA: the lower triangle of `BᵀB` for a block B of
 //! samples (a SYRK), by a register-blocked micro-kernel in the style of BLIS (Van Zee & van de Geijn
 //! 2015). faer's triangular product serves f64 and every other CPU; on this kind of CPU this kernel is
-//! 1.0-1.1x as fast as faer's at m = 784 and 1.3-1.5x at m = 2048 (benches/gram_kernels.rs).
+//! 1.1-1.2x as fast as faer's at m = 784 and 1.6x at m = 2048 (benches/gram_kernels.rs, figures in
+//! bench/results/cpu-2core-sklearn.md).
 //!
 //! Layout. C (m x m, column-major, lower triangle wanted) is symmetric, so entry `(j, i)` with `j ≥ i`
 //! is kept where a column-major tile is contiguous: a tile holds `Σ_s B[s, i] B[s, j]` for 4 or 6
