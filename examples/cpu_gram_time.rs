@@ -1,7 +1,8 @@
 //! Wall-clock time of the CPU Gram phase on a data file held in memory (read through `laepca::io`,
 //! samples in rows), against laepca's Gram block kernel alone on the same blocks (no copy, shift or
 //! f64 sum) and, when `OPENBLAS` names an OpenBLAS library (see benches/gram_kernels.rs), against
-//! OpenBLAS's sgemm of the whole XᵀX (what scikit-learn's `covariance_eigh` computes), interleaved
+//! OpenBLAS's sgemm and ssyrk of the whole XᵀX (numpy's `X.T @ X`, so scikit-learn's
+//! `covariance_eigh`, calls ssyrk), interleaved
 //! rep by rep: `cargo run --release --example cpu_gram_time -- FILE [REPS]`. `BLOCK` sets the
 //! kernel-only block rows (2048, as `laepca::data::GRAM_BLOCK`); `RAYON_NUM_THREADS` the threads.
 //! Each line also gives the calling thread's CPU time: the serial part of the phase (the kernels run
@@ -39,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .map(|p| openblas::OpenBlas::open(&p));
     let mut out = vec![0f32; m * m];
-    let (mut phase, mut alone, mut sgemm) = (vec![], vec![], vec![]);
+    let (mut phase, mut alone, mut sgemm, mut ssyrk) = (vec![], vec![], vec![], vec![]);
     for rep in 0..reps {
         let (s, cpu, c00) = timed(|| -> laepca::Result<f64> {
             let mut acc = GramAccumulator::new(m, true)?;
@@ -74,6 +75,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 full / s / 1e9
             );
             sgemm.push(s);
+            let (s, _, ()) = timed(|| blas.gram_lower(&x.data, n, m, &mut out));
+            println!(
+                "OpenBLAS ssyrk XᵀX, rep {rep}: {s:.3} s wall, {:.1} GFLOP/s (triangle)",
+                triangle / s / 1e9
+            );
+            ssyrk.push(s);
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -93,6 +100,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
              its time {:.2}x sgemm's",
             full / s / 1e9,
             100.0 * (triangle / p) / (full / s),
+            p / s
+        );
+        let s = median(&mut ssyrk);
+        println!(
+            "OpenBLAS ssyrk {s:.3} s ({:.1} GFLOP/s; numpy's X.T @ X, so scikit-learn's \
+             covariance_eigh): the gram phase's time is {:.2}x ssyrk's",
+            triangle / s / 1e9,
             p / s
         );
     }

@@ -90,6 +90,39 @@ pub(crate) fn gram_lower<T: Real>(
     );
 }
 
+/// `row −= shift`, adding each shifted value (in f64) to its column's sum and magnitude bound: the
+/// shift of a Gram block's samples. In f32 on CPUs with AVX2, eight columns at a time (the same
+/// operations on each column in the same order, so the same bits).
+pub(crate) fn shift_row<T: Real>(
+    row: &mut [T],
+    shift: &[T],
+    sums: &mut [f64],
+    largest: &mut [f64],
+) {
+    let m = row.len();
+    assert!(shift.len() >= m && sums.len() >= m && largest.len() >= m);
+    #[cfg(target_arch = "x86_64")]
+    if is_f32::<T>() && crate::syrk::available() {
+        // T is f32: the casts are identities.
+        let (row, shift) = (bytemuck::cast_slice_mut(row), bytemuck::cast_slice(shift));
+        // SAFETY: available() holds; the lengths are asserted above.
+        unsafe { crate::syrk::shift_row(row, &shift[..m], &mut sums[..m], &mut largest[..m]) };
+        return;
+    }
+    shift_row_scalar(row, shift, sums, largest);
+}
+
+/// [`shift_row`], one column at a time.
+fn shift_row_scalar<T: Real>(row: &mut [T], shift: &[T], sums: &mut [f64], largest: &mut [f64]) {
+    let stats = sums.iter_mut().zip(largest.iter_mut());
+    for ((v, &s), (sum, big)) in row.iter_mut().zip(shift).zip(stats) {
+        *v -= s;
+        let x = v.as_f64();
+        *sum += x;
+        *big = big.max(x.abs());
+    }
+}
+
 /// `out = a b` for column-major `a` (rows x inner), `b` (inner x cols), `out` (rows x cols).
 pub(crate) fn product<T: Real>(
     a: &[T],
@@ -281,6 +314,41 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The shift (the AVX2 path where the CPU has it) gives the scalar loop's bits: the shifted
+    /// values, the column sums and the magnitude bounds, over rows of every width around its eight
+    /// lanes, with values of both signs and very different magnitudes, overflow to infinity included.
+    #[test]
+    fn the_shift_is_the_scalar_loop_bit_for_bit() {
+        let mut rng = Rng::new(5);
+        for m in [1, 7, 8, 9, 15, 16, 17, 33, 784] {
+            let mut value = || {
+                let v = (rng.uniform() - 0.5) * 10f64.powi((rng.uniform() * 12.0) as i32 - 6);
+                v as f32
+            };
+            let mut rows: Vec<f32> = (0..5 * m).map(|_| value()).collect();
+            let mut shift: Vec<f32> = (0..m).map(|_| value()).collect();
+            rows[m - 1] = f32::MAX;
+            shift[m - 1] = -f32::MAX; // x − s overflows: +∞ in the row, the sum and the bound
+            let (mut fast, mut slow) = (rows.clone(), rows.clone());
+            let mut stats = [vec![0.0; m], vec![0.0; m], vec![0.0; m], vec![0.0; m]];
+            let [sums, largest, sums_ref, largest_ref] = &mut stats;
+            for (f, s) in fast.chunks_exact_mut(m).zip(slow.chunks_exact_mut(m)) {
+                shift_row(f, &shift, sums, largest);
+                shift_row_scalar(s, &shift, sums_ref, largest_ref);
+            }
+            assert_eq!(bits(&fast), bits(&slow), "m = {m}: the shifted rows");
+            assert_eq!(bits(sums), bits(sums_ref), "m = {m}: the sums");
+            assert_eq!(bits(largest), bits(largest_ref), "m = {m}: the bounds");
+            assert_eq!(largest[m - 1], f64::INFINITY, "m = {m}");
+            // Row 1, column 0: a finite shifted value.
+            let expected = rows[m] as f64 - shift[0] as f64;
+            assert!(
+                (fast[m] as f64 - expected).abs() <= 1e-6 * expected.abs(),
+                "m = {m}"
+            );
         }
     }
 

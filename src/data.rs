@@ -369,10 +369,10 @@ impl<T: Real> BlockBuffers<T> {
             .map(|piece| {
                 let offset = piece.first_row - filled;
                 let rows = piece.rows.len() / m;
-                let bad = view.copy_samples(start + offset, rows, piece.rows);
-                if let (None, Some(shift)) = (bad, shift) {
-                    piece.shift(shift, m);
-                }
+                let bad = match shift {
+                    None => view.copy_samples(start + offset, rows, piece.rows),
+                    Some(shift) => piece.copy_shifted(view, start + offset, shift),
+                };
                 bad.map(|(r, j)| (offset + r, j))
             })
             .collect::<Vec<_>>()
@@ -395,8 +395,27 @@ impl<T: Real> BlockPiece<'_, T> {
     /// Shifts the piece's rows in place, adding them to the part's statistics in row order.
     fn shift(&mut self, shift: &[T], m: usize) {
         for row in self.rows.chunks_exact_mut(m) {
-            shift_row(row, shift, self.sums, self.largest);
+            crate::cpu_kernels::shift_row(row, shift, self.sums, self.largest);
         }
+    }
+
+    /// Copies the piece's rows from samples `start..` of `view` and shifts them (with their
+    /// statistics), row by row while each is in the L1 cache; returns the first non-finite entry (as
+    /// in [`SampleView::copy_samples`]), at which it stops.
+    fn copy_shifted(
+        &mut self,
+        view: &SampleView<'_, T>,
+        start: usize,
+        shift: &[T],
+    ) -> Option<(usize, usize)> {
+        let m = view.n_features;
+        for (r, row) in self.rows.chunks_exact_mut(m).enumerate() {
+            if let Some((_, j)) = view.copy_samples(start + r, 1, row) {
+                return Some((r, j));
+            }
+            crate::cpu_kernels::shift_row(row, shift, self.sums, self.largest);
+        }
+        None
     }
 }
 
@@ -508,17 +527,6 @@ fn block_statistics(sums: &[f64], largest: &[f64], m: usize, len: usize) -> (Vec
         big.iter_mut().zip(l).for_each(|(b, v)| *b = b.max(*v));
     }
     (total, big)
-}
-
-/// `row −= shift`, adding each shifted value to its column's sum and magnitude bound.
-fn shift_row<T: Real>(row: &mut [T], shift: &[T], sums: &mut [f64], largest: &mut [f64]) {
-    let stats = sums.iter_mut().zip(largest.iter_mut());
-    for ((v, &s), (sum, big)) in row.iter_mut().zip(shift).zip(stats) {
-        *v -= s;
-        let x = v.as_f64();
-        *sum += x;
-        *big = big.max(x.abs());
-    }
 }
 
 /// Zeroed work space of the CPU engine, size-checked like C.

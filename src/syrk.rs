@@ -248,3 +248,47 @@ unsafe fn tile<const I: usize>(depth: usize, a: *const f32, b: *const f32) -> [[
     }
     out
 }
+
+/// `row −= shift` with each shifted value added (in f64) to its column's sum and magnitude bound: the
+/// shift of a block's samples, eight columns at a time, each column's operations those of the scalar
+/// loop (src/cpu_kernels.rs), so the bits are the same.
+///
+/// # Safety
+/// The CPU has AVX2; `shift`, `sums` and `largest` are as long as `row`.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn shift_row(
+    row: &mut [f32],
+    shift: &[f32],
+    sums: &mut [f64],
+    largest: &mut [f64],
+) {
+    let m = row.len();
+    debug_assert!(shift.len() == m && sums.len() == m && largest.len() == m);
+    // |x| for f64 lanes: the sign bit cleared.
+    let magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+    let vectors = m / 8 * 8;
+    for j in (0..vectors).step_by(8) {
+        let v = row.as_mut_ptr().add(j);
+        let x = _mm256_sub_ps(_mm256_loadu_ps(v), _mm256_loadu_ps(shift.as_ptr().add(j)));
+        _mm256_storeu_ps(v, x);
+        let halves = [
+            _mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x)),
+        ];
+        for (h, x) in halves.into_iter().enumerate() {
+            let (sum, big) = (
+                sums.as_mut_ptr().add(j + 4 * h),
+                largest.as_mut_ptr().add(j + 4 * h),
+            );
+            _mm256_storeu_pd(sum, _mm256_add_pd(_mm256_loadu_pd(sum), x));
+            let x = _mm256_and_pd(x, magnitude);
+            _mm256_storeu_pd(big, _mm256_max_pd(_mm256_loadu_pd(big), x));
+        }
+    }
+    for j in vectors..m {
+        row[j] -= shift[j];
+        let x = row[j] as f64;
+        sums[j] += x;
+        largest[j] = largest[j].max(x.abs());
+    }
+}
