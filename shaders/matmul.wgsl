@@ -21,6 +21,16 @@ const SEARCH_BLOCKS: u32 = 3u;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// The fused kernels of the default solver: a search basis [s0, s1, s2] and its image under C
+// [cs0, cs1, cs2] (each mp x k); mul_blocks' second output; mul_small_sub's minuend.
+@group(0) @binding(4) var<storage, read> s0: array<f32>;
+@group(0) @binding(5) var<storage, read> s1: array<f32>;
+@group(0) @binding(6) var<storage, read> s2: array<f32>;
+@group(0) @binding(7) var<storage, read> cs0: array<f32>;
+@group(0) @binding(8) var<storage, read> cs1: array<f32>;
+@group(0) @binding(9) var<storage, read> cs2: array<f32>;
+@group(0) @binding(10) var<storage, read_write> tail: array<f32>;
+@group(0) @binding(11) var<storage, read> base: array<f32>;
 
 // Threads of the one-dimensional kernels (inner, mul_small), chosen per adapter.
 override WG: u32 = 256u;
@@ -134,5 +144,106 @@ fn mul_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let e = gid.x + gid.y * nwg.x * WG;
     if (e < p.mp * p.k) {
         out[e] = tall_times_block(e, SEARCH_BLOCKS * p.k, p.row0, p.col0);
+    }
+}
+
+// Entry e of block i of the search basis (i < SEARCH_BLOCKS).
+fn basis_at(i: u32, e: u32) -> f32 {
+    switch i {
+        case 0u: { return s0[e]; }
+        case 1u: { return s1[e]; }
+        default: { return s2[e]; }
+    }
+}
+
+// Entry e of block j of the basis' image under C.
+fn image_at(j: u32, e: u32) -> f32 {
+    switch j {
+        case 0u: { return cs0[e]; }
+        case 1u: { return cs1[e]; }
+        default: { return cs2[e]; }
+    }
+}
+
+// projected: the projected matrix out = Sᵀ (C S) of the basis S = [s0, s1, s2]: block (i, j) with
+// i ≤ j is sᵢᵀ csⱼ, block (j, i) its transpose. The six upper blocks in one dispatch of k x 6k
+// workgroups, one per entry (wg.y / k: the block, in the order (0,0) (0,1) (0,2) (1,1) (1,2) (2,2)),
+// each entry summed as inner_block sums it (so the same bits).
+@compute @workgroup_size(WG)
+fn projected(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let block = wg.y / p.k;
+    var i = 0u;
+    var j = block;
+    if (block >= 5u) {
+        i = 2u;
+        j = 2u;
+    } else if (block >= 3u) {
+        i = 1u;
+        j = block - 2u;
+    }
+    let ca = wg.x;
+    let cb = wg.y % p.k;
+    var s = 0.0;
+    for (var r = lid.x; r < p.mp; r += WG) {
+        s += basis_at(i, ca * p.mp + r) * image_at(j, cb * p.mp + r);
+    }
+    let total = tree_sum(lid.x, s);
+    if (lid.x == 0u) {
+        let ld = SEARCH_BLOCKS * p.k;
+        out[(j * p.k + cb) * ld + i * p.k + ca] = total;
+        if (i != j) {
+            out[(i * p.k + ca) * ld + j * p.k + cb] = total;
+        }
+    }
+}
+
+// Entry e of sᵢ Yᵢ, Yᵢ the k x k block of rows i·k.. (first k columns) of the projected b.
+fn basis_times_block(i: u32, e: u32) -> f32 {
+    let row = e % p.mp;
+    let col = e / p.mp;
+    let ld = SEARCH_BLOCKS * p.k;
+    var s = 0.0;
+    for (var l = 0u; l < p.k; l++) {
+        s += basis_at(i, l * p.mp + row) * b[col * ld + i * p.k + l];
+    }
+    return s;
+}
+
+// mul_blocks: out = s0 Y0 + s1 Y1 + s2 Y2 and tail = s1 Y1 + s2 Y2 (mp x k each), the terms
+// summed in this order from zero (as combine sums them). One thread per entry.
+@compute @workgroup_size(WG)
+fn mul_blocks(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    if (e < p.mp * p.k) {
+        let t0 = basis_times_block(0u, e);
+        let t1 = basis_times_block(1u, e);
+        let t2 = basis_times_block(2u, e);
+        var all = 0.0;
+        all += t0;
+        all += t1;
+        all += t2;
+        out[e] = all;
+        var rest = 0.0;
+        rest += t1;
+        rest += t2;
+        tail[e] = rest;
+    }
+}
+
+// mul_small_sub: out = base − a b (a: mp x k, b: k x k); mul_small_sub_in_place: out −= a b. One
+// thread per entry.
+@compute @workgroup_size(WG)
+fn mul_small_sub(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    if (e < p.mp * p.k) {
+        out[e] = base[e] - tall_times_block(e, p.k, 0u, 0u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn mul_small_sub_in_place(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    if (e < p.mp * p.k) {
+        out[e] = out[e] - tall_times_block(e, p.k, 0u, 0u);
     }
 }

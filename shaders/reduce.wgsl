@@ -3,6 +3,7 @@
 
 // The Rust twin: ReduceParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
 struct ReduceParams {
+    // the elements of a tall matrix (mp · k); stop_ratio: of its first columns, those counted
     len: u32,
     // dot: the scalar to write; stop_quantity: the number of pairs (1 or 2); stop_ratio: unused
     slot: u32,
@@ -58,7 +59,8 @@ fn stop_quantity(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
 }
 
-// Appends ‖a0‖ / ‖b0‖ (0 when b0 is zero) to the history.
+// Appends ‖a0‖ / ‖b0‖ (0 when b0 is zero) to the history, over their first p.len entries (the
+// leading columns of column-major tall matrices).
 @compute @workgroup_size(WG)
 fn stop_ratio(@builtin(local_invocation_id) lid: vec3<u32>) {
     var s0 = 0.0;

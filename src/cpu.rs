@@ -206,6 +206,65 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
         o.gemm(T::one(), &self.talls[a.0], &block, T::zero());
         self.talls[out.0] = o;
     }
+    fn projected(
+        &mut self,
+        basis: [Tall; SEARCH_BLOCKS],
+        image: [Tall; SEARCH_BLOCKS],
+        out: Projected,
+    ) {
+        for (i, &a) in basis.iter().enumerate() {
+            for (j, &b) in image.iter().enumerate().skip(i) {
+                self.inner_block(a, b, out, (i, j));
+            }
+        }
+    }
+    fn mul_blocks(&mut self, a: [Tall; SEARCH_BLOCKS], y: Projected, all: Tall, tail: Tall) {
+        self.checks.distinct(all, tail, "mul_blocks");
+        for &block in &a {
+            self.checks.distinct(block, all, "mul_blocks");
+            self.checks.distinct(block, tail, "mul_blocks");
+        }
+        let k = self.k;
+        // Each product as mul_block computes it.
+        let products: Vec<DMatrix<T>> = a
+            .iter()
+            .enumerate()
+            .map(|(i, block)| {
+                let a = &self.talls[block.0];
+                let mut t = DMatrix::zeros(a.nrows(), k);
+                t.gemm(
+                    T::one(),
+                    a,
+                    &self.projected[y.0].view((i * k, 0), (k, k)),
+                    T::zero(),
+                );
+                t
+            })
+            .collect();
+        for (out, first) in [(all, 0), (tail, 1)] {
+            let o = &mut self.talls[out.0];
+            o.fill(T::zero());
+            for t in &products[first..] {
+                o.iter_mut().zip(t.iter()).for_each(|(acc, v)| *acc += *v);
+            }
+        }
+    }
+    fn mul_small_sub(&mut self, out: Tall, base: Tall, a: Tall, s: Small) {
+        self.checks.distinct(a, out, "mul_small_sub");
+        let (m, k) = (self.m(), self.k);
+        let mut t = std::mem::take(&mut self.scratch);
+        t.clear();
+        t.resize(m * k, T::zero());
+        let (a, s) = (self.talls[a.0].as_slice(), self.smalls[s.0].as_slice());
+        product(a, s, &mut t, (m, k, k), parallelism());
+        if out != base {
+            let from = self.talls[base.0].clone();
+            self.talls[out.0].copy_from(&from);
+        }
+        let o = self.talls[out.0].as_mut_slice();
+        o.iter_mut().zip(&t).for_each(|(v, p)| *v -= *p);
+        self.scratch = t;
+    }
     fn ritz_vectors(&mut self, h: Projected, out: Projected) {
         if !self.projected[h.0].iter().all(|v| v.is_finite()) {
             self.projected[out.0].fill(T::of_f64(f64::NAN));
@@ -283,10 +342,10 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
             .sum();
         self.pending.push(q);
     }
-    fn record_stop_ratio(&mut self, num: Tall, den: Tall) {
-        self.checks.record();
-        let den = self.talls[den.0].norm().as_f64();
-        let num = self.talls[num.0].norm().as_f64();
+    fn record_stop_ratio(&mut self, num: Tall, den: Tall, columns: usize) {
+        self.checks.record_stop_ratio(columns, self.k);
+        let den = self.talls[den.0].columns(0, columns).norm().as_f64();
+        let num = self.talls[num.0].columns(0, columns).norm().as_f64();
         self.pending.push(if den == 0.0 { 0.0 } else { num / den });
     }
     fn passes(&self) -> usize {

@@ -135,6 +135,25 @@ pub trait Engine {
     /// `out = a Y_i` with `Y_i` the k x k block of rows `i·k..(i+1)·k` and the first k columns of `y`.
     /// `out` must differ from `a`.
     fn mul_block(&mut self, a: Tall, y: Projected, i: usize, out: Tall);
+    /// The projected matrix `out = Sᵀ (C S)` of a search basis `S = [basis…]` whose image under C is
+    /// `C S = [image…]`: block `(i, j)` with `i ≤ j` becomes `basisᵢᵀ imageⱼ` and block `(j, i)` its
+    /// transpose, as [`inner_block`](Engine::inner_block) writes them (the same bits), in one
+    /// operation.
+    fn projected(
+        &mut self,
+        basis: [Tall; SEARCH_BLOCKS],
+        image: [Tall; SEARCH_BLOCKS],
+        out: Projected,
+    );
+    /// `all = Σᵢ aᵢ Yᵢ` and `tail = Σ_{i ≥ 1} aᵢ Yᵢ`, with `Yᵢ` as in
+    /// [`mul_block`](Engine::mul_block): the terms summed in order from zero, as
+    /// [`combine`](Engine::combine) sums the products `mul_block` gives (the same bits), in one
+    /// operation. `all` and `tail` must differ from each other and from every `aᵢ`.
+    fn mul_blocks(&mut self, a: [Tall; SEARCH_BLOCKS], y: Projected, all: Tall, tail: Tall);
+    /// `out = base − a s` (m x k), as [`mul_small`](Engine::mul_small) then
+    /// [`combine`](Engine::combine) give it (the same bits), in one operation. `out` may be `base`;
+    /// it must differ from `a`.
+    fn mul_small_sub(&mut self, out: Tall, base: Tall, a: Tall, s: Small);
     /// `out` = the eigenvectors of the symmetric `h` (columns, by decreasing eigenvalue). `h` is
     /// overwritten (or not). CPU: nalgebra's symmetric QR algorithm; GPU: cyclic Jacobi in one
     /// workgroup. A non-finite `h` gives a meaningless `out`, which the next stopping check reports.
@@ -154,8 +173,9 @@ pub trait Engine {
     fn copy_scalar(&mut self, src: Scalar, dst: Scalar);
     /// Records this iteration's stopping quantity `Σⱼ ‖aⱼ − bⱼ‖_F`, over 1 to [`MAX_STOP_PAIRS`] pairs.
     fn record_stop(&mut self, pairs: &[(Tall, Tall)]);
-    /// Records this iteration's stopping quantity `‖num‖_F / ‖den‖_F` (0 when `den` is zero).
-    fn record_stop_ratio(&mut self, num: Tall, den: Tall);
+    /// Records this iteration's stopping quantity `‖num‖_F / ‖den‖_F` (0 when `den` is zero) over
+    /// the first `columns` columns of each (1 to k).
+    fn record_stop_ratio(&mut self, num: Tall, den: Tall, columns: usize);
     /// Products of C with a block of k columns so far (the calls of [`Engine::c_mul`]).
     fn passes(&self) -> usize;
     /// Runs everything recorded and returns the stopping quantities recorded since the last check, in
@@ -220,7 +240,8 @@ impl CallCheck {
         Ok(())
     }
 
-    /// [`Engine::c_mul`], [`Engine::mul_small`], [`Engine::mul_block`]: the output is not the input.
+    /// [`Engine::c_mul`], [`Engine::mul_small`], [`Engine::mul_block`], [`Engine::mul_blocks`],
+    /// [`Engine::mul_small_sub`]: the output is not the input.
     pub fn distinct(&self, input: Tall, out: Tall, operation: &str) {
         assert_ne!(
             input, out,
@@ -251,6 +272,15 @@ impl CallCheck {
             (1..=MAX_STOP_PAIRS).contains(&pairs.len()),
             "record_stop takes 1 to {MAX_STOP_PAIRS} pairs, not {}",
             pairs.len()
+        );
+        self.record();
+    }
+
+    /// [`Engine::record_stop_ratio`]: 1 to k columns, and room for one more value.
+    pub fn record_stop_ratio(&mut self, columns: usize, k: usize) {
+        assert!(
+            (1..=k).contains(&columns),
+            "record_stop_ratio takes 1 to {k} columns, not {columns}"
         );
         self.record();
     }

@@ -500,6 +500,7 @@ fn stopping_quantities_agree_and_come_back_in_order() {
         (&a - &b).norm() + (&c - &d).norm(),
         a.norm() / b.norm(),
         0.0,
+        a.columns(0, 2).norm() / b.columns(0, 2).norm(),
     ];
     each_engine(10, |name, e| {
         let (ta, tb, tc, td) = (tall(e, &a), tall(e, &b), tall(e, &c), tall(e, &d));
@@ -507,8 +508,9 @@ fn stopping_quantities_agree_and_come_back_in_order() {
         e.record_stop(&[(ta, tb)]);
         e.record_stop(&[(ta, tb), (tc, td)]);
         assert_eq!(MAX_STOP_PAIRS, 2);
-        e.record_stop_ratio(ta, tb);
-        e.record_stop_ratio(ta, zero);
+        e.record_stop_ratio(ta, tb, K);
+        e.record_stop_ratio(ta, zero, K);
+        e.record_stop_ratio(ta, tb, 2);
         let got = e.check().expect("check");
         assert_eq!(got.len(), want.len(), "{name}: values since the last check");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -525,6 +527,72 @@ fn stopping_quantities_agree_and_come_back_in_order() {
             (again[0] - (&c - &d).norm()).abs() <= relative * again[0],
             "{name}"
         );
+    });
+}
+
+/// The default solver's fused operations give, on every engine, the bits of the operations they
+/// stand for: `projected` those of six `inner_block`s (seen through the Ritz vectors of the result,
+/// which depend on every entry), `mul_blocks` those of three `mul_block`s summed by two `combine`s,
+/// `mul_small_sub` those of `mul_small` and `combine`, in place and not.
+#[test]
+fn the_fused_operations_give_the_bits_of_the_ones_they_stand_for() {
+    let values: Vec<DMatrix<f64>> = (0..6).map(|i| random(M, K, 30 + i)).collect();
+    let unit = DMatrix::from_fn(M, K, |i, j| f64::from(i == j));
+    let bits = |m: &DMatrix<f64>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    each_engine(10, |name, e| {
+        let t: Vec<Tall> = values.iter().map(|v| tall(e, v)).collect();
+        let (basis, image) = ([t[0], t[1], t[2]], [t[3], t[4], t[5]]);
+        let (fused, single) = (e.new_projected(), e.new_projected());
+        e.projected(basis, image, fused);
+        for (i, &a) in basis.iter().enumerate() {
+            for (j, &b) in image.iter().enumerate().skip(i) {
+                e.inner_block(a, b, single, (i, j));
+            }
+        }
+        // The top Ritz vectors of each, block by block (the unit columns pick Y's rows).
+        let (unit, out) = (tall(e, &unit), e.new_tall());
+        let ritz = |e: &mut dyn Engine, h| {
+            let y = e.new_projected();
+            e.ritz_vectors(h, y);
+            (0..SEARCH_BLOCKS)
+                .map(|i| {
+                    e.mul_block(unit, y, i, out);
+                    bits(&download(e, out))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ritz(e, fused), ritz(e, single), "projected on {name}");
+
+        let (all, tail) = (e.new_tall(), e.new_tall());
+        e.mul_blocks(basis, single, all, tail);
+        let one = Coef::Const(1.0);
+        let products = [e.new_tall(), e.new_tall(), e.new_tall()];
+        for (i, &block) in basis.iter().enumerate() {
+            e.mul_block(block, single, i, products[i]);
+        }
+        let (all_single, tail_single) = (e.new_tall(), e.new_tall());
+        let [p0, p1, p2] = products;
+        e.combine(all_single, &[(one, p0), (one, p1), (one, p2)]);
+        e.combine(tail_single, &[(one, p1), (one, p2)]);
+        for (got, want, what) in [(all, all_single, "sum"), (tail, tail_single, "tail")] {
+            let (got, want) = (download(e, got), download(e, want));
+            assert_eq!(bits(&got), bits(&want), "mul_blocks' {what} on {name}");
+        }
+
+        let s = e.new_small();
+        e.inner(t[0], t[1], s);
+        let (out, product) = (e.new_tall(), e.new_tall());
+        e.mul_small_sub(out, t[2], t[3], s);
+        e.mul_small(t[3], s, product);
+        let minus = Coef::Const(-1.0);
+        let single = e.new_tall();
+        e.combine(single, &[(one, t[2]), (minus, product)]);
+        let (got, want) = (download(e, out), download(e, single));
+        assert_eq!(bits(&got), bits(&want), "mul_small_sub on {name}");
+        // In place: t[2] −= t[3] s.
+        e.mul_small_sub(t[2], t[2], t[3], s);
+        let got = download(e, t[2]);
+        assert_eq!(bits(&got), bits(&want), "mul_small_sub in place on {name}");
     });
 }
 
@@ -553,8 +621,13 @@ fn the_gpu_engine_dispatches_once_per_operation_and_the_cpu_engine_counts_nothin
         e.dot(tx, out, scalar);
         e.copy_scalar(scalar, scalar);
         e.record_stop(&[(tx, out)]);
-        e.record_stop_ratio(tx, out);
-        let operations = 13;
+        e.record_stop_ratio(tx, out, K);
+        e.projected([tx, out, tx], [out, tx, out], h);
+        let other = e.new_tall();
+        e.mul_blocks([tx, tx, tx], h, out, other);
+        e.mul_small_sub(out, out, tx, s);
+        e.mul_small_sub(out, other, tx, s);
+        let operations = 17;
         let counted = e.stats() - before;
         if name == "gpu" {
             assert_eq!(counted.dispatches, operations, "dispatches");
@@ -580,7 +653,7 @@ fn panic_message(f: impl FnOnce()) -> Option<String> {
 #[test]
 fn every_engine_enforces_the_same_limits() {
     type Violation = (&'static str, fn(&mut dyn Engine));
-    let violations: [Violation; 8] = [
+    let violations: [Violation; 12] = [
         ("combine with one term too many", |e| {
             let t = e.new_tall();
             e.combine(t, &[(Coef::Const(1.0), t); MAX_COMBINE_TERMS + 1]);
@@ -600,11 +673,11 @@ fn every_engine_enforces_the_same_limits() {
             |e| {
                 let t = e.new_tall();
                 for _ in 0..3 {
-                    e.record_stop_ratio(t, t);
+                    e.record_stop_ratio(t, t, K);
                 }
                 e.check().expect("check");
                 for _ in 0..4 {
-                    e.record_stop_ratio(t, t);
+                    e.record_stop_ratio(t, t, K);
                 }
             },
         ),
@@ -619,6 +692,22 @@ fn every_engine_enforces_the_same_limits() {
         ("mul_block past the basis", |e| {
             let (t, out, h) = (e.new_tall(), e.new_tall(), e.new_projected());
             e.mul_block(t, h, SEARCH_BLOCKS, out);
+        }),
+        ("mul_blocks into one of its blocks", |e| {
+            let (t, u, tail, h) = (e.new_tall(), e.new_tall(), e.new_tall(), e.new_projected());
+            e.mul_blocks([u, t, u], h, t, tail);
+        }),
+        ("mul_blocks with one output for both", |e| {
+            let (t, out, h) = (e.new_tall(), e.new_tall(), e.new_projected());
+            e.mul_blocks([t, t, t], h, out, out);
+        }),
+        ("mul_small_sub into its factor", |e| {
+            let (t, base, s) = (e.new_tall(), e.new_tall(), e.new_small());
+            e.mul_small_sub(t, base, t, s);
+        }),
+        ("record_stop_ratio over more columns than k", |e| {
+            let t = e.new_tall();
+            e.record_stop_ratio(t, t, K + 1);
         }),
     ];
     for (what, violate) in violations {

@@ -127,10 +127,12 @@ fn gpu_matches_cpu_for_every_solver_and_shape() {
 /// solver saves its iterate at the start of each block).
 fn dispatches_per_block(solver: Solver, iterations: usize) -> usize {
     let per_iteration = match solver {
-        // The Rayleigh–Ritz step over [X, R, P]: the Gram blocks, the small eigenproblems (SVQB and
-        // Rayleigh–Ritz, one workgroup each), the updates and the residual; with guard columns (here
-        // 2), the residual's top-k selection (2).
-        Solver::Auto => 60,
+        // The Rayleigh–Ritz step over [X, R, P] (src/solver/ritz.rs): R orthonormalised against X
+        // and P twice (2 x 7: three Gram products, two fused projections, one SVQB, one product),
+        // C R (1), the projected matrix (1, fused), its eigenvectors (1 workgroup at order 15), the
+        // new X, P and C X, C P (2, fused), P orthonormalised against X with C P alike (2 x 7), and
+        // the residual with its stopping quantity (3). It was 60 before the fused operations.
+        Solver::Auto => 36,
         Solver::Momentum => 13,
         Solver::Untied | Solver::Sync => 9,
         Solver::Tied | Solver::ExactTied => 5,

@@ -103,7 +103,8 @@ wgsl_struct! {
         mp: u32,
         /// Components.
         k: u32,
-        /// inner_block and mul_block: the first row of the block in the projected matrix.
+        /// inner_block and mul_block: the first row of the block in the projected matrix; c_mul: the
+        /// first row of C in the panel.
         row0: u32,
         /// inner_block and mul_block: the first column of the block.
         col0: u32,
@@ -168,7 +169,7 @@ wgsl_struct! {
 wgsl_struct! {
     /// reduce.wgsl: Frobenius products and stopping quantities.
     pub struct ReduceParams {
-        /// The elements of a tall matrix (mp · k).
+        /// The elements of a tall matrix (mp · k); stop_ratio: of its first columns, those counted.
         len: u32,
         /// dot: the scalar to write; stop_quantity: the number of pairs (1 or 2); stop_ratio: unused.
         slot: u32,
@@ -261,6 +262,16 @@ pub mod matmul {
     pub const B: Binding = read(2, "b");
     /// The product.
     pub const OUT: Binding = read_write(3, "out");
+    /// The blocks of a search basis (projected, mul_blocks).
+    pub const BASIS: [Binding; crate::engine::SEARCH_BLOCKS] =
+        [read(4, "s0"), read(5, "s1"), read(6, "s2")];
+    /// The basis' image under C (projected).
+    pub const IMAGE: [Binding; crate::engine::SEARCH_BLOCKS] =
+        [read(7, "cs0"), read(8, "cs1"), read(9, "cs2")];
+    /// mul_blocks' second product (the blocks after the first).
+    pub const TAIL: Binding = read_write(10, "tail");
+    /// mul_small_sub's minuend.
+    pub const BASE: Binding = read(11, "base");
 }
 
 /// The bindings of small.wgsl.

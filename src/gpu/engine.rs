@@ -586,6 +586,52 @@ impl Engine for GpuEngine<'_> {
         let (params, grid) = (self.matmul_params(i * self.k, 0), self.grid());
         self.dispatch(Kernel::MulBlock, &params, &binds, grid);
     }
+    fn projected(
+        &mut self,
+        basis: [Tall; SEARCH_BLOCKS],
+        image: [Tall; SEARCH_BLOCKS],
+        out: Projected,
+    ) {
+        let mut binds = vec![(matmul::OUT, Buf::Projected(out.0))];
+        binds.extend((0..SEARCH_BLOCKS).map(|i| (matmul::BASIS[i], Buf::Tall(basis[i].0))));
+        binds.extend((0..SEARCH_BLOCKS).map(|j| (matmul::IMAGE[j], Buf::Tall(image[j].0))));
+        // k x k workgroups for each of the six upper blocks.
+        let upper_blocks = SEARCH_BLOCKS * (SEARCH_BLOCKS + 1) / 2;
+        let groups = (self.k as u32, (upper_blocks * self.k) as u32);
+        self.dispatch(Kernel::Projected, &self.matmul_params(0, 0), &binds, groups);
+    }
+    fn mul_blocks(&mut self, a: [Tall; SEARCH_BLOCKS], y: Projected, all: Tall, tail: Tall) {
+        self.checks.distinct(all, tail, "mul_blocks");
+        for &block in &a {
+            self.checks.distinct(block, all, "mul_blocks");
+            self.checks.distinct(block, tail, "mul_blocks");
+        }
+        let mut binds = vec![
+            (matmul::B, Buf::Projected(y.0)),
+            (matmul::OUT, Buf::Tall(all.0)),
+        ];
+        binds.extend((0..SEARCH_BLOCKS).map(|i| (matmul::BASIS[i], Buf::Tall(a[i].0))));
+        binds.push((matmul::TAIL, Buf::Tall(tail.0)));
+        let grid = self.grid();
+        self.dispatch(Kernel::MulBlocks, &self.matmul_params(0, 0), &binds, grid);
+    }
+    fn mul_small_sub(&mut self, out: Tall, base: Tall, a: Tall, s: Small) {
+        self.checks.distinct(a, out, "mul_small_sub");
+        let mut binds = vec![
+            (matmul::A, Buf::Tall(a.0)),
+            (matmul::B, Buf::Small(s.0)),
+            (matmul::OUT, Buf::Tall(out.0)),
+        ];
+        // In place: `out` read through its own (read-write) binding, not bound twice.
+        let kernel = if out == base {
+            Kernel::MulSmallSubInPlace
+        } else {
+            binds.push((matmul::BASE, Buf::Tall(base.0)));
+            Kernel::MulSmallSub
+        };
+        let grid = self.grid();
+        self.dispatch(kernel, &self.matmul_params(0, 0), &binds, grid);
+    }
     fn ritz_vectors(&mut self, h: Projected, out: Projected) {
         let n = SEARCH_BLOCKS * self.k;
         self.eigen(
@@ -693,10 +739,11 @@ impl Engine for GpuEngine<'_> {
         ];
         self.dispatch(Kernel::StopQuantity, &params, &binds, (1, 1));
     }
-    fn record_stop_ratio(&mut self, num: Tall, den: Tall) {
-        self.checks.record();
+    fn record_stop_ratio(&mut self, num: Tall, den: Tall, columns: usize) {
+        self.checks.record_stop_ratio(columns, self.k);
+        // The first columns of a column-major tall matrix are its first mp · columns entries.
         let params = ReduceParams {
-            len: self.len(),
+            len: (self.mp * columns) as u32,
             ..ReduceParams::default()
         };
         let binds = [

@@ -196,6 +196,19 @@ kernel_table! {
     InnerBlock => Matmul, "inner_block", [matmul::A, matmul::B, matmul::OUT];
     /// out = a times a block of a projected matrix.
     MulBlock => Matmul, "mul_block", [matmul::A, matmul::B, matmul::OUT];
+    /// The projected matrix Sᵀ (C S) of a search basis, its six upper blocks at once.
+    Projected => Matmul, "projected", [
+        matmul::OUT, matmul::BASIS[0], matmul::BASIS[1], matmul::BASIS[2],
+        matmul::IMAGE[0], matmul::IMAGE[1], matmul::IMAGE[2],
+    ];
+    /// out = Σᵢ sᵢ Yᵢ and tail = Σ_{i ≥ 1} sᵢ Yᵢ.
+    MulBlocks => Matmul, "mul_blocks", [
+        matmul::B, matmul::OUT, matmul::BASIS[0], matmul::BASIS[1], matmul::BASIS[2], matmul::TAIL,
+    ];
+    /// out = base − a s.
+    MulSmallSub => Matmul, "mul_small_sub", [matmul::A, matmul::B, matmul::OUT, matmul::BASE];
+    /// out −= a s.
+    MulSmallSubInPlace => Matmul, "mul_small_sub_in_place", [matmul::A, matmul::B, matmul::OUT];
     /// out = (s + shift·I)⁻¹.
     InverseSpd => Small, "inverse_spd", [small::S, small::OUT];
     /// out = Σ cᵢ tᵢ.

@@ -30,7 +30,7 @@
 //! perturbed by that relative amount) and the angle error divided by the relative gap.
 
 use super::{is_stalled, Checks, LoopResult, LoopSettings, Solver, Stall};
-use crate::engine::{Coef, Engine, Projected, Small, Tall, SEARCH_BLOCKS};
+use crate::engine::{Engine, Projected, Small, Tall, SEARCH_BLOCKS};
 use crate::error::{Error, Result};
 
 /// At the rounding floor LOBPCG's residual stops shrinking at once: three passes without halving it
@@ -68,15 +68,13 @@ struct Basis {
 
 /// Scratch space of one solve.
 struct Work {
-    /// Three products with a block of the Ritz coefficients (then the new X, P or CX, CP from them).
-    t: [Tall; 3],
+    /// The orthonormalised block before it takes the place of the block it came from.
+    t: Tall,
     x_next: Tall,
     p_next: Tall,
     gram: Small,
     coef: Small,
     transform: Small,
-    /// With guard columns: `diag(1, …, 1, 0, …, 0)` (k ones), which keeps a block's top k columns.
-    wanted: Option<Small>,
     h: Projected,
     y: Projected,
 }
@@ -103,34 +101,22 @@ pub(crate) fn run_loop<E: Engine>(
         cp: e.new_tall(),
     };
     let mut w = Work {
-        t: [e.new_tall(), e.new_tall(), e.new_tall()],
+        t: e.new_tall(),
         x_next: e.new_tall(),
         p_next: e.new_tall(),
         gram: e.new_small(),
         coef: e.new_small(),
         transform: e.new_small(),
-        wanted: None,
         h: e.new_projected(),
         y: e.new_projected(),
     };
     let start: Vec<f64> = w0.iter().chain(v0).take(m * width).copied().collect();
     e.upload(b.x, &start)?;
-    if width > k {
-        // Mᵀ M for M = [e₁ … e_k, 0]: exact in any precision (its entries are 0 and 1).
-        let mut unit_columns = vec![0.0; m * width];
-        for j in 0..k {
-            unit_columns[j * m + j] = 1.0;
-        }
-        let (mask, wanted) = (w.t[0], e.new_small());
-        e.upload(mask, &unit_columns)?;
-        e.inner(mask, mask, wanted);
-        w.wanted = Some(wanted);
-    }
     for _ in 0..2 {
         orthonormalize(e, &mut w, &mut b.x, None);
     }
     e.c_mul(b.x, b.cx);
-    residual(e, &w, &b);
+    residual(e, &w, &b, k);
 
     let mut checks = Checks::new(e);
     let mut iterations = 0;
@@ -165,7 +151,7 @@ pub(crate) fn run_loop<E: Engine>(
             }
         }
         step(e, &mut w, &mut b);
-        residual(e, &w, &b);
+        residual(e, &w, &b, k);
         iterations += 1;
         pending += 1;
     }
@@ -175,21 +161,10 @@ pub(crate) fn run_loop<E: Engine>(
 }
 
 /// `R = CX − X(XᵀCX)`, and the stopping quantity `‖R_k‖ / ‖(CX)_k‖` of the top k columns.
-fn residual<E: Engine>(e: &mut E, w: &Work, b: &Basis) {
+fn residual<E: Engine>(e: &mut E, w: &Work, b: &Basis, k: usize) {
     e.inner(b.x, b.cx, w.coef);
-    e.mul_small(b.x, w.coef, w.t[0]);
-    e.combine(
-        b.r,
-        &[(Coef::Const(1.0), b.cx), (Coef::Const(-1.0), w.t[0])],
-    );
-    match w.wanted {
-        Some(wanted) => {
-            e.mul_small(b.r, wanted, w.t[1]);
-            e.mul_small(b.cx, wanted, w.t[2]);
-            e.record_stop_ratio(w.t[1], w.t[2]);
-        }
-        None => e.record_stop_ratio(b.r, b.cx),
-    }
+    e.mul_small_sub(b.r, b.cx, b.x, w.coef);
+    e.record_stop_ratio(b.r, b.cx, k);
 }
 
 /// One Rayleigh–Ritz step over `[X, R, P]`: one pass over C.
@@ -202,24 +177,13 @@ fn step<E: Engine>(e: &mut E, w: &mut Work, b: &mut Basis) {
     }
     e.c_mul(b.r, b.cr);
     // The projected problem H = Sᵀ C S (S orthonormal: a standard eigenproblem).
-    let blocks = [(b.x, b.cx), (b.r, b.cr), (b.p, b.cp)];
-    for i in 0..3 {
-        for j in i..3 {
-            e.inner_block(blocks[i].0, blocks[j].1, w.h, (i, j));
-        }
-    }
+    let (basis, image) = ([b.x, b.r, b.p], [b.cx, b.cr, b.cp]);
+    e.projected(basis, image, w.h);
     e.ritz_vectors(w.h, w.y);
     // X ← S Y₁ (the top-k Ritz vectors), P ← the part of that step outside span(X): [R, P] Y₁'s rows;
     // C X and C P by the same coefficients.
-    let one = Coef::Const(1.0);
-    for (from, to_x, to_p) in [(0, w.x_next, w.p_next), (1, b.x, b.p)] {
-        for (i, block) in blocks.iter().enumerate() {
-            let src = if from == 0 { block.0 } else { block.1 };
-            e.mul_block(src, w.y, i, w.t[i]);
-        }
-        e.combine(to_x, &[(one, w.t[0]), (one, w.t[1]), (one, w.t[2])]);
-        e.combine(to_p, &[(one, w.t[1]), (one, w.t[2])]);
-    }
+    e.mul_blocks(basis, w.y, w.x_next, w.p_next);
+    e.mul_blocks(image, w.y, b.x, b.p);
     // The second round wrote C X and C P over the old X and P (no longer needed): rename.
     std::mem::swap(&mut b.cx, &mut b.x);
     std::mem::swap(&mut b.cp, &mut b.p);
@@ -242,14 +206,9 @@ fn project_out<E: Engine>(
     cv: Option<Tall>,
 ) {
     e.inner(q, v, w.coef);
-    for (basis, target) in [(Some(q), Some(v)), (cq, cv)] {
-        if let (Some(basis), Some(target)) = (basis, target) {
-            e.mul_small(basis, w.coef, w.t[0]);
-            e.combine(
-                target,
-                &[(Coef::Const(1.0), target), (Coef::Const(-1.0), w.t[0])],
-            );
-        }
+    e.mul_small_sub(v, v, q, w.coef);
+    if let (Some(cq), Some(cv)) = (cq, cv) {
+        e.mul_small_sub(cv, cv, cq, w.coef);
     }
 }
 
@@ -258,11 +217,11 @@ fn project_out<E: Engine>(
 fn orthonormalize<E: Engine>(e: &mut E, w: &mut Work, v: &mut Tall, cv: Option<&mut Tall>) {
     e.inner(*v, *v, w.gram);
     e.orthonormalizer(w.gram, w.transform);
-    e.mul_small(*v, w.transform, w.t[0]);
-    std::mem::swap(v, &mut w.t[0]);
+    e.mul_small(*v, w.transform, w.t);
+    std::mem::swap(v, &mut w.t);
     if let Some(cv) = cv {
-        e.mul_small(*cv, w.transform, w.t[0]);
-        std::mem::swap(cv, &mut w.t[0]);
+        e.mul_small(*cv, w.transform, w.t);
+        std::mem::swap(cv, &mut w.t);
     }
 }
 
