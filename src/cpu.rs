@@ -33,6 +33,8 @@ pub(crate) struct CpuEngine<'a, T: Real> {
     projected: Vec<DMatrix<T>>,
     scalars: Vec<T>,
     pending: Vec<f64>,
+    /// The values of submitted checks not yet read, oldest first.
+    submitted: std::collections::VecDeque<Vec<f64>>,
     passes: usize,
     /// Reused by `combine` (its output may be one of its inputs), so the loop allocates nothing.
     scratch: Vec<T>,
@@ -68,6 +70,7 @@ impl<'a, T: Real> CpuEngine<'a, T> {
             projected: Vec::new(),
             scalars: Vec::new(),
             pending: Vec::new(),
+            submitted: std::collections::VecDeque::new(),
             passes: 0,
             scratch: Vec::new(),
             checks: CallCheck::new(check_every),
@@ -351,9 +354,15 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
     fn passes(&self) -> usize {
         self.passes
     }
-    fn check(&mut self) -> Result<Vec<f64>> {
+    fn submit_check(&mut self) {
         self.checks.checked();
-        Ok(std::mem::take(&mut self.pending))
+        self.submitted.push_back(std::mem::take(&mut self.pending));
+    }
+    fn read_check(&mut self) -> Result<Vec<f64>> {
+        Ok(self
+            .submitted
+            .pop_front()
+            .expect("read_check follows a submit_check"))
     }
     fn stats(&self) -> EngineStats {
         EngineStats::default()

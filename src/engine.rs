@@ -88,6 +88,9 @@ pub struct LoopStats {
     pub steady_block: Option<EngineStats>,
     /// Iterations in one such block (`check_every`).
     pub block_iterations: usize,
+    /// Passes over C run ahead of a check and discarded because that check ended the loop (the
+    /// default solver on the GPU: at most 1; counted in `total`, not in `Fit::passes`).
+    pub discarded_passes: usize,
 }
 
 /// The executor of a solver loop. Handles come from the `new_*` functions of the same engine.
@@ -180,7 +183,26 @@ pub trait Engine {
     fn passes(&self) -> usize;
     /// Runs everything recorded and returns the stopping quantities recorded since the last check, in
     /// order. On the GPU this is the only synchronisation inside the loop.
-    fn check(&mut self) -> Result<Vec<f64>>;
+    fn check(&mut self) -> Result<Vec<f64>> {
+        self.submit_check();
+        self.read_check()
+    }
+    /// The first half of [`check`](Engine::check): runs everything recorded, with the stopping
+    /// quantities recorded since the last submitted check, whose values [`read_check`] returns later
+    /// (at most two submitted checks unread).
+    ///
+    /// [`read_check`]: Engine::read_check
+    fn submit_check(&mut self);
+    /// The second half of [`check`](Engine::check): the stopping quantities of the oldest submitted
+    /// check not yet read. The GPU waits for that check's submission only, so that work submitted
+    /// after it keeps the device busy meanwhile.
+    fn read_check(&mut self) -> Result<Vec<f64>>;
+    /// Whether a solver that checks every iteration should record and submit its next iteration
+    /// before it reads a check: true on the GPU (so that the device never waits for the host), false
+    /// on the CPU (where nothing would run meanwhile and the extra pass would be lost time).
+    fn overlaps_checks(&self) -> bool {
+        false
+    }
     /// The counts so far (see [`EngineStats`]).
     fn stats(&self) -> EngineStats;
     /// The GPU time of what ran so far, measured by timestamp queries and read back with the checks and

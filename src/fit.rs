@@ -688,6 +688,7 @@ impl LaePca {
                 let mut engine = GpuEngine::new(ctx, c_loop, width, check_every)?;
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
+                let passes = engine.passes() - out.stats.discarded_passes;
                 let (upload, readback) = engine.transfer_times();
                 LoopRun {
                     out,
@@ -696,7 +697,7 @@ impl LaePca {
                     upload,
                     readback,
                     kernels: engine.kernel_time(),
-                    passes: engine.passes(),
+                    passes,
                 }
             }
             (_, c_loop) => {

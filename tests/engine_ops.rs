@@ -596,6 +596,40 @@ fn the_fused_operations_give_the_bits_of_the_ones_they_stand_for() {
     });
 }
 
+/// Two checks submitted before either is read (the default solver's overlap on the GPU) come back in
+/// order, each with its own values; work recorded after them waits for the next submission.
+#[test]
+fn submitted_checks_are_read_in_order() {
+    let (a, b) = (random(M, K, 21), random(M, K, 22));
+    let relative = ((MP * K) as f64 + 4.0) * EPS;
+    each_engine(10, |name, e| {
+        let (ta, tb) = (tall(e, &a), tall(e, &b));
+        e.record_stop(&[(ta, tb)]);
+        e.submit_check();
+        e.record_stop_ratio(ta, tb, K);
+        e.record_stop(&[(tb, ta)]);
+        e.submit_check();
+        e.record_stop_ratio(tb, ta, K);
+        let first = e.read_check().expect("the first check");
+        let second = e.read_check().expect("the second check");
+        let third = e.check().expect("a third check");
+        let want = [
+            vec![(&a - &b).norm()],
+            vec![a.norm() / b.norm(), (&a - &b).norm()],
+            vec![b.norm() / a.norm()],
+        ];
+        for (got, want) in [first, second, third].iter().zip(&want) {
+            assert_eq!(got.len(), want.len(), "{name}: {got:?} for {want:?}");
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (g - w).abs() <= relative * w,
+                    "{name}: {got:?} for {want:?}"
+                );
+            }
+        }
+    });
+}
+
 #[test]
 fn the_gpu_engine_dispatches_once_per_operation_and_the_cpu_engine_counts_nothing() {
     let x = random(M, K, 20);

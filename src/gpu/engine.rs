@@ -41,6 +41,16 @@ enum Buf {
 /// A dispatch's identity: the kernel, its buffer bindings and its parameter bytes (binding 0).
 type BindKey = (Kernel, Vec<(u32, Buf)>, Vec<u8>);
 
+/// Submitted checks that may be unread at once: the one being read and the next iteration's.
+const HISTORY_SLOTS: usize = 2;
+
+/// A submitted check: its staging slot, the values it holds, its submission.
+struct UnreadCheck {
+    slot: usize,
+    recorded: usize,
+    submission: wgpu::SubmissionIndex,
+}
+
 pub(crate) struct GpuEngine<'a> {
     ctx: &'a GpuContext,
     m: usize,
@@ -60,7 +70,10 @@ pub(crate) struct GpuEngine<'a> {
     scalars: wgpu::Buffer,
     /// history[0] = values recorded since the last check, then the values.
     history: wgpu::Buffer,
-    history_staging: wgpu::Buffer,
+    /// The history's read-back staging, one per submitted check that may be unread.
+    history_staging: [wgpu::Buffer; HISTORY_SLOTS],
+    /// The submitted checks not yet read, oldest first.
+    unread: std::collections::VecDeque<UnreadCheck>,
     /// The engine limits, the same as the CPU engine's (the history's capacity among them).
     checks: CallCheck,
     dummy: wgpu::Buffer,
@@ -167,7 +180,8 @@ impl<'a> GpuEngine<'a> {
             jacobi_budget: JACOBI_DISPATCH_BUDGET,
             scalars: ctx.buffer("scalars", (MAX_SCALARS * 4) as u64, storage),
             history: ctx.buffer("history", history_bytes, storage),
-            history_staging: ctx.staging(history_bytes),
+            history_staging: [ctx.staging(history_bytes), ctx.staging(history_bytes)],
+            unread: std::collections::VecDeque::new(),
             weights_staging: ctx.staging((mp * k * 4) as u64),
             checks,
             dummy: ctx.buffer("unused binding", 16, U::STORAGE),
@@ -756,28 +770,56 @@ impl Engine for GpuEngine<'_> {
     fn passes(&self) -> usize {
         self.passes
     }
-    fn check(&mut self) -> Result<Vec<f64>> {
+    fn submit_check(&mut self) {
         let mut encoder = self.take_encoder();
         self.copy_pass_times(&mut encoder);
         let recorded = self.checks.checked();
+        assert!(
+            self.unread.len() < HISTORY_SLOTS,
+            "at most {HISTORY_SLOTS} submitted checks unread"
+        );
+        let slot = (self.unread.front().map_or(0, |u| u.slot) + self.unread.len()) % HISTORY_SLOTS;
         let bytes = ((recorded + 1) * 4) as u64;
+        encoder.copy_buffer_to_buffer(&self.history, 0, &self.history_staging[slot], 0, bytes);
+        // The count back to zero on the device's timeline, for the next check's values.
+        encoder.clear_buffer(&self.history, 0, Some(4));
+        let submission = self.ctx.queue.submit([encoder.finish()]);
+        self.stats.submissions += 1;
+        self.unread.push_back(UnreadCheck {
+            slot,
+            recorded,
+            submission,
+        });
+    }
+    fn read_check(&mut self) -> Result<Vec<f64>> {
+        let UnreadCheck {
+            slot,
+            recorded,
+            submission,
+        } = self
+            .unread
+            .pop_front()
+            .expect("read_check follows a submit_check");
+        let bytes = ((recorded + 1) * 4) as u64;
+        let staging = &self.history_staging[slot];
         let data = self
             .ctx
-            .read_f32(encoder, &self.history, &self.history_staging, bytes)?;
-        self.stats.submissions += 1;
+            .map_and_view_after(staging, bytes, Some(submission), |v| v.to_vec())?;
         self.stats.host_waits += 1;
-        self.take_pass_times()?;
+        // The pass times wait for every submission: read only when no later check runs.
+        if self.unread.is_empty() {
+            self.take_pass_times()?;
+        }
         let count = data[0] as usize;
         if count != recorded {
             return Err(Error::Gpu(format!(
                 "the GPU recorded {count} stopping values, {recorded} expected"
             )));
         }
-        // Reset the counter; the write lands before the next submission.
-        self.ctx
-            .queue
-            .write_buffer(&self.history, 0, bytemuck::cast_slice(&[0f32]));
         Ok(data[1..=count].iter().map(|&v| v as f64).collect())
+    }
+    fn overlaps_checks(&self) -> bool {
+        true
     }
     fn stats(&self) -> EngineStats {
         self.stats

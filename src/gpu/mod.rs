@@ -499,14 +499,31 @@ impl GpuContext {
         bytes: u64,
         read: impl FnOnce(&[f32]) -> R,
     ) -> Result<R> {
+        self.map_and_view_after(staging, bytes, None, read)
+    }
+
+    /// [`map_and_view`](Self::map_and_view), waiting only for the submission `after` (and those
+    /// before it) where given, so that later submissions keep the GPU busy meanwhile; else for every
+    /// submission so far.
+    pub fn map_and_view_after<R>(
+        &self,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        after: Option<wgpu::SubmissionIndex>,
+        read: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R> {
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         staging
             .slice(..bytes)
             .map_async(wgpu::MapMode::Read, move |r| {
                 let _ = tx.send(r);
             });
+        let wait = wgpu::PollType::Wait {
+            submission_index: after,
+            timeout: None,
+        };
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wait)
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         self.take_error()?;
         match pollster::block_on(rx.receive()) {

@@ -200,6 +200,8 @@ struct Checks {
     full_blocks: usize,
     block_start: EngineStats,
     steady_block: Option<EngineStats>,
+    /// Passes run ahead of the check that ended the loop (see `LoopStats::discarded_passes`).
+    discarded_passes: usize,
 }
 
 impl Checks {
@@ -211,6 +213,7 @@ impl Checks {
             full_blocks: 0,
             block_start: e.stats(),
             steady_block: None,
+            discarded_passes: 0,
         }
     }
 
@@ -248,6 +251,7 @@ impl Checks {
                 total: e.stats(),
                 steady_block: self.steady_block,
                 block_iterations: s.check_every,
+                discarded_passes: self.discarded_passes,
             },
         }
     }

@@ -24,8 +24,9 @@
 //! symmetric eigenproblem of order 3b, solved on the engine ([`Engine::ritz_vectors`]).
 //!
 //! Stopping quantity: the relative residual of the top k columns, `‖R_k‖_F / ‖(CX)_k‖_F`, recorded
-//! before each pass (so a converged iterate costs no further pass); the guard columns converge more
-//! slowly and do not count. It is scale-free, so `tol` means the same for every data set and on both
+//! before each pass (so a converged iterate costs no further pass on the CPU; on the GPU the next pass
+//! runs while the check is read, and is discarded when the check ends the fit); the guard columns
+//! converge more slowly and do not count. It is scale-free, so `tol` means the same for every data set and on both
 //! paths; it bounds the backward error (the top-k block of X spans an exact invariant subspace of a C
 //! perturbed by that relative amount) and the angle error divided by the relative gap.
 
@@ -70,7 +71,9 @@ struct Basis {
 struct Work {
     /// The orthonormalised block before it takes the place of the block it came from.
     t: Tall,
+    /// The next X; after a step, the X it started from.
     x_next: Tall,
+    cx_next: Tall,
     p_next: Tall,
     gram: Small,
     coef: Small,
@@ -103,6 +106,7 @@ pub(crate) fn run_loop<E: Engine>(
     let mut w = Work {
         t: e.new_tall(),
         x_next: e.new_tall(),
+        cx_next: e.new_tall(),
         p_next: e.new_tall(),
         gram: e.new_small(),
         coef: e.new_small(),
@@ -121,9 +125,28 @@ pub(crate) fn run_loop<E: Engine>(
     let mut checks = Checks::new(e);
     let mut iterations = 0;
     let mut pending = 1; // the start's stopping quantity is recorded, not yet checked
+                         // Where the engine overlaps checks (the GPU) and every iteration is checked, the next step is
+                         // submitted before a check is read, so that the device never waits for the host. The step keeps
+                         // the iterate it starts from (`Work::x_next` afterwards, see `step`): when the check ends the
+                         // loop, that checked iterate is the result, the same as without the overlap, and the step ahead
+                         // is discarded.
+    let overlap = s.check_every == 1 && e.overlaps_checks();
+    let mut submitted = false; // the current iterate's check is already submitted
+    let mut result: Tall;
     loop {
         if pending == s.check_every || iterations == s.max_iter {
-            let values = e.check()?;
+            if !submitted {
+                e.submit_check();
+            }
+            let ahead = overlap && iterations < s.max_iter;
+            if ahead {
+                step(e, &mut w, &mut b);
+                residual(e, &w, &b, k);
+                e.submit_check();
+            }
+            // The checked iterate: the one before the step ahead, if any.
+            result = if ahead { w.x_next } else { b.x };
+            let values = e.read_check()?;
             if let Some(pos) = values.iter().position(|q| !q.is_finite()) {
                 return Err(Error::Diverged {
                     solver: s.solver.name(),
@@ -137,6 +160,7 @@ pub(crate) fn run_loop<E: Engine>(
                 on_check(iterations, q)?;
                 if q < s.tol {
                     checks.converged = true;
+                    checks.discarded_passes = usize::from(ahead);
                     break;
                 }
             }
@@ -144,10 +168,17 @@ pub(crate) fn run_loop<E: Engine>(
                 || is_stalled(&checks.history, f64::INFINITY, STALL_ANYWHERE)
             {
                 checks.stalled = true;
+                checks.discarded_passes = usize::from(ahead);
                 break;
             }
             if iterations == s.max_iter {
                 break;
+            }
+            submitted = ahead;
+            if ahead {
+                iterations += 1;
+                pending += 1;
+                continue;
             }
         }
         step(e, &mut w, &mut b);
@@ -155,7 +186,7 @@ pub(crate) fn run_loop<E: Engine>(
         iterations += 1;
         pending += 1;
     }
-    let mut decoder = e.download(b.x)?;
+    let mut decoder = e.download(result)?;
     decoder.truncate(m * k);
     Ok(checks.finish(e, s, (decoder.clone(), decoder), iterations))
 }
@@ -183,11 +214,13 @@ fn step<E: Engine>(e: &mut E, w: &mut Work, b: &mut Basis) {
     // X ← S Y₁ (the top-k Ritz vectors), P ← the part of that step outside span(X): [R, P] Y₁'s rows;
     // C X and C P by the same coefficients.
     e.mul_blocks(basis, w.y, w.x_next, w.p_next);
-    e.mul_blocks(image, w.y, b.x, b.p);
-    // The second round wrote C X and C P over the old X and P (no longer needed): rename.
-    std::mem::swap(&mut b.cx, &mut b.x);
+    e.mul_blocks(image, w.y, w.cx_next, b.p);
+    // C P went over the old P (no longer needed); X, C X and P to their new buffers. The old X
+    // stays in x_next until the next step writes it (a check read after that step began still
+    // finds its iterate there).
     std::mem::swap(&mut b.cp, &mut b.p);
     std::mem::swap(&mut b.x, &mut w.x_next);
+    std::mem::swap(&mut b.cx, &mut w.cx_next);
     std::mem::swap(&mut b.p, &mut w.p_next);
     // P orthonormal and orthogonal to the new X, C P transformed alike.
     for _ in 0..2 {
