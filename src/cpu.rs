@@ -36,13 +36,25 @@ pub(crate) struct CpuEngine<'a, T: Real> {
     /// The values of submitted checks not yet read, oldest first.
     submitted: std::collections::VecDeque<Vec<f64>>,
     passes: usize,
-    /// Reused by `combine` (its output may be one of its inputs), so the loop allocates nothing.
+    /// Reused by `combine` (its output may be one of its inputs) and `mul_small_sub`, so the loop
+    /// allocates nothing.
     scratch: Vec<T>,
+    /// `mul_blocks`' products (made on its first call).
+    block_products: Vec<DMatrix<T>>,
+    /// What [`Engine::overlaps_checks`] says: false, but for the tests of a solver's overlap.
+    overlaps_checks: bool,
     /// The engine limits, the same as the GPU engine's.
     checks: CallCheck,
 }
 
 impl<'a, T: Real> CpuEngine<'a, T> {
+    /// This engine, overlapping its checks as the GPU does (the tests of the solvers' overlap).
+    #[cfg(test)]
+    pub fn overlapping(mut self) -> Self {
+        self.overlaps_checks = true;
+        self
+    }
+
     /// An engine over C (m x m, converted to `T`) for k components, checking at most every
     /// `check_every` iterations.
     pub fn new(c: &DMatrix<f64>, k: usize, check_every: usize) -> Self {
@@ -71,6 +83,8 @@ impl<'a, T: Real> CpuEngine<'a, T> {
             scalars: Vec::new(),
             pending: Vec::new(),
             submitted: std::collections::VecDeque::new(),
+            block_products: Vec::new(),
+            overlaps_checks: false,
             passes: 0,
             scratch: Vec::new(),
             checks: CallCheck::new(check_every),
@@ -227,23 +241,14 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
             self.checks.distinct(block, all, "mul_blocks");
             self.checks.distinct(block, tail, "mul_blocks");
         }
-        let k = self.k;
-        // Each product as mul_block computes it.
-        let products: Vec<DMatrix<T>> = a
-            .iter()
-            .enumerate()
-            .map(|(i, block)| {
-                let a = &self.talls[block.0];
-                let mut t = DMatrix::zeros(a.nrows(), k);
-                t.gemm(
-                    T::one(),
-                    a,
-                    &self.projected[y.0].view((i * k, 0), (k, k)),
-                    T::zero(),
-                );
-                t
-            })
-            .collect();
+        let (m, k) = (self.m(), self.k);
+        // Each product as mul_block computes it (beta = 0: the old values are not read).
+        let mut products = std::mem::take(&mut self.block_products);
+        products.resize_with(SEARCH_BLOCKS, || DMatrix::zeros(m, k));
+        for (i, (block, t)) in a.iter().zip(products.iter_mut()).enumerate() {
+            let y = self.projected[y.0].view((i * k, 0), (k, k));
+            t.gemm(T::one(), &self.talls[block.0], &y, T::zero());
+        }
         for (out, first) in [(all, 0), (tail, 1)] {
             let o = &mut self.talls[out.0];
             o.fill(T::zero());
@@ -251,6 +256,7 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
                 o.iter_mut().zip(t.iter()).for_each(|(acc, v)| *acc += *v);
             }
         }
+        self.block_products = products;
     }
     fn mul_small_sub(&mut self, out: Tall, base: Tall, a: Tall, s: Small) {
         self.checks.distinct(a, out, "mul_small_sub");
@@ -260,12 +266,12 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
         t.resize(m * k, T::zero());
         let (a, s) = (self.talls[a.0].as_slice(), self.smalls[s.0].as_slice());
         product(a, s, &mut t, (m, k, k), parallelism());
+        let mut o = std::mem::take(&mut self.talls[out.0]);
         if out != base {
-            let from = self.talls[base.0].clone();
-            self.talls[out.0].copy_from(&from);
+            o.copy_from(&self.talls[base.0]);
         }
-        let o = self.talls[out.0].as_mut_slice();
         o.iter_mut().zip(&t).for_each(|(v, p)| *v -= *p);
+        self.talls[out.0] = o;
         self.scratch = t;
     }
     fn ritz_vectors(&mut self, h: Projected, out: Projected) {
@@ -355,14 +361,15 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
         self.passes
     }
     fn submit_check(&mut self) {
-        self.checks.checked();
+        self.checks.submitted();
         self.submitted.push_back(std::mem::take(&mut self.pending));
     }
     fn read_check(&mut self) -> Result<Vec<f64>> {
-        Ok(self
-            .submitted
-            .pop_front()
-            .expect("read_check follows a submit_check"))
+        self.checks.read();
+        Ok(self.submitted.pop_front().expect("counted by the checks"))
+    }
+    fn overlaps_checks(&self) -> bool {
+        self.overlaps_checks
     }
     fn stats(&self) -> EngineStats {
         EngineStats::default()

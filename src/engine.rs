@@ -17,6 +17,10 @@ pub const MAX_STOP_PAIRS: usize = 2;
 /// The most scalars an engine holds (the conjugate-gradient steps use three).
 pub const MAX_SCALARS: usize = 16;
 
+/// The most submitted checks an engine holds unread ([`Engine::submit_check`]): the one being read
+/// and the next iteration's.
+pub const MAX_UNREAD_CHECKS: usize = 2;
+
 /// Handle of an m x k matrix held by an engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tall(pub(crate) usize);
@@ -182,14 +186,14 @@ pub trait Engine {
     /// Products of C with a block of k columns so far (the calls of [`Engine::c_mul`]).
     fn passes(&self) -> usize;
     /// Runs everything recorded and returns the stopping quantities recorded since the last check, in
-    /// order. On the GPU this is the only synchronisation inside the loop.
+    /// order. With its two halves, the only synchronisation inside the loop on the GPU.
     fn check(&mut self) -> Result<Vec<f64>> {
         self.submit_check();
         self.read_check()
     }
     /// The first half of [`check`](Engine::check): runs everything recorded, with the stopping
     /// quantities recorded since the last submitted check, whose values [`read_check`] returns later
-    /// (at most two submitted checks unread).
+    /// (at most [`MAX_UNREAD_CHECKS`] submitted checks unread).
     ///
     /// [`read_check`]: Engine::read_check
     fn submit_check(&mut self);
@@ -224,6 +228,7 @@ pub(crate) struct CallCheck {
     scalars: usize,
     recorded: usize,
     record_capacity: usize,
+    unread: usize,
 }
 
 impl CallCheck {
@@ -234,6 +239,7 @@ impl CallCheck {
             scalars: 0,
             recorded: 0,
             record_capacity: check_every.saturating_add(1),
+            unread: 0,
         }
     }
 
@@ -318,8 +324,20 @@ impl CallCheck {
         self.recorded += 1;
     }
 
-    /// [`Engine::check`]: the values recorded since the last check (the count is then reset).
-    pub fn checked(&mut self) -> usize {
+    /// [`Engine::submit_check`]: room for one more unread check; the values recorded since the last
+    /// submitted check (the count is then reset).
+    pub fn submitted(&mut self) -> usize {
+        assert!(
+            self.unread < MAX_UNREAD_CHECKS,
+            "at most {MAX_UNREAD_CHECKS} submitted checks unread"
+        );
+        self.unread += 1;
         std::mem::take(&mut self.recorded)
+    }
+
+    /// [`Engine::read_check`]: a submitted check to read.
+    pub fn read(&mut self) {
+        assert!(self.unread > 0, "read_check follows a submit_check");
+        self.unread -= 1;
     }
 }

@@ -10,7 +10,7 @@ use nalgebra::DMatrix;
 
 pub use crate::engine::{
     Coef, Engine, Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS, MAX_SCALARS, MAX_STOP_PAIRS,
-    ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+    MAX_UNREAD_CHECKS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
 };
 pub use crate::gpu::contract::{Access, Binding, FieldLayout, StructLayout};
 pub use crate::gpu::kernels::WORKGROUP_OVERRIDE;

@@ -18,7 +18,7 @@ mod common;
 use common::have_gpu;
 use laepca::internals::{
     cpu_engine, gpu_engine, gpu_engine_with_jacobi_budget, Coef, Engine, Scalar, Tall,
-    MAX_COMBINE_TERMS, MAX_SCALARS, MAX_STOP_PAIRS, SEARCH_BLOCKS,
+    MAX_COMBINE_TERMS, MAX_SCALARS, MAX_STOP_PAIRS, MAX_UNREAD_CHECKS, SEARCH_BLOCKS,
 };
 use laepca::{EngineStats, Error, GpuDevice};
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -613,6 +613,30 @@ fn submitted_checks_are_read_in_order() {
         let first = e.read_check().expect("the first check");
         let second = e.read_check().expect("the second check");
         let third = e.check().expect("a third check");
+        // The overlapped loop's steady state: a check submitted while the one before is unread,
+        // then that one read, round the staging slots several times (each check's value its own:
+        // the ratio over its first 1, 2, 3, 1, … columns).
+        let columns = |i: usize| 1 + i % K;
+        let ratio = |i: usize| a.columns(0, columns(i)).norm() / b.columns(0, columns(i)).norm();
+        e.record_stop_ratio(ta, tb, columns(0));
+        e.submit_check();
+        for i in 1..=6 {
+            e.record_stop_ratio(ta, tb, columns(i));
+            e.submit_check();
+            let got = e.read_check().expect("a steady check");
+            assert_eq!(got.len(), 1, "{name}: {got:?}");
+            let want = ratio(i - 1);
+            assert!(
+                (got[0] - want).abs() <= relative * want,
+                "{name}, {i}: {got:?}"
+            );
+        }
+        let last = e.read_check().expect("the last check");
+        assert_eq!(last.len(), 1, "{name}");
+        assert!(
+            (last[0] - ratio(6)).abs() <= relative * ratio(6),
+            "{name}: {last:?}"
+        );
         let want = [
             vec![(&a - &b).norm()],
             vec![a.norm() / b.norm(), (&a - &b).norm()],
@@ -687,7 +711,7 @@ fn panic_message(f: impl FnOnce()) -> Option<String> {
 #[test]
 fn every_engine_enforces_the_same_limits() {
     type Violation = (&'static str, fn(&mut dyn Engine));
-    let violations: [Violation; 12] = [
+    let violations: [Violation; 14] = [
         ("combine with one term too many", |e| {
             let t = e.new_tall();
             e.combine(t, &[(Coef::Const(1.0), t); MAX_COMBINE_TERMS + 1]);
@@ -738,6 +762,14 @@ fn every_engine_enforces_the_same_limits() {
         ("mul_small_sub into its factor", |e| {
             let (t, base, s) = (e.new_tall(), e.new_tall(), e.new_small());
             e.mul_small_sub(t, base, t, s);
+        }),
+        ("one submitted check unread too many", |e| {
+            for _ in 0..=MAX_UNREAD_CHECKS {
+                e.submit_check();
+            }
+        }),
+        ("read_check without a submitted check", |e| {
+            let _ = e.read_check();
         }),
         ("record_stop_ratio over more columns than k", |e| {
             let t = e.new_tall();

@@ -1,5 +1,6 @@
 //! The GPU engine: every [`Engine`] call is recorded as a compute dispatch into one open pass; only
-//! [`Engine::check`] submits and reads back (the few stopping quantities recorded since the last check).
+//! [`Engine::submit_check`] submits and [`Engine::read_check`] reads back (the few stopping quantities
+//! recorded since the last check), besides the uploads and the final download.
 //! Parameter buffers and bind groups are made the first time a call site is seen and reused after, so
 //! the loop creates no buffer per iteration.
 
@@ -12,7 +13,7 @@ use super::timer::PassTimer;
 use super::{grid_1d, padded, GpuContext, C_MUL_ROWS};
 use crate::engine::{
     CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS,
-    MAX_SCALARS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+    MAX_SCALARS, MAX_UNREAD_CHECKS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
 };
 use crate::error::{Error, Result};
 use nalgebra::DMatrix;
@@ -21,7 +22,10 @@ use std::time::{Duration, Instant};
 use wgpu::BufferUsages as U;
 
 /// Passes of the loop whose timestamps may wait to be read: when as many are pending, they are read
-/// before the next pass opens (one more submission and wait; in practice every check reads them first).
+/// before the next pass opens (one more submission and a wait for the GPU). A check reads them when no
+/// later check is unread: every check of the loops that do not overlap their checks; in auto's
+/// overlapped loop, none before the end, so a fit of more than this many iterations waits once for
+/// every this many (the fits of tests/passes.rs take 6 to 20 iterations).
 const TIMED_PASSES: usize = 256;
 
 /// A buffer of the engine, as bind-group cache keys name it.
@@ -40,9 +44,6 @@ enum Buf {
 
 /// A dispatch's identity: the kernel, its buffer bindings and its parameter bytes (binding 0).
 type BindKey = (Kernel, Vec<(u32, Buf)>, Vec<u8>);
-
-/// Submitted checks that may be unread at once: the one being read and the next iteration's.
-const HISTORY_SLOTS: usize = 2;
 
 /// A submitted check: its staging slot, the values it holds, its submission.
 struct UnreadCheck {
@@ -71,7 +72,7 @@ pub(crate) struct GpuEngine<'a> {
     /// history[0] = values recorded since the last check, then the values.
     history: wgpu::Buffer,
     /// The history's read-back staging, one per submitted check that may be unread.
-    history_staging: [wgpu::Buffer; HISTORY_SLOTS],
+    history_staging: [wgpu::Buffer; MAX_UNREAD_CHECKS],
     /// The submitted checks not yet read, oldest first.
     unread: std::collections::VecDeque<UnreadCheck>,
     /// The engine limits, the same as the CPU engine's (the history's capacity among them).
@@ -771,14 +772,12 @@ impl Engine for GpuEngine<'_> {
         self.passes
     }
     fn submit_check(&mut self) {
+        let recorded = self.checks.submitted();
         let mut encoder = self.take_encoder();
         self.copy_pass_times(&mut encoder);
-        let recorded = self.checks.checked();
-        assert!(
-            self.unread.len() < HISTORY_SLOTS,
-            "at most {HISTORY_SLOTS} submitted checks unread"
-        );
-        let slot = (self.unread.front().map_or(0, |u| u.slot) + self.unread.len()) % HISTORY_SLOTS;
+        // The slot after the unread ones' (the oldest unread check keeps its slot until it is read).
+        let slot =
+            (self.unread.front().map_or(0, |u| u.slot) + self.unread.len()) % MAX_UNREAD_CHECKS;
         let bytes = ((recorded + 1) * 4) as u64;
         encoder.copy_buffer_to_buffer(&self.history, 0, &self.history_staging[slot], 0, bytes);
         // The count back to zero on the device's timeline, for the next check's values.
@@ -796,10 +795,10 @@ impl Engine for GpuEngine<'_> {
             slot,
             recorded,
             submission,
-        } = self
-            .unread
-            .pop_front()
-            .expect("read_check follows a submit_check");
+        } = {
+            self.checks.read();
+            self.unread.pop_front().expect("counted by the checks")
+        };
         let bytes = ((recorded + 1) * 4) as u64;
         let staging = &self.history_staging[slot];
         let data = self

@@ -504,7 +504,8 @@ impl GpuContext {
 
     /// [`map_and_view`](Self::map_and_view), waiting only for the submission `after` (and those
     /// before it) where given, so that later submissions keep the GPU busy meanwhile; else for every
-    /// submission so far.
+    /// submission so far. `after` must be the last submission that uses `staging` (else the mapping
+    /// waits for a later one, which this wait does not cover).
     pub fn map_and_view_after<R>(
         &self,
         staging: &wgpu::Buffer,

@@ -260,7 +260,63 @@ fn orthonormalize<E: Engine>(e: &mut E, w: &mut Work, v: &mut Tall, cv: Option<&
 
 #[cfg(test)]
 mod tests {
-    use super::block_width;
+    use super::{block_width, run_loop};
+    use crate::cpu::CpuEngine;
+    use crate::engine::Engine;
+    use crate::solver::{LoopSettings, Solver};
+    use nalgebra::DMatrix;
+
+    /// An engine that overlaps its checks (the GPU's way: each step submitted before the check before
+    /// it is read) gives the same result, bit for bit, as one that does not: the checked iterate is
+    /// kept through the step ahead, which is discarded. Ended by convergence, by a stall and by
+    /// max_iter (no step ahead then).
+    #[test]
+    fn overlapped_checks_give_the_same_bits() {
+        let (m, k) = (40, 3);
+        let mut rng = crate::rng::Rng::new(3);
+        let a = DMatrix::from_fn(m, m, |_, _| rng.normal());
+        let c = a.transpose() * a;
+        let (w0, v0) = (rng.normals(m * k), rng.normals(m * k));
+        for (tol, max_iter, discarded) in [(1e-6, 1000, 1), (1e-300, 1000, 1), (1e-300, 4, 0)] {
+            let settings = LoopSettings {
+                solver: Solver::Auto,
+                lambda: f64::NAN,
+                alpha: f64::NAN,
+                tol,
+                max_iter,
+                check_every: 1,
+                cg_steps: 0,
+                momentum: 0.0,
+                noise_floor: 30.0 * f64::EPSILON * (m as f64).sqrt(),
+            };
+            let width = block_width(m, k);
+            let fit = |overlap: bool| {
+                let engine = CpuEngine::<f64>::new(&c, width, 1);
+                let mut engine = if overlap {
+                    engine.overlapping()
+                } else {
+                    engine
+                };
+                assert_eq!(engine.overlaps_checks(), overlap);
+                let out = run_loop(&mut engine, &settings, (&w0, &v0), &mut |_, _| Ok(())).unwrap();
+                (out, engine.passes())
+            };
+            let ((plain, plain_passes), (ahead, ahead_passes)) = (fit(false), fit(true));
+            let what = format!("tol {tol:e}, max_iter {max_iter}");
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&plain.decoder), bits(&ahead.decoder), "{what}");
+            assert_eq!(bits(&plain.history), bits(&ahead.history), "{what}");
+            assert_eq!(plain.iterations, ahead.iterations, "{what}");
+            assert_eq!(
+                (plain.converged, plain.stalled),
+                (ahead.converged, ahead.stalled),
+                "{what}"
+            );
+            assert_eq!(plain.stats.discarded_passes, 0, "{what}");
+            assert_eq!(ahead.stats.discarded_passes, discarded, "{what}");
+            assert_eq!(ahead_passes, plain_passes + discarded, "{what}");
+        }
+    }
 
     #[test]
     fn guard_columns_fit_the_search_basis() {
