@@ -536,10 +536,21 @@ fn stopping_quantities_agree_and_come_back_in_order() {
 /// `mul_small_sub` those of `mul_small` and `combine`, in place and not.
 #[test]
 fn the_fused_operations_give_the_bits_of_the_ones_they_stand_for() {
-    let values: Vec<DMatrix<f64>> = (0..6).map(|i| random(M, K, 30 + i)).collect();
-    let unit = DMatrix::from_fn(M, K, |i, j| f64::from(i == j));
+    // M, and 600 features: more than a workgroup's threads, so that each thread's part of a sum
+    // strides over several rows.
+    for m in [M, 600] {
+        fused_operations_match(m);
+    }
+}
+
+fn fused_operations_match(m: usize) {
+    let values: Vec<DMatrix<f64>> = (0..6).map(|i| random(m, K, 30 + i)).collect();
+    let unit = DMatrix::from_fn(m, K, |i, j| f64::from(i == j));
     let bits = |m: &DMatrix<f64>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    each_engine(10, |name, e| {
+    let download =
+        |e: &mut dyn Engine, t: Tall| DMatrix::from_vec(m, K, e.download(t).expect("download"));
+    each_engine_sized(m, K, 10, |name, e| {
+        let name = &format!("{name}, m = {m}");
         let t: Vec<Tall> = values.iter().map(|v| tall(e, v)).collect();
         let (basis, image) = ([t[0], t[1], t[2]], [t[3], t[4], t[5]]);
         let (fused, single) = (e.new_projected(), e.new_projected());
