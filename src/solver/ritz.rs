@@ -26,9 +26,10 @@
 //! Stopping quantity: the relative residual of the top k columns, `‖R_k‖_F / ‖(CX)_k‖_F`, recorded
 //! before each pass (so a converged iterate costs no further pass on the CPU; on the GPU the next pass
 //! runs while the check is read, and is discarded when the check ends the fit); the guard columns
-//! converge more slowly and do not count. It is scale-free, so `tol` means the same for every data set and on both
-//! paths; it bounds the backward error (the top-k block of X spans an exact invariant subspace of a C
-//! perturbed by that relative amount) and the angle error divided by the relative gap.
+//! converge more slowly and do not count. It is scale-free, so `tol` means the same for every data
+//! set and on both paths; it bounds the backward error (the top-k block of X spans an exact
+//! invariant subspace of a C perturbed by that relative amount) and the angle error divided by the
+//! relative gap.
 
 use super::{is_stalled, Checks, LoopResult, LoopSettings, Solver, Stall};
 use crate::engine::{Engine, Projected, Small, Tall, SEARCH_BLOCKS};
@@ -125,11 +126,12 @@ pub(crate) fn run_loop<E: Engine>(
     let mut checks = Checks::new(e);
     let mut iterations = 0;
     let mut pending = 1; // the start's stopping quantity is recorded, not yet checked
-                         // Where the engine overlaps checks (the GPU) and every iteration is checked, the next step is
-                         // submitted before a check is read, so that the device never waits for the host. The step keeps
-                         // the iterate it starts from (`Work::x_next` afterwards, see `step`): when the check ends the
-                         // loop, that checked iterate is the result, the same as without the overlap, and the step ahead
-                         // is discarded.
+
+    // Where the engine overlaps checks (the GPU) and every iteration is checked, the next step is
+    // submitted before a check is read, so that the device never waits for the host. The step keeps
+    // the iterate it starts from (`Work::x_next` afterwards, see `step`): when the check ends the
+    // loop, that checked iterate is the result, the same as without the overlap, and the step ahead
+    // is discarded.
     let overlap = s.check_every == 1 && e.overlaps_checks();
     let mut submitted = false; // the current iterate's check is already submitted
     let mut result: Tall;
