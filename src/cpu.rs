@@ -236,11 +236,7 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
         }
     }
     fn mul_blocks(&mut self, a: [Tall; SEARCH_BLOCKS], y: Projected, all: Tall, tail: Tall) {
-        self.checks.distinct(all, tail, "mul_blocks");
-        for &block in &a {
-            self.checks.distinct(block, all, "mul_blocks");
-            self.checks.distinct(block, tail, "mul_blocks");
-        }
+        self.checks.mul_blocks(&a, all, tail);
         let (m, k) = (self.m(), self.k);
         // Each product as mul_block computes it (beta = 0: the old values are not read).
         let mut products = std::mem::take(&mut self.block_products);

@@ -113,7 +113,12 @@ pub(crate) fn shift_row<T: Real>(
 }
 
 /// [`shift_row`], one column at a time.
-fn shift_row_scalar<T: Real>(row: &mut [T], shift: &[T], sums: &mut [f64], largest: &mut [f64]) {
+pub(crate) fn shift_row_scalar<T: Real>(
+    row: &mut [T],
+    shift: &[T],
+    sums: &mut [f64],
+    largest: &mut [f64],
+) {
     let stats = sums.iter_mut().zip(largest.iter_mut());
     for ((v, &s), (sum, big)) in row.iter_mut().zip(shift).zip(stats) {
         *v -= s;

@@ -268,13 +268,22 @@ impl CallCheck {
         Ok(())
     }
 
-    /// [`Engine::c_mul`], [`Engine::mul_small`], [`Engine::mul_block`], [`Engine::mul_blocks`],
-    /// [`Engine::mul_small_sub`]: the output is not the input.
+    /// [`Engine::c_mul`], [`Engine::mul_small`], [`Engine::mul_block`], [`Engine::mul_small_sub`]
+    /// (and [`CallCheck::mul_blocks`]): the output is not the input.
     pub fn distinct(&self, input: Tall, out: Tall, operation: &str) {
         assert_ne!(
             input, out,
             "{operation}: the output must differ from the input"
         );
+    }
+
+    /// [`Engine::mul_blocks`]: its two outputs differ from each other and from every input.
+    pub fn mul_blocks(&self, a: &[Tall], all: Tall, tail: Tall) {
+        self.distinct(all, tail, "mul_blocks");
+        for &block in a {
+            self.distinct(block, all, "mul_blocks");
+            self.distinct(block, tail, "mul_blocks");
+        }
     }
 
     /// [`Engine::inner_block`], [`Engine::mul_block`]: a block index of a search basis.

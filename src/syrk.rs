@@ -250,8 +250,8 @@ unsafe fn tile<const I: usize>(depth: usize, a: *const f32, b: *const f32) -> [[
 }
 
 /// `row −= shift` with each shifted value added (in f64) to its column's sum and magnitude bound: the
-/// shift of a block's samples, eight columns at a time, each column's operations those of the scalar
-/// loop (src/cpu_kernels.rs), so the bits are the same.
+/// shift of a block's samples, eight columns at a time (the last m mod 8 by the scalar loop of
+/// src/cpu_kernels.rs), each column's operations those of that loop, so the bits are the same.
 ///
 /// # Safety
 /// The CPU has AVX2; `shift`, `sums` and `largest` are as long as `row`.
@@ -285,10 +285,11 @@ pub(crate) unsafe fn shift_row(
             _mm256_storeu_pd(big, _mm256_max_pd(_mm256_loadu_pd(big), x));
         }
     }
-    for j in vectors..m {
-        row[j] -= shift[j];
-        let x = row[j] as f64;
-        sums[j] += x;
-        largest[j] = largest[j].max(x.abs());
-    }
+    let tail = vectors..m;
+    crate::cpu_kernels::shift_row_scalar(
+        &mut row[tail.clone()],
+        &shift[tail.clone()],
+        &mut sums[tail.clone()],
+        &mut largest[tail],
+    );
 }

@@ -181,7 +181,7 @@ impl<'a> GpuEngine<'a> {
             jacobi_budget: JACOBI_DISPATCH_BUDGET,
             scalars: ctx.buffer("scalars", (MAX_SCALARS * 4) as u64, storage),
             history: ctx.buffer("history", history_bytes, storage),
-            history_staging: [ctx.staging(history_bytes), ctx.staging(history_bytes)],
+            history_staging: std::array::from_fn(|_| ctx.staging(history_bytes)),
             unread: std::collections::VecDeque::new(),
             weights_staging: ctx.staging((mp * k * 4) as u64),
             checks,
@@ -616,11 +616,7 @@ impl Engine for GpuEngine<'_> {
         self.dispatch(Kernel::Projected, &self.matmul_params(0, 0), &binds, groups);
     }
     fn mul_blocks(&mut self, a: [Tall; SEARCH_BLOCKS], y: Projected, all: Tall, tail: Tall) {
-        self.checks.distinct(all, tail, "mul_blocks");
-        for &block in &a {
-            self.checks.distinct(block, all, "mul_blocks");
-            self.checks.distinct(block, tail, "mul_blocks");
-        }
+        self.checks.mul_blocks(&a, all, tail);
         let mut binds = vec![
             (matmul::B, Buf::Projected(y.0)),
             (matmul::OUT, Buf::Tall(all.0)),
