@@ -8,8 +8,10 @@
 //!   of the explained variance ratios against the f64 eigendecomposition of the densified centred Gram
 //!   matrix.
 //!
+//! With `--gpu` the loop runs on the GPU (X held there, shaders/sparse.wgsl), else on the CPU.
+//!
 //! ```text
-//! cargo run --release --example sparse_fit -- N M DENSITY K [--reference]
+//! cargo run --release --example sparse_fit -- N M DENSITY K [--reference] [--gpu]
 //! /usr/bin/time -v target/release/examples/sparse_fit 200000 20000 0.005 50
 //! ```
 //!
@@ -18,7 +20,7 @@
 //! of a second kind that prefers the last tenth of the columns, so that the spectrum has structure.
 
 use laepca::rng::Rng;
-use laepca::{CsrMatrix, LaePca, Method};
+use laepca::{Backend, CsrMatrix, LaePca, Method};
 use nalgebra::{DMatrix, SymmetricEigen};
 use std::time::Instant;
 
@@ -94,7 +96,7 @@ fn peak_rss_mib() -> Option<f64> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: sparse_fit N M DENSITY K [--reference]");
+        eprintln!("usage: sparse_fit N M DENSITY K [--reference] [--gpu]");
         std::process::exit(2);
     }
     let n: usize = args[1].parse().expect("N");
@@ -102,6 +104,11 @@ fn main() {
     let density: f64 = args[3].parse().expect("DENSITY");
     let k: usize = args[4].parse().expect("K");
     let reference = args.iter().any(|a| a == "--reference");
+    let backend = if args.iter().any(|a| a == "--gpu") {
+        Backend::Gpu
+    } else {
+        Backend::Cpu
+    };
 
     let t = Instant::now();
     let x = synthetic(n, m, density, 7);
@@ -115,12 +122,15 @@ fn main() {
     let t = Instant::now();
     let fit = LaePca::new(k)
         .method(Method::Operator)
+        .backend(backend)
         .fit_csr(&x)
         .expect("the fit");
     println!(
-        "fit: operator route ({}), {} iterations, {} passes, converged {}, stalled {}, {:.2} s \
+        "fit: operator route ({}) on the {:?} ({}), {} iterations, {} passes, converged {}, stalled {}, {:.2} s \
          (set-up {:.2} s, iterate {:.2} s, finish {:.2} s), peak RSS {:.0} MiB",
         fit.method_reason,
+        fit.backend,
+        fit.adapter.as_ref().map_or("host", |a| a.name.as_str()),
         fit.iterations,
         fit.passes,
         fit.converged,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One run on a lent GPU machine (the device tool; see its README): prebuilt binaries in .devbin/
-# (bin.tar.xz: laepca, gpu_tests, gpu_phases, gram_time, compare; lib/libvulkan.so.1, Fashion-MNIST; made by
+# (bin.tar.xz: laepca, gpu_tests, gpu_phases, gram_time, compare, sparse_fit; lib/libvulkan.so.1, Fashion-MNIST; made by
 # scripts/device-prepare.sh), the Vulkan loader's Debian packages in .gl/. Writes device-log.txt and
 # bench.tar.gz under $OUT. Issue 9's figures: the Gram phase (gram_time, gpu_phases), loop µs per
 # iteration with dispatches and submissions per iteration (gpu_phases, per solver), the per-fit fixed
@@ -48,6 +48,7 @@ step() { # NAME SECONDS COMMAND...
     step "laepca fit Fashion-MNIST on the GPU" 60 .devbin/laepca fit "$fm" -k 16 --backend gpu --json -o /tmp/fm
     step "laepca fit Fashion-MNIST on the CPU" 60 .devbin/laepca fit "$fm" -k 16 --backend cpu --json -o /tmp/fm-cpu
     step "large problem: n=100000 m=4096 k=32" 150 .devbin/gpu_phases 100000 4096 32
+    step "operator route (issue 14): sparse 200000 x 20000, 0.5%, k=50, GPU" 90 .devbin/sparse_fit 200000 20000 0.005 50 --gpu
     step "benchmark" 260 .devbin/compare --out /tmp/bench --fashion "$fm" --runs 2 --budget 15 \
         --markdown "$OUT/bench-report.md"
     echo "== done at $((SECONDS - start))s"

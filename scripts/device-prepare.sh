@@ -7,19 +7,20 @@ cd "$(dirname "$0")/.."
 exclude="$(git rev-parse --git-common-dir)/info/exclude"
 grep -qx '/.devbin/' "$exclude" 2>/dev/null || echo /.devbin/ >> "$exclude"
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release --bin laepca --example gpu_phases --example gram_time
+cargo build --release --bin laepca --example gpu_phases --example gram_time --example sparse_fit
 cargo bench --bench compare --no-run
 cargo test --release --test gpu --no-run
 mkdir -p .devbin/lib
-cp "$target/release/laepca" "$target/release/examples/gpu_phases" "$target/release/examples/gram_time" .devbin/
+cp "$target/release/laepca" "$target/release/examples/gpu_phases" "$target/release/examples/gram_time" \
+    "$target/release/examples/sparse_fit" .devbin/
 newest() { ls -t "$target"/release/deps/"$1"-* | grep -v '\.d$' | head -1; }
 cp "$(newest gpu)" .devbin/gpu_tests
 cp "$(newest compare)" .devbin/compare
 cp /usr/lib/x86_64-linux-gnu/libvulkan.so.1 .devbin/lib/ 2>/dev/null || true
 # The carry limit is 64 MiB in all: the binaries travel stripped and xz-compressed (device-check.sh
 # unpacks them), beside the already compressed Fashion-MNIST file.
-(cd .devbin && strip laepca gpu_phases gram_time gpu_tests compare && tar cJf bin.tar.xz \
-    laepca gpu_phases gram_time gpu_tests compare && rm laepca gpu_phases gram_time gpu_tests compare)
+(cd .devbin && strip laepca gpu_phases gram_time gpu_tests compare sparse_fit && tar cJf bin.tar.xz \
+    laepca gpu_phases gram_time gpu_tests compare sparse_fit && rm laepca gpu_phases gram_time gpu_tests compare sparse_fit)
 cp /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz .devbin/
 if [ ! -d .gl ]; then
     mkdir -p .gl /tmp/amd64/partial

@@ -303,6 +303,7 @@ impl LaePca {
             reason,
             lift: Some(&lift),
             gram_kernels,
+            sparse: None,
         };
         self.fit_problem(&problem, checked, t_gram.elapsed(), start, gpu)
     }
@@ -319,8 +320,12 @@ impl LaePca {
     ///   (forming C, then the dense products) against `30·2·nnz·b` (the matrix-free products).
     ///
     /// The Gram route densifies a block of rows at a time into the Gram accumulation (on the GPU when
-    /// the backend gives one); the operator route runs on the CPU in f64 (a GPU backend is noted in a
-    /// logged warning). The fit's [`method`](Fit::method) and [`method_reason`](Fit::method_reason)
+    /// the backend gives one). The operator route runs on the CPU in f64, or, when the backend gives a
+    /// GPU, in f32 on the GPU with X and Xᵀ held there in panels of at most one storage binding each;
+    /// it stays on the CPU (with a logged warning) where the device cannot hold them or the products'
+    /// n x b intermediate, where one row or column has more entries than a workgroup's bounded loop
+    /// takes, or where the means outweigh the spread (`n·Σμ² / Σ(x − μ)² > 10⁴`: the implicit centring
+    /// in f32 would lose more than ~2 digits). The fit's [`method`](Fit::method) and [`method_reason`](Fit::method_reason)
     /// say which ran and why. The layout must be [`Layout::SamplesInRows`](crate::Layout).
     pub fn fit_csr<T: Real>(&self, x: &CsrMatrix<T>) -> Result<Fit<T>> {
         let start = Instant::now();
@@ -361,9 +366,7 @@ impl LaePca {
         )?;
         self.report_gram_start();
         if method == Method::Operator {
-            if self.backend == Backend::Gpu {
-                log::warn!("the operator route runs on the CPU (no GPU kernel for it yet)");
-            }
+            let gpu = self.choose_device()?;
             let t = Instant::now();
             let op = SparseGram::new(x, self.center)?;
             let problem = Problem {
@@ -376,8 +379,9 @@ impl LaePca {
                 reason,
                 lift: None,
                 gram_kernels: None,
+                sparse: Some(x),
             };
-            return self.fit_problem(&problem, &checked, t.elapsed(), start, None);
+            return self.fit_problem(&problem, &checked, t.elapsed(), start, gpu);
         }
         let gpu = self.choose_device()?;
         let t_gram = Instant::now();
@@ -609,8 +613,21 @@ impl LaePca {
         // β / c_norm² the iterates are the same, but no intermediate (β ~ σ⁴) can overflow f32 whatever
         // the data's units.
         let c_loop = p.formed.map(|c| c / c_norm);
-        // The operator route runs on the CPU engine.
-        let gpu = gpu.filter(|_| c_loop.is_some());
+        // The engine's block: the k components, and auto's guard columns.
+        let width = self.solver.block_width(m, k);
+        // The operator route runs on the GPU where its sparse X fits the device (else on the CPU).
+        let (gpu, sparse_layout) = match (gpu, p.sparse) {
+            (Some(device), Some(x)) if c_loop.is_none() => {
+                match sparse_layout_on(&device, x, p, width) {
+                    Ok(layout) => (Some(device), Some(layout)),
+                    Err(why) => {
+                        log::warn!("the operator route runs on the CPU: {why}");
+                        (None, None)
+                    }
+                }
+            }
+            (gpu, _) => (gpu.filter(|_| c_loop.is_some()), None),
+        };
         // The GPU computes in f32 whatever T is.
         let (default_tol, eps) = match gpu {
             Some(_) => (
@@ -660,8 +677,6 @@ impl LaePca {
         };
         report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
-        // The engine's block: the k components, and auto's guard columns.
-        let width = self.solver.block_width(m, k);
         // The GPU's small eigenproblems (auto's, of order SEARCH_BLOCKS·width) run in one workgroup,
         // split into dispatches of bounded loop iterations; beyond order ~1000 one round alone exceeds
         // the bound (src/gpu/engine.rs, jacobi_fits), and the loop runs on the CPU instead.
@@ -682,10 +697,22 @@ impl LaePca {
             }
             g => g,
         };
-        let run = match (&gpu, &c_loop) {
-            (Some(device), Some(c_loop)) => {
+        let run = match &gpu {
+            Some(device) => {
                 let ctx = device.context();
-                let mut engine = GpuEngine::new(ctx, c_loop, width, check_every)?;
+                let mut engine = match (&c_loop, &sparse_layout, p.sparse) {
+                    (Some(c_loop), _, _) => GpuEngine::new(ctx, c_loop, width, check_every)?,
+                    (None, Some(layout), Some(x)) => GpuEngine::over_sparse(
+                        ctx,
+                        x,
+                        layout,
+                        p.mean.as_slice(),
+                        c_norm,
+                        width,
+                        check_every,
+                    )?,
+                    _ => unreachable!("a GPU loop has C or a sparse X on the device"),
+                };
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let passes = engine.passes() - out.stats.discarded_passes;
@@ -700,8 +727,8 @@ impl LaePca {
                     passes,
                 }
             }
-            (_, c_loop) => {
-                let mut engine = match c_loop {
+            None => {
+                let mut engine = match &c_loop {
                     Some(c) => CpuEngine::<T>::new(c, width, check_every),
                     None => CpuEngine::<T>::over_operator(p.c, c_norm, width, check_every),
                 };
@@ -818,6 +845,26 @@ fn operator_refused() -> Error {
 /// `V ↦ X_cᵀ V` of the transposed route (see [`Problem::lift`]).
 type Lift<'a> = &'a (dyn Fn(&DMatrix<f64>) -> Result<DMatrix<f64>> + Sync);
 
+/// How the operator route's sparse X goes on `device` for blocks of `width` columns, or why it
+/// cannot: more than the device holds (see [`crate::gpu::SparseLayout::plan`]), or means that outweigh
+/// the data's spread beyond what the GPU's f32 products keep ([`crate::gpu::MAX_MEAN_WEIGHT`]).
+fn sparse_layout_on(
+    device: &GpuDevice,
+    x: &dyn crate::sparse::PackedPanels,
+    p: &Problem,
+    width: usize,
+) -> std::result::Result<crate::gpu::SparseLayout, String> {
+    let weight = p.n_samples as f64 * p.mean.norm_squared() / p.trace;
+    if weight > crate::gpu::MAX_MEAN_WEIGHT {
+        return Err(format!(
+            "the means outweigh the spread by {weight:.1e} (n·Σμ² / Σ(x − μ)²), where the GPU's f32 \
+             products keep at most {:.0e}",
+            crate::gpu::MAX_MEAN_WEIGHT
+        ));
+    }
+    crate::gpu::SparseLayout::plan(device.context(), x, width)
+}
+
 /// C and the statistics beside it, as a fit holds them: formed (the Gram route) or as an operator.
 struct Problem<'a> {
     /// C, to multiply by.
@@ -836,6 +883,8 @@ struct Problem<'a> {
     lift: Option<Lift<'a>>,
     /// The GPU time of the Gram kernels, where they ran on a device with timestamp queries.
     gram_kernels: Option<Duration>,
+    /// The operator route's sparse X, for the GPU engine to hold (the CPU one multiplies by `c`).
+    sparse: Option<&'a dyn crate::sparse::PackedPanels>,
 }
 
 impl<'a> Problem<'a> {
@@ -851,6 +900,7 @@ impl<'a> Problem<'a> {
             reason,
             lift: None,
             gram_kernels: None,
+            sparse: None,
         }
     }
 }

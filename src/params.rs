@@ -123,8 +123,9 @@ pub enum Method {
     /// C (m x m) formed once, then multiplied by (CPU or GPU). Sparse rows are densified a block at a
     /// time, never all at once.
     Gram,
-    /// C never formed: each product is `X_cᵀ (X_c W)` from the sparse X itself, in f64 on the CPU
-    /// (sparse input only; 2·nnz·b multiply-adds per product with a block of b columns).
+    /// C never formed: each product is `X_cᵀ (X_c W)` from the sparse X itself (sparse input only;
+    /// 2·nnz·b multiply-adds per product with a block of b columns): in f64 on the CPU, or in f32 on
+    /// the GPU with X held there (see [`LaePca::fit_csr`](crate::LaePca::fit_csr)).
     Operator,
     /// The transposed Gram matrix `K = X_c X_cᵀ` (n x n) formed instead of C, what auto takes for
     /// dense data with fewer samples than features (asked for, it also fits tall data); the directions

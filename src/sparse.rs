@@ -513,3 +513,100 @@ impl<T: Real> GramOperator for SparseGram<'_, T> {
         self.diagonal.clone()
     }
 }
+
+/// A sparse X as the GPU engine uploads it for the operator route (src/gpu/engine.rs): row panels of X
+/// or of Xᵀ, each packed into u32 words as shaders/sparse.wgsl reads them. A trait so that the engine
+/// is not generic over the value type.
+pub(crate) trait PackedPanels: Sync {
+    /// (rows, columns) of X.
+    fn shape(&self) -> (usize, usize);
+    /// The entries of each row of X, or of each row of Xᵀ (each column of X) when `transposed`.
+    fn row_entries(&self, transposed: bool) -> Vec<usize>;
+    /// Rows `rows` of X (or of Xᵀ), `entries` of them stored: their `rows.len() + 1` row offsets from
+    /// 0, their column indices, then their values times `scale` as f32 bits; the rows of Xᵀ hold their
+    /// entries in X's row order.
+    fn pack(
+        &self,
+        transposed: bool,
+        rows: std::ops::Range<usize>,
+        entries: usize,
+        scale: f64,
+    ) -> Result<Vec<u32>>;
+}
+
+impl<T: Real> PackedPanels for CsrMatrix<T> {
+    fn shape(&self) -> (usize, usize) {
+        (self.nrows, self.ncols)
+    }
+
+    fn row_entries(&self, transposed: bool) -> Vec<usize> {
+        if transposed {
+            let mut counts = vec![0usize; self.ncols];
+            for &j in &self.indices {
+                counts[j as usize] += 1;
+            }
+            counts
+        } else {
+            self.indptr.windows(2).map(|w| w[1] - w[0]).collect()
+        }
+    }
+
+    fn pack(
+        &self,
+        transposed: bool,
+        rows: std::ops::Range<usize>,
+        entries: usize,
+        scale: f64,
+    ) -> Result<Vec<u32>> {
+        let words = rows
+            .len()
+            .checked_add(1)
+            .and_then(|w| w.checked_add(entries.checked_mul(2)?));
+        let mut packed = crate::alloc::filled(
+            || format!("a panel of {} sparse rows packed for the GPU", rows.len()),
+            words,
+            None,
+            0u32,
+        )?;
+        let (offsets, rest) = packed.split_at_mut(rows.len() + 1);
+        let (indices, values) = rest.split_at_mut(entries);
+        let value = |v: T| ((v.as_f64() * scale) as f32).to_bits();
+        if !transposed {
+            let first = self.indptr[rows.start];
+            for (o, &p) in offsets.iter_mut().zip(&self.indptr[rows.start..=rows.end]) {
+                *o = (p - first) as u32;
+            }
+            let range = first..self.indptr[rows.end];
+            for (d, &j) in indices.iter_mut().zip(&self.indices[range.clone()]) {
+                *d = j;
+            }
+            for (d, &v) in values.iter_mut().zip(&self.values[range]) {
+                *d = value(v);
+            }
+            return Ok(packed);
+        }
+        // Xᵀ's rows j0..j1 by a counting sort of X's entries in those columns, in X's row order.
+        let (j0, j1) = (rows.start as u32, rows.end as u32);
+        for &j in &self.indices {
+            if (j0..j1).contains(&j) {
+                offsets[(j - j0) as usize + 1] += 1;
+            }
+        }
+        for r in 1..offsets.len() {
+            offsets[r] += offsets[r - 1];
+        }
+        let mut next: Vec<u32> = offsets[..rows.len()].to_vec();
+        for i in 0..self.nrows {
+            let (cols, vals) = self.row(i);
+            for (&j, &v) in cols.iter().zip(vals) {
+                if (j0..j1).contains(&j) {
+                    let slot = &mut next[(j - j0) as usize];
+                    indices[*slot as usize] = i as u32;
+                    values[*slot as usize] = value(v);
+                    *slot += 1;
+                }
+            }
+        }
+        Ok(packed)
+    }
+}

@@ -505,3 +505,8 @@ fn small_wgsl() {
 fn update_wgsl() {
     assert_shader_ok("update.wgsl");
 }
+
+#[test]
+fn sparse_wgsl() {
+    assert_shader_ok("sparse.wgsl");
+}

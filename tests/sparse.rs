@@ -10,7 +10,7 @@ use common::{
     NumpyLegacy,
 };
 use laepca::io::read_coordinates;
-use laepca::{Backend, CsrMatrix, Error, Fit, LaePca, Method, Real, Solver};
+use laepca::{Backend, CsrMatrix, Error, Fit, GpuDevice, LaePca, Method, Real, Solver};
 use nalgebra::DMatrix;
 
 /// scanpy 1.11.5's `pbmc68k_reduced().raw.X` (700 cells x 765 genes, 174400 stored entries,
@@ -232,7 +232,7 @@ fn csr_arrays_are_checked() {
 }
 
 #[test]
-fn the_gram_route_of_sparse_data_runs_on_the_gpu_and_the_operator_route_on_the_cpu() {
+fn the_gram_route_of_sparse_data_runs_on_the_gpu() {
     if !have_gpu() {
         return;
     }
@@ -248,13 +248,136 @@ fn the_gram_route_of_sparse_data_runs_on_the_gpu_and_the_operator_route_on_the_c
     let (angle, evr) = errors(&fit, &dense, k);
     assert!(angle < 1e-3, "GPU: angle {angle:e}");
     assert!(evr < 1e-5, "GPU: explained variance ratio {evr:e}");
-    // No GPU kernel for the operator route yet: it runs on the CPU, and the fit says so.
-    let fit = LaePca::new(k)
+}
+
+/// A fit of `x` on the GPU's operator route (sparse X on the device, C never formed).
+fn gpu_operator_fit(x: &CsrMatrix<f32>, k: usize, solver: Solver, device: &GpuDevice) -> Fit<f32> {
+    LaePca::new(k)
+        .solver(solver)
         .backend(Backend::Gpu)
+        .device(device.clone())
+        .method(Method::Operator)
+        .seed(4)
+        .fit_csr(x)
+        .unwrap()
+}
+
+#[test]
+fn the_operator_route_runs_on_the_gpu_for_every_solver() {
+    if !have_gpu() {
+        return;
+    }
+    let device = GpuDevice::open(None).unwrap();
+    let dense = counts(600, 90, 0.08, 11);
+    let x = CsrMatrix::from_dense(&dense.map(|v| v as f32));
+    let k = 8;
+    for solver in [Solver::Auto, Solver::ExactTied, Solver::Momentum] {
+        let fit = gpu_operator_fit(&x, k, solver, &device);
+        assert_eq!((fit.backend, fit.method), (Backend::Gpu, Method::Operator));
+        let (angle, evr) = errors(&fit, &dense, k);
+        // (The f32 loop ends at its rounding floor, as the GPU's Gram route does on this data.)
+        assert!(
+            fit.converged || fit.stalled,
+            "{solver:?}: neither converged nor stalled"
+        );
+        eprintln!(
+            "GPU operator {solver:?}: {} passes, angle {angle:.1e}, evr {evr:.1e}",
+            fit.passes
+        );
+        // f32 products on the device (as the GPU's Gram route): f32-level angles.
+        assert!(angle < 1e-3, "{solver:?}: angle {angle:e}");
+        assert!(evr < 1e-5, "{solver:?}: explained variance ratio {evr:e}");
+    }
+    // scanpy's pbmc68k_reduced raw counts, uncentred too.
+    let pbmc = pbmc_raw::<f32>();
+    let dense = pbmc.to_dense().map(|v| v as f64);
+    let fit = gpu_operator_fit(&pbmc, 10, Solver::Auto, &device);
+    assert_eq!(fit.backend, Backend::Gpu);
+    let (angle, evr) = errors(&fit, &dense, 10);
+    eprintln!("GPU operator pbmc raw k = 10: angle {angle:.1e}, evr {evr:.1e}");
+    assert!(
+        angle < 1e-3 && evr < 1e-5,
+        "pbmc: angle {angle:e}, evr {evr:e}"
+    );
+    let fit = LaePca::new(4)
+        .center(false)
+        .backend(Backend::Gpu)
+        .device(device.clone())
         .method(Method::Operator)
         .fit_csr(&x)
         .unwrap();
+    assert_eq!(fit.backend, Backend::Gpu);
+    let (_, vecs) = reference_eigen(&(dense_of(&x).transpose() * dense_of(&x)), 4);
+    let angle = largest_principal_angle(&vecs, &orthonormal(&columns(&fit.components)));
+    assert!(angle < 1e-3, "uncentred: angle {angle:e}");
+}
+
+fn dense_of(x: &CsrMatrix<f32>) -> DMatrix<f64> {
+    x.to_dense().map(|v| v as f64)
+}
+
+#[test]
+fn the_gpu_operator_route_gives_the_same_bits_in_one_panel_or_several_and_run_after_run() {
+    if !have_gpu() {
+        return;
+    }
+    let x = CsrMatrix::from_dense(&counts(600, 90, 0.08, 11).map(|v| v as f32));
+    // 30000 bytes a binding: X (~7500 entries, ~60 KB packed) and Xᵀ each in several panels; the
+    // products' 600 x 9 intermediate (21600 bytes) still in one.
+    let capped = GpuDevice::open_with_binding_limit(None, 30_000).unwrap();
+    let whole = GpuDevice::open(None).unwrap();
+    let run = |d: &GpuDevice| {
+        let fit = gpu_operator_fit(&x, 6, Solver::Auto, d);
+        assert_eq!(fit.backend, Backend::Gpu);
+        let bits: Vec<u32> = fit.components.iter().map(|v| v.to_bits()).collect();
+        (bits, fit.loop_stats.total.dispatches)
+    };
+    let (one, dispatches) = run(&whole);
+    assert_eq!(one, run(&whole).0, "two runs differ");
+    let (split, split_dispatches) = run(&capped);
+    assert_eq!(one, split, "the panels change the bits");
+    // The same iterations, more dispatches: one per panel of each product.
+    assert!(
+        split_dispatches > dispatches,
+        "{split_dispatches} dispatches in panels, {dispatches} in one: no split"
+    );
+}
+
+#[test]
+fn the_gpu_operator_route_leaves_to_the_cpu_what_f32_or_the_device_cannot_hold() {
+    if !have_gpu() {
+        return;
+    }
+    let mut dense = counts(300, 20, 0.2, 7);
+    // A column of mean 1e5 and spread ~1: its implicit centring would cost f32 all its digits.
+    let mut rng = NumpyLegacy::new(3);
+    for i in 0..dense.nrows() {
+        dense[(i, 0)] = 1e5 + rng.normal();
+    }
+    let x = CsrMatrix::from_dense(&dense.map(|v| v as f32));
+    let device = GpuDevice::open(None).unwrap();
+    let fit = gpu_operator_fit(&x, 3, Solver::Auto, &device);
     assert_eq!((fit.backend, fit.method), (Backend::Cpu, Method::Operator));
+    let (angle, _) = errors(&fit, &dense.map(|v| v as f32 as f64), 3);
+    assert!(angle < 1e-3, "angle {angle:e}");
+    // Uncentred, the same data has nothing to cancel: the GPU takes it.
+    let fit = LaePca::new(3)
+        .center(false)
+        .backend(Backend::Gpu)
+        .device(device)
+        .method(Method::Operator)
+        .fit_csr(&x)
+        .unwrap();
+    assert_eq!(fit.backend, Backend::Gpu);
+    // A row longer than a binding holds: the CPU.
+    let tiny = GpuDevice::open_with_binding_limit(None, 4096).unwrap();
+    let fit = gpu_operator_fit(
+        &CsrMatrix::from_dense(&counts(40, 600, 0.9, 2).map(|v| v as f32)),
+        2,
+        Solver::Auto,
+        &tiny,
+    );
+    assert_eq!(fit.backend, Backend::Cpu);
 }
 
 #[test]
@@ -576,4 +699,40 @@ fn the_transposed_route_runs_on_the_gpu() {
         &orthonormal(&columns(&fit.components)),
     );
     assert!(angle < 1e-3, "angle {angle:e}");
+}
+
+#[test]
+fn the_gpu_operator_loop_submits_once_a_block_and_creates_nothing() {
+    if !have_gpu() {
+        return;
+    }
+    let x = CsrMatrix::from_dense(&counts(300, 40, 0.15, 5).map(|v| v as f32));
+    let device = GpuDevice::open(None).unwrap();
+    // Per iteration on a formed C (tests/gpu.rs): auto 36, exact-tied 5 dispatches, one of them the
+    // product; here the product takes four (μᵀW, Y by X's one panel, 1ᵀY, Z by Xᵀ's one panel).
+    for (solver, check_every, per_iteration) in
+        [(Solver::ExactTied, 10, 5 + 3), (Solver::Auto, 1, 36 + 3)]
+    {
+        let fit = LaePca::new(3)
+            .solver(solver)
+            .tol(1e-30)
+            .max_iter(60)
+            .check_every(check_every)
+            .backend(Backend::Gpu)
+            .device(device.clone())
+            .method(Method::Operator)
+            .fit_csr(&x)
+            .unwrap();
+        assert_eq!(fit.backend, Backend::Gpu);
+        let block = fit.loop_stats.steady_block.expect("three blocks ran");
+        assert_eq!(block.submissions, 1, "{solver}: {block:?}");
+        assert_eq!(block.host_waits, 1, "{solver}: {block:?}");
+        assert_eq!(block.buffers_created, 0, "{solver}: {block:?}");
+        assert_eq!(block.bind_groups_created, 0, "{solver}: {block:?}");
+        assert_eq!(
+            block.dispatches,
+            per_iteration * check_every,
+            "{solver}: {block:?}"
+        );
+    }
 }

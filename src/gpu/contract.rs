@@ -194,6 +194,30 @@ wgsl_struct! {
     }
 }
 
+wgsl_struct! {
+    /// sparse.wgsl: one panel of a sparse matrix times a tall matrix (`spmm`), or the weighted column
+    /// sums of one (`column_sums`).
+    pub struct SparseParams {
+        /// spmm: rows of the panel; column_sums: rows of `b` summed.
+        rows: u32,
+        /// spmm: the first row of the panel in the output.
+        row0: u32,
+        /// spmm: the entries of the panel.
+        entries: u32,
+        /// Columns of `b` and of the output.
+        k: u32,
+        /// `b`'s column stride.
+        ld_b: u32,
+        /// The output's column stride.
+        ld_out: u32,
+        /// spmm: 0 subtracts `sums[c]` from every row, 1 subtracts `mean[row0 + r]·sums[c]`;
+        /// column_sums: 0 sums the rows, 1 weighs row i by `mean[i]`.
+        weighted: u32,
+        /// spmm: the output rows written: the panel's, then zeros (a tall matrix's padding).
+        rows_out: u32,
+    }
+}
+
 /// How a kernel accesses a storage buffer (as its WGSL `var<storage, …>` declares it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
@@ -310,6 +334,23 @@ pub mod reduce {
     pub const SCALARS: Binding = read_write(5, "scalars");
     /// The stopping quantities recorded since the last check (the count first).
     pub const HISTORY: Binding = read_write(6, "history");
+}
+
+/// The bindings of sparse.wgsl.
+pub mod sparse {
+    use super::{read, read_write, Binding};
+    /// A panel of a sparse matrix: row offsets, column indices, the values' f32 bits (u32 words).
+    pub const PANEL: Binding = read(1, "panel");
+    /// The tall matrix multiplied (column-major).
+    pub const B: Binding = read(2, "b");
+    /// The (scaled) column means μ.
+    pub const MEAN: Binding = read(3, "mean");
+    /// spmm: the per-column sums its centring term takes.
+    pub const SUMS: Binding = read(4, "sums");
+    /// spmm: the product.
+    pub const OUT: Binding = read_write(5, "out");
+    /// column_sums: the sums.
+    pub const SUMS_OUT: Binding = read_write(6, "sums_out");
 }
 
 /// The bindings of eigen.wgsl.

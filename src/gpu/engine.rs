@@ -5,10 +5,11 @@
 //! the loop creates no buffer per iteration.
 
 use super::contract::{
-    eigen, matmul, reduce, small, update, Binding, CombineTerm, EigenParams, MatmulParams,
-    ReduceParams, SmallParams, UpdateParams, WgslStruct, COMBINE_SOURCE_OUT, PARAMS,
+    eigen, matmul, reduce, small, sparse, update, Binding, CombineTerm, EigenParams, MatmulParams,
+    ReduceParams, SmallParams, SparseParams, UpdateParams, WgslStruct, COMBINE_SOURCE_OUT, PARAMS,
 };
 use super::kernels::Kernel;
+use super::sparse::{SparseLayout, SparseOnDevice};
 use super::timer::PassTimer;
 use super::{grid_1d, padded, GpuContext, C_MUL_ROWS};
 use crate::engine::{
@@ -33,6 +34,14 @@ const TIMED_PASSES: usize = 256;
 enum Buf {
     /// Row panel i of C.
     C(usize),
+    /// Row panel i of a sparse X, or of Xᵀ (the operator route).
+    SparseRows(usize),
+    SparseColumns(usize),
+    /// The operator route's μ, its X·W and its two k-vectors μᵀW and 1ᵀ(X·W − 1μᵀW).
+    SparseMean,
+    SparseY,
+    SparseShift,
+    SparseYSums,
     Tall(usize),
     Small(usize),
     Projected(usize),
@@ -52,13 +61,20 @@ struct UnreadCheck {
     submission: wgpu::SubmissionIndex,
 }
 
+/// What the engine multiplies by.
+enum Multiplier {
+    /// C (the Gram routes) in row panels: (first row, rows, buffer).
+    Formed(Vec<(usize, usize, wgpu::Buffer)>),
+    /// A sparse X (the operator route), C never formed.
+    Sparse(SparseOnDevice),
+}
+
 pub(crate) struct GpuEngine<'a> {
     ctx: &'a GpuContext,
     m: usize,
     mp: usize,
     k: usize,
-    /// C's row panels: (first row, rows, buffer).
-    c: Vec<(usize, usize, wgpu::Buffer)>,
+    c: Multiplier,
     talls: Vec<wgpu::Buffer>,
     smalls: Vec<wgpu::Buffer>,
     projected: Vec<wgpu::Buffer>,
@@ -157,6 +173,60 @@ impl<'a> GpuEngine<'a> {
             c_panels.push((row0, rows, panel));
         }
         let panel_count = c_panels.len();
+        Self::with(
+            ctx,
+            m,
+            k,
+            check_every,
+            Multiplier::Formed(c_panels),
+            panel_count,
+            start,
+        )
+    }
+
+    /// An engine over the sparse `x` by `layout` ([`SparseLayout::plan`]): the loop multiplies by
+    /// `X_cᵀ X_c / c_norm` (X_c = X − 1 meanᵀ) without forming it.
+    pub fn over_sparse(
+        ctx: &'a GpuContext,
+        x: &dyn crate::sparse::PackedPanels,
+        layout: &SparseLayout,
+        mean: &[f64],
+        c_norm: f64,
+        k: usize,
+        check_every: usize,
+    ) -> Result<Self> {
+        let start = Instant::now();
+        let m = layout.m;
+        ctx.check_binding(
+            m,
+            || format!("a block of {k} columns of m values"),
+            (padded(m) * k * 4) as u64,
+        )?;
+        let on_device = SparseOnDevice::upload(ctx, x, layout, mean, c_norm, k)?;
+        let made = on_device.buffers();
+        Self::with(
+            ctx,
+            m,
+            k,
+            check_every,
+            Multiplier::Sparse(on_device),
+            made,
+            start,
+        )
+    }
+
+    /// The engine around its multiplier (`made`: the buffers that took), its upload begun at `start`.
+    fn with(
+        ctx: &'a GpuContext,
+        m: usize,
+        k: usize,
+        check_every: usize,
+        c: Multiplier,
+        made: usize,
+        start: Instant,
+    ) -> Result<Self> {
+        let mp = padded(m);
+        let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
         let timer = PassTimer::new(ctx, "loop pass times", TIMED_PASSES);
         let timer_buffers = if timer.is_some() {
             PassTimer::BUFFERS
@@ -173,7 +243,7 @@ impl<'a> GpuEngine<'a> {
             m,
             mp,
             k,
-            c: c_panels,
+            c,
             talls: Vec::new(),
             smalls: Vec::new(),
             projected: Vec::new(),
@@ -191,10 +261,10 @@ impl<'a> GpuEngine<'a> {
             params: HashMap::new(),
             bind_groups: HashMap::new(),
             passes: 0,
-            // C's panels, the scalars, the history, its staging, the unused binding and the weights'
-            // staging.
+            // The multiplier's, the scalars, the history, its staging, the unused binding and the
+            // weights' staging.
             stats: EngineStats {
-                buffers_created: panel_count + 5 + timer_buffers,
+                buffers_created: made + 5 + timer_buffers,
                 ..EngineStats::default()
             },
             upload_time: Duration::ZERO,
@@ -209,7 +279,28 @@ impl<'a> GpuEngine<'a> {
 
     fn buffer(&self, b: Buf) -> &wgpu::Buffer {
         match b {
-            Buf::C(i) => &self.c[i].2,
+            Buf::C(i) => match &self.c {
+                Multiplier::Formed(panels) => &panels[i].2,
+                Multiplier::Sparse(_) => unreachable!("no C on the operator route"),
+            },
+            Buf::SparseRows(_)
+            | Buf::SparseColumns(_)
+            | Buf::SparseMean
+            | Buf::SparseY
+            | Buf::SparseShift
+            | Buf::SparseYSums => {
+                let Multiplier::Sparse(x) = &self.c else {
+                    unreachable!("no sparse X on the Gram routes")
+                };
+                match b {
+                    Buf::SparseRows(i) => &x.rows[i].buffer,
+                    Buf::SparseColumns(i) => &x.columns[i].buffer,
+                    Buf::SparseMean => &x.mean,
+                    Buf::SparseY => &x.y,
+                    Buf::SparseShift => &x.shift,
+                    _ => &x.y_sums,
+                }
+            }
             Buf::Tall(i) => &self.talls[i],
             Buf::Small(i) => &self.smalls[i],
             Buf::Projected(i) => &self.projected[i],
@@ -392,6 +483,97 @@ impl<'a> GpuEngine<'a> {
     }
 }
 
+impl GpuEngine<'_> {
+    /// `c_mul` on the operator route: `out = (Xᵀ Y − μ (1ᵀY))` with `Y = X x − 1 (μᵀx)`, X and μ
+    /// scaled on upload (shaders/sparse.wgsl): μᵀx, Y by X's panels, 1ᵀY, out by Xᵀ's panels.
+    fn sparse_c_mul(&mut self, x: Tall, out: Tall) {
+        let Multiplier::Sparse(on_device) = &self.c else {
+            unreachable!("the operator route's product")
+        };
+        let (n, row_panels, column_panels) =
+            (on_device.n, on_device.rows.len(), on_device.columns.len());
+        let range = |e: &Self, transposed: bool, i: usize| {
+            let Multiplier::Sparse(on_device) = &e.c else {
+                unreachable!("the operator route's product")
+            };
+            let panels = if transposed {
+                &on_device.columns
+            } else {
+                &on_device.rows
+            };
+            panels[i].range
+        };
+        let (m, mp, k) = (self.m as u32, self.mp as u32, self.k as u32);
+        let sums = |b: Buf, ld_b: u32, rows: u32, weighted: u32, into: Buf| {
+            let params = SparseParams {
+                rows,
+                k,
+                ld_b,
+                weighted,
+                ..SparseParams::default()
+            };
+            let binds = [
+                (sparse::B, b),
+                (sparse::MEAN, Buf::SparseMean),
+                (sparse::SUMS_OUT, into),
+            ];
+            (params, binds)
+        };
+        let (params, binds) = sums(Buf::Tall(x.0), mp, m, 1, Buf::SparseShift);
+        self.dispatch(Kernel::ColumnSums, &params, &binds, (k, 1));
+        for i in 0..row_panels {
+            let r = range(self, false, i);
+            let params = SparseParams {
+                rows: r.rows as u32,
+                row0: r.row0 as u32,
+                entries: r.entries as u32,
+                k,
+                ld_b: mp,
+                ld_out: n as u32,
+                weighted: 0,
+                rows_out: r.rows as u32,
+            };
+            let binds = [
+                (sparse::PANEL, Buf::SparseRows(i)),
+                (sparse::B, Buf::Tall(x.0)),
+                (sparse::MEAN, Buf::SparseMean),
+                (sparse::SUMS, Buf::SparseShift),
+                (sparse::OUT, Buf::SparseY),
+            ];
+            self.dispatch(Kernel::Spmm, &params, &binds, grid_1d(r.rows, 1));
+        }
+        let (params, binds) = sums(Buf::SparseY, n as u32, n as u32, 0, Buf::SparseYSums);
+        self.dispatch(Kernel::ColumnSums, &params, &binds, (k, 1));
+        for i in 0..column_panels {
+            let r = range(self, true, i);
+            // The last panel also writes the tall matrix's zero padding, rows m..mp.
+            let rows_out = if i + 1 == column_panels {
+                r.rows + (self.mp - self.m)
+            } else {
+                r.rows
+            };
+            let params = SparseParams {
+                rows: r.rows as u32,
+                row0: r.row0 as u32,
+                entries: r.entries as u32,
+                k,
+                ld_b: n as u32,
+                ld_out: mp,
+                weighted: 1,
+                rows_out: rows_out as u32,
+            };
+            let binds = [
+                (sparse::PANEL, Buf::SparseColumns(i)),
+                (sparse::B, Buf::SparseY),
+                (sparse::MEAN, Buf::SparseMean),
+                (sparse::SUMS, Buf::SparseYSums),
+                (sparse::OUT, Buf::Tall(out.0)),
+            ];
+            self.dispatch(Kernel::Spmm, &params, &binds, grid_1d(rows_out, 1));
+        }
+    }
+}
+
 /// Whether every dispatch of an order-n eigenproblem keeps within [`JACOBI_DISPATCH_BUDGET`] at a
 /// workgroup of `wg` (up to order ~1000 at 256, ~500 at 64: beyond, one round and the first or last
 /// dispatch's set-up alone exceed it, and llvmpipe would cut the kernel short).
@@ -538,9 +720,16 @@ impl Engine for GpuEngine<'_> {
     fn c_mul(&mut self, x: Tall, out: Tall) {
         self.checks.distinct(x, out, "c_mul");
         self.passes += 1;
+        let count = match &self.c {
+            Multiplier::Formed(panels) => panels.len(),
+            Multiplier::Sparse(_) => return self.sparse_c_mul(x, out),
+        };
         // One dispatch per row panel of C: out's rows row0 .. row0 + rows.
-        for panel in 0..self.c.len() {
-            let (row0, rows, _) = self.c[panel];
+        for panel in 0..count {
+            let Multiplier::Formed(panels) = &self.c else {
+                unreachable!("matched above")
+            };
+            let (row0, rows) = (panels[panel].0, panels[panel].1);
             let groups = (rows.div_ceil(C_MUL_ROWS) as u32, self.k.div_ceil(16) as u32);
             let binds = [
                 (matmul::A, Buf::C(panel)),

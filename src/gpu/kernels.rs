@@ -12,9 +12,9 @@
 //! touches its .wgsl file, one row of [`kernel_table!`] and the engine call that dispatches it.
 
 use super::contract::{
-    eigen, gram, matmul, reduce, small, update, Access, Binding, CombineTerm, EigenParams,
-    GramPanel, GramParams, MatmulParams, ReduceParams, SmallParams, StructLayout, UpdateParams,
-    WgslStruct, PARAMS,
+    eigen, gram, matmul, reduce, small, sparse, update, Access, Binding, CombineTerm, EigenParams,
+    GramPanel, GramParams, MatmulParams, ReduceParams, SmallParams, SparseParams, StructLayout,
+    UpdateParams, WgslStruct, PARAMS,
 };
 use std::collections::HashMap;
 
@@ -42,6 +42,8 @@ pub enum Family {
     Reduce,
     /// eigen.wgsl: small symmetric eigenproblems.
     Eigen,
+    /// sparse.wgsl: products with a sparse matrix (the operator route).
+    Sparse,
 }
 
 /// What the registry knows of a family's file.
@@ -62,13 +64,14 @@ pub struct FamilyInfo {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Gram,
         Family::Matmul,
         Family::Small,
         Family::Update,
         Family::Reduce,
         Family::Eigen,
+        Family::Sparse,
     ];
 
     /// The file, its text, its shared structs and its helpers.
@@ -108,6 +111,12 @@ impl Family {
                 "eigen.wgsl",
                 include_str!("../../shaders/eigen.wgsl"),
                 &[EigenParams::LAYOUT],
+                true,
+            ),
+            Family::Sparse => (
+                "sparse.wgsl",
+                include_str!("../../shaders/sparse.wgsl"),
+                &[SparseParams::LAYOUT],
                 true,
             ),
         };
@@ -230,6 +239,10 @@ kernel_table! {
     RitzVectors => Eigen, "ritz_vectors", [eigen::A, eigen::OUT, eigen::WORK];
     /// The SVQB orthonormalizer of a Gram matrix.
     Orthonormalizer => Eigen, "orthonormalizer", [eigen::A, eigen::OUT, eigen::WORK];
+    /// out = a panel of a sparse matrix times b, less a centring term.
+    Spmm => Sparse, "spmm", [sparse::PANEL, sparse::B, sparse::MEAN, sparse::SUMS, sparse::OUT];
+    /// The (mean-weighted) column sums of b.
+    ColumnSums => Sparse, "column_sums", [sparse::B, sparse::MEAN, sparse::SUMS_OUT];
 }
 
 impl Kernel {

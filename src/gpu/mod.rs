@@ -9,10 +9,12 @@ mod engine;
 pub(crate) use engine::jacobi_fits;
 mod gram;
 pub(crate) mod kernels;
+mod sparse;
 mod timer;
 
 pub(crate) use engine::GpuEngine;
 pub(crate) use gram::{GpuGram, GramLayout};
+pub(crate) use sparse::{SparseLayout, MAX_MEAN_WEIGHT};
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
