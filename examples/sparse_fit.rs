@@ -15,49 +15,13 @@
 //! /usr/bin/time -v target/release/examples/sparse_fit 200000 20000 0.005 50
 //! ```
 //!
-//! The matrix: each row stores about `DENSITY·M` entries, in columns drawn with a popularity that falls
-//! like `1/sqrt(j + 1)` (as genes' expression does), values 1 + a geometric count, and one in ten rows
-//! of a second kind that prefers the last tenth of the columns, so that the spectrum has structure.
+//! The matrix: `laepca::synthetic::sparse_counts` (column popularity falling like `1/sqrt(j + 1)`, as
+//! genes' expression does; count values; two kinds of rows, so that the spectrum has structure).
 
-use laepca::rng::Rng;
+use laepca::synthetic::sparse_counts;
 use laepca::{Backend, CsrMatrix, LaePca, Method};
 use nalgebra::{DMatrix, SymmetricEigen};
 use std::time::Instant;
-
-fn synthetic(n: usize, m: usize, density: f64, seed: u64) -> CsrMatrix<f32> {
-    let mut rng = Rng::new(seed);
-    let per_row = (density * m as f64).max(1.0);
-    let mut indptr = Vec::with_capacity(n + 1);
-    let mut indices: Vec<u32> = Vec::with_capacity((n as f64 * per_row * 1.05) as usize);
-    let mut values: Vec<f32> = Vec::with_capacity(indices.capacity());
-    indptr.push(0);
-    let mut row: Vec<u32> = Vec::new();
-    for i in 0..n {
-        let count = (per_row * (0.5 + rng.uniform())).round() as usize;
-        row.clear();
-        for _ in 0..count {
-            // Inverse CDF of a density ∝ 1/sqrt(j + 1) on [0, m): j = m·u².
-            let u = rng.uniform();
-            let mut j = ((m as f64) * u * u) as usize;
-            if i % 10 == 0 {
-                j = m - 1 - j / 10;
-            }
-            row.push(j.min(m - 1) as u32);
-        }
-        row.sort_unstable();
-        row.dedup();
-        for &j in &row {
-            let mut v = 1.0f32;
-            while rng.uniform() < 0.4 {
-                v += 1.0;
-            }
-            indices.push(j);
-            values.push(v);
-        }
-        indptr.push(indices.len());
-    }
-    CsrMatrix::try_new(n, m, indptr, indices, values).expect("a valid CSR matrix")
-}
 
 /// `C u` for the centred data, by a plain loop: `Σ_i (x_i − μ)(x_i − μ)ᵀ u` with `(x_i − μ)ᵀ u` taken over
 /// the stored entries and the zeros' `−μ_j u_j` terms written out.
@@ -111,7 +75,7 @@ fn main() {
     };
 
     let t = Instant::now();
-    let x = synthetic(n, m, density, 7);
+    let x = sparse_counts(n, m, density, 7);
     println!(
         "data: {n} x {m}, {} stored entries ({:.3}%), generated in {:.2} s, peak RSS {:.0} MiB",
         x.nnz(),

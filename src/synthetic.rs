@@ -5,6 +5,7 @@
 //! exactly the singular values σ and right singular vectors V: the answer is known before any solver runs.
 
 use crate::rng::Rng;
+use crate::sparse::CsrMatrix;
 use nalgebra::DMatrix;
 
 /// A data matrix with a known answer.
@@ -80,4 +81,47 @@ pub fn prescribed_spectrum(
 /// σ_i = σ_1 · ratio^(i−1): a geometric spectrum with a constant gap σ_{i+1}/σ_i = ratio.
 pub fn geometric_spectrum(r: usize, sigma1: f64, ratio: f64) -> Vec<f64> {
     (0..r).map(|i| sigma1 * ratio.powi(i as i32)).collect()
+}
+
+/// A sparse count matrix like single-cell data, n x m in f32: each row stores about `density·m` entries,
+/// in columns drawn with a popularity that falls like `1/sqrt(j + 1)` (as genes' expression does),
+/// values 1 + a geometric count, and one in ten rows of a second kind that prefers the last tenth of the
+/// columns, so that the spectrum has structure. The same `seed` gives the same matrix.
+///
+/// # Panics
+/// If `m == 0` or `m > 2³²`: this is a test generator, not a user-input path.
+pub fn sparse_counts(n: usize, m: usize, density: f64, seed: u64) -> CsrMatrix<f32> {
+    assert!(m > 0 && m <= 1 << 32, "need 0 < m <= 2^32");
+    let mut rng = Rng::new(seed);
+    let per_row = (density * m as f64).max(1.0);
+    let mut indptr = Vec::with_capacity(n + 1);
+    let mut indices: Vec<u32> = Vec::with_capacity((n as f64 * per_row * 1.05) as usize);
+    let mut values: Vec<f32> = Vec::with_capacity(indices.capacity());
+    indptr.push(0);
+    let mut row: Vec<u32> = Vec::new();
+    for i in 0..n {
+        let count = (per_row * (0.5 + rng.uniform())).round() as usize;
+        row.clear();
+        for _ in 0..count {
+            // Inverse CDF of a density ∝ 1/sqrt(j + 1) on [0, m): j = m·u².
+            let u = rng.uniform();
+            let mut j = ((m as f64) * u * u) as usize;
+            if i % 10 == 0 {
+                j = m - 1 - j / 10;
+            }
+            row.push(j.min(m - 1) as u32);
+        }
+        row.sort_unstable();
+        row.dedup();
+        for &j in &row {
+            let mut v = 1.0f32;
+            while rng.uniform() < 0.4 {
+                v += 1.0;
+            }
+            indices.push(j);
+            values.push(v);
+        }
+        indptr.push(indices.len());
+    }
+    CsrMatrix::try_new(n, m, indptr, indices, values).expect("a valid CSR matrix")
 }
