@@ -5,20 +5,9 @@
 
 mod common;
 
-use common::have_gpu;
+use common::{have_gpu, resident};
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
 use laepca::{Backend, GpuDevice, LaePca, Solver};
-
-/// (resident, peak resident) memory of this process in bytes, from /proc/self/status.
-fn resident() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
 
 #[test]
 fn gpu_loop_memory_is_bounded() {

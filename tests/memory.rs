@@ -6,22 +6,12 @@
 mod common;
 
 use common::files::npy_bytes;
+use common::resident;
 use laepca::io::NpyFeatures;
 use laepca::rng::Rng;
 use laepca::synthetic::sparse_counts;
 use laepca::{Backend, LaePca, Method};
 use std::io::Write;
-
-/// (resident, peak resident) memory of this process in bytes, from /proc/self/status.
-fn resident() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
 
 /// Resets the peak to the current resident memory (Linux's clear_refs), and returns the latter.
 fn reset_peak() -> Option<u64> {

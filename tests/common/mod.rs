@@ -279,3 +279,14 @@ pub fn hard_gap_spectrum(m: usize, k: usize) -> Vec<f64> {
     }
     s
 }
+
+/// (resident, peak resident) memory of this process in bytes, from /proc/self/status.
+pub fn resident() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
