@@ -3,8 +3,8 @@
 //   Y = X W − 1 tᵀ          (spmm over X's rows; Y is n x k)
 //   Z = Xᵀ Y − μ sᵀ          (spmm over Xᵀ's rows, that is X's columns; Z is the m x k product)
 // which is X_cᵀ X_c W whatever rounding t carries (the s term takes it back out), so t only keeps Y
-// small. The host scales X's values and μ by 1/√‖C‖ before upload, so that Z is the loop's C / ‖C‖
-// times W and no intermediate leaves f32's range.
+// small. The host scales X's values and μ by 1/√c before upload (c the loop's scale of C, ≥ ‖C‖₂),
+// so that Z is the loop's C / c times W and no intermediate leaves f32's range.
 //
 // A sparse matrix is held in row panels, one storage buffer each, of u32 words: the panel's row
 // offsets (rows + 1, from 0), then its column indices (entries), then its values' f32 bits (entries).

@@ -311,22 +311,27 @@ impl LaePca {
     /// Fits a sparse matrix (rows are samples, columns features) without densifying it, by the route
     /// [`method`](Self::method) names or, for [`Method::Auto`], the one this rule picks:
     ///
+    /// * the routes weighed: Gram and operator, and the transposed Gram route ([`Method::GramT`]) when
+    ///   there are fewer samples than features and the auto solver runs without a warm start;
     /// * the memory each needs: the Gram route 3·m² f64 (C and its two working copies), the operator
     ///   route its products' partial sums (at most 128 MiB, at least one m x b f64 block) and the
-    ///   loop's m x b blocks (b the solver's block width); a route must fit in half the memory available
-    ///   ([`available_memory`](crate::alloc::available_memory)), and when neither does the fit fails
+    ///   loop's m x b blocks (b the solver's block width), the transposed route 3·n² f64 (K), a block
+    ///   of 8 MiB and the m x b directions; a route must fit in half the memory available
+    ///   ([`available_memory`](crate::alloc::available_memory)), and when none does the fit fails
     ///   with [`Error::TooLarge`] saying what each would need;
-    /// * when both fit, the fewer multiply-adds for a typical fit of 30 passes over C: `n·m²/2 + 30·m²·b`
-    ///   (forming C, then the dense products) against `30·2·nnz·b` (the matrix-free products).
+    /// * of those that fit, the fewest multiply-adds for a typical fit of 30 passes: `n·m²/2 + 30·m²·b`
+    ///   (forming C, then the dense products), `30·2·nnz·b` (the matrix-free products), `m·n²/2 +
+    ///   30·n²·b` (forming K from densified features, then its products).
     ///
     /// The Gram route densifies a block of rows at a time into the Gram accumulation (on the GPU when
-    /// the backend gives one). The operator route runs on the CPU in f64, or, when the backend gives a
+    /// the backend gives one); the transposed route a block of features at a time into K's (likewise),
+    /// and reads the matrix again for the directions `X_cᵀ V`. The operator route runs on the CPU in f64, or, when the backend gives a
     /// GPU, in f32 on the GPU with X and Xᵀ held there in panels of at most one storage binding each;
     /// it stays on the CPU (with a logged warning) where the device cannot hold them or the products'
     /// n x b intermediate, where one row or column has more entries than a workgroup's bounded loop
     /// takes, or where the means outweigh the spread (`n·Σμ² / Σ(x − μ)² > 10⁴`: the implicit centring
     /// in f32 would lose more than ~2 digits). The fit's [`method`](Fit::method) and [`method_reason`](Fit::method_reason)
-    /// say which ran and why. The layout must be [`Layout::SamplesInRows`](crate::Layout).
+    /// say which ran and why (the latter also why a GPU backend's operator route ran on the CPU). The layout must be [`Layout::SamplesInRows`](crate::Layout).
     pub fn fit_csr<T: Real>(&self, x: &CsrMatrix<T>) -> Result<Fit<T>> {
         let start = Instant::now();
         let (n, m) = (x.nrows(), x.ncols());
@@ -361,9 +366,15 @@ impl LaePca {
                 m,
                 nnz: x.nnz(),
                 width,
+                transposed: self.solver == Solver::Auto && self.warm_start.is_none(),
             },
             crate::alloc::available_memory(),
         )?;
+        if method == Method::GramT {
+            // Blocks of features densified one at a time (8 MiB at most), as for a wide file.
+            let mut features = crate::sparse::CsrFeatures::new(x);
+            return self.fit_transposed(&mut features, &|i, j| (i, j), &checked, start, reason);
+        }
         self.report_gram_start();
         if method == Method::Operator {
             let gpu = self.choose_device()?;
@@ -616,12 +627,15 @@ impl LaePca {
         // The engine's block: the k components, and auto's guard columns.
         let width = self.solver.block_width(m, k);
         // The operator route runs on the GPU where its sparse X fits the device (else on the CPU).
+        // (Why it stays on the CPU, for the summary.)
+        let mut on_cpu_because = None;
         let (gpu, sparse_layout) = match (gpu, p.sparse) {
             (Some(device), Some(x)) if c_loop.is_none() => {
                 match sparse_layout_on(&device, x, p, width) {
                     Ok(layout) => (Some(device), Some(layout)),
                     Err(why) => {
                         log::warn!("the operator route runs on the CPU: {why}");
+                        on_cpu_because = Some(why);
                         (None, None)
                     }
                 }
@@ -803,7 +817,10 @@ impl LaePca {
             n_samples: p.n_samples,
             n_features: m,
             method: p.method,
-            method_reason: p.reason.clone(),
+            method_reason: match on_cpu_because {
+                Some(why) => format!("{}; on the CPU: {why}", p.reason),
+                None => p.reason.clone(),
+            },
             solver: self.solver,
             backend,
             adapter,
@@ -855,7 +872,8 @@ fn sparse_layout_on(
     width: usize,
 ) -> std::result::Result<crate::gpu::SparseLayout, String> {
     let weight = p.n_samples as f64 * p.mean.norm_squared() / p.trace;
-    if weight > crate::gpu::MAX_MEAN_WEIGHT {
+    // (NaN for an all-zero X: nothing to cancel, and nothing to gain on the GPU either.)
+    if weight.is_nan() || weight > crate::gpu::MAX_MEAN_WEIGHT {
         return Err(format!(
             "the means outweigh the spread by {weight:.1e} (n·Σμ² / Σ(x − μ)²), where the GPU's f32 \
              products keep at most {:.0e}",
@@ -970,6 +988,21 @@ struct RouteShape {
     nnz: usize,
     /// The solver's block width b.
     width: usize,
+    /// Whether the transposed Gram route may run (the auto solver without a warm start).
+    transposed: bool,
+}
+
+/// One route the choice for sparse data weighs: its memory, its multiply-adds for a typical fit, and
+/// what the memory holds (the summary's words).
+struct RouteCost {
+    method: Method,
+    /// "Gram", "operator", "transposed Gram": as the messages name the route.
+    name: &'static str,
+    bytes: f64,
+    cost: f64,
+    holds: &'static str,
+    /// What the cost counts, e.g. "forming C".
+    work: &'static str,
 }
 
 /// The route for sparse data and why (see [`LaePca::fit_csr`]); `available` is the memory available.
@@ -980,81 +1013,115 @@ fn choose_method(
 ) -> Result<(Method, String)> {
     let (n, m, nnz, b) = (s.n as f64, s.m as f64, s.nnz as f64, s.width as f64);
     let human = |v: f64| crate::alloc::human_bytes(v.min(u64::MAX as f64) as u64);
-    let gram_bytes = 3.0 * m * m * 8.0;
-    // The products' partials, and the loop's m x b blocks (a dozen, in f64 at most).
-    let operator_bytes =
-        crate::sparse::operator_product_bytes(s.n, s.m, s.width) + 12.0 * m * b * 8.0;
-    let gram_cost = n * m * m / 2.0 + TYPICAL_PASSES * m * m * b;
-    let operator_cost = TYPICAL_PASSES * 2.0 * nnz * b;
+    let gram = RouteCost {
+        method: Method::Gram,
+        name: "Gram",
+        bytes: 3.0 * m * m * 8.0,
+        cost: n * m * m / 2.0 + TYPICAL_PASSES * m * m * b,
+        holds: "C, m x m f64, three copies",
+        work: "forming C",
+    };
+    let operator = RouteCost {
+        method: Method::Operator,
+        name: "operator",
+        // The products' partials, and the loop's m x b blocks (a dozen, in f64 at most).
+        bytes: crate::sparse::operator_product_bytes(s.n, s.m, s.width) + 12.0 * m * b * 8.0,
+        cost: TYPICAL_PASSES * 2.0 * nnz * b,
+        holds: "the products' partial sums",
+        work: "30 matrix-free products",
+    };
+    // K as C is held, one block of densified features (8 MiB at most) and the m x k directions.
+    let transposed = RouteCost {
+        method: Method::GramT,
+        name: "transposed Gram",
+        bytes: 3.0 * n * n * 8.0 + (8u64 << 20) as f64 + m * b * 8.0,
+        cost: m * n * n / 2.0 + TYPICAL_PASSES * n * n * b,
+        holds: "K, n x n f64, three copies",
+        work: "forming K",
+    };
     let budget = available.map(|a| a as f64 / 2.0);
-    let fits = |bytes: f64| budget.is_none_or(|h| bytes <= h);
+    let fits = |r: &RouteCost| budget.is_none_or(|h| r.bytes <= h);
+    let available_text = || human(available.unwrap_or(0) as f64);
     // Asked for: refused only when it cannot fit at all.
-    let asked = |method: Method, bytes: f64, what: &str| {
-        if available.is_some_and(|a| bytes > a as f64) {
+    let asked = |r: &RouteCost| {
+        if available.is_some_and(|a| r.bytes > a as f64) {
             Err(Error::TooLarge {
                 detail: format!(
-                    "the {} route needs {} ({what}), more than the memory available ({})",
-                    method.name(),
-                    human(bytes),
-                    human(available.unwrap_or(0) as f64)
+                    "the {} route needs {} ({}), more than the memory available ({})",
+                    r.method.name(),
+                    human(r.bytes),
+                    r.holds,
+                    available_text()
                 ),
             })
         } else {
-            Ok((method, "asked for".to_string()))
+            Ok((r.method, "asked for".to_string()))
         }
     };
-    let costs = format!(
-        "forming C ~{gram_cost:.1e} multiply-adds, 30 matrix-free products ~{operator_cost:.1e}"
-    );
-    Ok(match requested {
-        Method::Gram => asked(Method::Gram, gram_bytes, "C, m x m f64, three copies")?,
-        Method::Operator => asked(
-            Method::Operator,
-            operator_bytes,
-            "the products' partial sums",
-        )?,
-        Method::GramT => {
+    match requested {
+        Method::Gram => return asked(&gram),
+        Method::Operator => return asked(&operator),
+        Method::GramT if !s.transposed => {
             return Err(Error::Unsupported {
-                detail: "the transposed Gram route (gram-t) is for dense data; sparse data takes \
-                         gram or operator"
+                detail: "the transposed Gram route (gram-t) runs the auto solver without a warm \
+                         start (the paper's variants and warm starts live in feature space)"
                     .to_string(),
             })
         }
-        _ => match (fits(gram_bytes), fits(operator_bytes)) {
-            (false, false) => {
-                return Err(Error::TooLarge {
-                    detail: format!(
-                        "neither route fits half the memory available ({}): the Gram route needs \
-                         {} (C, m x m f64, three copies), the operator route {}",
-                        human(available.unwrap_or(0) as f64),
-                        human(gram_bytes),
-                        human(operator_bytes)
-                    ),
-                })
-            }
-            (false, true) => (
-                Method::Operator,
-                format!(
-                    "C would take {} (m x m f64, three copies), more than half the memory \
-                     available ({})",
-                    human(gram_bytes),
-                    human(available.unwrap_or(0) as f64)
-                ),
+        Method::GramT => return asked(&transposed),
+        Method::Auto => {}
+    }
+    // The transposed route only where the solver allows it and there are fewer samples than features.
+    let mut routes = vec![gram, operator];
+    if s.transposed && s.n < s.m {
+        routes.push(transposed);
+    }
+    let (fitting, too_large): (Vec<&RouteCost>, Vec<&RouteCost>) =
+        routes.iter().partition(|r| fits(r));
+    let needs = |r: &RouteCost| {
+        format!(
+            "the {} route needs {} ({})",
+            r.name,
+            human(r.bytes),
+            r.holds
+        )
+    };
+    if fitting.is_empty() {
+        let each: Vec<String> = routes.iter().map(needs).collect();
+        return Err(Error::TooLarge {
+            detail: format!(
+                "no route fits half the memory available ({}): {}",
+                available_text(),
+                each.join(", ")
             ),
-            (true, false) => (
-                Method::Gram,
-                format!(
-                    "the operator route would take {}, more than half the memory available ({})",
-                    human(operator_bytes),
-                    human(available.unwrap_or(0) as f64)
-                ),
-            ),
-            (true, true) if operator_cost < gram_cost => {
-                (Method::Operator, format!("cheaper: {costs}"))
-            }
-            _ => (Method::Gram, format!("cheaper: {costs}")),
-        },
-    })
+        });
+    }
+    let best = fitting
+        .iter()
+        .min_by(|a, b| a.cost.total_cmp(&b.cost))
+        .expect("one fits");
+    let costs: Vec<String> = fitting
+        .iter()
+        .map(|r| format!("{} ~{:.1e} multiply-adds", r.work, r.cost))
+        .collect();
+    let over: Vec<String> = too_large
+        .iter()
+        .map(|r| {
+            format!(
+                "the {} route would take {} ({}), more than half the memory available ({})",
+                r.name,
+                human(r.bytes),
+                r.holds,
+                available_text()
+            )
+        })
+        .collect();
+    let reason = match (fitting.len(), over.is_empty()) {
+        (1, _) => over.join("; "),
+        (_, true) => format!("cheaper: {}", costs.join(", ")),
+        _ => format!("cheaper: {}; {}", costs.join(", "), over.join("; ")),
+    };
+    Ok((best.method, reason))
 }
 
 /// What the solver loop produced and where it ran.
@@ -1300,6 +1367,7 @@ mod tests {
             m,
             nnz,
             width: 20,
+            transposed: false,
         }
     }
 
@@ -1336,6 +1404,37 @@ mod tests {
             }
             other => panic!("expected TooLarge, got {other:?}"),
         }
+        // Few samples, many features, a third of the entries stored: forming K (60 x 60) is cheaper
+        // than the matrix-free products, where the solver allows the transposed route.
+        let wide = shape(60, 3000, 60_000);
+        assert_eq!(
+            choose_method(Method::Auto, wide, None).unwrap().0,
+            Method::Operator
+        );
+        let wide = RouteShape {
+            transposed: true,
+            ..wide
+        };
+        let (method, why) = choose_method(Method::Auto, wide, None).unwrap();
+        assert_eq!(method, Method::GramT, "{why}");
+        assert!(why.contains("forming K"), "{why}");
+        // Not with more samples than features, and asked for only where the solver allows it.
+        let tall = RouteShape {
+            transposed: true,
+            ..shape(100_000, 50, 2_000_000)
+        };
+        assert_eq!(
+            choose_method(Method::Auto, tall, None).unwrap().0,
+            Method::Gram
+        );
+        assert!(matches!(
+            choose_method(Method::GramT, shape(60, 3000, 60_000), None),
+            Err(Error::Unsupported { .. })
+        ));
+        assert_eq!(
+            choose_method(Method::GramT, wide, None).unwrap(),
+            (Method::GramT, "asked for".to_string())
+        );
         // Asked for: taken as asked, whatever the cost, unless it cannot fit at all.
         let (method, why) = choose_method(Method::Gram, s, None).unwrap();
         assert_eq!((method, why.as_str()), (Method::Gram, "asked for"));

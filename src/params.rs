@@ -129,8 +129,10 @@ pub enum Method {
     Operator,
     /// The transposed Gram matrix `K = X_c X_cᵀ` (n x n) formed instead of C, what auto takes for
     /// dense data with fewer samples than features (asked for, it also fits tall data); the directions
-    /// are `X_cᵀ V` from K's eigenvectors V, normalised (the auto solver without a warm start only;
-    /// dense data in memory only).
+    /// are `X_cᵀ V` from K's eigenvectors V, normalised (the auto solver without a warm start only).
+    /// Dense data in memory or read by blocks of features, and sparse data (densified a block of
+    /// features at a time; auto takes it where it is the cheapest, see
+    /// [`LaePca::fit_csr`](crate::LaePca::fit_csr)).
     GramT,
 }
 

@@ -514,6 +514,44 @@ impl<T: Real> GramOperator for SparseGram<'_, T> {
     }
 }
 
+/// A CSR matrix read by blocks of features (the transposed Gram route of sparse data): each block
+/// densified from the rows' entries in its columns, found by binary search in the rows' ascending
+/// column indices, so a pass over all blocks reads every entry once.
+pub(crate) struct CsrFeatures<'a, T> {
+    x: &'a CsrMatrix<T>,
+}
+
+impl<'a, T> CsrFeatures<'a, T> {
+    pub fn new(x: &'a CsrMatrix<T>) -> Self {
+        CsrFeatures { x }
+    }
+}
+
+impl<T: Real> crate::FeatureBlocks<T> for CsrFeatures<'_, T> {
+    fn n_samples(&self) -> usize {
+        self.x.nrows
+    }
+    fn n_features(&self) -> usize {
+        self.x.ncols
+    }
+    fn read_features(&mut self, first: usize, last: usize, out: &mut Vec<T>) -> Result<()> {
+        let n = self.x.nrows;
+        // (The caller's block buffer holds this many already: chunk_buffer sized it.)
+        out.clear();
+        out.resize((last - first) * n, T::zero());
+        let (lo, hi) = (first as u32, last as u32);
+        for i in 0..n {
+            let (cols, vals) = self.x.row(i);
+            let start = cols.partition_point(|&j| j < lo);
+            let end = start + cols[start..].partition_point(|&j| j < hi);
+            for (&j, &v) in cols[start..end].iter().zip(&vals[start..end]) {
+                out[(j - lo) as usize * n + i] = v;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A sparse X as the GPU engine uploads it for the operator route (src/gpu/engine.rs): row panels of X
 /// or of Xᵀ, each packed into u32 words as shaders/sparse.wgsl reads them. A trait so that the engine
 /// is not generic over the value type.
@@ -521,7 +559,7 @@ pub(crate) trait PackedPanels: Sync {
     /// (rows, columns) of X.
     fn shape(&self) -> (usize, usize);
     /// The entries of each row of X, or of each row of Xᵀ (each column of X) when `transposed`.
-    fn row_entries(&self, transposed: bool) -> Vec<usize>;
+    fn row_entries(&self, transposed: bool) -> Result<Vec<usize>>;
     /// Rows `rows` of X (or of Xᵀ), `entries` of them stored: their `rows.len() + 1` row offsets from
     /// 0, their column indices, then their values times `scale` as f32 bits; the rows of Xᵀ hold their
     /// entries in X's row order.
@@ -539,16 +577,24 @@ impl<T: Real> PackedPanels for CsrMatrix<T> {
         (self.nrows, self.ncols)
     }
 
-    fn row_entries(&self, transposed: bool) -> Vec<usize> {
+    fn row_entries(&self, transposed: bool) -> Result<Vec<usize>> {
+        let rows = if transposed { self.ncols } else { self.nrows };
+        let mut counts = crate::alloc::filled(
+            || format!("the stored entries of {rows} rows"),
+            Some(rows),
+            None,
+            0usize,
+        )?;
         if transposed {
-            let mut counts = vec![0usize; self.ncols];
             for &j in &self.indices {
                 counts[j as usize] += 1;
             }
-            counts
         } else {
-            self.indptr.windows(2).map(|w| w[1] - w[0]).collect()
+            for (c, w) in counts.iter_mut().zip(self.indptr.windows(2)) {
+                *c = w[1] - w[0];
+            }
         }
+        Ok(counts)
     }
 
     fn pack(
@@ -595,7 +641,13 @@ impl<T: Real> PackedPanels for CsrMatrix<T> {
         for r in 1..offsets.len() {
             offsets[r] += offsets[r - 1];
         }
-        let mut next: Vec<u32> = offsets[..rows.len()].to_vec();
+        let mut next = crate::alloc::filled(
+            || format!("the fill positions of {} rows", rows.len()),
+            Some(rows.len()),
+            None,
+            0u32,
+        )?;
+        next.copy_from_slice(&offsets[..rows.len()]);
         for i in 0..self.nrows {
             let (cols, vals) = self.row(i);
             for (&j, &v) in cols.iter().zip(vals) {

@@ -358,6 +358,12 @@ fn the_gpu_operator_route_leaves_to_the_cpu_what_f32_or_the_device_cannot_hold()
     let device = GpuDevice::open(None).unwrap();
     let fit = gpu_operator_fit(&x, 3, Solver::Auto, &device);
     assert_eq!((fit.backend, fit.method), (Backend::Cpu, Method::Operator));
+    assert!(
+        fit.method_reason
+            .contains("on the CPU: the means outweigh the spread"),
+        "{}",
+        fit.method_reason
+    );
     let (angle, _) = errors(&fit, &dense.map(|v| v as f32 as f64), 3);
     assert!(angle < 1e-3, "angle {angle:e}");
     // Uncentred, the same data has nothing to cancel: the GPU takes it.
@@ -369,15 +375,17 @@ fn the_gpu_operator_route_leaves_to_the_cpu_what_f32_or_the_device_cannot_hold()
         .fit_csr(&x)
         .unwrap();
     assert_eq!(fit.backend, Backend::Gpu);
-    // A row longer than a binding holds: the CPU.
+    // A row longer than a binding holds: the CPU. One column (b = 1): the block (600 x 1 f32) and the
+    // intermediate (40 x 1) fit 4096 bytes, a row of ~540 entries (4.3 KB packed) does not.
     let tiny = GpuDevice::open_with_binding_limit(None, 4096).unwrap();
-    let fit = gpu_operator_fit(
-        &CsrMatrix::from_dense(&counts(40, 600, 0.9, 2).map(|v| v as f32)),
-        2,
-        Solver::Auto,
-        &tiny,
-    );
+    let wide = CsrMatrix::from_dense(&counts(40, 600, 0.9, 2).map(|v| v as f32));
+    let fit = gpu_operator_fit(&wide, 1, Solver::ExactTied, &tiny);
     assert_eq!(fit.backend, Backend::Cpu);
+    assert!(
+        fit.method_reason.contains("on the CPU: a sample whose"),
+        "{}",
+        fit.method_reason
+    );
 }
 
 #[test]
@@ -653,8 +661,9 @@ fn the_transposed_route_is_for_the_auto_solver_and_dense_data() {
         matches!(forced, Err(Error::Unsupported { .. })),
         "{forced:?}"
     );
-    // Sparse data takes gram or operator.
+    // Sparse data too, on the same condition.
     let sparse = LaePca::new(2)
+        .solver(Solver::ExactTied)
         .method(Method::GramT)
         .fit_csr(&CsrMatrix::from_dense(&x));
     assert!(
@@ -735,4 +744,57 @@ fn the_gpu_operator_loop_submits_once_a_block_and_creates_nothing() {
             "{solver}: {block:?}"
         );
     }
+}
+
+#[test]
+fn wide_sparse_data_takes_the_transposed_route_with_the_references_answer() {
+    // 60 samples, 1000 features, about half stored: forming K (60 x 60) costs less than the
+    // matrix-free products, and far less than C (1000 x 1000).
+    let dense = counts(60, 1000, 0.3, 9);
+    let x = CsrMatrix::from_dense(&dense);
+    let k = 5;
+    let fit = LaePca::new(k).fit_csr(&x).unwrap();
+    assert_eq!(fit.method, Method::GramT, "{}", fit.method_reason);
+    assert!(
+        fit.method_reason.contains("forming K"),
+        "{}",
+        fit.method_reason
+    );
+    let (angle, evr) = errors(&fit, &dense, k);
+    eprintln!("sparse 60 x 1000 on the transposed route: angle {angle:.1e}, evr {evr:.1e}");
+    assert!(angle < 1e-5, "angle {angle:e}");
+    assert!(evr < 1e-6, "explained variance ratio {evr:e}");
+    // The dense matrix on the same route: the same bits (the same features, densified).
+    let from_dense = LaePca::new(k).method(Method::GramT).fit(&dense).unwrap();
+    assert_eq!(from_dense.method, Method::GramT);
+    assert_eq!(fit.components, from_dense.components);
+    assert_eq!(fit.singular_values, from_dense.singular_values);
+    // Scores without densifying, from either route's projection.
+    let scores = fit.projection().transform_csr(&x).unwrap();
+    let want = from_dense.projection().transform(&dense).unwrap();
+    assert!((scores - want).abs().max() < 1e-9);
+    // Uncentred too.
+    let fit = LaePca::new(k)
+        .center(false)
+        .method(Method::GramT)
+        .fit_csr(&x)
+        .unwrap();
+    let (_, vecs) = reference_eigen(&(dense.transpose() * &dense), k);
+    let angle = largest_principal_angle(&vecs, &orthonormal(&columns(&fit.components)));
+    assert!(angle < 1e-6, "uncentred: angle {angle:e}");
+    if !have_gpu() {
+        return;
+    }
+    // On the GPU, K accumulated there (f32): f32-level angles.
+    let fit = LaePca::new(k)
+        .backend(Backend::Gpu)
+        .method(Method::GramT)
+        .fit_csr(&CsrMatrix::from_dense(&dense.map(|v| v as f32)))
+        .unwrap();
+    assert_eq!((fit.method, fit.backend), (Method::GramT, Backend::Gpu));
+    let (angle, evr) = errors(&fit, &dense, k);
+    assert!(
+        angle < 1e-3 && evr < 1e-5,
+        "GPU: angle {angle:e}, evr {evr:e}"
+    );
 }

@@ -259,7 +259,7 @@ fn fit_csr_as<'py, T: Real + Element>(
 }
 
 /// Fits a CSR matrix given by its arrays (`indptr` and `indices` as int64, `data` float32 or float64,
-/// samples in rows) by the route `method` names (auto, gram or operator), never densified.
+/// samples in rows) by the route `method` names (auto, gram, gram-t or operator), never densified.
 #[pyfunction]
 fn fit_csr<'py>(
     py: Python<'py>,

@@ -2,9 +2,9 @@
 //! shaders/sparse.wgsl multiplies by (the engine's `c_mul`, in src/gpu/engine.rs). C is never formed.
 //!
 //! [`SparseLayout::plan`] decides, before anything is allocated, whether X fits: every panel within
-//! one storage binding, the products' n x k intermediate too, and every kernel invocation's loop
-//! within [`JACOBI_DISPATCH_BUDGET`] iterations (llvmpipe silently ends longer loops). The fit runs
-//! the operator route on the CPU otherwise.
+//! one storage binding, the products' n x k intermediate too, and on a software adapter its memory
+//! (the host's) and every kernel invocation's loop within [`JACOBI_DISPATCH_BUDGET`] iterations
+//! (llvmpipe silently ends longer loops). The fit runs the operator route on the CPU otherwise.
 
 use super::engine::JACOBI_DISPATCH_BUDGET;
 use super::{padded, GpuContext};
@@ -98,9 +98,9 @@ impl SparseLayout {
         let (n, m) = x.shape();
         let (limit, limit_name) = ctx.binding_limit();
         let wg = ctx.workgroup() as usize;
-        if n > u32::MAX as usize - 1 {
+        if n >= u32::MAX as usize || padded(m) >= u32::MAX as usize {
             return Err(format!(
-                "{n} samples: more than the kernels' u32 indices hold"
+                "{n} x {m}: more than the kernels' u32 indices hold"
             ));
         }
         let tall_bytes = padded(m) as u64 * k as u64 * 4;
@@ -117,9 +117,14 @@ impl SparseLayout {
                  {limit_name} ({limit} bytes)"
             ));
         }
-        if column_sums_cost(n, wg) > JACOBI_DISPATCH_BUDGET {
+        // A software adapter (llvmpipe) silently ends a loop after 65535 iterations: there every loop
+        // of the route's kernels must keep within the budget (the column sums over n samples, the
+        // loop's one-workgroup products over mp rows, spmm over the longest row). A hardware GPU only
+        // takes longer.
+        let software = ctx.info.device_type == "cpu";
+        if software && column_sums_cost(n.max(padded(m)), wg) > JACOBI_DISPATCH_BUDGET {
             return Err(format!(
-                "{n} samples: more than one workgroup's column sum takes"
+                "{n} x {m} on a software adapter: more than one workgroup's loop takes there"
             ));
         }
         let mut layout = SparseLayout {
@@ -129,13 +134,13 @@ impl SparseLayout {
             columns: Vec::new(),
         };
         for transposed in [false, true] {
-            let entries = x.row_entries(transposed);
+            let entries = x.row_entries(transposed).map_err(|e| e.to_string())?;
             let longest = entries.iter().copied().max().unwrap_or(0);
             let what = if transposed { "a feature" } else { "a sample" };
-            if spmm_cost(longest, k, wg) > JACOBI_DISPATCH_BUDGET {
+            if software && spmm_cost(longest, k, wg) > JACOBI_DISPATCH_BUDGET {
                 return Err(format!(
-                    "{what} with {longest} stored entries: more than one workgroup's product \
-                     with {k} columns takes"
+                    "{what} with {longest} stored entries on a software adapter: more than one \
+                     workgroup's product with {k} columns takes there"
                 ));
             }
             let p = panels(&entries, limit).ok_or_else(|| {
@@ -147,6 +152,12 @@ impl SparseLayout {
                 layout.rows = p;
             }
         }
+        // A software adapter's memory is the host's.
+        ctx.check_device_memory(
+            || format!("the sparse data and its products on the software GPU ({n} x {m})"),
+            Some(layout.device_bytes(k)),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(layout)
     }
 
@@ -201,15 +212,6 @@ impl SparseOnDevice {
         c_norm: f64,
         k: usize,
     ) -> Result<Self> {
-        ctx.check_device_memory(
-            || {
-                format!(
-                    "the sparse data and its products on the software GPU ({} x {})",
-                    layout.n, layout.m
-                )
-            },
-            Some(layout.device_bytes(k)),
-        )?;
         let scale = 1.0 / c_norm.sqrt();
         let storage = U::STORAGE | U::COPY_DST;
         let several = layout.rows.len() + layout.columns.len() > 2;
@@ -261,5 +263,101 @@ impl SparseOnDevice {
             shift: vector("sparse μᵀW"),
             y_sums: vector("sparse 1ᵀY"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sparse::CsrMatrix;
+    use nalgebra::DMatrix;
+
+    fn range(row0: usize, rows: usize, entries: usize) -> PanelRange {
+        PanelRange {
+            row0,
+            rows,
+            entries,
+        }
+    }
+
+    #[test]
+    fn panels_hold_consecutive_rows_within_the_limit() {
+        // Words: rows + 1 + 2·entries; 4 bytes each.
+        let entries = [3, 0, 2, 5, 0, 0, 1];
+        let one = panels(&entries, 1 << 20).unwrap();
+        assert_eq!(one, vec![range(0, 7, 11)]);
+        // 48 bytes = 12 words: rows 0-2 (4 + 10 words = 14) do not fit; 0-1 (3 + 6 = 9) do.
+        let split = panels(&entries, 48).unwrap();
+        assert_eq!(
+            split,
+            vec![
+                range(0, 2, 3),
+                range(2, 1, 2),
+                range(3, 1, 5),
+                range(4, 3, 1)
+            ]
+        );
+        for p in &split {
+            assert!(p.words() * 4 <= 48, "{p:?}");
+        }
+        // A row exactly at the limit (2 + 2·5 = 12 words) fits alone; one word less does not.
+        assert_eq!(panels(&[5], 48).unwrap(), vec![range(0, 1, 5)]);
+        assert_eq!(panels(&[5], 47), None);
+        assert_eq!(panels(&[1, 5], 44), None);
+        // No entries at all: one empty panel per set of rows; one row.
+        assert_eq!(panels(&[0, 0, 0], 16).unwrap(), vec![range(0, 3, 0)]);
+        assert_eq!(panels(&[4], 1 << 10).unwrap(), vec![range(0, 1, 4)]);
+    }
+
+    /// Unpacks a panel of `rows` rows into a dense rows x cols matrix.
+    fn unpack(words: &[u32], rows: usize, cols: usize) -> DMatrix<f32> {
+        let entries = words[rows] as usize;
+        assert_eq!(words.len(), rows + 1 + 2 * entries);
+        let (indices, values) = words[rows + 1..].split_at(entries);
+        let mut out = DMatrix::zeros(rows, cols);
+        for r in 0..rows {
+            let (a, b) = (words[r] as usize, words[r + 1] as usize);
+            assert!(a <= b);
+            for e in a..b {
+                out[(r, indices[e] as usize)] = f32::from_bits(values[e]);
+            }
+            // Within a row, the entries in ascending column order (X's row order for Xᵀ).
+            assert!(indices[a..b].windows(2).all(|w| w[0] < w[1]));
+        }
+        out
+    }
+
+    #[test]
+    fn packed_panels_are_the_rows_of_x_and_of_its_transpose() {
+        let dense = DMatrix::from_fn(9, 7, |i, j| {
+            if (i * 7 + j * 3) % 4 == 0 {
+                (i * 10 + j) as f64 + 0.5
+            } else {
+                0.0
+            }
+        });
+        let x = CsrMatrix::from_dense(&dense);
+        let scale = 0.25;
+        let want = dense.map(|v| (v * scale) as f32);
+        for transposed in [false, true] {
+            let (rows, cols) = if transposed { (7, 9) } else { (9, 7) };
+            let target = if transposed {
+                want.transpose()
+            } else {
+                want.clone()
+            };
+            let counts = x.row_entries(transposed).unwrap();
+            assert_eq!(counts.len(), rows);
+            // Whole, and in panels of 1, 2 and 4 rows.
+            for size in [rows, 1, 2, 4] {
+                for row0 in (0..rows).step_by(size) {
+                    let end = (row0 + size).min(rows);
+                    let entries: usize = counts[row0..end].iter().sum();
+                    let words = x.pack(transposed, row0..end, entries, scale).unwrap();
+                    let got = unpack(&words, end - row0, cols);
+                    assert_eq!(got, target.rows(row0, end - row0).clone_owned());
+                }
+            }
+        }
     }
 }
