@@ -1030,13 +1030,14 @@ fn choose_method(
         holds: "the products' partial sums",
         work: "30 matrix-free products",
     };
-    // K as C is held, one block of densified features (8 MiB at most) and the m x k directions.
+    // K as C is held, one block of densified features (8 MiB at most), the means (three copies) and
+    // the m x b directions with the lift's and the finish's copies of them (six).
     let transposed = RouteCost {
         method: Method::GramT,
         name: "transposed Gram",
-        bytes: 3.0 * n * n * 8.0 + (8u64 << 20) as f64 + m * b * 8.0,
+        bytes: 3.0 * n * n * 8.0 + (8u64 << 20) as f64 + 8.0 * m * (3.0 + 6.0 * b),
         cost: m * n * n / 2.0 + TYPICAL_PASSES * n * n * b,
-        holds: "K, n x n f64, three copies",
+        holds: "K, n x n f64, three copies, and the m x b directions",
         work: "forming K",
     };
     let budget = available.map(|a| a as f64 / 2.0);
@@ -1418,6 +1419,24 @@ mod tests {
         let (method, why) = choose_method(Method::Auto, wide, None).unwrap();
         assert_eq!(method, Method::GramT, "{why}");
         assert!(why.contains("forming K"), "{why}");
+        // Not when it does not fit where the operator route does: 2000 samples, K's three copies
+        // 96 MB, against half of 100 MiB.
+        let fewer_wide = RouteShape {
+            transposed: true,
+            ..shape(2000, 3000, 60_000)
+        };
+        let (method, why) = choose_method(Method::Auto, fewer_wide, Some(100 << 20)).unwrap();
+        assert_eq!(method, Method::Operator, "{why}");
+        assert!(why.contains("transposed Gram route would take"), "{why}");
+        // Not with as many samples as features.
+        let square = RouteShape {
+            transposed: true,
+            ..shape(3000, 3000, 60_000)
+        };
+        assert_ne!(
+            choose_method(Method::Auto, square, None).unwrap().0,
+            Method::GramT
+        );
         // Not with more samples than features, and asked for only where the solver allows it.
         let tall = RouteShape {
             transposed: true,

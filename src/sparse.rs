@@ -539,13 +539,13 @@ impl<T: Real> crate::FeatureBlocks<T> for CsrFeatures<'_, T> {
         // (The caller's block buffer holds this many already: chunk_buffer sized it.)
         out.clear();
         out.resize((last - first) * n, T::zero());
-        let (lo, hi) = (first as u32, last as u32);
+        // (In usize: a matrix may have 2³² columns, where `last` does not fit a u32.)
         for i in 0..n {
             let (cols, vals) = self.x.row(i);
-            let start = cols.partition_point(|&j| j < lo);
-            let end = start + cols[start..].partition_point(|&j| j < hi);
+            let start = cols.partition_point(|&j| (j as usize) < first);
+            let end = start + cols[start..].partition_point(|&j| (j as usize) < last);
             for (&j, &v) in cols[start..end].iter().zip(&vals[start..end]) {
-                out[(j - lo) as usize * n + i] = v;
+                out[(j as usize - first) * n + i] = v;
             }
         }
         Ok(())
@@ -660,5 +660,42 @@ impl<T: Real> PackedPanels for CsrMatrix<T> {
             }
         }
         Ok(packed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FeatureBlocks;
+
+    #[test]
+    fn feature_blocks_of_a_csr_matrix_are_its_dense_columns() {
+        // Rows with no entries, a column with none, blocks of every width including past the last
+        // stored column.
+        let dense = DMatrix::from_fn(6, 11, |i, j| {
+            if i != 2 && j != 7 && (i + 2 * j) % 3 == 0 {
+                (10 * i + j) as f64 + 0.25
+            } else {
+                0.0
+            }
+        });
+        let x = CsrMatrix::from_dense(&dense);
+        let mut blocks = CsrFeatures::new(&x);
+        let mut out = Vec::new();
+        for width in 1..=11 {
+            for first in (0..11).step_by(width) {
+                let last = (first + width).min(11);
+                blocks.read_features(first, last, &mut out).unwrap();
+                let want = dense.columns(first, last - first).clone_owned();
+                assert_eq!(out.as_slice(), want.as_slice(), "features {first}..{last}");
+            }
+        }
+        // 2³² columns: the last block's bound does not fit a u32.
+        let wide =
+            CsrMatrix::try_new(1, 1 << 32, vec![0, 1], vec![u32::MAX], vec![1.0f64]).unwrap();
+        CsrFeatures::new(&wide)
+            .read_features(u32::MAX as usize, 1 << 32, &mut out)
+            .unwrap();
+        assert_eq!(out, vec![1.0]);
     }
 }

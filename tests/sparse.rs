@@ -54,6 +54,12 @@ fn errors<T: Real>(fit: &Fit<T>, dense: &DMatrix<f64>, k: usize) -> (f64, f64) {
     (angle, evr)
 }
 
+/// The largest principal angle to the f64 reference of the uncentred data (XᵀX's eigenvectors).
+fn uncentred_angle<T: Real>(fit: &Fit<T>, dense: &DMatrix<f64>, k: usize) -> f64 {
+    let (_, vecs) = reference_eigen(&(dense.transpose() * dense), k);
+    largest_principal_angle(&vecs, &orthonormal(&columns(&fit.components)))
+}
+
 #[test]
 fn pbmc_raw_counts_from_the_mtx_match_the_densified_f64_reference_on_both_routes() {
     let x = pbmc_raw::<f64>();
@@ -146,8 +152,7 @@ fn uncentred_operator_fit_is_the_uncentred_reference() {
         .method(Method::Operator)
         .fit_csr(&x)
         .unwrap();
-    let (_, vecs) = reference_eigen(&(dense.transpose() * &dense), k);
-    let angle = largest_principal_angle(&vecs, &orthonormal(&columns(&fit.components)));
+    let angle = uncentred_angle(&fit, &dense, k);
     assert!(angle < 1e-6, "angle {angle:e}");
     assert!(fit.mean.iter().all(|&v| v == 0.0));
 }
@@ -307,13 +312,8 @@ fn the_operator_route_runs_on_the_gpu_for_every_solver() {
         .fit_csr(&x)
         .unwrap();
     assert_eq!(fit.backend, Backend::Gpu);
-    let (_, vecs) = reference_eigen(&(dense_of(&x).transpose() * dense_of(&x)), 4);
-    let angle = largest_principal_angle(&vecs, &orthonormal(&columns(&fit.components)));
+    let angle = uncentred_angle(&fit, &x.to_dense().map(|v| v as f64), 4);
     assert!(angle < 1e-3, "uncentred: angle {angle:e}");
-}
-
-fn dense_of(x: &CsrMatrix<f32>) -> DMatrix<f64> {
-    x.to_dense().map(|v| v as f64)
 }
 
 #[test]
@@ -764,6 +764,12 @@ fn wide_sparse_data_takes_the_transposed_route_with_the_references_answer() {
     eprintln!("sparse 60 x 1000 on the transposed route: angle {angle:.1e}, evr {evr:.1e}");
     assert!(angle < 1e-5, "angle {angle:e}");
     assert!(evr < 1e-6, "explained variance ratio {evr:e}");
+    // A warm start keeps auto off the transposed route (it lives in feature space).
+    let warm = LaePca::new(k)
+        .warm_start(fit.components.clone())
+        .fit_csr(&x)
+        .unwrap();
+    assert_ne!(warm.method, Method::GramT, "{}", warm.method_reason);
     // The dense matrix on the same route: the same bits (the same features, densified).
     let from_dense = LaePca::new(k).method(Method::GramT).fit(&dense).unwrap();
     assert_eq!(from_dense.method, Method::GramT);
@@ -779,8 +785,7 @@ fn wide_sparse_data_takes_the_transposed_route_with_the_references_answer() {
         .method(Method::GramT)
         .fit_csr(&x)
         .unwrap();
-    let (_, vecs) = reference_eigen(&(dense.transpose() * &dense), k);
-    let angle = largest_principal_angle(&vecs, &orthonormal(&columns(&fit.components)));
+    let angle = uncentred_angle(&fit, &dense, k);
     assert!(angle < 1e-6, "uncentred: angle {angle:e}");
     if !have_gpu() {
         return;

@@ -259,7 +259,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _fit_sparse(self, X, params):
         """A CSR matrix, never densified: the library chooses between forming C a block of rows at a
-        time and applying C from X at each product (the centring implicit in both)."""
+        time, applying C from X at each product, and (fewer samples than features) forming K = X_c X_cᵀ
+        a block of features at a time (the centring implicit in each)."""
         X = X.astype(self._dtype(X.dtype), copy=False)
         n, m = X.shape
 

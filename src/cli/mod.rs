@@ -90,9 +90,9 @@ pub struct FitArgs {
     #[arg(long)]
     pub no_center: bool,
     /// How C is applied: auto (the library's choice from the shape, the density and the memory
-    /// available), gram (C formed), gram-t (dense data with fewer samples than features: K = X_c X_cᵀ
-    /// formed instead; a .npy file read by blocks of features, other files whole) or operator (sparse
-    /// input: each product taken from the data, C never formed)
+    /// available), gram (C formed), gram-t (fewer samples than features: K = X_c X_cᵀ formed instead;
+    /// a .npy file read by blocks of features, sparse input densified a block of features at a time,
+    /// other files whole) or operator (sparse input: each product taken from the data, C never formed)
     #[arg(long, value_name = "METHOD", default_value = "auto")]
     pub method: Method,
     /// The file holds features in rows and samples in columns (the paper's layout; read whole)
