@@ -324,14 +324,17 @@ impl LaePca {
     ///   30·n²·b` (forming K from densified features, then its products).
     ///
     /// The Gram route densifies a block of rows at a time into the Gram accumulation (on the GPU when
-    /// the backend gives one); the transposed route a block of features at a time into K's (likewise),
-    /// and reads the matrix again for the directions `X_cᵀ V`. The operator route runs on the CPU in f64, or, when the backend gives a
-    /// GPU, in f32 on the GPU with X and Xᵀ held there in panels of at most one storage binding each;
-    /// it stays on the CPU (with a logged warning) where the device cannot hold them or the products'
-    /// n x b intermediate, where one row or column has more entries than a workgroup's bounded loop
-    /// takes, or where the means outweigh the spread (`n·Σμ² / Σ(x − μ)² > 10⁴`: the implicit centring
-    /// in f32 would lose more than ~2 digits). The fit's [`method`](Fit::method) and [`method_reason`](Fit::method_reason)
-    /// say which ran and why (the latter also why a GPU backend's operator route ran on the CPU). The layout must be [`Layout::SamplesInRows`](crate::Layout).
+    /// the backend gives one); the transposed route a block of features at a time into K's
+    /// (likewise), and reads the matrix again for the directions `X_cᵀ V`. The operator route runs on
+    /// the CPU in f64, or, when the backend gives a GPU, in f32 on the GPU with X and Xᵀ held there in
+    /// panels of at most one storage binding each. It stays on the CPU, with a logged warning, where
+    /// one binding cannot hold a panel's row, the m x b block or the n x b intermediate, where the
+    /// means outweigh the spread (`n·Σμ² / Σ(x − μ)² > 10⁴`: the implicit centring in f32 would lose
+    /// more than ~2 digits), and, on a software adapter, where the host memory or a workgroup's
+    /// bounded loop cannot take it. The fit's [`method`](Fit::method) and
+    /// [`method_reason`](Fit::method_reason) say which ran and why (the latter also why a GPU
+    /// backend's operator route ran on the CPU). The layout must be
+    /// [`Layout::SamplesInRows`](crate::Layout).
     pub fn fit_csr<T: Real>(&self, x: &CsrMatrix<T>) -> Result<Fit<T>> {
         let start = Instant::now();
         let (n, m) = (x.nrows(), x.ncols());

@@ -215,7 +215,8 @@ impl<'a> GpuEngine<'a> {
         )
     }
 
-    /// The engine around its multiplier (`made`: the buffers that took), its upload begun at `start`.
+    /// The engine around its multiplier (`made`: the buffers the multiplier made), its upload begun at
+    /// `start`.
     fn with(
         ctx: &'a GpuContext,
         m: usize,

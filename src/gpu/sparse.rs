@@ -186,7 +186,7 @@ pub(crate) struct SparseOnDevice {
     pub rows: Vec<DevicePanel>,
     /// Xᵀ's row panels (X's columns).
     pub columns: Vec<DevicePanel>,
-    /// μ / √‖C‖ (mp values, zeros past m).
+    /// μ / √c_norm (mp values, zeros past m).
     pub mean: wgpu::Buffer,
     /// Y = X W − 1 tᵀ, n x k column-major.
     pub y: wgpu::Buffer,
