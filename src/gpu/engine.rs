@@ -491,64 +491,58 @@ impl GpuEngine<'_> {
         let Multiplier::Sparse(on_device) = &self.c else {
             unreachable!("the operator route's product")
         };
-        let (n, row_panels, column_panels) =
-            (on_device.n, on_device.rows.len(), on_device.columns.len());
-        let range = |e: &Self, transposed: bool, i: usize| {
-            let Multiplier::Sparse(on_device) = &e.c else {
+        let n = on_device.n;
+        self.column_sums(Buf::Tall(x.0), self.mp, self.m, true, Buf::SparseShift);
+        self.spmm_panels(false, Buf::Tall(x.0), Buf::SparseY);
+        self.column_sums(Buf::SparseY, n, n, false, Buf::SparseYSums);
+        self.spmm_panels(true, Buf::SparseY, Buf::Tall(out.0));
+    }
+
+    /// `into[c] = Σᵢ wᵢ b[c·ld_b + i]` over the first `rows` rows, `wᵢ` = μᵢ when `weighted`, else 1.
+    fn column_sums(&mut self, b: Buf, ld_b: usize, rows: usize, weighted: bool, into: Buf) {
+        let params = SparseParams {
+            rows: rows as u32,
+            k: self.k as u32,
+            ld_b: ld_b as u32,
+            weighted: u32::from(weighted),
+            ..SparseParams::default()
+        };
+        let binds = [
+            (sparse::B, b),
+            (sparse::MEAN, Buf::SparseMean),
+            (sparse::SUMS_OUT, into),
+        ];
+        self.dispatch(Kernel::ColumnSums, &params, &binds, (self.k as u32, 1));
+    }
+
+    /// One spmm dispatch per panel: X's (`out = X b − 1 tᵀ`, b m x k, out the n x k Y) or, when
+    /// `transposed`, Xᵀ's (`out = Xᵀ b − μ sᵀ`, b the n x k Y, out m x k with its zero padding).
+    fn spmm_panels(&mut self, transposed: bool, b: Buf, out: Buf) {
+        let Multiplier::Sparse(on_device) = &self.c else {
+            unreachable!("the operator route's product")
+        };
+        let n = on_device.n;
+        let panels = if transposed {
+            on_device.columns.len()
+        } else {
+            on_device.rows.len()
+        };
+        let (ld_b, ld_out, sums) = if transposed {
+            (n, self.mp, Buf::SparseYSums)
+        } else {
+            (self.mp, n, Buf::SparseShift)
+        };
+        for i in 0..panels {
+            let Multiplier::Sparse(on_device) = &self.c else {
                 unreachable!("the operator route's product")
             };
-            let panels = if transposed {
-                &on_device.columns
+            let (r, panel) = if transposed {
+                (on_device.columns[i].range, Buf::SparseColumns(i))
             } else {
-                &on_device.rows
+                (on_device.rows[i].range, Buf::SparseRows(i))
             };
-            panels[i].range
-        };
-        let (m, mp, k) = (self.m as u32, self.mp as u32, self.k as u32);
-        let sums = |b: Buf, ld_b: u32, rows: u32, weighted: u32, into: Buf| {
-            let params = SparseParams {
-                rows,
-                k,
-                ld_b,
-                weighted,
-                ..SparseParams::default()
-            };
-            let binds = [
-                (sparse::B, b),
-                (sparse::MEAN, Buf::SparseMean),
-                (sparse::SUMS_OUT, into),
-            ];
-            (params, binds)
-        };
-        let (params, binds) = sums(Buf::Tall(x.0), mp, m, 1, Buf::SparseShift);
-        self.dispatch(Kernel::ColumnSums, &params, &binds, (k, 1));
-        for i in 0..row_panels {
-            let r = range(self, false, i);
-            let params = SparseParams {
-                rows: r.rows as u32,
-                row0: r.row0 as u32,
-                entries: r.entries as u32,
-                k,
-                ld_b: mp,
-                ld_out: n as u32,
-                weighted: 0,
-                rows_out: r.rows as u32,
-            };
-            let binds = [
-                (sparse::PANEL, Buf::SparseRows(i)),
-                (sparse::B, Buf::Tall(x.0)),
-                (sparse::MEAN, Buf::SparseMean),
-                (sparse::SUMS, Buf::SparseShift),
-                (sparse::OUT, Buf::SparseY),
-            ];
-            self.dispatch(Kernel::Spmm, &params, &binds, grid_1d(r.rows, 1));
-        }
-        let (params, binds) = sums(Buf::SparseY, n as u32, n as u32, 0, Buf::SparseYSums);
-        self.dispatch(Kernel::ColumnSums, &params, &binds, (k, 1));
-        for i in 0..column_panels {
-            let r = range(self, true, i);
-            // The last panel also writes the tall matrix's zero padding, rows m..mp.
-            let rows_out = if i + 1 == column_panels {
+            // The last panel of Xᵀ also writes the tall matrix's zero padding, rows m..mp.
+            let rows_out = if transposed && i + 1 == panels {
                 r.rows + (self.mp - self.m)
             } else {
                 r.rows
@@ -557,18 +551,18 @@ impl GpuEngine<'_> {
                 rows: r.rows as u32,
                 row0: r.row0 as u32,
                 entries: r.entries as u32,
-                k,
-                ld_b: n as u32,
-                ld_out: mp,
-                weighted: 1,
+                k: self.k as u32,
+                ld_b: ld_b as u32,
+                ld_out: ld_out as u32,
+                weighted: u32::from(transposed),
                 rows_out: rows_out as u32,
             };
             let binds = [
-                (sparse::PANEL, Buf::SparseColumns(i)),
-                (sparse::B, Buf::SparseY),
+                (sparse::PANEL, panel),
+                (sparse::B, b),
                 (sparse::MEAN, Buf::SparseMean),
-                (sparse::SUMS, Buf::SparseYSums),
-                (sparse::OUT, Buf::Tall(out.0)),
+                (sparse::SUMS, sums),
+                (sparse::OUT, out),
             ];
             self.dispatch(Kernel::Spmm, &params, &binds, grid_1d(rows_out, 1));
         }
