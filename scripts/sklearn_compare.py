@@ -6,19 +6,24 @@ Data sets (both float32, samples in rows):
   synthetic 50000 x 2048: rank 64 (geometric spectrum 10 .. 1) + N(0, 0.1²) noise + mean 5, seed 0
 
 For each data set the script writes the matrix once as .npy, then alternates, `--runs` times (median
-quoted): scikit-learn's `PCA(k, svd_solver="covariance_eigh").fit` on the in-memory float32 matrix (its
-automatic choice for tall data), and `laepca fit FILE.npy -k K --backend cpu --json`, of which only the
-fit phases are counted (gram + setup + iterate + finish from the summary's timings_ms; the file read is
-reported apart as load: the run's total less the fit phases and the writing). Accuracy: the largest relative error of the k explained-variance ratios
-against scikit-learn's covariance_eigh on the float64 matrix.
+quoted), on the same in-memory float32 matrix in this process: scikit-learn's
+`PCA(k, svd_solver="covariance_eigh").fit` (its automatic choice for tall data) and laepca's Python
+package, `laepca.PCA(k, backend="cpu").fit` (both wall clock, each call's own validation included);
+and, as a third timing, the command-line tool on the file, `laepca fit FILE.npy -k K --backend cpu
+--json`, of which only the fit phases are counted (gram + setup + iterate + finish from the summary's
+timings_ms; the file is read beside the Gram on the same cores, so this figure includes what the reading
+takes from them; the rest of the run is reported apart as load). Each timing starts after a pause
+(`--pause`, 0.3 s): OpenBLAS's worker threads spin for about 0.1 s after a call, and without the pause
+they would run on the cores that the next timing needs. Accuracy: the largest relative error of the k
+explained-variance ratios against scikit-learn's covariance_eigh on the float64 matrix.
 
 It also times loading (the same load figure) against np.load (.npy), gzip.open().read() + frombuffer
 (the gzipped IDX file) and np.loadtxt (a CSV of the first 5000 Fashion-MNIST rows).
 
-numpy and scikit-learn come from a virtual environment, not from the project:
+numpy, scikit-learn and laepca's package come from a virtual environment, not from the project:
 
     python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install numpy scikit-learn threadpoolctl
-    cargo build --release
+    cargo build --release && /tmp/skvenv/bin/pip install ./python
     /tmp/skvenv/bin/python scripts/sklearn_compare.py [--laepca target/release/laepca] [--runs 5]
 """
 
@@ -36,6 +41,11 @@ import time
 import numpy as np
 import sklearn
 from sklearn.decomposition import PCA
+
+try:
+    import laepca
+except ImportError:
+    laepca = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
@@ -87,17 +97,31 @@ def timed(f):
     return time.perf_counter() - t
 
 
-def compare(name, x, k, runs, binary, tmp):
+def compare(name, x, k, runs, binary, tmp, pause):
     path = os.path.join(tmp, f"{name}.npy")
     np.save(path, x)
     ref = PCA(k, svd_solver="covariance_eigh").fit(x.astype(np.float64)).explained_variance_ratio_
-    sk_times, lae_times, lae_phases, lae_loads, np_loads = [], [], [], [], []
-    # A warm-up of each, then the two in turn.
+    sk_times, py_times, lae_times, lae_phases, lae_loads, np_loads = [], [], [], [], [], []
+    py_model = None
+
+    def python_fit():
+        return laepca.PCA(k, backend="cpu").fit(x)
+
+    # A warm-up of each, then the three in turn, each after a pause.
     PCA(k, svd_solver="covariance_eigh").fit(x)
+    if laepca is not None:
+        python_fit()
     laepca_fit(binary, path, k)
     for _ in range(runs):
+        time.sleep(pause)
         model = PCA(k, svd_solver="covariance_eigh")
         sk_times.append(timed(lambda: model.fit(x)))
+        if laepca is not None:
+            time.sleep(pause)
+            t = time.perf_counter()
+            py_model = python_fit()
+            py_times.append(time.perf_counter() - t)
+        time.sleep(pause)
         summary = laepca_fit(binary, path, k)
         t = summary["timings_ms"]
         lae_times.append(sum(t[p] for p in FIT_PHASES) / 1e3)
@@ -108,11 +132,21 @@ def compare(name, x, k, runs, binary, tmp):
     phases = {p: statistics.median(r[p] for r in lae_phases) for p in FIT_PHASES}
     print(f"\n{name}: {x.shape[0]} x {x.shape[1]} float32, k = {k}, median of {runs} "
           f"(laepca: {summary['solver']}, {summary['iterations']} iterations)")
-    print(f"  laepca phases: " + ", ".join(f"{p} {v:.3f} s" for p, v in phases.items()))
-    print(f"  laepca fit runs: {', '.join(f'{v:.3f}' for v in lae_times)} s")
+    print(f"  laepca CLI phases: " + ", ".join(f"{p} {v:.3f} s" for p, v in phases.items()))
+    print(f"  laepca CLI fit runs: {', '.join(f'{v:.3f}' for v in lae_times)} s")
+    if py_times:
+        print(f"  laepca Python fit runs: {', '.join(f'{v:.3f}' for v in py_times)} s "
+              f"(last: {', '.join(f'{p} {py_model.timings_[p]:.3f} s' for p in FIT_PHASES)})")
     print(f"  sklearn fit runs: {', '.join(f'{v:.3f}' for v in sk_times)} s")
     print(f"  load .npy: laepca {statistics.median(lae_loads):.3f} s, np.load {statistics.median(np_loads):.3f} s")
-    return (name, lae, sk, rel_err(summary["explained_variance_ratio"], ref), rel_err(model.explained_variance_ratio_, ref))
+    sk_err = rel_err(model.explained_variance_ratio_, ref)
+    rows = []
+    if py_times:
+        rows.append((name, "Python, in memory", statistics.median(py_times), sk,
+                     rel_err(py_model.explained_variance_ratio_, ref), sk_err))
+    rows.append((name, "CLI, fit phases, from the file", lae, sk,
+                 rel_err(summary["explained_variance_ratio"], ref), sk_err))
+    return rows
 
 
 def load_times(binary, fashion, runs, tmp):
@@ -146,6 +180,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("-k", type=int, default=16)
     ap.add_argument("--only", choices=["fashion", "synthetic"], help="one data set only")
+    ap.add_argument("--pause", type=float, default=0.3, help="seconds of pause before each timing")
     args = ap.parse_args()
     if not os.path.exists(args.laepca):
         sys.exit(f"{args.laepca} not found: run `cargo build --release` first")
@@ -156,20 +191,22 @@ def main():
     except ImportError:
         blas = "unknown BLAS"
     print(f"numpy {np.__version__} ({blas}), scikit-learn {sklearn.__version__}; {os.cpu_count()} CPUs")
+    if laepca is None:
+        print("laepca's Python package is not installed (pip install ./python): CLI timings only")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "fashion"):
             if not os.path.exists(args.fashion):
                 sys.exit(f"{args.fashion} not found: install the Debian package dataset-fashion-mnist")
-            results.append(compare("fashion", load_fashion(args.fashion), args.k, args.runs, args.laepca, tmp))
+            results += compare("fashion", load_fashion(args.fashion), args.k, args.runs, args.laepca, tmp, args.pause)
         if args.only in (None, "synthetic"):
-            results.append(compare("synthetic", synthetic(), args.k, args.runs, args.laepca, tmp))
+            results += compare("synthetic", synthetic(), args.k, args.runs, args.laepca, tmp, args.pause)
         loads = load_times(args.laepca, args.fashion, args.runs, tmp) if args.only in (None, "fashion") else []
-    print(f"\n| data | laepca CPU fit (s) | scikit-learn covariance_eigh (s) | ratio | "
+    print(f"\n| data | laepca CPU | laepca fit (s) | scikit-learn covariance_eigh (s) | ratio | "
           f"EVR error vs float64: laepca / scikit-learn |")
-    print("|---|---|---|---|---|")
-    for name, lae, sk, lae_err, sk_err in results:
-        print(f"| {name} | {lae:.3f} | {sk:.3f} | {lae / sk:.2f} | {lae_err:.1e} / {sk_err:.1e} |")
+    print("|---|---|---|---|---|---|")
+    for name, how, lae, sk, lae_err, sk_err in results:
+        print(f"| {name} | {how} | {lae:.3f} | {sk:.3f} | {lae / sk:.2f} | {lae_err:.1e} / {sk_err:.1e} |")
     if loads:
         # .npy and IDX are streamed: their reader runs beside the Gram (the load phase is its time, the
         # time outside the fit phases only what it did not hide); the text readers parse at open.
