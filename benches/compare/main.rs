@@ -19,6 +19,9 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+#[cfg(unix)]
+#[path = "../common/openblas.rs"]
+mod openblas;
 
 mod adapter;
 mod args;

@@ -212,25 +212,53 @@ pub fn measure_gram<R>(runs: usize, slow_s: f64, mut f: impl FnMut() -> R) -> (R
     (r, ph.total)
 }
 
-/// faer's full f32 product XᵀX (2·n·m² flops) on the problem's n x m data, in GFLOP/s, the median of the
-/// runs: the rate this machine's CPU reaches on the Gram's shape, the reference for the Gram phase's rate.
-pub fn sgemm_gflops(data: &Data, n: usize, m: usize, runs: usize, slow_s: f64) -> f64 {
+/// The rate of this machine's f32 gemm on the Gram's shape: the reference for the CPU Gram phase's rate.
+pub struct SgemmRate {
+    /// GFLOP/s of the full product XᵀX (2·n·m² flops), the median of the runs.
+    pub gflops: f64,
+    /// Whose gemm: OpenBLAS's (what NumPy and so scikit-learn call) when the environment variable
+    /// `OPENBLAS` names the library, else faer's.
+    pub kernel: &'static str,
+}
+
+/// The full f32 product XᵀX on the problem's n x m data, by OpenBLAS's sgemm when `OPENBLAS` names an
+/// OpenBLAS library (benches/common/openblas.rs; NumPy's wheels ship one), else by faer's matmul.
+pub fn sgemm_gflops(data: &Data, n: usize, m: usize, runs: usize, slow_s: f64) -> SgemmRate {
     let x = data.to_f32();
+    let mut out = vec![0f32; m * m];
+    #[cfg(unix)]
+    if let Ok(path) = std::env::var("OPENBLAS") {
+        let blas = crate::openblas::OpenBlas::open(&path);
+        let gflops = gemm_rate(n, m, runs, slow_s, || blas.gram_full(&x, n, m, &mut out));
+        return SgemmRate {
+            gflops,
+            kernel: "OpenBLAS's sgemm",
+        };
+    }
     // Row-major n x m is column-major m x n: Xᵀ.
     let xt = MatRef::from_column_major_slice(&x, m, n);
-    let mut out = faer::Mat::<f32>::zeros(m, m);
-    let mut product = || {
+    let dst = faer::MatMut::from_column_major_slice_mut(&mut out, m, m);
+    let mut dst = dst;
+    let gflops = gemm_rate(n, m, runs, slow_s, || {
         matmul(
-            out.as_mut(),
+            dst.as_mut(),
             Accum::Replace,
             xt,
             xt.transpose(),
             1.0f32,
             Par::rayon(0),
         )
-    };
-    // Small products are repeated (the same count in every timing) to take about 10 ms, so that the
-    // clock's resolution and the thread pool's wake-up do not decide the rate.
+    });
+    SgemmRate {
+        gflops,
+        kernel: "faer's f32 gemm",
+    }
+}
+
+/// GFLOP/s of `product`, an n x m XᵀX: the median of the runs. Small products are repeated (the same
+/// count in every timing) to take about 10 ms, so that the clock's resolution and the thread pool's
+/// wake-up do not decide the rate.
+fn gemm_rate(n: usize, m: usize, runs: usize, slow_s: f64, mut product: impl FnMut()) -> f64 {
     let t = Instant::now();
     product();
     let reps = (0.01 / t.elapsed().as_secs_f64().max(1e-9)).clamp(1.0, 1e4) as usize;

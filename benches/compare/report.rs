@@ -35,7 +35,7 @@ pub struct Row {
     /// triangle's flops over their GPU time) and its % of the FP32 peak.
     pub gram_kernel_gflops: Option<f64>,
     pub gram_kernel_peak_pct: Option<f64>,
-    /// CPU rows: the Gram rate over faer's f32 gemm XᵀX measured on the same shape in this run (%).
+    /// CPU rows: the Gram rate over the f32 gemm XᵀX measured on the same shape in this run (%).
     pub gram_ref_pct: Option<f64>,
     pub iter_us: Option<f64>,
     /// GPU rows on a device with timestamp queries: the loop's GPU time per iteration (µs).
@@ -138,8 +138,11 @@ pub struct ProblemJson {
     pub reference_explained_variance_ratio: Vec<f64>,
     /// n·m·(m+1), the flops of the Gram matrix's triangle.
     pub gram_flops: f64,
-    /// faer's f32 gemm XᵀX on this n x m in this run (GFLOP/s, 2·n·m² flops), the CPU Gram's reference.
+    /// This machine's f32 gemm XᵀX on this n x m in this run (GFLOP/s, 2·n·m² flops), the CPU Gram's
+    /// reference.
     pub sgemm_gflops: f64,
+    /// Whose gemm that was: OpenBLAS's (`OPENBLAS` set) or faer's.
+    pub sgemm_kernel: String,
     pub note: String,
     pub rows: Vec<Row>,
 }

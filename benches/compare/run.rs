@@ -5,6 +5,7 @@ use crate::args::{Args, Plan};
 use crate::common;
 use crate::measure::{
     accuracy, angle, c_products_per_iter, measure, measure_gram, median, sgemm_gflops, Phases,
+    SgemmRate,
 };
 use crate::passes::{laepca_trajectory, lobpcg, passes_to, Lobpcg};
 use crate::problems::{Case, Data, Problem, Reference};
@@ -77,8 +78,8 @@ struct Shared<'a> {
     stats: GramStats,
     /// n·m·(m+1): the flops of the Gram matrix's triangle.
     gram_flops: f64,
-    /// faer's f32 gemm XᵀX on the same n x m (GFLOP/s).
-    sgemm_gflops: f64,
+    /// This machine's f32 gemm XᵀX on the same n x m (GFLOP/s), and whose.
+    sgemm: SgemmRate,
     /// The reference LOBPCG's trajectory, when it runs.
     lobpcg: Option<Lobpcg>,
 }
@@ -99,7 +100,7 @@ fn lobpcg_tol(data: &Data) -> f64 {
 pub fn run_problem(cx: &mut Ctx, case: &Case) -> (ProblemJson, Vec<Curve>) {
     let (p, data, r) = (&case.problem, &case.data, &case.reference);
     let (n, m, k) = (p.n, p.m, p.k);
-    let sgemm_gflops = sgemm_gflops(data, n, m, cx.plan.runs, cx.plan.slow_s);
+    let sgemm = sgemm_gflops(data, n, m, cx.plan.runs, cx.plan.slow_s);
     let stats = data.gram(m);
     let lobpcg = (cx.args.eigen && cx.predicted_skip(p, LOBPCG_ROW).is_none())
         .then(|| lobpcg(&stats.c, k, cx.plan.lobpcg_passes, lobpcg_tol(data), r));
@@ -109,7 +110,7 @@ pub fn run_problem(cx: &mut Ctx, case: &Case) -> (ProblemJson, Vec<Curve>) {
         r,
         stats,
         gram_flops: n as f64 * m as f64 * (m + 1) as f64,
-        sgemm_gflops,
+        sgemm,
         lobpcg,
     };
     let title = format!(
@@ -119,10 +120,11 @@ pub fn run_problem(cx: &mut Ctx, case: &Case) -> (ProblemJson, Vec<Curve>) {
         p.note
     );
     let legend = format!(
-        "Gram GF/s: n·m·(m+1) flops (the triangle) over the gram phase, in brackets % of faer's f32 gemm XᵀX \
-         on the same {n} x {m} measured in this run ({sgemm_gflops:.1} GFLOP/s) on CPU rows, % of the FP32 \
+        "Gram GF/s: n·m·(m+1) flops (the triangle) over the gram phase, in brackets % of {} XᵀX \
+         on the same {n} x {m} measured in this run ({:.1} GFLOP/s) on CPU rows, % of the FP32 \
          peak on GPU rows; passes: products of C with a block of k columns; lobpcg: passes the reference \
-         LOBPCG needs for the row's angle"
+         LOBPCG needs for the row's angle",
+        sh.sgemm.kernel, sh.sgemm.gflops
     );
     println!("\n== {title}\n   {legend}");
     println!("{}", table_header(false));
@@ -192,7 +194,8 @@ pub fn run_problem(cx: &mut Ctx, case: &Case) -> (ProblemJson, Vec<Curve>) {
         reference_singular_values: r.sigma.clone(),
         reference_explained_variance_ratio: r.evr.clone(),
         gram_flops: sh.gram_flops,
-        sgemm_gflops,
+        sgemm_gflops: sh.sgemm.gflops,
+        sgemm_kernel: sh.sgemm.kernel.into(),
         note: p.note.clone(),
         rows,
     };
@@ -264,7 +267,7 @@ fn laepca_row(cx: &mut Ctx, sh: &Shared, backend: Backend, solver: Solver) -> Ro
                 row.gram_kernel_peak_pct = peak.map(|pk| 100.0 * kernels / pk);
             }
         } else {
-            row.gram_ref_pct = Some(100.0 * rate / sh.sgemm_gflops);
+            row.gram_ref_pct = Some(100.0 * rate / sh.sgemm.gflops);
         }
     }
     if o.iterations > 0 && ph.iterate > 0.0 {
@@ -365,7 +368,7 @@ fn eigen_rows(cx: &mut Ctx, sh: &Shared, rows: &mut Vec<Row>) -> Option<DMatrix<
             row.times_s = ph;
             let rate = sh.gram_flops / gram_s / 1e9;
             row.gram_gflops = Some(rate);
-            row.gram_ref_pct = Some(100.0 * rate / sh.sgemm_gflops);
+            row.gram_ref_pct = Some(100.0 * rate / sh.sgemm.gflops);
             row.note = format!(
                 "C formed in {} (as laepca's CPU path), eigensolver in f64",
                 data.precision()
