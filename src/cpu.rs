@@ -41,6 +41,8 @@ pub(crate) struct CpuEngine<'a, T: Real> {
     scratch: Vec<T>,
     /// `mul_blocks`' products (made on its first call).
     block_products: Vec<DMatrix<T>>,
+    /// A k x k block (column-major) of a projected matrix, contiguous for the products.
+    block_scratch: Vec<T>,
     /// What [`Engine::overlaps_checks`] says: false, but for the tests of a solver's overlap.
     overlaps_checks: bool,
     /// The engine limits, the same as the GPU engine's.
@@ -84,11 +86,28 @@ impl<'a, T: Real> CpuEngine<'a, T> {
             pending: Vec::new(),
             submitted: std::collections::VecDeque::new(),
             block_products: Vec::new(),
+            block_scratch: Vec::new(),
             overlaps_checks: false,
             passes: 0,
             scratch: Vec::new(),
             checks: CallCheck::new(check_every),
         }
+    }
+
+    /// `out = A · Y_i`, with Y_i the k x k block of `y` at rows `i·k..` (A m x k, out m x k).
+    fn times_row_block(&mut self, a: Tall, y: Projected, i: usize, out: &mut [T]) {
+        let (m, k) = (self.m, self.k);
+        let mut block = std::mem::take(&mut self.block_scratch);
+        block.clear();
+        block.extend(self.projected[y.0].view((i * k, 0), (k, k)).iter());
+        product(
+            self.talls[a.0].as_slice(),
+            &block,
+            out,
+            (m, k, k),
+            parallelism(),
+        );
+        self.block_scratch = block;
     }
 
     fn coef(&self, c: Coef) -> T {
@@ -205,22 +224,26 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
     fn inner_block(&mut self, a: Tall, b: Tall, out: Projected, (i, j): (usize, usize)) {
         self.checks.block(i, "inner_block");
         self.checks.block(j, "inner_block");
-        let k = self.k;
-        let block = self.talls[a.0].tr_mul(&self.talls[b.0]);
+        let (m, k) = (self.m(), self.k);
+        let mut block = std::mem::take(&mut self.block_scratch);
+        block.clear();
+        block.resize(k * k, T::zero());
+        let (a, b) = (self.talls[a.0].as_slice(), self.talls[b.0].as_slice());
+        product_tn(a, b, &mut block, (k, m, k), parallelism());
+        let block_view = nalgebra::DMatrixView::from_slice(&block, k, k);
         let h = &mut self.projected[out.0];
-        h.view_mut((i * k, j * k), (k, k)).copy_from(&block);
+        h.view_mut((i * k, j * k), (k, k)).copy_from(&block_view);
         if i != j {
             h.view_mut((j * k, i * k), (k, k))
-                .copy_from(&block.transpose());
+                .copy_from(&block_view.transpose());
         }
+        self.block_scratch = block;
     }
     fn mul_block(&mut self, a: Tall, y: Projected, i: usize, out: Tall) {
         self.checks.distinct(a, out, "mul_block");
         self.checks.block(i, "mul_block");
-        let k = self.k;
         let mut o = std::mem::take(&mut self.talls[out.0]);
-        let block = self.projected[y.0].view((i * k, 0), (k, k));
-        o.gemm(T::one(), &self.talls[a.0], &block, T::zero());
+        self.times_row_block(a, y, i, o.as_mut_slice());
         self.talls[out.0] = o;
     }
     fn projected(
@@ -241,15 +264,17 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
         // Each product as mul_block computes it (beta = 0: the old values are not read).
         let mut products = std::mem::take(&mut self.block_products);
         products.resize_with(SEARCH_BLOCKS, || DMatrix::zeros(m, k));
-        for (i, (block, t)) in a.iter().zip(products.iter_mut()).enumerate() {
-            let y = self.projected[y.0].view((i * k, 0), (k, k));
-            t.gemm(T::one(), &self.talls[block.0], &y, T::zero());
+        for (i, (&block, t)) in a.iter().zip(products.iter_mut()).enumerate() {
+            self.times_row_block(block, y, i, t.as_mut_slice());
         }
         for (out, first) in [(all, 0), (tail, 1)] {
             let o = &mut self.talls[out.0];
             o.fill(T::zero());
             for t in &products[first..] {
-                o.iter_mut().zip(t.iter()).for_each(|(acc, v)| *acc += *v);
+                o.as_mut_slice()
+                    .iter_mut()
+                    .zip(t.as_slice())
+                    .for_each(|(acc, v)| *acc += *v);
             }
         }
         self.block_products = products;
@@ -266,7 +291,10 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
         if out != base {
             o.copy_from(&self.talls[base.0]);
         }
-        o.iter_mut().zip(&t).for_each(|(v, p)| *v -= *p);
+        o.as_mut_slice()
+            .iter_mut()
+            .zip(&t)
+            .for_each(|(v, p)| *v -= *p);
         self.talls[out.0] = o;
         self.scratch = t;
     }
@@ -326,7 +354,7 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
         o.resize(len, T::zero());
         for &(c, t) in terms {
             let c = self.coef(c);
-            for (acc, v) in o.iter_mut().zip(self.talls[t.0].iter()) {
+            for (acc, v) in o.iter_mut().zip(self.talls[t.0].as_slice()) {
                 *acc += c * *v;
             }
         }

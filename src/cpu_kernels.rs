@@ -152,8 +152,22 @@ pub(crate) fn product_tn<T: Real>(
     product_of(a, b, out, cols, par);
 }
 
+/// Products of fewer flops than this run on the calling thread: waking the pool's threads and
+/// waiting for them costs more than they save (the loop's k x k and m x k x k products; on Fashion-MNIST
+/// at k = 16 they made the CPU loop spend a third of its time in the scheduler).
+const PARALLEL_FLOPS: usize = 1 << 22;
+
 /// `out = a b` with `b` column-major (a's columns x cols) and `out` column-major (a's rows x cols).
 fn product_of<T: Real>(a: MatRef<'_, T>, b: &[T], out: &mut [T], cols: usize, par: Par) {
+    let flops = 2usize
+        .saturating_mul(a.nrows())
+        .saturating_mul(a.ncols())
+        .saturating_mul(cols);
+    let par = if flops < PARALLEL_FLOPS {
+        Par::Seq
+    } else {
+        par
+    };
     matmul(
         MatMut::from_column_major_slice_mut(out, a.nrows(), cols),
         Accum::Replace,
@@ -234,6 +248,72 @@ mod tests {
             for threads in [2, 3, 5] {
                 let par = gram_on(&rows, len, m, threads);
                 assert_eq!(bits(&seq), bits(&par), "{len} x {m}, {threads} threads");
+            }
+        }
+    }
+
+    /// The solver loop's products as the CPU engine calls them (C·W; inner products AᵀB; m x k times
+    /// k x k), below and above [`PARALLEL_FLOPS`]: within the f32 rounding bound of the f64 product,
+    /// and bit for bit the same on 1 to 4 threads.
+    #[test]
+    fn the_loop_products_are_the_same_on_any_thread_count() {
+        let shapes = [
+            (784, 784, 16, 1),
+            (784, 16, 16, 2),
+            (16, 784, 16, 3),
+            (1500, 1500, 48, 4),
+            (37, 5, 3, 5),
+        ];
+        for (rows, inner, cols, seed) in shapes {
+            let (a, b) = (sample(rows * inner, seed), sample(inner * cols, seed + 100));
+            // The f64 product and Σ|a b| per entry, with a column-major (rows x inner) or, for
+            // product_tn, its transpose stored column-major (inner x rows).
+            let exact = |transposed: bool| -> Vec<(f64, f64)> {
+                let at = |r: usize, i: usize| {
+                    f64::from(if transposed {
+                        a[r * inner + i]
+                    } else {
+                        a[i * rows + r]
+                    })
+                };
+                (0..cols * rows)
+                    .map(|e| {
+                        let (c, r) = (e / rows, e % rows);
+                        (0..inner).fold((0.0, 0.0), |(s, t), i| {
+                            let p = at(r, i) * f64::from(b[c * inner + i]);
+                            (s + p, t + p.abs())
+                        })
+                    })
+                    .collect()
+            };
+            let want = [exact(false), exact(true)];
+            let mut first = None;
+            for threads in 1..=4 {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut out = [vec![f32::NAN; rows * cols], vec![f32::NAN; rows * cols]];
+                pool.install(|| {
+                    product(&a, &b, &mut out[0], (rows, inner, cols), parallelism());
+                    product_tn(&a, &b, &mut out[1], (rows, inner, cols), parallelism());
+                });
+                for (got, want) in out.iter().zip(&want) {
+                    for (&g, &(w, magnitude)) in got.iter().zip(want) {
+                        // The classical bound of a sum of `inner` products in f32: inner·ε·Σ|a b|.
+                        let bound = inner as f64 * f64::from(f32::EPSILON) * magnitude;
+                        let shape = format!("{rows} x {inner} x {cols}");
+                        assert!((f64::from(g) - w).abs() <= bound, "{shape}: {g} vs {w}");
+                    }
+                }
+                let these = [bits(&out[0]), bits(&out[1])];
+                match &first {
+                    None => first = Some(these),
+                    Some(f) => assert!(
+                        *f == these,
+                        "{rows} x {inner} x {cols} differs on {threads} threads"
+                    ),
+                }
             }
         }
     }
