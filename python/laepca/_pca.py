@@ -239,8 +239,15 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if _dask.is_dask_array(X):
             return self._fit_dask(X, params)
         else:
+            # Dense samples are checked for NaN and infinity by the library as it copies them into
+            # the Gram blocks (a ValueError naming the row and column), so not scanned here first.
             X = validate_data(
-                self, X, accept_sparse="csr", dtype=[np.float64, np.float32], ensure_min_samples=2
+                self,
+                X,
+                accept_sparse="csr",
+                dtype=[np.float64, np.float32],
+                ensure_min_samples=2,
+                ensure_all_finite=sp.issparse(X),
             )
             if sp.issparse(X):
                 return self._fit_sparse(X, params)

@@ -120,6 +120,20 @@ def test_errors_carry_the_librarys_messages(rng):
         PCA("three").fit(X)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("n_components", [3, 0.5])
+def test_non_finite_samples_are_named_by_the_library(rng, bad, n_components):
+    # Dense samples are not scanned by scikit-learn's check first: the library finds the value as it
+    # copies the samples, and its message names where.
+    X = data(rng)
+    X[150, 7] = bad
+    with pytest.raises(ValueError, match=r"non-finite value -?(NaN|inf) in the data at row 150, column 7"):
+        PCA(n_components, backend="cpu").fit(X)
+    # Sparse input keeps scikit-learn's check.
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        PCA(n_components, backend="cpu").fit(sp.csr_matrix(X))
+
+
 def test_a_failed_fit_leaves_the_previous_one(rng):
     X = data(rng)
     pca = PCA(3, random_state=0).fit(X)
