@@ -291,7 +291,20 @@ impl LaePca {
                         }
                     });
             }
-            Ok(DMatrix::from_row_slice(m, k, &u))
+            // Column-major for nalgebra: the second m x k copy, size-checked like the first.
+            let mut columns = crate::alloc::filled(
+                || format!("{m} x {k} directions (column-major)"),
+                m.checked_mul(k),
+                None,
+                0.0,
+            )?;
+            for (j, row) in u.chunks_exact(k.max(1)).enumerate().take(m) {
+                for (c, &value) in row.iter().enumerate() {
+                    columns[c * m + j] = value;
+                }
+            }
+            drop(u);
+            Ok(DMatrix::from_vec(m, k, columns))
         };
         let problem = Problem {
             c: &stats.c,
