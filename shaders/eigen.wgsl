@@ -32,13 +32,13 @@ struct EigenParams {
 }
 
 @group(0) @binding(0) var<storage, read> p: EigenParams;
-@group(0) @binding(1) var<storage, read_write> a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> work: array<f32>;
+@group(0) @binding(1) var<storage, read_write> a: array<Real>;
+@group(0) @binding(2) var<storage, read_write> out: array<Real>;
+@group(0) @binding(3) var<storage, read_write> work: array<Real>;
 
 override WG: u32 = 256u;
 
-// Sweeps before giving up (Jacobi converges quadratically: about 6 to 10 suffice in f32). The Rust
+// Sweeps before giving up (Jacobi converges quadratically: about 6 to 10 suffice). The Rust
 // twin: JACOBI_MAX_SWEEPS in src/gpu/engine.rs.
 const MAX_SWEEPS: u32 = 30u;
 
@@ -124,7 +124,7 @@ fn jacobi_rounds(lid: u32) {
     let flag = flag_at(n);
     if (p.round0 == 0u) {
         for (var e = lid; e < n * n; e += WG) {
-            work[e] = select(0.0, 1.0, e % n == e / n);
+            work[e] = select(Real(0.0), Real(1.0), e % n == e / n);
         }
         if (lid == 0u) {
             work[flag] = 0.0;
@@ -140,8 +140,8 @@ fn jacobi_rounds(lid: u32) {
     for (var g = p.round0; g < p.round_end; g++) {
         let r = g % (np - 1u);
         if (r == 0u) {
-            var off = 0.0;
-            var diag = 0.0;
+            var off: Real = 0.0;
+            var diag: Real = 0.0;
             for (var e = lid; e < n * n; e += WG) {
                 let v = a[e];
                 if (e % n == e / n) {
@@ -154,9 +154,9 @@ fn jacobi_rounds(lid: u32) {
             let diag_total = tree_sum(lid, diag);
             if (lid == 0u) {
                 // Off-diagonal below (n ulps)² of the diagonal: rounding noise.
-                let tol = f32(n) * 1.1920929e-7;
+                let tol = Real(n) * EPSILON;
                 converged = select(0u, 1u, off_total <= tol * tol * diag_total);
-                work[flag] = f32(converged);
+                work[flag] = Real(converged);
             }
             if (workgroupUniformLoad(&converged) == 1u) {
                 break;
@@ -165,19 +165,19 @@ fn jacobi_rounds(lid: u32) {
         // The rotation zeroing a[p, q] (Golub & Van Loan, sym.schur2).
         for (var i = lid; i < np / 2u; i += WG) {
             let pq = pair(r, i, np);
-            var c = 1.0;
-            var s = 0.0;
+            var c: Real = 1.0;
+            var s: Real = 0.0;
             if (pq.y < n) {
                 let apq = a[pq.y * n + pq.x];
                 if (apq != 0.0) {
                     let tau = (a[pq.y * n + pq.y] - a[pq.x * n + pq.x]) / (2.0 * apq);
-                    var t: f32;
+                    var t: Real;
                     if (abs(tau) > 1e18) {
                         t = 0.5 / tau;
                     } else {
-                        t = select(-1.0, 1.0, tau >= 0.0) / (abs(tau) + sqrt(1.0 + tau * tau));
+                        t = select(Real(-1.0), Real(1.0), tau >= 0.0) / (abs(tau) + sqrt(1.0 + tau * tau));
                     }
-                    // c = 1/sqrt(1 + t²), to f32's rounding: inverseSqrt may be 2 ulp off (Vulkan's
+                    // c = 1/sqrt(1 + t²), to the working precision's rounding: inverseSqrt may be 2 ulp off (Vulkan's
                     // bound), and a rotation with c² + s² ≠ 1 is no similarity transform (over a
                     // sweep's rotations the eigenvectors drift: pbmc68k_reduced's k = 50 floored at an
                     // angle of 1.5e-3). One Newton step brings it within an ulp.
@@ -211,7 +211,7 @@ fn rank_eigenvalues(lid: u32, rank: u32) {
                 before++;
             }
         }
-        work[rank + i] = f32(before);
+        work[rank + i] = Real(before);
     }
     sync();
 }
@@ -240,7 +240,7 @@ fn orthonormalizer(@builtin(local_invocation_id) lid: vec3<u32>) {
     if (p.round0 == 0u) {
         for (var i = lid.x; i < n; i += WG) {
             let d = a[i * n + i];
-            work[scale + i] = select(0.0, inverseSqrt(d), d > 0.0);
+            work[scale + i] = select(Real(0.0), inverseSqrt(d), d > 0.0);
         }
         sync();
         for (var e = lid.x; e < n * n; e += WG) {
@@ -253,16 +253,16 @@ fn orthonormalizer(@builtin(local_invocation_id) lid: vec3<u32>) {
         return;
     }
     rank_eigenvalues(lid.x, rank);
-    var largest = 0.0;
+    var largest: Real = 0.0;
     for (var j = 0u; j < n; j++) {
         largest = max(largest, a[j * n + j]);
     }
-    let floor = p.drop * largest;
+    let floor = Real(p.drop) * largest;
     for (var e = lid.x; e < n * n; e += WG) {
         let i = e / n;
         let row = e % n;
         let value = a[i * n + i];
-        let inv = select(0.0, inverseSqrt(value), value > floor && value > 0.0);
+        let inv = select(Real(0.0), inverseSqrt(value), value > floor && value > 0.0);
         out[u32(work[rank + i]) * n + row] = work[scale + row] * work[e] * inv;
     }
 }

@@ -18,19 +18,19 @@ struct MatmulParams {
 const SEARCH_BLOCKS: u32 = 3u;
 
 @group(0) @binding(0) var<storage, read> p: MatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<Real>;
+@group(0) @binding(2) var<storage, read> b: array<Real>;
+@group(0) @binding(3) var<storage, read_write> out: array<Real>;
 // The fused kernels of the default solver: a search basis [s0, s1, s2] and its image under C
 // [cs0, cs1, cs2] (each mp x k); mul_blocks' second output; mul_small_sub's minuend.
-@group(0) @binding(4) var<storage, read> s0: array<f32>;
-@group(0) @binding(5) var<storage, read> s1: array<f32>;
-@group(0) @binding(6) var<storage, read> s2: array<f32>;
-@group(0) @binding(7) var<storage, read> cs0: array<f32>;
-@group(0) @binding(8) var<storage, read> cs1: array<f32>;
-@group(0) @binding(9) var<storage, read> cs2: array<f32>;
-@group(0) @binding(10) var<storage, read_write> tail: array<f32>;
-@group(0) @binding(11) var<storage, read> base: array<f32>;
+@group(0) @binding(4) var<storage, read> s0: array<Real>;
+@group(0) @binding(5) var<storage, read> s1: array<Real>;
+@group(0) @binding(6) var<storage, read> s2: array<Real>;
+@group(0) @binding(7) var<storage, read> cs0: array<Real>;
+@group(0) @binding(8) var<storage, read> cs1: array<Real>;
+@group(0) @binding(9) var<storage, read> cs2: array<Real>;
+@group(0) @binding(10) var<storage, read_write> tail: array<Real>;
+@group(0) @binding(11) var<storage, read> base: array<Real>;
 
 // Threads of the one-dimensional kernels (inner, mul_small), chosen per adapter.
 override WG: u32 = 256u;
@@ -38,22 +38,22 @@ override WG: u32 = 256u;
 // c_mul: rows row0.. of out (mp x k) = the panel of C (a: its rows row0.., each of mp values) · X (b,
 // mp x k); one dispatch per panel. A workgroup of 16 x 16 threads makes a 64 x 16 tile of out, 4 rows
 // per thread, stepping 16 along the shared dimension through workgroup memory.
-var<workgroup> c_tile: array<f32, 1024>; // 64 rows x 16
-var<workgroup> x_tile: array<f32, 256>;  // 16 x 16 columns
+var<workgroup> c_tile: array<Real, 1024>; // 64 rows x 16
+var<workgroup> x_tile: array<Real, 256>;  // 16 x 16 columns
 
 @compute @workgroup_size(16, 16)
 fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = p.row0 + wg.x * 64u;
     let col = wg.y * 16u + lid.x;
     let t = lid.y * 16u + lid.x;
-    var acc = vec4<f32>(0.0);
+    var acc = vec4<Real>(0.0);
     for (var r0 = 0u; r0 < p.mp; r0 += 16u) {
         // C tile: 64 rows x 16, four entries per thread (C is symmetric: row i of C is column i).
         for (var q = 0u; q < 4u; q++) {
             let e = t * 4u + q;
             let i = row0 + e / 16u;
             let r = r0 + e % 16u;
-            var v = 0.0;
+            var v: Real = 0.0;
             if (i < p.mp && r < p.mp) {
                 v = a[(i - p.row0) * p.mp + r];
             }
@@ -61,7 +61,7 @@ fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
         }
         // X tile: 16 x 16, one entry per thread.
         let xr = r0 + lid.y;
-        var xv = 0.0;
+        var xv: Real = 0.0;
         if (xr < p.mp && col < p.k) {
             xv = b[col * p.mp + xr];
         }
@@ -70,7 +70,7 @@ fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
         for (var s = 0u; s < 16u; s++) {
             let w = x_tile[s * 16u + lid.x];
             let base = lid.y * 4u * 16u + s;
-            acc += vec4<f32>(c_tile[base], c_tile[base + 16u], c_tile[base + 32u], c_tile[base + 48u]) * w;
+            acc += vec4<Real>(c_tile[base], c_tile[base + 16u], c_tile[base + 32u], c_tile[base + 48u]) * w;
         }
         workgroupBarrier();
     }
@@ -88,8 +88,8 @@ fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
 // tree_sum: shaders/prelude/tree_sum.wgsl).
 
 // Column ca of a dotted with column cb of b, by the whole workgroup (the result in every thread).
-fn column_dot(lid: u32, ca: u32, cb: u32) -> f32 {
-    var s = 0.0;
+fn column_dot(lid: u32, ca: u32, cb: u32) -> Real {
+    var s: Real = 0.0;
     for (var r = lid; r < p.mp; r += WG) {
         s += a[ca * p.mp + r] * b[cb * p.mp + r];
     }
@@ -105,10 +105,10 @@ fn inner(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 // Entry e of a (mp x k) times the k x k block at (row0, col0) of b (column-major, leading dimension ld).
-fn tall_times_block(e: u32, ld: u32, row0: u32, col0: u32) -> f32 {
+fn tall_times_block(e: u32, ld: u32, row0: u32, col0: u32) -> Real {
     let i = e % p.mp;
     let j = e / p.mp;
-    var s = 0.0;
+    var s: Real = 0.0;
     for (var l = 0u; l < p.k; l++) {
         s += a[l * p.mp + i] * b[(col0 + j) * ld + row0 + l];
     }
@@ -148,7 +148,7 @@ fn mul_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 // Entry e of block i of the search basis (i < SEARCH_BLOCKS).
-fn basis_at(i: u32, e: u32) -> f32 {
+fn basis_at(i: u32, e: u32) -> Real {
     switch i {
         case 0u: { return s0[e]; }
         case 1u: { return s1[e]; }
@@ -157,7 +157,7 @@ fn basis_at(i: u32, e: u32) -> f32 {
 }
 
 // Entry e of block j of the basis' image under C.
-fn image_at(j: u32, e: u32) -> f32 {
+fn image_at(j: u32, e: u32) -> Real {
     switch j {
         case 0u: { return cs0[e]; }
         case 1u: { return cs1[e]; }
@@ -183,7 +183,7 @@ fn projected(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
     }
     let ca = wg.x;
     let cb = wg.y % p.k;
-    var s = 0.0;
+    var s: Real = 0.0;
     for (var r = lid.x; r < p.mp; r += WG) {
         s += basis_at(i, ca * p.mp + r) * image_at(j, cb * p.mp + r);
     }
@@ -198,11 +198,11 @@ fn projected(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
 }
 
 // Entry e of sᵢ Yᵢ, Yᵢ the k x k block of rows i·k.. (first k columns) of the projected b.
-fn basis_times_block(i: u32, e: u32) -> f32 {
+fn basis_times_block(i: u32, e: u32) -> Real {
     let row = e % p.mp;
     let col = e / p.mp;
     let ld = SEARCH_BLOCKS * p.k;
-    var s = 0.0;
+    var s: Real = 0.0;
     for (var l = 0u; l < p.k; l++) {
         s += basis_at(i, l * p.mp + row) * b[col * ld + i * p.k + l];
     }
@@ -218,12 +218,12 @@ fn mul_blocks(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         let t0 = basis_times_block(0u, e);
         let t1 = basis_times_block(1u, e);
         let t2 = basis_times_block(2u, e);
-        var all = 0.0;
+        var all: Real = 0.0;
         all += t0;
         all += t1;
         all += t2;
         out[e] = all;
-        var rest = 0.0;
+        var rest: Real = 0.0;
         rest += t1;
         rest += t2;
         tail[e] = rest;

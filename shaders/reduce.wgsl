@@ -12,13 +12,13 @@ struct ReduceParams {
 }
 
 @group(0) @binding(0) var<storage, read> p: ReduceParams;
-@group(0) @binding(1) var<storage, read> a0: array<f32>;
-@group(0) @binding(2) var<storage, read> b0: array<f32>;
-@group(0) @binding(3) var<storage, read> a1: array<f32>;
-@group(0) @binding(4) var<storage, read> b1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> scalars: array<f32>;
+@group(0) @binding(1) var<storage, read> a0: array<Real>;
+@group(0) @binding(2) var<storage, read> b0: array<Real>;
+@group(0) @binding(3) var<storage, read> a1: array<Real>;
+@group(0) @binding(4) var<storage, read> b1: array<Real>;
+@group(0) @binding(5) var<storage, read_write> scalars: array<Real>;
 // history[0] counts the values recorded since the last read-back; they follow it.
-@group(0) @binding(6) var<storage, read_write> history: array<f32>;
+@group(0) @binding(6) var<storage, read_write> history: array<Real>;
 
 override WG: u32 = 256u;
 
@@ -27,7 +27,7 @@ override WG: u32 = 256u;
 // scalars[slot] = ⟨a0, b0⟩.
 @compute @workgroup_size(WG)
 fn dot(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var s = 0.0;
+    var s: Real = 0.0;
     for (var e = lid.x; e < p.len; e += WG) {
         s += a0[e] * b0[e];
     }
@@ -40,8 +40,8 @@ fn dot(@builtin(local_invocation_id) lid: vec3<u32>) {
 // Appends ‖a0 − b0‖ (+ ‖a1 − b1‖ when slot = 2) to the history.
 @compute @workgroup_size(WG)
 fn stop_quantity(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var s0 = 0.0;
-    var s1 = 0.0;
+    var s0: Real = 0.0;
+    var s1: Real = 0.0;
     for (var e = lid.x; e < p.len; e += WG) {
         let d0 = a0[e] - b0[e];
         s0 += d0 * d0;
@@ -55,7 +55,7 @@ fn stop_quantity(@builtin(local_invocation_id) lid: vec3<u32>) {
     if (lid.x == 0u) {
         let count = u32(history[0]);
         history[count + 1u] = sqrt(n0) + sqrt(n1);
-        history[0] = f32(count + 1u);
+        history[0] = Real(count + 1u);
     }
 }
 
@@ -63,8 +63,8 @@ fn stop_quantity(@builtin(local_invocation_id) lid: vec3<u32>) {
 // leading columns of column-major tall matrices).
 @compute @workgroup_size(WG)
 fn stop_ratio(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var s0 = 0.0;
-    var s1 = 0.0;
+    var s0: Real = 0.0;
+    var s1: Real = 0.0;
     for (var e = lid.x; e < p.len; e += WG) {
         s0 += a0[e] * a0[e];
         s1 += b0[e] * b0[e];
@@ -73,11 +73,11 @@ fn stop_ratio(@builtin(local_invocation_id) lid: vec3<u32>) {
     let den = tree_sum(lid.x, s1);
     if (lid.x == 0u) {
         let count = u32(history[0]);
-        var q = 0.0;
+        var q: Real = 0.0;
         if (den > 0.0) {
             q = sqrt(num / den);
         }
         history[count + 1u] = q;
-        history[0] = f32(count + 1u);
+        history[0] = Real(count + 1u);
     }
 }

@@ -9,18 +9,19 @@
 // The Rust twin: SmallParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
 struct SmallParams {
     k: u32,
-    shift: f32,
+    // The shift as the sum of two f32 values (f64 kernels add them in f64: ~48 bits).
+    shift_hi: f32,
+    shift_lo: f32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> p: SmallParams;
-@group(0) @binding(1) var<storage, read> s: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> s: array<Real>;
+@group(0) @binding(2) var<storage, read_write> out: array<Real>;
 
 override WG: u32 = 64u;
 
-var<workgroup> pivot: f32;
+var<workgroup> pivot: Real;
 
 @compute @workgroup_size(WG)
 fn inverse_spd(@builtin(local_invocation_id) lid: vec3<u32>) {
@@ -28,7 +29,7 @@ fn inverse_spd(@builtin(local_invocation_id) lid: vec3<u32>) {
     for (var e = lid.x; e < k * k; e += WG) {
         var v = s[e];
         if (e % k == e / k) {
-            v += p.shift;
+            v += Real(p.shift_hi) + Real(p.shift_lo);
         }
         out[e] = v;
     }

@@ -7,16 +7,17 @@
 
 // The Rust twin: CombineTerm in src/gpu/contract.rs.
 struct CombineTerm {
-    // 0: constant `value`; 1: scalars[num] / scalars[den]; 2: −scalars[num] / scalars[den]
+    // 0: the constant value_hi + value_lo (two f32 values: f64 kernels add them in f64, ~48 bits);
+    // 1: scalars[num] / scalars[den]; 2: −scalars[num] / scalars[den]
     kind: u32,
-    value: f32,
+    value_hi: f32,
     num: u32,
     den: u32,
     // 0..3: the bindings t0..t3; 4: out
     source: u32,
+    value_lo: f32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 // The Rust twin: UpdateParams in src/gpu/contract.rs (tests/shaders.rs compares the layouts).
@@ -29,21 +30,21 @@ struct UpdateParams {
 }
 
 @group(0) @binding(0) var<storage, read> p: UpdateParams;
-@group(0) @binding(1) var<storage, read> t0: array<f32>;
-@group(0) @binding(2) var<storage, read> t1: array<f32>;
-@group(0) @binding(3) var<storage, read> t2: array<f32>;
-@group(0) @binding(4) var<storage, read> t3: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> scalars: array<f32>;
+@group(0) @binding(1) var<storage, read> t0: array<Real>;
+@group(0) @binding(2) var<storage, read> t1: array<Real>;
+@group(0) @binding(3) var<storage, read> t2: array<Real>;
+@group(0) @binding(4) var<storage, read> t3: array<Real>;
+@group(0) @binding(5) var<storage, read_write> out: array<Real>;
+@group(0) @binding(6) var<storage, read_write> scalars: array<Real>;
 
 override WG: u32 = 256u;
 
-fn coefficient(t: CombineTerm) -> f32 {
+fn coefficient(t: CombineTerm) -> Real {
     if (t.kind == 0u) {
-        return t.value;
+        return Real(t.value_hi) + Real(t.value_lo);
     }
     let den = scalars[t.den];
-    var r = 0.0;
+    var r: Real = 0.0;
     if (den != 0.0) {
         r = scalars[t.num] / den;
     }
@@ -53,7 +54,7 @@ fn coefficient(t: CombineTerm) -> f32 {
     return r;
 }
 
-fn term_value(source: u32, e: u32) -> f32 {
+fn term_value(source: u32, e: u32) -> Real {
     switch source {
         case 0u: { return t0[e]; }
         case 1u: { return t1[e]; }
@@ -69,7 +70,7 @@ fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (e >= p.len) {
         return;
     }
-    var acc = 0.0;
+    var acc: Real = 0.0;
     for (var i = 0u; i < p.terms; i++) {
         let t = p.term[i];
         acc += coefficient(t) * term_value(t.source, e);

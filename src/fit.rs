@@ -6,9 +6,11 @@ use crate::data::{GramAccumulator, GramStats, SampleView};
 use crate::engine::{Engine, SEARCH_BLOCKS};
 use crate::error::{Error, Result};
 use crate::finish::finish;
-use crate::gpu::{requested_adapter_name, GpuDevice, GpuEngine};
+use crate::gpu::{requested_adapter_name, DeviceInfo, GpuDevice, GpuEngine};
 use crate::operator::GramOperator;
-use crate::params::{Backend, CheckedParams, LaePca, Method, Phase, Progress};
+use crate::params::{
+    Arithmetic, Backend, CheckedParams, GpuPrecision, LaePca, Method, Phase, Progress,
+};
 use crate::real::Real;
 use crate::result::{Fit, Timings};
 use crate::rng::Rng;
@@ -114,7 +116,8 @@ impl LaePca {
         self.report_gram_start();
         let t_gram = Instant::now();
         let samples = Some(view.n_samples);
-        let mut acc = accumulator_on(gpu.as_ref(), view.n_features, self.center, samples)?;
+        let on = self.gram_device::<T>(gpu.as_ref())?;
+        let mut acc = accumulator_on(on.as_ref(), view.n_features, self.center, samples)?;
         acc.cancel_on(self.cancel.clone());
         acc.push_view(&view)?;
         let (stats, kernels) = acc.finish_timed()?;
@@ -221,7 +224,8 @@ impl LaePca {
         let t_gram = Instant::now();
         let mut mean = crate::alloc::filled(|| format!("{m} means"), Some(m), None, 0.0)?;
         // K's samples are the m features.
-        let mut acc = accumulator_on(gpu.as_ref(), n, false, Some(m))?;
+        let on = self.gram_device::<T>(gpu.as_ref())?;
+        let mut acc = accumulator_on(on.as_ref(), n, false, Some(m))?;
         acc.cancel_on(self.cancel.clone());
         // Blocks of features, each row of the block one centred feature (n values).
         let (rows, mut block) = chunk_buffer::<T>(n, m, "centred features")?;
@@ -412,7 +416,8 @@ impl LaePca {
         }
         let gpu = self.choose_device()?;
         let t_gram = Instant::now();
-        let mut acc = accumulator_on(gpu.as_ref(), m, self.center, Some(n))?;
+        let on = self.gram_device::<T>(gpu.as_ref())?;
+        let mut acc = accumulator_on(on.as_ref(), m, self.center, Some(n))?;
         acc.cancel_on(self.cancel.clone());
         let (rows, mut block) = chunk_buffer::<T>(m, n, "densified rows")?;
         for first in (0..n).step_by(rows) {
@@ -514,6 +519,68 @@ impl LaePca {
     pub fn accumulator_for(&self, n_features: usize, n_samples: usize) -> Result<GramAccumulator> {
         let device = self.choose_device()?;
         accumulator_on(device.as_ref(), n_features, self.center, Some(n_samples))
+    }
+
+    /// [`accumulator_for`](Self::accumulator_for) (or [`accumulator`](Self::accumulator), without
+    /// `n_samples`) for data of type `T`, where the fit's loop will run: on the device, unless the loop
+    /// runs in f64 there ([`gpu_arithmetic`](Self::gpu_arithmetic)), whose C the GPU's f32 Gram kernel
+    /// cannot give: then on the CPU, in f64. The fits themselves accumulate this way.
+    pub fn gram_accumulator<T: Real>(
+        &self,
+        n_features: usize,
+        n_samples: Option<usize>,
+    ) -> Result<GramAccumulator> {
+        let device = self.choose_device()?;
+        let on = self.gram_device::<T>(device.as_ref())?;
+        accumulator_on(on.as_ref(), n_features, self.center, n_samples)
+    }
+
+    /// Where a fit of `T` data by this builder accumulates C: [`Backend::Gpu`] on its device, or
+    /// [`Backend::Cpu`] (no device, or a loop in f64 on it; see
+    /// [`gram_accumulator`](Self::gram_accumulator)). The operator route forms no C.
+    pub fn gram_backend<T: Real>(&self) -> Result<Backend> {
+        let device = self.choose_device()?;
+        Ok(match self.gram_device::<T>(device.as_ref())? {
+            Some(_) => Backend::Gpu,
+            None => Backend::Cpu,
+        })
+    }
+
+    /// The device C of `T` data is accumulated on when the fit runs on `device`: none (the CPU) when
+    /// the loop will run in f64 on it.
+    fn gram_device<T: Real>(&self, device: Option<&GpuDevice>) -> Result<Option<GpuDevice>> {
+        Ok(match device {
+            Some(d) if self.gpu_arithmetic::<T>(d.info(), false)? == Arithmetic::F64 => None,
+            d => d.cloned(),
+        })
+    }
+
+    /// The arithmetic of a GPU loop for data of type `T` on the device `info` describes
+    /// ([`gpu_precision`](Self::gpu_precision)): for [`GpuPrecision::Auto`], f64 when `T` is f64 and
+    /// the device has f64 shaders, else f32; an error for [`GpuPrecision::F64`] on a device without
+    /// them or, with `f32_only` (the GPU's operator route), at all.
+    pub fn gpu_arithmetic<T: Real>(&self, info: &DeviceInfo, f32_only: bool) -> Result<Arithmetic> {
+        match self.gpu_precision {
+            GpuPrecision::F32 => Ok(Arithmetic::F32),
+            GpuPrecision::Auto => Ok(
+                if Arithmetic::of::<T>() == Arithmetic::F64 && info.shader_f64 && !f32_only {
+                    Arithmetic::F64
+                } else {
+                    Arithmetic::F32
+                },
+            ),
+            GpuPrecision::F64 if f32_only => Err(Error::Unsupported {
+                detail: "precision f64 on the GPU's operator route, whose kernels are f32 only                          (the CPU runs it in f64: backend cpu)"
+                    .to_string(),
+            }),
+            GpuPrecision::F64 if !info.shader_f64 => Err(Error::Unsupported {
+                detail: format!(
+                    "precision f64 on {} ({}), which has no f64 shaders (SHADER_F64)",
+                    info.name, info.backend
+                ),
+            }),
+            GpuPrecision::F64 => Ok(Arithmetic::F64),
+        }
     }
 
     /// Resolves λ, α, the momentum solver's β and C's norm estimate θ₁ (with the passes over C that
@@ -658,13 +725,40 @@ impl LaePca {
             }
             (gpu, _) => (gpu.filter(|_| c_loop.is_some()), None),
         };
-        // The GPU computes in f32 whatever T is.
-        let (default_tol, eps) = match gpu {
-            Some(_) => (
+        // The GPU's small eigenproblems (auto's, of order SEARCH_BLOCKS·width) run in one workgroup,
+        // split into dispatches of bounded loop iterations; beyond order ~1000 one round alone exceeds
+        // the bound (src/gpu/engine.rs, jacobi_fits), and the loop runs on the CPU instead.
+        let gpu = match gpu {
+            Some(device)
+                if self.solver == Solver::Auto
+                    && !crate::gpu::jacobi_fits(
+                        SEARCH_BLOCKS * width,
+                        device.context().workgroup() as usize,
+                    ) =>
+            {
+                log::warn!(
+                    "the auto solver's projected problem (order {}) is too large for the GPU's \
+                     one-workgroup eigensolver: its loop runs on the CPU",
+                    SEARCH_BLOCKS * width
+                );
+                None
+            }
+            g => g,
+        };
+        // The GPU computes in f32 or f64 (gpu_precision), the CPU in T.
+        let arithmetic = match &gpu {
+            Some(device) => self.gpu_arithmetic::<T>(device.info(), sparse_layout.is_some())?,
+            None => Arithmetic::of::<T>(),
+        };
+        let (default_tol, eps) = match arithmetic {
+            Arithmetic::F32 => (
                 Self::default_tol::<f32>(self.solver),
                 <f32 as Real>::EPSILON,
             ),
-            None => (Self::default_tol::<T>(self.solver), T::EPSILON),
+            Arithmetic::F64 => (
+                Self::default_tol::<f64>(self.solver),
+                <f64 as Real>::EPSILON,
+            ),
         };
         let check_every = checked.check_every;
         let settings = LoopSettings {
@@ -707,31 +801,13 @@ impl LaePca {
         };
         report(Phase::Iterate, 0, None);
         let t_iter = Instant::now();
-        // The GPU's small eigenproblems (auto's, of order SEARCH_BLOCKS·width) run in one workgroup,
-        // split into dispatches of bounded loop iterations; beyond order ~1000 one round alone exceeds
-        // the bound (src/gpu/engine.rs, jacobi_fits), and the loop runs on the CPU instead.
-        let gpu = match gpu {
-            Some(device)
-                if self.solver == Solver::Auto
-                    && !crate::gpu::jacobi_fits(
-                        SEARCH_BLOCKS * width,
-                        device.context().workgroup() as usize,
-                    ) =>
-            {
-                log::warn!(
-                    "the auto solver's projected problem (order {}) is too large for the GPU's \
-                     one-workgroup eigensolver: its loop runs on the CPU",
-                    SEARCH_BLOCKS * width
-                );
-                None
-            }
-            g => g,
-        };
         let run = match &gpu {
             Some(device) => {
                 let ctx = device.context();
                 let mut engine = match (&c_loop, &sparse_layout, p.sparse) {
-                    (Some(c_loop), _, _) => GpuEngine::new(ctx, c_loop, width, check_every)?,
+                    (Some(c_loop), _, _) => {
+                        GpuEngine::new(ctx, c_loop, width, check_every, arithmetic)?
+                    }
                     (None, Some(layout), Some(x)) => GpuEngine::over_sparse(
                         ctx,
                         x,
@@ -839,6 +915,7 @@ impl LaePca {
             },
             solver: self.solver,
             backend,
+            arithmetic,
             adapter,
             loop_stats: out.stats,
             lambda,

@@ -5,7 +5,7 @@
 use crate::cpu::CpuEngine;
 use crate::gpu::kernels::{Family, Kernel, TREE_SUM};
 use crate::gpu::{contract::PARAMS, GpuDevice, GpuEngine};
-use crate::{Real, Result};
+use crate::{Arithmetic, Real, Result};
 use nalgebra::DMatrix;
 
 pub use crate::engine::{
@@ -89,11 +89,23 @@ pub fn gpu_engine<'a>(
     k: usize,
     check_every: usize,
 ) -> Result<Box<dyn Engine + 'a>> {
+    gpu_engine_in(device, c, k, check_every, Arithmetic::F32)
+}
+
+/// [`gpu_engine`] in `arithmetic` (f64 needs a device with f64 shaders).
+pub fn gpu_engine_in<'a>(
+    device: &'a GpuDevice,
+    c: &DMatrix<f64>,
+    k: usize,
+    check_every: usize,
+    arithmetic: Arithmetic,
+) -> Result<Box<dyn Engine + 'a>> {
     Ok(Box::new(GpuEngine::new(
         device.context(),
         c,
         k,
         check_every,
+        arithmetic,
     )?))
 }
 
@@ -107,7 +119,7 @@ pub fn gpu_engine_with_jacobi_budget<'a>(
     check_every: usize,
     jacobi_budget: usize,
 ) -> Result<Box<dyn Engine + 'a>> {
-    let mut engine = GpuEngine::new(device.context(), c, k, check_every)?;
+    let mut engine = GpuEngine::new(device.context(), c, k, check_every, Arithmetic::F32)?;
     engine.set_jacobi_budget(jacobi_budget);
     Ok(Box::new(engine))
 }
@@ -117,8 +129,10 @@ pub fn gpu_engine_with_jacobi_budget<'a>(
 pub struct ShaderFamily {
     /// The file name under shaders/.
     pub file: &'static str,
-    /// The module's WGSL: the file, then the helpers the registry appends to it.
+    /// The module's WGSL in f32: the file, then the helpers the registry appends to it.
     pub source: String,
+    /// The same in f64, for a family written over `Real` (None for the f32-only families).
+    pub source_f64: Option<String>,
     /// The WGSL structs shared with Rust, as Rust lays them out (the parameter struct first).
     pub structs: &'static [StructLayout],
     /// Its kernels.
@@ -142,7 +156,8 @@ pub fn shader_families() -> Vec<ShaderFamily> {
             let info = family.info();
             ShaderFamily {
                 file: info.file,
-                source: family.wgsl(),
+                source: family.wgsl(Arithmetic::F32),
+                source_f64: info.generic.then(|| family.wgsl(Arithmetic::F64)),
                 structs: info.structs,
                 kernels: Kernel::ALL
                     .iter()

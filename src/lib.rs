@@ -61,7 +61,8 @@ pub use error::{Error, Result};
 pub use fit::FeatureBlocks;
 pub use gpu::{devices, DeviceInfo, GpuDevice};
 pub use params::{
-    Backend, CheckedParams, LaePca, Method, Phase, Progress, ProgressHook, DEFAULT_MAX_ITER,
+    Arithmetic, Backend, CheckedParams, GpuPrecision, LaePca, Method, Phase, Progress,
+    ProgressHook, DEFAULT_MAX_ITER,
 };
 pub use real::Real;
 pub use result::{Fit, Projection, Timings};

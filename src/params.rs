@@ -71,6 +71,91 @@ impl PartialEq for CancelFlag {
     }
 }
 
+/// The arithmetic of a fit's loop: f32 or f64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arithmetic {
+    /// IEEE single precision.
+    F32,
+    /// IEEE double precision.
+    F64,
+}
+
+impl Arithmetic {
+    /// "f32" or "f64".
+    pub fn name(self) -> &'static str {
+        match self {
+            Arithmetic::F32 => "f32",
+            Arithmetic::F64 => "f64",
+        }
+    }
+
+    /// The bytes of one value.
+    pub fn bytes(self) -> usize {
+        match self {
+            Arithmetic::F32 => 4,
+            Arithmetic::F64 => 8,
+        }
+    }
+
+    /// The unit roundoff's double: the distance from 1 to the next value.
+    pub fn epsilon(self) -> f64 {
+        match self {
+            Arithmetic::F32 => f32::EPSILON as f64,
+            Arithmetic::F64 => f64::EPSILON,
+        }
+    }
+
+    /// The arithmetic of the data type `T`.
+    pub fn of<T: crate::Real>() -> Self {
+        if T::EPSILON < f32::EPSILON as f64 {
+            Arithmetic::F64
+        } else {
+            Arithmetic::F32
+        }
+    }
+}
+
+/// The arithmetic a GPU loop runs in ([`LaePca::gpu_precision`]; the CPU always computes in the
+/// data's precision).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GpuPrecision {
+    /// f64 for f64 data where the device has f64 shaders (wgpu's SHADER_F64: Vulkan and DX12 on most
+    /// desktop and data-centre GPUs, Mesa's lavapipe; not Metal, not GL), else f32.
+    #[default]
+    Auto,
+    /// f32 whatever the data.
+    F32,
+    /// f64 whatever the data: an error ([`Error::Unsupported`](crate::Error::Unsupported)) on a device
+    /// without f64 shaders, or on the GPU's operator route (f32 only).
+    F64,
+}
+
+impl GpuPrecision {
+    /// The option's name (as the command line spells it).
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuPrecision::Auto => "auto",
+            GpuPrecision::F32 => "f32",
+            GpuPrecision::F64 => "f64",
+        }
+    }
+}
+
+impl std::str::FromStr for GpuPrecision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(GpuPrecision::Auto),
+            "f32" => Ok(GpuPrecision::F32),
+            "f64" => Ok(GpuPrecision::F64),
+            _ => Err(format!(
+                "unknown precision '{s}' (expected auto, f32 or f64)"
+            )),
+        }
+    }
+}
+
 /// Where the iterations run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -78,7 +163,8 @@ pub enum Backend {
     /// The CPU engine (nalgebra), in the precision of the data (f32 or f64).
     #[default]
     Cpu,
-    /// A GPU through wgpu (Vulkan, Metal, DX12), in f32. An error when no adapter exists.
+    /// A GPU through wgpu (Vulkan, Metal, DX12), in f32, or in f64 where the device can
+    /// ([`LaePca::gpu_precision`]). An error when no adapter exists.
     Gpu,
     /// The GPU when a hardware adapter exists (a software one only when named with
     /// [`LaePca::adapter`] or `WGPU_ADAPTER_NAME`, or handed over with [`LaePca::device`]), else the
@@ -207,6 +293,7 @@ pub struct LaePca {
     pub(crate) cancel: Option<CancelFlag>,
     pub(crate) warm_start: Option<nalgebra::DMatrix<f64>>,
     pub(crate) device: Option<crate::GpuDevice>,
+    pub(crate) gpu_precision: GpuPrecision,
 }
 
 impl LaePca {
@@ -231,6 +318,7 @@ impl LaePca {
             cancel: None,
             warm_start: None,
             device: None,
+            gpu_precision: GpuPrecision::Auto,
         }
     }
     /// The iteration to run.
@@ -325,6 +413,14 @@ impl LaePca {
     /// device; with one, fits reuse its device and compiled kernels. [`Backend::Cpu`] ignores it.
     pub fn device(mut self, device: crate::GpuDevice) -> Self {
         self.device = Some(device);
+        self
+    }
+    /// The arithmetic of a GPU loop (default [`GpuPrecision::Auto`]: f64 for f64 data where the device
+    /// has f64 shaders). An f64 GPU fit accumulates C on the CPU in f64 (the GPU's Gram kernel is f32
+    /// only) and runs its loop on the GPU in f64; [`Fit::arithmetic`](crate::Fit::arithmetic) says
+    /// which ran. The CPU ignores it (it computes in the data's precision).
+    pub fn gpu_precision(mut self, precision: GpuPrecision) -> Self {
+        self.gpu_precision = precision;
         self
     }
     /// Whether to remove each feature's mean (default true).

@@ -74,6 +74,10 @@ pub struct Fit<T: Real> {
     pub solver: Solver,
     /// The backend that ran (never `Auto`).
     pub backend: Backend,
+    /// The arithmetic of the loop: the data's on the CPU; on the GPU f32, or f64 where
+    /// [`LaePca::gpu_precision`](crate::LaePca::gpu_precision) and the device allow (then C was
+    /// accumulated on the CPU in f64).
+    pub arithmetic: crate::Arithmetic,
     /// How C was applied: [`Method::Gram`](crate::Method::Gram),
     /// [`Method::GramT`](crate::Method::GramT) or [`Method::Operator`](crate::Method::Operator) (never
     /// `Auto`).

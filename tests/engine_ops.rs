@@ -17,10 +17,10 @@ mod common;
 
 use common::have_gpu;
 use laepca::internals::{
-    cpu_engine, gpu_engine, gpu_engine_with_jacobi_budget, Coef, Engine, Scalar, Tall,
-    MAX_COMBINE_TERMS, MAX_SCALARS, MAX_STOP_PAIRS, MAX_UNREAD_CHECKS, SEARCH_BLOCKS,
+    cpu_engine, gpu_engine, gpu_engine_in, gpu_engine_with_jacobi_budget, Coef, Engine, Scalar,
+    Tall, MAX_COMBINE_TERMS, MAX_SCALARS, MAX_STOP_PAIRS, MAX_UNREAD_CHECKS, SEARCH_BLOCKS,
 };
-use laepca::{EngineStats, Error, GpuDevice};
+use laepca::{Arithmetic, EngineStats, Error, GpuDevice};
 use nalgebra::{DMatrix, SymmetricEigen};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -45,7 +45,8 @@ fn random_c(m: usize) -> DMatrix<f64> {
     (&a + a.transpose()).map(|v| (v / 2.0) as f32 as f64)
 }
 
-/// Runs `f` on each engine (name, engine): CPU f64, CPU f32, and the GPU when there is one.
+/// Runs `f` on each engine (name, engine): CPU f64, CPU f32, and the GPU when there is one (in f32,
+/// and in f64 where it has f64 shaders; the f32 bounds hold for both).
 fn each_engine(check_every: usize, f: impl FnMut(&str, &mut dyn Engine)) {
     each_engine_sized(M, K, check_every, f)
 }
@@ -66,6 +67,11 @@ fn each_engine_sized(
     if let Some(device) = &device {
         let gpu = gpu_engine(device, &c, k, check_every).expect("the GPU engine");
         engines.push(("gpu", gpu));
+        if device.info().shader_f64 {
+            let gpu = gpu_engine_in(device, &c, k, check_every, Arithmetic::F64)
+                .expect("the GPU engine in f64");
+            engines.push(("gpu f64", gpu));
+        }
     }
     for (name, engine) in &mut engines {
         f(name, engine.as_mut());
@@ -698,8 +704,8 @@ fn the_gpu_engine_dispatches_once_per_operation_and_the_cpu_engine_counts_nothin
         e.mul_small_sub(out, other, tx, s);
         let operations = 17;
         let counted = e.stats() - before;
-        if name == "gpu" {
-            assert_eq!(counted.dispatches, operations, "dispatches");
+        if name.starts_with("gpu") {
+            assert_eq!(counted.dispatches, operations, "{name}: dispatches");
         } else {
             assert_eq!(e.stats(), EngineStats::default(), "{name}");
         }
@@ -810,6 +816,82 @@ fn every_engine_enforces_the_same_limits() {
             "{name}: {short:?}"
         );
     });
+}
+
+/// The GPU engine in f64 computes in f64: its products, its k x k inverse and its stopping quantity are
+/// within the f64 bounds (the module's bounds with f64's ε), which f32 arithmetic misses by ~10⁹.
+#[test]
+fn the_gpu_f64_engine_computes_in_f64() {
+    if !have_gpu() {
+        return;
+    }
+    let device = GpuDevice::open(None).unwrap();
+    let eps64 = f64::EPSILON;
+    // Inputs with all 53 bits (not rounded to f32), so that f32 arithmetic would show.
+    let mut rng = laepca::rng::Rng::new(9);
+    let c = {
+        let a = DMatrix::from_fn(M, M, |_, _| rng.normal());
+        (&a + a.transpose()) / 2.0
+    };
+    let x = DMatrix::from_fn(M, K, |_, _| rng.normal());
+    if !device.info().shader_f64 {
+        // (WGPU_BACKEND=gl: no f64 shaders) an f64 engine is refused, not run in f32.
+        let e = gpu_engine_in(&device, &c, K, 1, Arithmetic::F64);
+        assert!(matches!(e, Err(Error::Unsupported { .. })), "{:?}", e.err());
+        return;
+    }
+    let mut e = gpu_engine_in(&device, &c, K, 1, Arithmetic::F64).expect("the GPU engine in f64");
+    let e = e.as_mut();
+    let (tx, out) = (tall(e, &x), e.new_tall());
+    assert_eq!(download(e, tx), x, "the upload keeps every bit");
+    e.c_mul(tx, out);
+    let bound = c.abs() * x.abs() * (M as f64 * eps64);
+    assert_within(
+        "c_mul in f64",
+        "gpu f64",
+        &download(e, out),
+        &(&c * &x),
+        &bound,
+    );
+    // (xᵀx + shift·I)⁻¹ through mul_small: x·inverse, against the f64 reference; the shift has more
+    // bits than f32 holds. Bound: the inverse's condition times a few ulps, generously.
+    let shift = 0.1 + 1e-12;
+    let g = x.transpose() * &x + DMatrix::identity(K, K) * shift;
+    let inverse = g.clone().try_inverse().unwrap();
+    let s = e.new_small();
+    let inv = e.new_small();
+    e.inner(tx, tx, s);
+    e.inverse_spd(s, shift, inv);
+    e.mul_small(tx, inv, out);
+    let want = &x * &inverse;
+    let eig = SymmetricEigen::new(g).eigenvalues;
+    let cond = eig.max() / eig.min();
+    let got = download(e, out);
+    let error = (&got - &want).abs().max() / want.abs().max();
+    assert!(
+        error <= 1e3 * cond * eps64,
+        "x (xᵀx + shift)⁻¹ in f64: relative error {error:e} (condition {cond:.1})"
+    );
+    // A constant coefficient with more bits than f32 holds: out = (1 + 2⁻⁴⁰)·x.
+    let coefficient = 1.0 + 2f64.powi(-40);
+    e.combine(out, &[(Coef::Const(coefficient), tx)]);
+    let scaled = download(e, out);
+    assert_within(
+        "combine with an f64 constant",
+        "gpu f64",
+        &scaled,
+        &(&x * coefficient),
+        &(x.abs() * (2.0 * eps64)),
+    );
+    // The stopping quantity ‖out − x‖ = 2⁻⁴⁰‖x‖, read back in f64 (each element of out is rounded,
+    // by at most 2⁻⁵³ of x's: 2⁻¹³ of the difference; in f32 out would be x and the quantity 0).
+    e.record_stop(&[(out, tx)]);
+    let q = e.check().expect("check")[0];
+    let want = 2f64.powi(-40) * x.norm();
+    assert!(
+        (q - want).abs() <= 2f64.powi(-12) * want,
+        "the stopping quantity in f64: {q:e} against {want:e}"
+    );
 }
 
 /// Where the device has timestamp queries, the GPU engine times its compute passes; more passes than

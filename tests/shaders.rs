@@ -17,6 +17,12 @@
 //! Every failure names the file, the entry point, the `WG` value and the
 //! backend, and a file's failures are all reported together.
 //!
+//! The families written over the scalar type `Real` are checked a second
+//! time as the registry compiles them in f64: validated with
+//! `Capabilities::FLOAT64` only, and translated to SPIR-V and HLSL, the
+//! languages of the backends with f64 shaders (Vulkan, DX12; Metal and GL
+//! ES have no f64, and laepca runs f32 there).
+//!
 //! The sources are the modules the kernel registry compiles (each family's
 //! file with the helpers appended to it), taken from the crate. The same
 //! module's reflection is also compared with the Rust side of the contract:
@@ -62,17 +68,21 @@ fn error_chain(error: &dyn Error) -> String {
     text
 }
 
-/// Parses and validates `source`; `Err` holds naga's diagnostic.
-fn parse_and_validate(file: &str, source: &str) -> Result<(Module, ModuleInfo), String> {
+/// Parses and validates `source` with `capabilities` (none for f32); `Err` holds naga's diagnostic.
+fn parse_and_validate_with(
+    file: &str,
+    source: &str,
+    capabilities: Capabilities,
+) -> Result<(Module, ModuleInfo), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| {
         format!(
             "{file}: WGSL parse failed:\n{}",
             e.emit_to_string_with_path(source, file)
         )
     })?;
-    // Capabilities::empty(): a portable WebGPU compute shader needs no
+    // Capabilities::empty() for f32: a portable WebGPU compute shader needs no
     // optional capability (no f64, f16, subgroups, immediates, ...).
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    let info = Validator::new(ValidationFlags::all(), capabilities)
         .validate(&module)
         .map_err(|e| {
             format!(
@@ -185,9 +195,18 @@ const BACKENDS: &[(&str, Backend)] = &[
     ("GLSL ES 310", to_glsl),
 ];
 
-/// Runs every check on one shader and returns its failures (empty: all good).
-fn check_shader(file: &str, source: &str) -> Vec<String> {
-    let (module, info) = match parse_and_validate(file, source) {
+/// The backends of the f64 modules: those whose shading languages have f64.
+const F64_BACKENDS: &[(&str, Backend)] = &[("SPIR-V", to_spirv), ("HLSL SM 5.1", to_hlsl)];
+
+/// Runs every check on one shader, validated with `capabilities` and translated for `backends`, and
+/// returns its failures (empty: all good).
+fn check_shader(
+    file: &str,
+    source: &str,
+    capabilities: Capabilities,
+    backends: &[(&str, Backend)],
+) -> Vec<String> {
+    let (module, info) = match parse_and_validate_with(file, source, capabilities) {
         Ok(parsed) => parsed,
         Err(message) => return vec![message],
     };
@@ -267,7 +286,7 @@ fn check_shader(file: &str, source: &str) -> Vec<String> {
                     ));
                 }
             }
-            for (backend, translate) in BACKENDS {
+            for (backend, translate) in backends {
                 if let Err(e) = translate(&resolved_module, &resolved_info, entry) {
                     failures.push(format!(
                         "{file}: entry point `{entry}` ({label}): {backend} translation failed: {e}"
@@ -289,7 +308,16 @@ fn family(file: &str) -> ShaderFamily {
 
 fn assert_shader_ok(file: &str) {
     let family = family(file);
-    let failures = check_shader(file, &family.source);
+    let mut failures = check_shader(file, &family.source, Capabilities::empty(), BACKENDS);
+    if let Some(source) = &family.source_f64 {
+        let f64_file = format!("{file} (f64)");
+        failures.extend(check_shader(
+            &f64_file,
+            source,
+            Capabilities::FLOAT64,
+            F64_BACKENDS,
+        ));
+    }
     assert!(
         failures.is_empty(),
         "{} failure(s) in shaders/{file}:\n{}",
@@ -404,10 +432,30 @@ fn used_bindings(module: &Module, info: &ModuleInfo, entry: usize) -> Vec<(u32, 
     used
 }
 
-/// Where a family's module differs from the Rust side of its contract.
+/// Where a family's modules (f32, and f64 where it has one) differ from the Rust side of its contract.
 fn contract_failures(family: &ShaderFamily) -> Vec<String> {
-    let file = family.file;
-    let (module, info) = match parse_and_validate(file, &family.source) {
+    let mut failures =
+        module_contract_failures(family, family.file, &family.source, Capabilities::empty());
+    if let Some(source) = &family.source_f64 {
+        let file = format!("{} (f64)", family.file);
+        failures.extend(module_contract_failures(
+            family,
+            &file,
+            source,
+            Capabilities::FLOAT64,
+        ));
+    }
+    failures
+}
+
+/// Where one module of a family differs from the Rust side of its contract.
+fn module_contract_failures(
+    family: &ShaderFamily,
+    file: &str,
+    source: &str,
+    capabilities: Capabilities,
+) -> Vec<String> {
+    let (module, info) = match parse_and_validate_with(file, source, capabilities) {
         Ok(parsed) => parsed,
         Err(message) => return vec![message],
     };
@@ -509,4 +557,53 @@ fn update_wgsl() {
 #[test]
 fn sparse_wgsl() {
     assert_shader_ok("sparse.wgsl");
+}
+
+/// A family written over `Real` holds every float array it binds or shares in the registry's scalar
+/// type: f32 values in its f32 module, f64 in its f64 module (a buffer left as f32 in an f64 kernel
+/// would bind an f64 buffer as f32 values).
+#[test]
+fn generic_families_hold_their_float_arrays_in_the_scalar_type() {
+    let float_widths = |file: &str, source: &str, caps| -> Vec<(String, u8)> {
+        let (module, _) = parse_and_validate_with(file, source, caps).unwrap();
+        module
+            .global_variables
+            .iter()
+            .filter_map(|(_, var)| {
+                let naga::TypeInner::Array { base, .. } = module.types[var.ty].inner else {
+                    return None;
+                };
+                match module.types[base].inner {
+                    naga::TypeInner::Scalar(s) | naga::TypeInner::Vector { scalar: s, .. }
+                        if s.kind == naga::ScalarKind::Float =>
+                    {
+                        Some((var.name.clone().unwrap_or_default(), s.width))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    };
+    let mut generic = 0;
+    for family in shader_families() {
+        let Some(source_f64) = &family.source_f64 else {
+            continue;
+        };
+        generic += 1;
+        let f32_arrays = float_widths(family.file, &family.source, Capabilities::empty());
+        let f64_arrays = float_widths(family.file, source_f64, Capabilities::FLOAT64);
+        assert!(!f32_arrays.is_empty(), "{}: no float array", family.file);
+        assert!(
+            f32_arrays.iter().all(|(_, w)| *w == 4),
+            "{}: {f32_arrays:?}",
+            family.file
+        );
+        assert!(
+            f64_arrays.iter().all(|(_, w)| *w == 8),
+            "{} (f64): {f64_arrays:?}",
+            family.file
+        );
+    }
+    // matmul, small, update, reduce, eigen.
+    assert_eq!(generic, 5);
 }

@@ -12,7 +12,7 @@ use crate::problems::{Case, Data, Problem, Reference};
 use crate::report::{Curve, CurvePoint, ProblemJson, Row};
 use crate::table::emit_row;
 use crate::table::{table_header, table_rule};
-use laepca::{Backend, GpuDevice, GramStats, LaePca, Solver};
+use laepca::{Backend, GpuDevice, GpuPrecision, GramStats, LaePca, Solver};
 use nalgebra::DMatrix;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -225,7 +225,8 @@ fn laepca_row(cx: &mut Ctx, sh: &Shared, backend: Backend, solver: Solver) -> Ro
     };
     let mut b = p.builder(solver).backend(backend).max_iter(max_iter);
     if let (true, Some(d)) = (is_gpu, &cx.device) {
-        b = b.device(d.clone());
+        // The GPU rows measure the f32 path (the one with a GPU Gram kernel), f64 data included.
+        b = b.device(d.clone()).gpu_precision(GpuPrecision::F32);
     }
     let res = measure(cx.plan.runs, cx.plan.slow_s, || {
         let o = data.fit(&b, n, m).map_err(|e| e.to_string())?;

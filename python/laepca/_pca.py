@@ -45,7 +45,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         without an adapter.
     precision : {"auto", "float32", "float64"}, default="auto"
         The dtype the data is fitted in: ``"auto"`` keeps float32 as float32 and anything else as
-        float64. The GPU computes in float32 whatever this is; the attributes have this dtype.
+        float64. The GPU's loop computes in float64 for float64 where the device has f64 shaders
+        (``arithmetic_`` says), else in float32; the attributes have this dtype.
     lambda_ : float or None, default=None
         The L2 weight, on the scale of ``C = X_cᵀ X_c`` (it must stay below the k-th squared singular
         value). None: the library's default (half a lower bound of it).
@@ -87,6 +88,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``"cpu"`` or ``"gpu"``: where the fit ran.
     adapter_ : str or None
         The GPU adapter's name.
+    arithmetic_ : str
+        ``"float32"`` or ``"float64"``: the arithmetic of the solver loop (the data's on the CPU).
     timings_ : dict
         Seconds spent in each phase of the fit (gram, setup, iterate, finish, upload, readback, total).
 
@@ -322,6 +325,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.converged_ = r["converged"]
         self.stalled_ = r["stalled"]
         self.backend_ = r["backend"]
+        self.arithmetic_ = r["arithmetic"]
         self.adapter_ = r["adapter"]
         self.timings_ = r["timings"]
         # The discarded directions' mean variance, from the total variance (scikit-learn's formula for

@@ -162,6 +162,11 @@ fn fit_to_py<'py, T: Real + Element>(
     d.set_item("converged", fit.converged)?;
     d.set_item("stalled", fit.stalled)?;
     d.set_item("backend", fit.backend.name())?;
+    let arithmetic = match fit.arithmetic {
+        laepca::Arithmetic::F32 => "float32",
+        laepca::Arithmetic::F64 => "float64",
+    };
+    d.set_item("arithmetic", arithmetic)?;
     d.set_item("method", fit.method.name())?;
     d.set_item("method_reason", fit.method_reason.as_str())?;
     d.set_item("adapter", fit.adapter.as_ref().map(|a| a.name.clone()))?;

@@ -174,7 +174,11 @@ def test_gpu_backend_agrees_with_the_cpu(rng):
     gpu = PCA(3, backend="gpu", random_state=0).fit(X)
     cpu = PCA(3, backend="cpu", random_state=0).fit(X)
     assert gpu.backend_ == "gpu" and gpu.adapter_
-    # The GPU computes in float32: directions to ~1e-5 for gaps of 25 %.
+    # float64 data: the GPU's loop in float64 where the adapter has f64 shaders (lavapipe has), else
+    # float32; float32 data always in float32; the CPU in the data's dtype.
+    assert gpu.arithmetic_ in ("float32", "float64") and cpu.arithmetic_ == "float64"
+    assert PCA(3, backend="gpu", random_state=0).fit(X.astype(np.float32)).arithmetic_ == "float32"
+    # The GPU in float32 (directions to ~1e-5 for gaps of 25 %) or float64.
     from conftest import largest_angle
 
     assert largest_angle(gpu.components_, cpu.components_) < 1e-4

@@ -275,6 +275,7 @@ fn model(args: &FitArgs) -> LaePca {
         .solver(args.solver)
         .seed(args.seed)
         .backend(args.backend)
+        .gpu_precision(args.precision)
         .center(!args.no_center)
         .max_iter(args.max_iter)
         .lambda(args.lambda)
@@ -319,7 +320,7 @@ fn accumulate<T: Real>(
 ) -> Result<(GramStats, Duration, Duration, Option<Duration>), Failure> {
     // The builder's backend is decided: the accumulation runs on the device the fit will use.
     let mut acc = model
-        .accumulator_for(reader.cols(), reader.rows())
+        .gram_accumulator::<T>(reader.cols(), Some(reader.rows()))
         .map_err(|e| match e {
             Error::TooLarge { .. } => data_error(e, reader),
             e => Failure(format!("cannot use the GPU (--backend gpu): {e}")),
@@ -490,7 +491,9 @@ fn write_and_report<T: Real>(
     // The operator route forms no C: its set-up (the means and the diagonal of C) ran on the CPU.
     let gram_backend = match fit.method {
         Method::Operator => Backend::Cpu,
-        _ => model.requested_backend(),
+        _ => model
+            .gram_backend::<T>()
+            .unwrap_or(model.requested_backend()),
     };
     let summary = Summary {
         laepca_version: env!("CARGO_PKG_VERSION"),
@@ -689,6 +692,8 @@ fn run_json<T: Real>(
         solver_requested: args.solver.name().to_string(),
         backend: fit.backend.name().to_string(),
         backend_requested: args.backend.name().to_string(),
+        arithmetic: fit.arithmetic.name(),
+        precision_requested: args.precision.name(),
         method: fit.method.name().to_string(),
         method_requested: args.method.name().to_string(),
         method_reason: fit.method_reason.clone(),

@@ -83,6 +83,11 @@ pub struct FitArgs {
     /// --adapter or WGPU_ADAPTER_NAME, else the CPU; the library decides), gpu or cpu
     #[arg(long, value_name = "BACKEND", default_value = "auto")]
     pub backend: Backend,
+    /// The arithmetic of a GPU loop: auto (f64 for an f64 file where the device has f64 shaders, else
+    /// f32), f32, or f64 (an error on a device without f64 shaders); an f64 GPU fit accumulates C on
+    /// the CPU in f64. The CPU computes in the file's precision
+    #[arg(long, value_name = "PRECISION", default_value = "auto")]
+    pub precision: laepca::GpuPrecision,
     /// The GPU adapter to use: the first whose name contains this text (see `laepca devices`)
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,

@@ -518,7 +518,7 @@ pub struct DataJson {
     pub layout: &'static str,
     /// Whether the means were removed.
     pub center: bool,
-    /// The float type of the fit on the CPU (the GPU computes in f32).
+    /// The file's float type: the CPU's arithmetic (`run.arithmetic` says the loop's).
     pub precision: &'static str,
 }
 
@@ -533,6 +533,10 @@ pub struct RunJson {
     pub backend: String,
     /// The backend asked for.
     pub backend_requested: String,
+    /// The solver loop's arithmetic, "f32" or "f64" (on the GPU by --precision and the device).
+    pub arithmetic: &'static str,
+    /// The GPU precision asked for (--precision).
+    pub precision_requested: &'static str,
     /// How C was applied: "gram" (formed) or "operator" (from the sparse data at each product).
     pub method: String,
     /// The method asked for (--method).

@@ -116,8 +116,31 @@ wgsl_struct! {
     pub struct SmallParams {
         /// The order k.
         k: u32,
-        /// The shift added to the diagonal.
-        shift: f32,
+        /// The shift added to the diagonal, as the f32 sum `shift_hi + shift_lo` ([`split_f64`]).
+        shift_hi: f32,
+        /// The shift's second part.
+        shift_lo: f32,
+        /// Padding.
+        _pad0: u32,
+    }
+}
+
+wgsl_struct! {
+    /// update.wgsl: one term of `combine`.
+    pub struct CombineTerm {
+        /// 0: the constant `value_hi + value_lo`; 1: scalars[num] / scalars[den]; 2: −scalars[num] /
+        /// scalars[den].
+        kind: u32,
+        /// The constant (kind 0), as the f32 sum `value_hi + value_lo` ([`split_f64`]).
+        value_hi: f32,
+        /// The numerator's scalar (kinds 1, 2).
+        num: u32,
+        /// The denominator's scalar (kinds 1, 2).
+        den: u32,
+        /// 0..3: the bindings t0..t3; [`COMBINE_SOURCE_OUT`]: `out` itself.
+        source: u32,
+        /// The constant's second part.
+        value_lo: f32,
         /// Padding.
         _pad0: u32,
         /// Padding.
@@ -125,26 +148,18 @@ wgsl_struct! {
     }
 }
 
-wgsl_struct! {
-    /// update.wgsl: one term of `combine`.
-    pub struct CombineTerm {
-        /// 0: the constant `value`; 1: scalars[num] / scalars[den]; 2: −scalars[num] / scalars[den].
-        kind: u32,
-        /// The constant (kind 0).
-        value: f32,
-        /// The numerator's scalar (kinds 1, 2).
-        num: u32,
-        /// The denominator's scalar (kinds 1, 2).
-        den: u32,
-        /// 0..3: the bindings t0..t3; [`COMBINE_SOURCE_OUT`]: `out` itself.
-        source: u32,
-        /// Padding.
-        _pad0: u32,
-        /// Padding.
-        _pad1: u32,
-        /// Padding.
-        _pad2: u32,
-    }
+/// A coefficient for the kernels as two f32 values whose sum is `v` to ~48 bits: `hi` is `v` rounded
+/// to f32 and `lo` the rest, rounded. An f64 kernel adds them in f64 (`f64(hi) + f64(lo)`, within
+/// ~2⁻⁴⁸ of `v`); an f32 kernel's `hi + lo` rounds back to `hi` (|lo| is at most half an ulp of
+/// `hi`, and a tie rounds to `hi`, which is then even), the value it always used.
+pub fn split_f64(v: f64) -> (f32, f32) {
+    let hi = v as f32;
+    let lo = if hi.is_finite() {
+        (v - hi as f64) as f32
+    } else {
+        0.0
+    };
+    (hi, lo)
 }
 
 /// [`CombineTerm::source`] of a term that reads the output buffer in place.

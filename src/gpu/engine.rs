@@ -5,8 +5,9 @@
 //! the loop creates no buffer per iteration.
 
 use super::contract::{
-    eigen, matmul, reduce, small, sparse, update, Binding, CombineTerm, EigenParams, MatmulParams,
-    ReduceParams, SmallParams, SparseParams, UpdateParams, WgslStruct, COMBINE_SOURCE_OUT, PARAMS,
+    eigen, matmul, reduce, small, sparse, split_f64, update, Binding, CombineTerm, EigenParams,
+    MatmulParams, ReduceParams, SmallParams, SparseParams, UpdateParams, WgslStruct,
+    COMBINE_SOURCE_OUT, PARAMS,
 };
 use super::kernels::Kernel;
 use super::sparse::{SparseLayout, SparseOnDevice};
@@ -17,6 +18,7 @@ use crate::engine::{
     MAX_SCALARS, MAX_UNREAD_CHECKS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
 };
 use crate::error::{Error, Result};
+use crate::Arithmetic;
 use nalgebra::DMatrix;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -69,8 +71,41 @@ enum Multiplier {
     Sparse(SparseOnDevice),
 }
 
+/// A value type of the device's buffers: f32 or f64.
+trait DeviceScalar: bytemuck::Pod {
+    fn from_f64(v: f64) -> Self;
+}
+
+impl DeviceScalar for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl DeviceScalar for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+/// The values of a read-back buffer of `arithmetic` values, as f64.
+fn decode(bytes: &[u8], arithmetic: Arithmetic) -> Vec<f64> {
+    match arithmetic {
+        Arithmetic::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes")) as f64)
+            .collect(),
+        Arithmetic::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_ne_bytes(b.try_into().expect("8 bytes")))
+            .collect(),
+    }
+}
+
 pub(crate) struct GpuEngine<'a> {
     ctx: &'a GpuContext,
+    /// The arithmetic of its buffers and kernels.
+    arithmetic: Arithmetic,
     m: usize,
     mp: usize,
     k: usize,
@@ -111,70 +146,52 @@ pub(crate) struct GpuEngine<'a> {
 }
 
 impl<'a> GpuEngine<'a> {
-    /// An engine over C (f64, m x m; sent once as f32) for k components, checking at most every
-    /// `check_every` iterations.
+    /// An engine over C (f64, m x m; sent once in `arithmetic`) for k components, checking at most
+    /// every `check_every` iterations. f64 needs a device with f64 shaders
+    /// ([`DeviceInfo::shader_f64`](super::DeviceInfo::shader_f64)).
     pub fn new(
         ctx: &'a GpuContext,
         c: &DMatrix<f64>,
         k: usize,
         check_every: usize,
+        arithmetic: Arithmetic,
     ) -> Result<Self> {
         let start = Instant::now();
+        if arithmetic == Arithmetic::F64 && !ctx.info.shader_f64 {
+            return Err(Error::Unsupported {
+                detail: format!(
+                    "an f64 loop on {}, which has no f64 shaders (SHADER_F64)",
+                    ctx.info.name
+                ),
+            });
+        }
         let m = c.nrows();
-        let layout = ctx.panels(m)?;
-        // C's panels, and one panel twice on the host while it is uploaded (its f32 copy and wgpu's
-        // staging of it).
+        let layout = ctx.panels_of(m, arithmetic)?;
+        let bytes = arithmetic.bytes();
+        let ty = arithmetic.name();
+        // C's panels, and one panel twice on the host while it is uploaded (its copy in the device's
+        // arithmetic and wgpu's staging of it).
         let mp64 = padded(m) as u64;
         ctx.check_device_memory(
-            || format!("n_features = {m}: C in f32 on the software GPU"),
+            || format!("n_features = {m}: C in {ty} on the software GPU"),
             mp64.checked_mul(mp64 + 2 * layout.max_rows() as u64)
-                .and_then(|e| e.checked_mul(4)),
+                .and_then(|e| e.checked_mul(bytes as u64)),
         )?;
         let mp = padded(m);
-        let tall_bytes = (mp * k * 4) as u64;
+        let tall_bytes = (mp * k * bytes) as u64;
         ctx.check_binding(
             m,
             || format!("a block of {k} columns of m values"),
             tall_bytes,
         )?;
-        let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
-        // One panel at a time: the host holds one panel's f32 copy, not all of C's.
-        let mut c_panels = Vec::with_capacity(layout.count());
-        let mut rows_f32 = crate::alloc::filled(
-            || format!("a panel of C ({} x {mp} f32)", layout.max_rows()),
-            layout.max_rows().checked_mul(mp),
-            None,
-            0f32,
-        )?;
-        for (row0, rows) in layout.iter() {
-            let panel = ctx.buffer("C panel", (rows * mp * 4) as u64, storage);
-            let values = &mut rows_f32[..rows * mp];
-            // Row i of C is column i (C is symmetric): contiguous in the column-major matrix.
-            for (r, row) in values.chunks_exact_mut(mp).enumerate() {
-                let i = row0 + r;
-                if i < m {
-                    for (v, &x) in row.iter_mut().zip(c.column(i).iter()) {
-                        *v = x as f32;
-                    }
-                    row[m..].fill(0.0);
-                } else {
-                    row.fill(0.0);
-                }
-            }
-            ctx.queue
-                .write_buffer(&panel, 0, bytemuck::cast_slice(values));
-            if layout.count() > 1 {
-                // Let wgpu's staging copy of this panel go before the next is made.
-                ctx.queue.submit([]);
-                ctx.device
-                    .poll(wgpu::PollType::wait_indefinitely())
-                    .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-            }
-            c_panels.push((row0, rows, panel));
-        }
+        let c_panels = match arithmetic {
+            Arithmetic::F32 => upload_panels::<f32>(ctx, c, &layout)?,
+            Arithmetic::F64 => upload_panels::<f64>(ctx, c, &layout)?,
+        };
         let panel_count = c_panels.len();
         Self::with(
             ctx,
+            arithmetic,
             m,
             k,
             check_every,
@@ -204,8 +221,10 @@ impl<'a> GpuEngine<'a> {
         )?;
         let on_device = SparseOnDevice::upload(ctx, x, layout, mean, c_norm, k)?;
         let made = on_device.buffers();
+        // The sparse kernels are f32 only.
         Self::with(
             ctx,
+            Arithmetic::F32,
             m,
             k,
             check_every,
@@ -217,8 +236,10 @@ impl<'a> GpuEngine<'a> {
 
     /// The engine around its multiplier (`made`: the buffers the multiplier made), its upload begun at
     /// `start`.
+    #[allow(clippy::too_many_arguments)]
     fn with(
         ctx: &'a GpuContext,
+        arithmetic: Arithmetic,
         m: usize,
         k: usize,
         check_every: usize,
@@ -227,6 +248,7 @@ impl<'a> GpuEngine<'a> {
         start: Instant,
     ) -> Result<Self> {
         let mp = padded(m);
+        let bytes = arithmetic.bytes();
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
         let timer = PassTimer::new(ctx, "loop pass times", TIMED_PASSES);
         let timer_buffers = if timer.is_some() {
@@ -238,9 +260,10 @@ impl<'a> GpuEngine<'a> {
         let checks = CallCheck::new(check_every);
         let history_bytes = (checks.record_capacity() as u64)
             .saturating_add(1)
-            .saturating_mul(4);
+            .saturating_mul(bytes as u64);
         let engine = GpuEngine {
             ctx,
+            arithmetic,
             m,
             mp,
             k,
@@ -250,11 +273,11 @@ impl<'a> GpuEngine<'a> {
             projected: Vec::new(),
             eigen_work: None,
             jacobi_budget: JACOBI_DISPATCH_BUDGET,
-            scalars: ctx.buffer("scalars", (MAX_SCALARS * 4) as u64, storage),
+            scalars: ctx.buffer("scalars", (MAX_SCALARS * bytes) as u64, storage),
             history: ctx.buffer("history", history_bytes, storage),
             history_staging: std::array::from_fn(|_| ctx.staging(history_bytes)),
             unread: std::collections::VecDeque::new(),
-            weights_staging: ctx.staging((mp * k * 4) as u64),
+            weights_staging: ctx.staging((mp * k * bytes) as u64),
             checks,
             dummy: ctx.buffer("unused binding", 16, U::STORAGE),
             encoder: None,
@@ -329,7 +352,7 @@ impl<'a> GpuEngine<'a> {
             bindings.iter().map(|&(b, buf)| (b.number, buf)).collect(),
             bytemuck::bytes_of(params).to_vec(),
         );
-        let compiled = self.ctx.pipeline(kernel);
+        let compiled = self.ctx.pipeline(kernel, self.arithmetic);
         if !self.bind_groups.contains_key(&key) {
             // A new call site: its parameters and bindings must be the kernel's (checked once per site).
             assert_eq!(
@@ -458,13 +481,11 @@ impl<'a> GpuEngine<'a> {
     /// [`jacobi_plan`].
     fn eigen(&mut self, kernel: Kernel, n: usize, a: Buf, out: Buf) {
         if self.eigen_work.is_none() {
-            // For the largest order, SEARCH_BLOCKS·k: n² + 3n + 2 floats (eigen.wgsl's layout).
+            // For the largest order, SEARCH_BLOCKS·k: n² + 3n + 2 values (eigen.wgsl's layout).
             let order = SEARCH_BLOCKS * self.k;
-            let floats = order * order + 3 * order + 2;
-            self.eigen_work = Some(
-                self.ctx
-                    .buffer("eigen work", (floats * 4) as u64, U::STORAGE),
-            );
+            let values = order * order + 3 * order + 2;
+            let bytes = (values * self.arithmetic.bytes()) as u64;
+            self.eigen_work = Some(self.ctx.buffer("eigen work", bytes, U::STORAGE));
         }
         let binds = [
             (eigen::A, a),
@@ -475,7 +496,7 @@ impl<'a> GpuEngine<'a> {
         for (round0, round_end) in plan {
             let params = EigenParams {
                 n: n as u32,
-                drop: (ORTHO_DROP_ULPS * f32::EPSILON as f64) as f32,
+                drop: (ORTHO_DROP_ULPS * self.arithmetic.epsilon()) as f32,
                 round0,
                 round_end,
             };
@@ -569,6 +590,52 @@ impl GpuEngine<'_> {
     }
 }
 
+/// C's row panels by `layout` as device buffers of `S` values, uploaded one at a time: the host holds
+/// one panel's copy, not all of C's.
+fn upload_panels<S: DeviceScalar>(
+    ctx: &GpuContext,
+    c: &DMatrix<f64>,
+    layout: &super::Panels,
+) -> Result<Vec<(usize, usize, wgpu::Buffer)>> {
+    let (m, mp) = (c.nrows(), padded(c.nrows()));
+    let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
+    let bytes = std::mem::size_of::<S>();
+    let mut c_panels = Vec::with_capacity(layout.count());
+    let mut host_rows = crate::alloc::filled(
+        || format!("a panel of C ({} x {mp} values)", layout.max_rows()),
+        layout.max_rows().checked_mul(mp),
+        None,
+        S::from_f64(0.0),
+    )?;
+    for (row0, rows) in layout.iter() {
+        let panel = ctx.buffer("C panel", (rows * mp * bytes) as u64, storage);
+        let values = &mut host_rows[..rows * mp];
+        // Row i of C is column i (C is symmetric): contiguous in the column-major matrix.
+        for (r, row) in values.chunks_exact_mut(mp).enumerate() {
+            let i = row0 + r;
+            if i < m {
+                for (v, &x) in row.iter_mut().zip(c.column(i).iter()) {
+                    *v = S::from_f64(x);
+                }
+                row[m..].fill(S::from_f64(0.0));
+            } else {
+                row.fill(S::from_f64(0.0));
+            }
+        }
+        ctx.queue
+            .write_buffer(&panel, 0, bytemuck::cast_slice(values));
+        if layout.count() > 1 {
+            // Let wgpu's staging copy of this panel go before the next is made.
+            ctx.queue.submit([]);
+            ctx.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        }
+        c_panels.push((row0, rows, panel));
+    }
+    Ok(c_panels)
+}
+
 /// Whether every dispatch of an order-n eigenproblem keeps within [`JACOBI_DISPATCH_BUDGET`] at a
 /// workgroup of `wg` (up to order ~1000 at 256, ~500 at 64: beyond, one round and the first or last
 /// dispatch's set-up alone exceed it, and llvmpipe would cut the kernel short).
@@ -644,7 +711,7 @@ impl Engine for GpuEngine<'_> {
     fn new_tall(&mut self) -> Tall {
         let b = self.ctx.buffer(
             "tall",
-            (self.mp * self.k * 4) as u64,
+            (self.mp * self.k * self.arithmetic.bytes()) as u64,
             U::STORAGE | U::COPY_DST | U::COPY_SRC,
         );
         self.talls.push(b);
@@ -654,7 +721,7 @@ impl Engine for GpuEngine<'_> {
     fn new_small(&mut self) -> Small {
         let b = self.ctx.buffer(
             "small",
-            (self.k * self.k * 4) as u64,
+            (self.k * self.k * self.arithmetic.bytes()) as u64,
             U::STORAGE | U::COPY_DST,
         );
         self.smalls.push(b);
@@ -667,9 +734,10 @@ impl Engine for GpuEngine<'_> {
 
     fn new_projected(&mut self) -> Projected {
         let n = SEARCH_BLOCKS * self.k;
+        let bytes = (n * n * self.arithmetic.bytes()) as u64;
         let b = self
             .ctx
-            .buffer("projected", (n * n * 4) as u64, U::STORAGE | U::COPY_DST);
+            .buffer("projected", bytes, U::STORAGE | U::COPY_DST);
         self.projected.push(b);
         Projected(self.projected.len() - 1)
     }
@@ -678,15 +746,37 @@ impl Engine for GpuEngine<'_> {
         self.checks.upload(values.len(), self.m, self.k)?;
         let start = Instant::now();
         self.flush();
-        let mut data = vec![0f32; self.mp * self.k];
-        for j in 0..self.k {
-            for i in 0..self.m {
-                data[j * self.mp + i] = values[j * self.m + i] as f32;
+        // Column j of the m x k values into rows 0..m of the tall matrix's column j (padding zero).
+        fn padded_columns<S: DeviceScalar>(
+            values: &[f64],
+            m: usize,
+            mp: usize,
+            k: usize,
+        ) -> Vec<S> {
+            let mut data = vec![S::from_f64(0.0); mp * k];
+            for j in 0..k {
+                for i in 0..m {
+                    data[j * mp + i] = S::from_f64(values[j * m + i]);
+                }
+            }
+            data
+        }
+        let (m, mp, k) = (self.m, self.mp, self.k);
+        let target = &self.talls[dst.0];
+        match self.arithmetic {
+            Arithmetic::F32 => {
+                let data = padded_columns::<f32>(values, m, mp, k);
+                self.ctx
+                    .queue
+                    .write_buffer(target, 0, bytemuck::cast_slice(&data))
+            }
+            Arithmetic::F64 => {
+                let data = padded_columns::<f64>(values, m, mp, k);
+                self.ctx
+                    .queue
+                    .write_buffer(target, 0, bytemuck::cast_slice(&data))
             }
         }
-        self.ctx
-            .queue
-            .write_buffer(&self.talls[dst.0], 0, bytemuck::cast_slice(&data));
         self.upload_time += start.elapsed();
         Ok(())
     }
@@ -695,17 +785,22 @@ impl Engine for GpuEngine<'_> {
         let start = Instant::now();
         let mut encoder = self.take_encoder();
         self.copy_pass_times(&mut encoder);
-        let bytes = (self.mp * self.k * 4) as u64;
+        let bytes = (self.mp * self.k * self.arithmetic.bytes()) as u64;
+        let arithmetic = self.arithmetic;
+        encoder.copy_buffer_to_buffer(&self.talls[src.0], 0, &self.weights_staging, 0, bytes);
+        self.ctx.queue.submit([encoder.finish()]);
         let data = self
             .ctx
-            .read_f32(encoder, &self.talls[src.0], &self.weights_staging, bytes)?;
+            .map_bytes_after(&self.weights_staging, bytes, None, |v| {
+                decode(v, arithmetic)
+            })?;
         self.stats.submissions += 1;
         self.stats.host_waits += 1;
         self.take_pass_times()?;
         let mut out = vec![0f64; self.m * self.k];
         for j in 0..self.k {
             for i in 0..self.m {
-                out[j * self.m + i] = data[j * self.mp + i] as f64;
+                out[j * self.m + i] = data[j * self.mp + i];
             }
         }
         self.readback_time += start.elapsed();
@@ -754,9 +849,11 @@ impl Engine for GpuEngine<'_> {
         self.dispatch(Kernel::MulSmall, &self.matmul_params(0, 0), &binds, grid);
     }
     fn inverse_spd(&mut self, s: Small, shift: f64, out: Small) {
+        let (shift_hi, shift_lo) = split_f64(shift);
         let params = SmallParams {
             k: self.k as u32,
-            shift: shift as f32,
+            shift_hi,
+            shift_lo,
             ..SmallParams::default()
         };
         let binds = [(small::S, Buf::Small(s.0)), (small::OUT, Buf::Small(out.0))];
@@ -865,14 +962,15 @@ impl Engine for GpuEngine<'_> {
                     }
                 }
             };
-            let (kind, value, num, den) = match coef {
-                Coef::Const(v) => (0, v as f32, 0, 0),
-                Coef::Ratio(n, d) => (1, 0.0, n.0 as u32, d.0 as u32),
-                Coef::NegRatio(n, d) => (2, 0.0, n.0 as u32, d.0 as u32),
+            let (kind, (value_hi, value_lo), num, den) = match coef {
+                Coef::Const(v) => (0, split_f64(v), 0, 0),
+                Coef::Ratio(n, d) => (1, (0.0, 0.0), n.0 as u32, d.0 as u32),
+                Coef::NegRatio(n, d) => (2, (0.0, 0.0), n.0 as u32, d.0 as u32),
             };
             *slot = CombineTerm {
                 kind,
-                value,
+                value_hi,
+                value_lo,
                 num,
                 den,
                 source,
@@ -958,10 +1056,10 @@ impl Engine for GpuEngine<'_> {
         // The slot after the unread ones' (the oldest unread check keeps its slot until it is read).
         let slot =
             (self.unread.front().map_or(0, |u| u.slot) + self.unread.len()) % MAX_UNREAD_CHECKS;
-        let bytes = ((recorded + 1) * 4) as u64;
+        let bytes = ((recorded + 1) * self.arithmetic.bytes()) as u64;
         encoder.copy_buffer_to_buffer(&self.history, 0, &self.history_staging[slot], 0, bytes);
         // The count back to zero on the device's timeline, for the next check's values.
-        encoder.clear_buffer(&self.history, 0, Some(4));
+        encoder.clear_buffer(&self.history, 0, Some(self.arithmetic.bytes() as u64));
         let submission = self.ctx.queue.submit([encoder.finish()]);
         self.stats.submissions += 1;
         self.unread.push_back(UnreadCheck {
@@ -979,11 +1077,12 @@ impl Engine for GpuEngine<'_> {
             self.checks.read();
             self.unread.pop_front().expect("counted by the checks")
         };
-        let bytes = ((recorded + 1) * 4) as u64;
+        let bytes = ((recorded + 1) * self.arithmetic.bytes()) as u64;
         let staging = &self.history_staging[slot];
+        let arithmetic = self.arithmetic;
         let data = self
             .ctx
-            .map_and_view_after(staging, bytes, Some(submission), |v| v.to_vec())?;
+            .map_bytes_after(staging, bytes, Some(submission), |v| decode(v, arithmetic))?;
         self.stats.host_waits += 1;
         // The pass times wait for every submission: read only when no later check runs.
         if self.unread.is_empty() {
@@ -995,7 +1094,7 @@ impl Engine for GpuEngine<'_> {
                 "the GPU recorded {count} stopping values, {recorded} expected"
             )));
         }
-        Ok(data[1..=count].iter().map(|&v| v as f64).collect())
+        Ok(data[1..=count].to_vec())
     }
     fn overlaps_checks(&self) -> bool {
         true

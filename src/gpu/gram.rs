@@ -19,6 +19,7 @@ use super::timer::PassTimer;
 use super::{grid_1d, padded, GpuContext, Panels, PANEL_ROWS};
 use crate::engine::EngineStats;
 use crate::error::{Error, Result};
+use crate::Arithmetic;
 use nalgebra::{DMatrix, DVector};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -292,9 +293,9 @@ impl GpuGram {
         let chunk_bytes = (layout.buffer_rows * mp * 4) as u64;
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
         let vector_bytes = (mp * 4) as u64;
-        let columns_pipeline = ctx.pipeline(Kernel::GramColumns);
-        let gram_pipeline = ctx.pipeline(Kernel::GramChunk);
-        let fold_pipeline = ctx.pipeline(Kernel::GramFold);
+        let columns_pipeline = ctx.pipeline(Kernel::GramColumns, Arithmetic::F32);
+        let gram_pipeline = ctx.pipeline(Kernel::GramChunk, Arithmetic::F32);
+        let fold_pipeline = ctx.pipeline(Kernel::GramFold, Arithmetic::F32);
         // The fold reads mp and splits from its parameters.
         let fold_params = ctx.buffer("gram fold params", HEADER, U::STORAGE | U::COPY_DST);
         let params = GramParams {
@@ -781,7 +782,7 @@ mod tests {
     #[test]
     fn layouts_fill_the_gpu_within_their_limits() {
         let plan = |mp: usize, limit: u64| {
-            let l = GramLayout::plan(mp, Panels::new(mp, limit).unwrap(), limit);
+            let l = GramLayout::plan(mp, Panels::of_values(mp, limit, 4).unwrap(), limit);
             (l.chunk_rows, l.slice, l.splits, l.panels.count())
         };
         let lavapipe = 128 << 20;

@@ -16,6 +16,7 @@ use super::contract::{
     GramPanel, GramParams, MatmulParams, ReduceParams, SmallParams, SparseParams, StructLayout,
     UpdateParams, WgslStruct, PARAMS,
 };
+use crate::Arithmetic;
 use std::collections::HashMap;
 
 /// The name of every family's workgroup-size override.
@@ -56,6 +57,9 @@ pub struct FamilyInfo {
     pub structs: &'static [StructLayout],
     /// Whether [`TREE_SUM`] is appended to it.
     pub tree_sum: bool,
+    /// Whether it is written over the scalar type `Real`, which the registry defines as f32 or f64
+    /// ([`Family::wgsl`]); the others (the Gram and sparse families) are f32 only.
+    pub generic: bool,
     /// Whether its every storage and workgroup index is in range by the kernel's own checks (its file
     /// says how), so that the module is compiled without wgpu's runtime bounds checks, which clamp
     /// every index (a min per access in the inner loops).
@@ -125,6 +129,7 @@ impl Family {
             text,
             structs,
             tree_sum,
+            generic: !matches!(self, Family::Gram | Family::Sparse),
             bounds_checked_by_kernel: self == Family::Gram,
         }
     }
@@ -134,14 +139,33 @@ impl Family {
         self.info().structs[0].name
     }
 
-    /// The module's WGSL: the family's file, then the helpers it uses (module-scope declarations may
-    /// come in any order, and the file's own line numbers stay those of naga's diagnostics).
-    pub fn wgsl(self) -> String {
+    /// The module's WGSL in `arithmetic`: the family's file, then the helpers it uses, then the scalar
+    /// type `Real` and its `EPSILON` (module-scope declarations may come in any order, and the file's
+    /// own line numbers stay those of naga's diagnostics). f64 needs a device with SHADER_F64; a
+    /// family that is not [generic](FamilyInfo::generic) gets f32 whatever is asked.
+    pub fn wgsl(self, arithmetic: Arithmetic) -> String {
         let info = self.info();
         let mut text = info.text.to_string();
         if info.tree_sum {
             text.push('\n');
             text.push_str(TREE_SUM.1);
+        }
+        // The helpers are written over `Real` too: an f32-only family gets f32.
+        let arithmetic = if info.generic {
+            arithmetic
+        } else {
+            Arithmetic::F32
+        };
+        {
+            let epsilon = match arithmetic {
+                Arithmetic::F32 => "1.1920928955078125e-7",
+                Arithmetic::F64 => "2.220446049250313e-16",
+            };
+            let ty = arithmetic.name();
+            text.push_str(&format!(
+                "\n// The scalar type (src/gpu/kernels.rs).\nalias Real = {ty};\n\
+                 const EPSILON: Real = {epsilon};\n"
+            ));
         }
         text
     }
@@ -287,10 +311,10 @@ pub struct Compiled {
     pub layout: wgpu::BindGroupLayout,
 }
 
-/// Compiled pipelines, one per kernel, made on first use.
+/// Compiled pipelines, one per kernel and arithmetic, made on first use.
 pub struct PipelineCache {
-    modules: HashMap<Family, wgpu::ShaderModule>,
-    pipelines: HashMap<Kernel, Compiled>,
+    modules: HashMap<(Family, Arithmetic), wgpu::ShaderModule>,
+    pipelines: HashMap<(Kernel, Arithmetic), Compiled>,
     /// The one-dimensional workgroup size (a power of two the adapter allows).
     pub workgroup: u32,
 }
@@ -305,14 +329,27 @@ impl PipelineCache {
         }
     }
 
-    /// The pipeline of `kernel`, compiled on first use.
-    pub fn get(&mut self, device: &wgpu::Device, kernel: Kernel) -> &Compiled {
-        if !self.pipelines.contains_key(&kernel) {
-            let family = kernel.family();
-            let module = self.modules.entry(family).or_insert_with(|| {
+    /// The pipeline of `kernel` in `arithmetic`, compiled on first use (f64 only for generic families,
+    /// on a device with SHADER_F64).
+    pub fn get(
+        &mut self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        arithmetic: Arithmetic,
+    ) -> &Compiled {
+        let family = kernel.family();
+        // The f32-only families have one pipeline, whatever is asked.
+        let arithmetic = if family.info().generic {
+            arithmetic
+        } else {
+            Arithmetic::F32
+        };
+        let key = (kernel, arithmetic);
+        if !self.pipelines.contains_key(&key) {
+            let module = self.modules.entry((family, arithmetic)).or_insert_with(|| {
                 let descriptor = wgpu::ShaderModuleDescriptor {
                     label: Some(family.info().file),
-                    source: wgpu::ShaderSource::Wgsl(family.wgsl().into()),
+                    source: wgpu::ShaderSource::Wgsl(family.wgsl(arithmetic).into()),
                 };
                 if family.info().bounds_checked_by_kernel {
                     let checks = wgpu::ShaderRuntimeChecks {
@@ -348,8 +385,8 @@ impl PipelineCache {
                 },
                 cache: None,
             });
-            self.pipelines.insert(kernel, Compiled { pipeline, layout });
+            self.pipelines.insert(key, Compiled { pipeline, layout });
         }
-        &self.pipelines[&kernel]
+        &self.pipelines[&key]
     }
 }

@@ -37,6 +37,9 @@ pub struct DeviceInfo {
     /// Whether it has timestamp queries (TIMESTAMP_QUERY), which time the Gram kernels
     /// ([`Timings::gram_kernels`](crate::Timings::gram_kernels)).
     pub timestamp_queries: bool,
+    /// Whether it has f64 shaders (SHADER_F64), which a GPU loop in f64 needs
+    /// ([`LaePca::gpu_precision`](crate::LaePca::gpu_precision)).
+    pub shader_f64: bool,
 }
 
 impl DeviceInfo {
@@ -56,6 +59,7 @@ impl DeviceInfo {
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            shader_f64: features.contains(wgpu::Features::SHADER_F64),
         }
     }
 
@@ -106,8 +110,9 @@ fn max_features((limit, _): (u64, &str)) -> usize {
     (mp.min(MAX_ROWS as u64) as usize) / 4 * 4
 }
 
-/// How C (mp x mp f32, row-major) is split into row panels, one buffer each: every panel but the last
-/// has `rows` rows (a multiple of [`PANEL_ROWS`], or all of C in one panel), the last the rest.
+/// How C (mp x mp, row-major, f32 or f64) is split into row panels, one buffer each: every panel but
+/// the last has `rows` rows (a multiple of [`PANEL_ROWS`], or all of C in one panel), the last the
+/// rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Panels {
     mp: usize,
@@ -115,10 +120,10 @@ pub(crate) struct Panels {
 }
 
 impl Panels {
-    /// The panels of an mp x mp matrix whose buffers may hold at most `limit` bytes (None: not even
-    /// [`PANEL_ROWS`] rows fit).
-    pub fn new(mp: usize, limit: u64) -> Option<Panels> {
-        let row_bytes = mp as u64 * 4;
+    /// The panels of an mp x mp matrix of values of `value_bytes` bytes whose buffers may hold at most
+    /// `limit` bytes (None: not even [`PANEL_ROWS`] rows fit).
+    pub fn of_values(mp: usize, limit: u64, value_bytes: u64) -> Option<Panels> {
+        let row_bytes = mp as u64 * value_bytes;
         let rows_fit = (limit / row_bytes.max(1)).min(usize::MAX as u64) as usize;
         let rows = if rows_fit >= mp {
             mp
@@ -325,16 +330,18 @@ impl GpuContext {
                 limits.max_storage_buffer_binding_size.min(cap);
         }
         let info = DeviceInfo::new(&adapter.get_info(), &limits, adapter.features());
-        // Timestamp queries time the kernels where the adapter has them.
-        let timestamps = if info.timestamp_queries {
-            wgpu::Features::TIMESTAMP_QUERY
-        } else {
-            wgpu::Features::empty()
-        };
+        // Timestamp queries time the kernels, and f64 shaders run f64 loops, where the adapter has them.
+        let mut features = wgpu::Features::empty();
+        if info.timestamp_queries {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        if info.shader_f64 {
+            features |= wgpu::Features::SHADER_F64;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("laepca"),
             required_limits: limits.clone(),
-            required_features: timestamps,
+            required_features: features,
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("could not open {}: {e}", info.name)))?;
@@ -364,7 +371,7 @@ impl GpuContext {
             info.backend,
             info.device_type
         );
-        let timestamp_period = (!timestamps.is_empty()).then(|| queue.get_timestamp_period());
+        let timestamp_period = info.timestamp_queries.then(|| queue.get_timestamp_period());
         Ok(GpuContext {
             device,
             queue,
@@ -375,11 +382,15 @@ impl GpuContext {
         })
     }
 
-    /// The compiled pipeline of `kernel` and its bind group layout (compiled on first use, then
-    /// cached).
-    pub fn pipeline(&self, kernel: kernels::Kernel) -> kernels::Compiled {
+    /// The compiled pipeline of `kernel` in `arithmetic` and its bind group layout (compiled on first
+    /// use, then cached).
+    pub fn pipeline(
+        &self,
+        kernel: kernels::Kernel,
+        arithmetic: crate::Arithmetic,
+    ) -> kernels::Compiled {
         let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(&self.device, kernel).clone()
+        cache.get(&self.device, kernel, arithmetic).clone()
     }
 
     /// The one-dimensional workgroup size chosen for this adapter.
@@ -410,7 +421,13 @@ impl GpuContext {
     /// The row panels of C for n_features = m; an m whose panels of [`PANEL_ROWS`] rows exceed one
     /// binding is [`Error::TooLargeForDevice`].
     pub fn panels(&self, m: usize) -> Result<Panels> {
+        self.panels_of(m, crate::Arithmetic::F32)
+    }
+
+    /// [`panels`](Self::panels) for C's values in `arithmetic`.
+    pub fn panels_of(&self, m: usize, arithmetic: crate::Arithmetic) -> Result<Panels> {
         let mp = padded(m);
+        let value_bytes = arithmetic.bytes();
         if mp > MAX_ROWS {
             // (C in f64 on the host would need 140 TB first.)
             return Err(Error::Unsupported {
@@ -421,13 +438,13 @@ impl GpuContext {
             });
         }
         let limit = self.binding_limit();
-        Panels::new(mp, limit.0).ok_or(Error::TooLargeForDevice {
+        Panels::of_values(mp, limit.0, value_bytes as u64).ok_or(Error::TooLargeForDevice {
             m,
             what: format!("a panel of {PANEL_ROWS} rows of C"),
-            needed: (PANEL_ROWS * mp * 4) as u64,
+            needed: (PANEL_ROWS * mp * value_bytes) as u64,
             limit_name: limit.1,
             limit: limit.0,
-            max_m: max_features(limit),
+            max_m: max_features(limit) * 4 / value_bytes / 4 * 4,
         })
     }
 
@@ -469,19 +486,6 @@ impl GpuContext {
         })
     }
 
-    /// Copies `bytes` of `src` into `staging` (MAP_READ | COPY_DST), submits `encoder` with the copy,
-    /// waits, and returns the bytes as f32.
-    pub fn read_f32(
-        &self,
-        mut encoder: wgpu::CommandEncoder,
-        src: &wgpu::Buffer,
-        staging: &wgpu::Buffer,
-        bytes: u64,
-    ) -> Result<Vec<f32>> {
-        encoder.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
-        self.submit_and_read(encoder, staging, bytes)
-    }
-
     /// Submits `encoder` (whose last commands copy into `staging`, MAP_READ | COPY_DST), waits, and
     /// returns the first `bytes` of `staging` as f32.
     pub fn submit_and_read(
@@ -515,6 +519,19 @@ impl GpuContext {
         after: Option<wgpu::SubmissionIndex>,
         read: impl FnOnce(&[f32]) -> R,
     ) -> Result<R> {
+        self.map_bytes_after(staging, bytes, after, |v| {
+            read(bytemuck::cast_slice::<u8, f32>(v))
+        })
+    }
+
+    /// [`map_and_view_after`](Self::map_and_view_after), handing `read` the mapped bytes.
+    pub fn map_bytes_after<R>(
+        &self,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        after: Option<wgpu::SubmissionIndex>,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         staging
             .slice(..bytes)
@@ -543,7 +560,7 @@ impl GpuContext {
                 .slice(..bytes)
                 .get_mapped_range()
                 .map_err(|e| Error::Gpu(format!("reading back: {e:?}")))?;
-            read(bytemuck::cast_slice::<u8, f32>(&view))
+            read(&view)
         };
         staging.unmap();
         Ok(out)
@@ -598,11 +615,12 @@ mod tests {
 
     #[test]
     fn panels_cover_c_in_tiles_of_128_rows() {
-        let rows = |mp, limit| Panels::new(mp, limit).map(|p| p.iter().collect::<Vec<_>>());
+        let rows =
+            |mp, limit| Panels::of_values(mp, limit, 4).map(|p| p.iter().collect::<Vec<_>>());
         // A 128-row panel of mp = 300 is 153600 bytes.
         let split = vec![(0, 128), (128, 128), (256, 44)];
         assert_eq!(rows(300, 160_000), Some(split));
-        assert_eq!(Panels::new(300, 160_000).unwrap().count(), 3);
+        assert_eq!(Panels::of_values(300, 160_000, 4).unwrap().count(), 3);
         assert_eq!(rows(300, 320_000), Some(vec![(0, 256), (256, 44)]));
         assert_eq!(rows(300, 300 * 300 * 4), Some(vec![(0, 300)]));
         assert_eq!(rows(256, 256 * 4 * 128), Some(vec![(0, 128), (128, 128)]));
