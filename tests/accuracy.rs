@@ -237,13 +237,7 @@ fn paper_problem_matches_svd_in_paper_iterations() {
             fit.iterations
         );
         // The paper's own error measure: Σ_i min ‖u_i ± û_i‖.
-        let u = columns(&fit.components);
-        let err: f64 = (0..2)
-            .map(|i| {
-                let (a, b) = (u.column(i), vecs.column(i));
-                (a - b).norm().min((a + b).norm())
-            })
-            .sum();
+        let err = paper_error(&columns(&fit.components), &vecs);
         assert!(err <= 1e-4, "{solver}: Σ min ‖u ± û‖ = {err:e}");
         for i in 0..2 {
             let rel = (fit.singular_values[i] - sigma[i]).abs() / sigma[i];

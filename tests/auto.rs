@@ -32,16 +32,6 @@ fn stats(c: DMatrix<f64>, n_samples: usize) -> GramStats {
     }
 }
 
-/// The paper's error measure: Σ_i min ‖u_i ± û_i‖ over the columns.
-fn paper_error(u: &DMatrix<f64>, reference: &DMatrix<f64>) -> f64 {
-    (0..u.ncols())
-        .map(|i| {
-            let (a, b) = (u.column(i), reference.column(i));
-            (a - b).norm().min((a + b).norm())
-        })
-        .sum()
-}
-
 /// One problem's checks (see the module docs).
 struct Case<'a> {
     name: &'a str,

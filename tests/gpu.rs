@@ -848,13 +848,7 @@ fn gpu_f64_fits_the_paper_problem_to_the_cpu_accuracy() {
         cpu.iterations,
         fit.iterations
     );
-    let u = columns(&fit.components);
-    let err: f64 = (0..2)
-        .map(|i| {
-            let (a, b) = (u.column(i), vecs.column(i));
-            (a - b).norm().min((a + b).norm())
-        })
-        .sum();
+    let err = paper_error(&columns(&fit.components), &vecs);
     assert!(err <= 1e-4, "Σ min ‖u ± û‖ = {err:e}");
     for (i, value) in vals.iter().enumerate() {
         let sigma = value.sqrt();

@@ -152,6 +152,16 @@ impl NumpyLegacy {
     }
 }
 
+/// The paper's error measure: Σ_i min ‖u_i ± û_i‖ over the columns.
+pub fn paper_error(u: &DMatrix<f64>, reference: &DMatrix<f64>) -> f64 {
+    (0..u.ncols())
+        .map(|i| {
+            let (a, b) = (u.column(i), reference.column(i));
+            (a - b).norm().min((a + b).norm())
+        })
+        .sum()
+}
+
 /// The paper's problem as its `algorithms.py` builds it: X (m = 10 x n = 10000, features in rows, rows
 /// centred), returned as n x m samples in rows.
 pub fn paper_problem() -> DMatrix<f64> {
