@@ -51,6 +51,25 @@ fn sync() {
 
 // tree_sum (a fixed-order workgroup sum): shaders/prelude/tree_sum.wgsl.
 
+// 1/sqrt(h) refined by `steps` (at most 3) Newton steps y ← y (3/2 − h y²/2), each doubling its
+// correct digits: inverseSqrt may be 2 ulp off in f32 (Vulkan's bound), and in f64 Vulkan asks no
+// more of it than f32's accuracy. EXTRA_NEWTON_STEPS (src/gpu/kernels.rs) is 0 in f32, 2 in f64 (from
+// f32's ~1e-7 to f64's rounding). Written out, not as a loop: llvmpipe bounds an invocation's loop
+// iterations (see the top of this file).
+fn refined_inverse_sqrt(h: Real, steps: u32) -> Real {
+    var y = inverseSqrt(h);
+    if (steps >= 1u) {
+        y = y * (1.5 - 0.5 * h * y * y);
+    }
+    if (steps >= 2u) {
+        y = y * (1.5 - 0.5 * h * y * y);
+    }
+    if (steps >= 3u) {
+        y = y * (1.5 - 0.5 * h * y * y);
+    }
+    return y;
+}
+
 // The work offsets of the rotations, the ranks, the scaling and the converged flag.
 fn rotations_at(n: u32) -> u32 {
     return n * n;
@@ -177,13 +196,11 @@ fn jacobi_rounds(lid: u32) {
                     } else {
                         t = select(Real(-1.0), Real(1.0), tau >= 0.0) / (abs(tau) + sqrt(1.0 + tau * tau));
                     }
-                    // c = 1/sqrt(1 + t²), to the working precision's rounding: inverseSqrt may be 2 ulp off (Vulkan's
-                    // bound), and a rotation with c² + s² ≠ 1 is no similarity transform (over a
-                    // sweep's rotations the eigenvectors drift: pbmc68k_reduced's k = 50 floored at an
-                    // angle of 1.5e-3). One Newton step brings it within an ulp.
-                    let h = 1.0 + t * t;
-                    let y = inverseSqrt(h);
-                    c = y * (1.5 - 0.5 * h * y * y);
+                    // c = 1/sqrt(1 + t²), to the working precision's rounding: a rotation with
+                    // c² + s² ≠ 1 is no similarity transform (over a sweep's rotations the
+                    // eigenvectors drift: pbmc68k_reduced's k = 50 floored at an angle of 1.5e-3 with
+                    // f32's inverseSqrt alone, up to 2 ulp off by Vulkan's bound).
+                    c = refined_inverse_sqrt(1.0 + t * t, 1u + EXTRA_NEWTON_STEPS);
                     s = t * c;
                 }
             }
@@ -240,6 +257,7 @@ fn orthonormalizer(@builtin(local_invocation_id) lid: vec3<u32>) {
     if (p.round0 == 0u) {
         for (var i = lid.x; i < n; i += WG) {
             let d = a[i * n + i];
+            // Any scale works here (the same D scales back below): no refinement.
             work[scale + i] = select(Real(0.0), inverseSqrt(d), d > 0.0);
         }
         sync();
@@ -262,7 +280,11 @@ fn orthonormalizer(@builtin(local_invocation_id) lid: vec3<u32>) {
         let i = e / n;
         let row = e % n;
         let value = a[i * n + i];
-        let inv = select(Real(0.0), inverseSqrt(value), value > floor && value > 0.0);
+        let inv = select(
+            Real(0.0),
+            refined_inverse_sqrt(value, EXTRA_NEWTON_STEPS),
+            value > floor && value > 0.0
+        );
         out[u32(work[rank + i]) * n + row] = work[scale + row] * work[e] * inv;
     }
 }

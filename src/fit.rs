@@ -501,7 +501,8 @@ impl LaePca {
     }
 
     /// A Gram accumulator (centred as [`center`](Self::center) says) on the device this builder's fits
-    /// run on (see [`choose_device`](Self::choose_device)): feed it in chunks, then hand its
+    /// run on (see [`choose_device`](Self::choose_device); its Gram kernel is f32: for f64 data whose
+    /// loop may run in f64 on the GPU, [`gram_accumulator`](Self::gram_accumulator) is the one to use): feed it in chunks, then hand its
     /// [`finish`](GramAccumulator::finish) to [`fit_gram`](Self::fit_gram). On a builder from
     /// [`resolve_backend`](Self::resolve_backend) the accumulation and the fit share one device.
     pub fn accumulator(&self, n_features: usize) -> Result<GramAccumulator> {
@@ -570,7 +571,8 @@ impl LaePca {
                 },
             ),
             GpuPrecision::F64 if f32_only => Err(Error::Unsupported {
-                detail: "precision f64 on the GPU's operator route, whose kernels are f32 only                          (the CPU runs it in f64: backend cpu)"
+                detail: "precision f64 on the GPU's operator route, whose kernels are f32 only \
+                         (the CPU runs it in f64: backend cpu)"
                     .to_string(),
             }),
             GpuPrecision::F64 if !info.shader_f64 => Err(Error::Unsupported {

@@ -120,8 +120,10 @@ impl Arithmetic {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GpuPrecision {
-    /// f64 for f64 data where the device has f64 shaders (wgpu's SHADER_F64: Vulkan and DX12 on most
-    /// desktop and data-centre GPUs, Mesa's lavapipe; not Metal, not GL), else f32.
+    /// f64 for f64 data where the device has f64 shaders ([`DeviceInfo::shader_f64`](crate::DeviceInfo::shader_f64):
+    /// wgpu's SHADER_F64 on Vulkan, which most desktop and data-centre GPUs and Mesa's lavapipe have;
+    /// not DX12, Metal or GL), else f32. Consumer GPUs run f64 at a small fraction of their f32 rate:
+    /// f32 data (or [`GpuPrecision::F32`]) keeps the f32 loop.
     #[default]
     Auto,
     /// f32 whatever the data.
@@ -263,7 +265,7 @@ pub const DEFAULT_MAX_ITER: usize = 100_000;
 /// | `solver` | [`Solver::Auto`] (no parameter to tune) |
 /// | `lambda` | half the k-th Ritz value θ_k of C, the paper's rule: for auto, from its final Ritz values (λ does not enter its iteration); for the others, after 10 subspace-iteration steps (a lower bound of σ_k²/2, so every component survives) |
 /// | `alpha` (gradient solvers) | `0.1 / θ₁` with θ₁ ≈ ‖C‖₂ (the ratio of the paper's α = 1e-5 to its σ₁² ≈ 1.04e4) |
-/// | `tol` | [`LaePca::default_tol`]: auto: 1e-12 in f64, 1e-7 in f32 and on the GPU (a relative residual; in f32 below its rounding floor, so f32 fits end stalled at that floor); momentum: 1e-8 in f64, 2e-6 in f32 and on the GPU (a sine of the span's change); the paper's variants: 1e-8 in f64, 1e-6 in f32 and on the GPU (the paper's absolute threshold on its quantity) |
+/// | `tol` | [`LaePca::default_tol`]: auto: 1e-12 in f64, 1e-7 in f32 arithmetic (a relative residual; in f32 below its rounding floor, so f32 fits end stalled at that floor); momentum: 1e-8 in f64, 2e-6 in f32 arithmetic (a sine of the span's change); the paper's variants: 1e-8 in f64, 1e-6 in f32 arithmetic (the paper's absolute threshold on its quantity) |
 /// | `max_iter` | [`DEFAULT_MAX_ITER`] (100 000) |
 /// | `check_every` | auto: every iteration (one pass over C each, so a converged fit runs no extra pass); the others: 10 iterations between stopping checks (the only GPU read-backs) |
 /// | `cg_steps` | `min(m·k, 16)` conjugate-gradient steps per exact encoder update |
@@ -532,8 +534,8 @@ impl LaePca {
         })
     }
 
-    /// The default tolerance of `solver` when its loop computes in `T` (f32 on the GPU whatever the
-    /// data's type): auto's is a relative residual, momentum's a sine of the span's change, the paper's
+    /// The default tolerance of `solver` when its loop computes in `T` (on the GPU, the loop's
+    /// arithmetic: [`Fit::arithmetic`](crate::Fit::arithmetic)): auto's is a relative residual, momentum's a sine of the span's change, the paper's
     /// variants' the paper's absolute threshold on its quantity.
     pub fn default_tol<T: crate::Real>(solver: Solver) -> f64 {
         match solver {

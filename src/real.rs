@@ -4,7 +4,8 @@ use nalgebra::RealField;
 
 /// A floating-point type the CPU path can compute in: `f32` or `f64`.
 ///
-/// The GPU path always computes in `f32`; a fit asked for in `f64` on the GPU gets its results widened.
+/// The GPU loop computes in `f32`, or in `f64` where [`LaePca::gpu_precision`](crate::LaePca::gpu_precision)
+/// and the device allow ([`Fit::arithmetic`](crate::Fit::arithmetic) says which); results are given in `T`.
 pub trait Real:
     RealField + faer::traits::RealField + Copy + bytemuck::Pod + Send + Sync + std::fmt::Debug + 'static
 {

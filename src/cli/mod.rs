@@ -226,7 +226,7 @@ pub fn printable(text: &str) -> String {
 fn tol_help() -> String {
     let defaults = |solver| {
         format!(
-            "{:e} in f64, {:e} in f32 and on the GPU",
+            "{:e} in f64, {:e} in f32 arithmetic",
             LaePca::default_tol::<f64>(solver),
             LaePca::default_tol::<f32>(solver)
         )

@@ -116,7 +116,7 @@ wgsl_struct! {
     pub struct SmallParams {
         /// The order k.
         k: u32,
-        /// The shift added to the diagonal, as the f32 sum `shift_hi + shift_lo` ([`split_f64`]).
+        /// The shift added to the diagonal, as the f32 sum `shift_hi + shift_lo` ([`split_coefficient`]).
         shift_hi: f32,
         /// The shift's second part.
         shift_lo: f32,
@@ -131,7 +131,7 @@ wgsl_struct! {
         /// 0: the constant `value_hi + value_lo`; 1: scalars[num] / scalars[den]; 2: −scalars[num] /
         /// scalars[den].
         kind: u32,
-        /// The constant (kind 0), as the f32 sum `value_hi + value_lo` ([`split_f64`]).
+        /// The constant (kind 0), as the f32 sum `value_hi + value_lo` ([`split_coefficient`]).
         value_hi: f32,
         /// The numerator's scalar (kinds 1, 2).
         num: u32,
@@ -148,16 +148,15 @@ wgsl_struct! {
     }
 }
 
-/// A coefficient for the kernels as two f32 values whose sum is `v` to ~48 bits: `hi` is `v` rounded
-/// to f32 and `lo` the rest, rounded. An f64 kernel adds them in f64 (`f64(hi) + f64(lo)`, within
-/// ~2⁻⁴⁸ of `v`); an f32 kernel's `hi + lo` rounds back to `hi` (|lo| is at most half an ulp of
-/// `hi`, and a tie rounds to `hi`, which is then even), the value it always used.
-pub fn split_f64(v: f64) -> (f32, f32) {
+/// A coefficient for kernels in `arithmetic` as two f32 values: in f64, `hi` is `v` rounded to f32
+/// and `lo` the rest, rounded, and the kernel's `f64(hi) + f64(lo)` is within ~2⁻⁴⁸ of `v` (for `v`
+/// in f32's normal range); in f32, `(v as f32, 0)`, so that the kernel's `hi + lo` is exactly the
+/// `v as f32` it always used (a nonzero `lo` of half an ulp could round `hi + lo` up).
+pub fn split_coefficient(v: f64, arithmetic: crate::Arithmetic) -> (f32, f32) {
     let hi = v as f32;
-    let lo = if hi.is_finite() {
-        (v - hi as f64) as f32
-    } else {
-        0.0
+    let lo = match arithmetic {
+        crate::Arithmetic::F64 if hi.is_finite() => (v - hi as f64) as f32,
+        _ => 0.0,
     };
     (hi, lo)
 }
@@ -377,4 +376,28 @@ pub mod eigen {
     pub const OUT: Binding = read_write(2, "out");
     /// The work space.
     pub const WORK: Binding = read_write(3, "work");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_coefficient;
+    use crate::Arithmetic;
+
+    #[test]
+    fn coefficients_split_exactly_for_f32_and_to_48_bits_for_f64() {
+        // Just under half an ulp above an odd f32: a rounded `lo` of half an ulp would make the f32
+        // kernel's hi + lo round up to the next f32.
+        let odd = 1.0 + f32::EPSILON as f64;
+        let tricky = odd + f32::EPSILON as f64 / 2.0 - f64::EPSILON;
+        for v in [tricky, 0.1, -3.7e5, 1e-30, 12345.678901234567, 0.0] {
+            let (hi, lo) = split_coefficient(v, Arithmetic::F32);
+            assert_eq!((hi, lo), (v as f32, 0.0), "{v}");
+            assert_eq!(hi + lo, v as f32, "{v}");
+            let (hi, lo) = split_coefficient(v, Arithmetic::F64);
+            let sum = hi as f64 + lo as f64;
+            assert!((sum - v).abs() <= v.abs() * 2f64.powi(-47), "{v}: {sum}");
+        }
+        // Beyond f32's range the split gives f32's infinity, and no NaN from inf − inf.
+        assert_eq!(split_coefficient(1e300, Arithmetic::F64), (f32::INFINITY, 0.0));
+    }
 }

@@ -5,8 +5,8 @@
 //! the loop creates no buffer per iteration.
 
 use super::contract::{
-    eigen, matmul, reduce, small, sparse, split_f64, update, Binding, CombineTerm, EigenParams,
-    MatmulParams, ReduceParams, SmallParams, SparseParams, UpdateParams, WgslStruct,
+    eigen, matmul, reduce, small, sparse, split_coefficient, update, Binding, CombineTerm,
+    EigenParams, MatmulParams, ReduceParams, SmallParams, SparseParams, UpdateParams, WgslStruct,
     COMBINE_SOURCE_OUT, PARAMS,
 };
 use super::kernels::Kernel;
@@ -849,7 +849,7 @@ impl Engine for GpuEngine<'_> {
         self.dispatch(Kernel::MulSmall, &self.matmul_params(0, 0), &binds, grid);
     }
     fn inverse_spd(&mut self, s: Small, shift: f64, out: Small) {
-        let (shift_hi, shift_lo) = split_f64(shift);
+        let (shift_hi, shift_lo) = split_coefficient(shift, self.arithmetic);
         let params = SmallParams {
             k: self.k as u32,
             shift_hi,
@@ -963,7 +963,7 @@ impl Engine for GpuEngine<'_> {
                 }
             };
             let (kind, (value_hi, value_lo), num, den) = match coef {
-                Coef::Const(v) => (0, split_f64(v), 0, 0),
+                Coef::Const(v) => (0, split_coefficient(v, self.arithmetic), 0, 0),
                 Coef::Ratio(n, d) => (1, (0.0, 0.0), n.0 as u32, d.0 as u32),
                 Coef::NegRatio(n, d) => (2, (0.0, 0.0), n.0 as u32, d.0 as u32),
             };

@@ -140,7 +140,7 @@ impl Family {
     }
 
     /// The module's WGSL in `arithmetic`: the family's file, then the helpers it uses, then the scalar
-    /// type `Real` and its `EPSILON` (module-scope declarations may come in any order, and the file's
+    /// type `Real`, its `EPSILON` and `EXTRA_NEWTON_STEPS` (module-scope declarations may come in any order, and the file's
     /// own line numbers stay those of naga's diagnostics). f64 needs a device with SHADER_F64; a
     /// family that is not [generic](FamilyInfo::generic) gets f32 whatever is asked.
     pub fn wgsl(self, arithmetic: Arithmetic) -> String {
@@ -157,14 +157,17 @@ impl Family {
             Arithmetic::F32
         };
         {
-            let epsilon = match arithmetic {
-                Arithmetic::F32 => "1.1920928955078125e-7",
-                Arithmetic::F64 => "2.220446049250313e-16",
+            // EXTRA_NEWTON_STEPS: eigen.wgsl's refinement of inverseSqrt, which Vulkan's f64 may
+            // compute only to f32's accuracy.
+            let (epsilon, extra_newton_steps) = match arithmetic {
+                Arithmetic::F32 => ("1.1920928955078125e-7", 0),
+                Arithmetic::F64 => ("2.220446049250313e-16", 2),
             };
             let ty = arithmetic.name();
             text.push_str(&format!(
                 "\n// The scalar type (src/gpu/kernels.rs).\nalias Real = {ty};\n\
-                 const EPSILON: Real = {epsilon};\n"
+                 const EPSILON: Real = {epsilon};\n\
+                 const EXTRA_NEWTON_STEPS: u32 = {extra_newton_steps}u;\n"
             ));
         }
         text

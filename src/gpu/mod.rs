@@ -37,8 +37,9 @@ pub struct DeviceInfo {
     /// Whether it has timestamp queries (TIMESTAMP_QUERY), which time the Gram kernels
     /// ([`Timings::gram_kernels`](crate::Timings::gram_kernels)).
     pub timestamp_queries: bool,
-    /// Whether it has f64 shaders (SHADER_F64), which a GPU loop in f64 needs
-    /// ([`LaePca::gpu_precision`](crate::LaePca::gpu_precision)).
+    /// Whether laepca runs f64 loops on it ([`LaePca::gpu_precision`](crate::LaePca::gpu_precision)):
+    /// f64 shaders (wgpu's SHADER_F64) on Vulkan. Not DX12 (HLSL has no f64 square root, which the
+    /// loop's kernels take), Metal or GL (no f64 at all).
     pub shader_f64: bool,
 }
 
@@ -59,14 +60,16 @@ impl DeviceInfo {
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-            shader_f64: features.contains(wgpu::Features::SHADER_F64),
+            shader_f64: features.contains(wgpu::Features::SHADER_F64)
+                && info.backend == wgpu::Backend::Vulkan,
         }
     }
 
     /// The largest number of features whose C (padded to a multiple of 4, f32) fits the device's
     /// limits: C is held in row panels of at least 128 rows, each in one buffer and one
     /// storage binding. (Device memory, which wgpu does not report, may bind first: C takes 4·m² bytes
-    /// in the loop and 8·m² while it is accumulated.)
+    /// in the loop and 8·m² while it is accumulated.) An f64 loop's C, of 8-byte values, is bounded by
+    /// half this m.
     pub fn max_features(&self) -> usize {
         max_features(binding_limit(
             self.max_buffer_size,
