@@ -116,8 +116,8 @@ impl LaePca {
         self.report_gram_start();
         let t_gram = Instant::now();
         let samples = Some(view.n_samples);
-        let on = self.gram_device::<T>(gpu.as_ref())?;
-        let mut acc = accumulator_on(on.as_ref(), view.n_features, self.center, samples)?;
+        let mut acc =
+            self.accumulator_of::<T>(gpu.as_ref(), view.n_features, self.center, samples)?;
         acc.cancel_on(self.cancel.clone());
         acc.push_view(&view)?;
         let (stats, kernels) = acc.finish_timed()?;
@@ -224,8 +224,7 @@ impl LaePca {
         let t_gram = Instant::now();
         let mut mean = crate::alloc::filled(|| format!("{m} means"), Some(m), None, 0.0)?;
         // K's samples are the m features.
-        let on = self.gram_device::<T>(gpu.as_ref())?;
-        let mut acc = accumulator_on(on.as_ref(), n, false, Some(m))?;
+        let mut acc = self.accumulator_of::<T>(gpu.as_ref(), n, false, Some(m))?;
         acc.cancel_on(self.cancel.clone());
         // Blocks of features, each row of the block one centred feature (n values).
         let (rows, mut block) = chunk_buffer::<T>(n, m, "centred features")?;
@@ -416,8 +415,7 @@ impl LaePca {
         }
         let gpu = self.choose_device()?;
         let t_gram = Instant::now();
-        let on = self.gram_device::<T>(gpu.as_ref())?;
-        let mut acc = accumulator_on(on.as_ref(), m, self.center, Some(n))?;
+        let mut acc = self.accumulator_of::<T>(gpu.as_ref(), m, self.center, Some(n))?;
         acc.cancel_on(self.cancel.clone());
         let (rows, mut block) = chunk_buffer::<T>(m, n, "densified rows")?;
         for first in (0..n).step_by(rows) {
@@ -502,7 +500,8 @@ impl LaePca {
 
     /// A Gram accumulator (centred as [`center`](Self::center) says) on the device this builder's fits
     /// run on (see [`choose_device`](Self::choose_device); its Gram kernel is f32: for f64 data whose
-    /// loop may run in f64 on the GPU, [`gram_accumulator`](Self::gram_accumulator) is the one to use): feed it in chunks, then hand its
+    /// loop may run in f64 on the GPU, [`gram_accumulator`](Self::gram_accumulator) is the one to
+    /// use): feed it in chunks, then hand its
     /// [`finish`](GramAccumulator::finish) to [`fit_gram`](Self::fit_gram). On a builder from
     /// [`resolve_backend`](Self::resolve_backend) the accumulation and the fit share one device.
     pub fn accumulator(&self, n_features: usize) -> Result<GramAccumulator> {
@@ -532,8 +531,19 @@ impl LaePca {
         n_samples: Option<usize>,
     ) -> Result<GramAccumulator> {
         let device = self.choose_device()?;
-        let on = self.gram_device::<T>(device.as_ref())?;
-        accumulator_on(on.as_ref(), n_features, self.center, n_samples)
+        self.accumulator_of::<T>(device.as_ref(), n_features, self.center, n_samples)
+    }
+
+    /// The accumulator of `T` data for a fit on `device` (see [`gram_device`](Self::gram_device)).
+    fn accumulator_of<T: Real>(
+        &self,
+        device: Option<&GpuDevice>,
+        n_features: usize,
+        center: bool,
+        n_samples: Option<usize>,
+    ) -> Result<GramAccumulator> {
+        let on = self.gram_device::<T>(device)?;
+        accumulator_on(on.as_ref(), n_features, center, n_samples)
     }
 
     /// Where a fit of `T` data by this builder accumulates C: [`Backend::Gpu`] on its device, or

@@ -398,6 +398,9 @@ mod tests {
             assert!((sum - v).abs() <= v.abs() * 2f64.powi(-47), "{v}: {sum}");
         }
         // Beyond f32's range the split gives f32's infinity, and no NaN from inf − inf.
-        assert_eq!(split_coefficient(1e300, Arithmetic::F64), (f32::INFINITY, 0.0));
+        assert_eq!(
+            split_coefficient(1e300, Arithmetic::F64),
+            (f32::INFINITY, 0.0)
+        );
     }
 }

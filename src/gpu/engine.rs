@@ -747,35 +747,22 @@ impl Engine for GpuEngine<'_> {
         let start = Instant::now();
         self.flush();
         // Column j of the m x k values into rows 0..m of the tall matrix's column j (padding zero).
-        fn padded_columns<S: DeviceScalar>(
-            values: &[f64],
-            m: usize,
-            mp: usize,
-            k: usize,
-        ) -> Vec<S> {
-            let mut data = vec![S::from_f64(0.0); mp * k];
-            for j in 0..k {
-                for i in 0..m {
-                    data[j * mp + i] = S::from_f64(values[j * m + i]);
+        fn write_columns<S: DeviceScalar>(e: &GpuEngine<'_>, target: Tall, values: &[f64]) {
+            let (m, mp) = (e.m, e.mp);
+            let mut data = vec![S::from_f64(0.0); mp * e.k];
+            let columns = data.chunks_exact_mut(mp.max(1));
+            for (column, values) in columns.zip(values.chunks_exact(m.max(1))) {
+                for (d, &v) in column.iter_mut().zip(values) {
+                    *d = S::from_f64(v);
                 }
             }
-            data
+            e.ctx
+                .queue
+                .write_buffer(&e.talls[target.0], 0, bytemuck::cast_slice(&data));
         }
-        let (m, mp, k) = (self.m, self.mp, self.k);
-        let target = &self.talls[dst.0];
         match self.arithmetic {
-            Arithmetic::F32 => {
-                let data = padded_columns::<f32>(values, m, mp, k);
-                self.ctx
-                    .queue
-                    .write_buffer(target, 0, bytemuck::cast_slice(&data))
-            }
-            Arithmetic::F64 => {
-                let data = padded_columns::<f64>(values, m, mp, k);
-                self.ctx
-                    .queue
-                    .write_buffer(target, 0, bytemuck::cast_slice(&data))
-            }
+            Arithmetic::F32 => write_columns::<f32>(self, dst, values),
+            Arithmetic::F64 => write_columns::<f64>(self, dst, values),
         }
         self.upload_time += start.elapsed();
         Ok(())

@@ -139,37 +139,40 @@ impl Family {
         self.info().structs[0].name
     }
 
-    /// The module's WGSL in `arithmetic`: the family's file, then the helpers it uses, then the scalar
-    /// type `Real`, its `EPSILON` and `EXTRA_NEWTON_STEPS` (module-scope declarations may come in any order, and the file's
-    /// own line numbers stay those of naga's diagnostics). f64 needs a device with SHADER_F64; a
-    /// family that is not [generic](FamilyInfo::generic) gets f32 whatever is asked.
-    pub fn wgsl(self, arithmetic: Arithmetic) -> String {
+    /// The arithmetic the family is compiled in when `asked` is: `asked` for a
+    /// [generic](FamilyInfo::generic) family, f32 for the f32-only ones.
+    pub fn arithmetic(self, asked: Arithmetic) -> Arithmetic {
+        if self.info().generic {
+            asked
+        } else {
+            Arithmetic::F32
+        }
+    }
+
+    /// The module's WGSL in [`arithmetic`](Self::arithmetic)`(asked)`: the family's file, then the
+    /// helpers it uses (written over `Real` too), then the scalar type `Real`, its `EPSILON` and
+    /// `EXTRA_NEWTON_STEPS` (module-scope declarations may come in any order, and the file's own line
+    /// numbers stay those of naga's diagnostics). f64 needs a device with SHADER_F64.
+    pub fn wgsl(self, asked: Arithmetic) -> String {
         let info = self.info();
         let mut text = info.text.to_string();
         if info.tree_sum {
             text.push('\n');
             text.push_str(TREE_SUM.1);
         }
-        // The helpers are written over `Real` too: an f32-only family gets f32.
-        let arithmetic = if info.generic {
-            arithmetic
-        } else {
-            Arithmetic::F32
+        let arithmetic = self.arithmetic(asked);
+        // EXTRA_NEWTON_STEPS: eigen.wgsl's refinement of inverseSqrt, which Vulkan's f64 may compute
+        // only to f32's accuracy.
+        let (epsilon, extra_newton_steps) = match arithmetic {
+            Arithmetic::F32 => ("1.1920928955078125e-7", 0),
+            Arithmetic::F64 => ("2.220446049250313e-16", 2),
         };
-        {
-            // EXTRA_NEWTON_STEPS: eigen.wgsl's refinement of inverseSqrt, which Vulkan's f64 may
-            // compute only to f32's accuracy.
-            let (epsilon, extra_newton_steps) = match arithmetic {
-                Arithmetic::F32 => ("1.1920928955078125e-7", 0),
-                Arithmetic::F64 => ("2.220446049250313e-16", 2),
-            };
-            let ty = arithmetic.name();
-            text.push_str(&format!(
-                "\n// The scalar type (src/gpu/kernels.rs).\nalias Real = {ty};\n\
-                 const EPSILON: Real = {epsilon};\n\
-                 const EXTRA_NEWTON_STEPS: u32 = {extra_newton_steps}u;\n"
-            ));
-        }
+        let ty = arithmetic.name();
+        text.push_str(&format!(
+            "\n// The scalar type (src/gpu/kernels.rs).\nalias Real = {ty};\n\
+             const EPSILON: Real = {epsilon};\n\
+             const EXTRA_NEWTON_STEPS: u32 = {extra_newton_steps}u;\n"
+        ));
         text
     }
 }
@@ -342,11 +345,7 @@ impl PipelineCache {
     ) -> &Compiled {
         let family = kernel.family();
         // The f32-only families have one pipeline, whatever is asked.
-        let arithmetic = if family.info().generic {
-            arithmetic
-        } else {
-            Arithmetic::F32
-        };
+        let arithmetic = family.arithmetic(arithmetic);
         let key = (kernel, arithmetic);
         if !self.pipelines.contains_key(&key) {
             let module = self.modules.entry((family, arithmetic)).or_insert_with(|| {

@@ -71,10 +71,10 @@ impl DeviceInfo {
     /// in the loop and 8·m² while it is accumulated.) An f64 loop's C, of 8-byte values, is bounded by
     /// half this m.
     pub fn max_features(&self) -> usize {
-        max_features(binding_limit(
-            self.max_buffer_size,
-            self.max_storage_buffer_binding_size,
-        ))
+        max_features(
+            binding_limit(self.max_buffer_size, self.max_storage_buffer_binding_size),
+            4,
+        )
     }
 }
 
@@ -107,9 +107,10 @@ fn binding_limit(max_buffer_size: u64, max_binding: u64) -> (u64, &'static str) 
     }
 }
 
-/// The largest m (a multiple of 4) whose panels of [`PANEL_ROWS`] rows fit `limit` bytes.
-fn max_features((limit, _): (u64, &str)) -> usize {
-    let mp = limit / (PANEL_ROWS as u64 * 4);
+/// The largest m (a multiple of 4) whose panels of [`PANEL_ROWS`] rows of `value_bytes`-byte values fit
+/// `limit` bytes.
+fn max_features((limit, _): (u64, &str), value_bytes: usize) -> usize {
+    let mp = limit / (PANEL_ROWS * value_bytes) as u64;
     (mp.min(MAX_ROWS as u64) as usize) / 4 * 4
 }
 
@@ -447,7 +448,7 @@ impl GpuContext {
             needed: (PANEL_ROWS * mp * value_bytes) as u64,
             limit_name: limit.1,
             limit: limit.0,
-            max_m: max_features(limit) * 4 / value_bytes / 4 * 4,
+            max_m: max_features(limit, value_bytes),
         })
     }
 
@@ -630,7 +631,8 @@ mod tests {
         // C smaller than a tile fits as one panel; a 128-row panel that exceeds the limit does not.
         assert_eq!(rows(8, 8 * 8 * 4), Some(vec![(0, 8)]));
         assert_eq!(rows(300, 153_599), None);
-        assert_eq!(max_features((160_000, "")), 312);
-        assert_eq!(max_features((u64::MAX, "")), MAX_ROWS);
+        assert_eq!(max_features((160_000, ""), 4), 312);
+        assert_eq!(max_features((160_000, ""), 8), 156);
+        assert_eq!(max_features((u64::MAX, ""), 4), MAX_ROWS);
     }
 }
