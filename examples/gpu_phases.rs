@@ -1,5 +1,7 @@
 //! Phase timings of one fit on the GPU and on the CPU, and their agreement:
-//! `cargo run --release --example gpu_phases -- N M K [SOLVER]` (default 20000 512 16 exact-tied).
+//! `cargo run --release --example gpu_phases -- N M K [SOLVER] [profile]` (default 20000 512 16
+//! exact-tied). With `profile`, the GPU fit runs once more with each kernel timed
+//! (`LaePca::profile_kernels`) and prints the loop's kernels by GPU time.
 
 use laepca::synthetic::{geometric_spectrum, prescribed_spectrum};
 use laepca::{Backend, LaePca, Solver};
@@ -59,6 +61,34 @@ fn main() -> Result<(), laepca::Error> {
             per_iteration(&fit.loop_stats)
         );
         fits.push(fit);
+    }
+    if args.iter().any(|a| a == "profile") {
+        let fit = LaePca::new(k)
+            .solver(solver)
+            .backend(Backend::Gpu)
+            .profile_kernels(true)
+            .fit(&x)?;
+        let total: std::time::Duration = fit.kernel_profile.iter().map(|t| t.time).sum();
+        let iterations = fit.iterations.max(1) as f64;
+        println!(
+            "kernel profile (one pass per dispatch): {} iterations, {:.2?} GPU time in all, {:.1} µs \
+             per iteration; the same bits as the fit above: {}",
+            fit.iterations,
+            total,
+            total.as_secs_f64() * 1e6 / iterations,
+            fit.decoder == fits[0].decoder
+        );
+        for t in &fit.kernel_profile {
+            println!(
+                "  {:<24} {:>7} dispatches {:>10.2?} ({:>5.1}%, {:>8.2} µs per dispatch, {:>8.2} µs per iteration)",
+                t.kernel,
+                t.dispatches,
+                t.time,
+                100.0 * t.time.as_secs_f64() / total.as_secs_f64().max(1e-12),
+                t.time.as_secs_f64() * 1e6 / t.dispatches.max(1) as f64,
+                t.time.as_secs_f64() * 1e6 / iterations
+            );
+        }
     }
     let (g, c) = (&fits[0], &fits[1]);
     let (gu, cu) = (

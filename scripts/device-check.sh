@@ -45,6 +45,7 @@ step() { # NAME SECONDS COMMAND...
     step "mid-size problem (issue 3): n=20000 m=512 k=16" 60 .devbin/gpu_phases 20000 512 16
     step "loop at m=4096 k=16, auto" 60 .devbin/gpu_phases 20000 4096 16 auto
     step "loop at m=4096 k=16, exact-tied" 60 .devbin/gpu_phases 20000 4096 16 exact-tied
+    step "loop kernels by GPU time at m=4096 k=16, auto" 60 .devbin/gpu_phases 20000 4096 16 auto profile
     step "laepca fit Fashion-MNIST on the GPU" 60 .devbin/laepca fit "$fm" -k 16 --backend gpu --json -o /tmp/fm
     step "laepca fit Fashion-MNIST on the CPU" 60 .devbin/laepca fit "$fm" -k 16 --backend cpu --json -o /tmp/fm-cpu
     step "large problem: n=100000 m=4096 k=32" 150 .devbin/gpu_phases 100000 4096 32

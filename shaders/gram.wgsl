@@ -20,6 +20,14 @@
 // row0 .. row0 + rows, each of mp values, and then the same for splits 1 .. S − 1 (S > 1 only when all of
 // C is one panel). `gram_chunk` and `gram_fold` are dispatched once per panel.
 //
+// Once every chunk is added and folded, the loop's C is made in place in c_hi, so that C need not
+// come back to the host and go out again (src/gpu/gram.rs: GpuGram::into_loop_panels):
+// `gram_to_loop` makes the blocks on and above the diagonal, C_loop[i, j] = (hi + (lo − u_i u_j))·scale
+// with u = √n (μ − s) (so that u uᵀ is the centring term n (μ − s)(μ − s)ᵀ), zero where i or j ≥ m;
+// then `gram_mirror_within` (within a panel) and `gram_mirror` (from a panel above) copy each upper
+// block's transpose into the block below the diagonal. One thread per 4 x 4 block (four vec4 rows):
+// no two threads write the same vec4, and no thread reads a block another writes in the same dispatch.
+//
 // Bounds: the host compiles this module without wgpu's runtime bounds checks (they clamp every index).
 // Every storage index below is in range by the checks written out: rows < p.rows, vec4 columns < mp / 4,
 // C rows < panel.rows, split < p.splits; every workgroup-memory index is below its array's length by
@@ -32,9 +40,11 @@ struct GramParams {
     first: u32,
     slice: u32,
     splits: u32,
+    // gram_to_loop: the number of features (the columns and rows beyond it are zero in the loop's C)
+    m: u32,
+    // gram_to_loop: the loop's scale of C
+    scale: f32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 // The Rust twin: GramPanel in src/gpu/contract.rs. Panel rows are a multiple of TILE (but the last's).
@@ -54,6 +64,11 @@ struct GramPanel {
 @group(0) @binding(5) var<storage, read_write> sums_hi: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> sums_lo: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> panel: GramPanel;
+// The loop's C made from C's sums (gram_to_loop, gram_mirror, gram_mirror_within): the centring
+// vector; the panel above `panel` whose upper blocks are mirrored into it, and that panel.
+@group(0) @binding(8) var<storage, read> centre: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> source: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> source_panel: GramPanel;
 
 // Threads of `gram_fold`, chosen per adapter.
 override WG: u32 = 256u;
@@ -312,4 +327,96 @@ fn gram_fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     c_hi[idx] = hi;
     c_lo[idx] = lo;
+}
+
+// u_i, the centring vector's entry i (i < mp).
+fn centre_at(i: u32) -> f32 {
+    return centre[i / 4u][i % 4u];
+}
+
+// The 4 x 4 block of this thread among row_blocks x col_blocks, as (a, b): the block's rows are the
+// panel's rows 4a .. 4a + 3, b its vec4 column (or its column block); a = row_blocks for a thread
+// beyond the last block.
+fn block_of(gid: vec3<u32>, groups: vec3<u32>, row_blocks: u32, col_blocks: u32) -> vec2<u32> {
+    let idx = gid.y * groups.x * WG + gid.x;
+    if (idx >= row_blocks * col_blocks) {
+        return vec2<u32>(row_blocks, 0u);
+    }
+    return vec2<u32>(idx / col_blocks, idx % col_blocks);
+}
+
+// gram_to_loop: the blocks on and above the diagonal of this panel's rows, in place (see above).
+@compute @workgroup_size(WG)
+fn gram_to_loop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let cols = p.mp / 4u;
+    let ab = block_of(gid, groups, panel.rows / 4u, cols);
+    let i0 = panel.row0 + 4u * ab.x;
+    let b = ab.y;
+    if (ab.x >= panel.rows / 4u || 4u * b < i0) {
+        return;
+    }
+    let j0 = 4u * b;
+    let in_m = vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u) < vec4<u32>(p.m);
+    let u = centre[b];
+    var rows: array<vec4<f32>, 4>;
+    for (var q = 0u; q < 4u; q++) {
+        let i = i0 + q;
+        let idx = (i - panel.row0) * cols + b;
+        let v = (c_hi[idx] + (c_lo[idx] - centre_at(i) * u)) * p.scale;
+        rows[q] = select(vec4<f32>(0.0), v, in_m & vec4<bool>(i < p.m));
+    }
+    if (j0 == i0) {
+        // The diagonal block: its lower half from its upper half.
+        for (var q = 1u; q < 4u; q++) {
+            for (var l = 0u; l < q; l++) {
+                rows[q][l] = rows[l][q];
+            }
+        }
+    }
+    for (var q = 0u; q < 4u; q++) {
+        c_hi[(i0 + q - panel.row0) * cols + b] = rows[q];
+    }
+}
+
+// The block below the diagonal at rows i0 .. i0 + 3 of this panel, vec4 column b: the transpose of
+// the upper block whose rows are s (its four vec4 rows, at vec4 column i0 / 4).
+fn store_transposed(i0: u32, b: u32, s: array<vec4<f32>, 4>) {
+    let cols = p.mp / 4u;
+    for (var q = 0u; q < 4u; q++) {
+        c_hi[(i0 + q - panel.row0) * cols + b] = vec4<f32>(s[0][q], s[1][q], s[2][q], s[3][q]);
+    }
+}
+
+// gram_mirror_within: the blocks below the diagonal whose transposes lie in the same panel.
+@compute @workgroup_size(WG)
+fn gram_mirror_within(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let cols = p.mp / 4u;
+    let ab = block_of(gid, groups, panel.rows / 4u, panel.rows / 4u);
+    let i0 = panel.row0 + 4u * ab.x;
+    let j0 = panel.row0 + 4u * ab.y;
+    if (ab.x >= panel.rows / 4u || j0 >= i0) {
+        return;
+    }
+    var s: array<vec4<f32>, 4>;
+    for (var l = 0u; l < 4u; l++) {
+        s[l] = c_hi[(j0 + l - panel.row0) * cols + i0 / 4u];
+    }
+    store_transposed(i0, j0 / 4u, s);
+}
+
+// gram_mirror: the blocks below the diagonal whose transposes lie in source_panel (above this one).
+@compute @workgroup_size(WG)
+fn gram_mirror(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let cols = p.mp / 4u;
+    let ab = block_of(gid, groups, panel.rows / 4u, source_panel.rows / 4u);
+    let i0 = panel.row0 + 4u * ab.x;
+    let j0 = source_panel.row0 + 4u * ab.y;
+    if (ab.x >= panel.rows / 4u || j0 >= i0) {
+        return;
+    }
+    var s: array<vec4<f32>, 4>;
+    for (var l = 0u; l < 4u; l++) {
+        s[l] = source[(j0 + l - source_panel.row0) * cols + i0 / 4u];
+    }
+    store_transposed(i0, j0 / 4u, s);
 }

@@ -1024,7 +1024,18 @@ impl GramAccumulator {
     /// [`finish`](Self::finish), with the GPU time of the accumulation's kernels, measured by
     /// timestamp queries where the device has them (TIMESTAMP_QUERY; one more submission and wait);
     /// None on the CPU and on devices without them.
-    pub fn finish_timed(mut self) -> Result<(GramStats, Option<std::time::Duration>)> {
+    pub fn finish_timed(self) -> Result<(GramStats, Option<std::time::Duration>)> {
+        self.finish_parts(false)
+            .map(|(stats, kernel_time, _)| (stats, kernel_time))
+    }
+
+    /// [`finish_timed`](Self::finish_timed), and with `keep_on_device`, a GPU accumulation's sums
+    /// left on the device for the loop's C ([`DeviceGram`]), where the centring keeps the loop's
+    /// accuracy there (see [`DeviceGram`]); None otherwise.
+    pub(crate) fn finish_parts(
+        mut self,
+        keep_on_device: bool,
+    ) -> Result<(GramStats, Option<std::time::Duration>, Option<DeviceGram>)> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -1039,6 +1050,7 @@ impl GramAccumulator {
         }
         let n = self.n_samples as f64;
         let mut kernel_time = None;
+        let mut on_device = None;
         let (mut c, shift, sums) = match self.engine {
             BlockEngine::Cpu(_) => {
                 // The blocks filled the lower triangle: mirror it.
@@ -1061,14 +1073,21 @@ impl GramAccumulator {
                 let mut c = self.c;
                 let t = gpu.total(&mut c)?;
                 kernel_time = t.kernel_time;
+                if keep_on_device {
+                    on_device = Some(gpu);
+                }
                 // A host-side shift (f64 first block) left the device's at zero.
                 (c, self.shift.unwrap_or(t.shift), t.sums)
             }
         };
+        let d = if self.center {
+            &sums / n // μ − s
+        } else {
+            DVector::zeros(m)
+        };
         let mean = if self.center {
-            let d = &sums / n; // μ − s
             c.ger(-n, &d, &d, 1.0);
-            shift + d
+            shift + &d
         } else {
             DVector::zeros(m)
         };
@@ -1089,6 +1108,7 @@ impl GramAccumulator {
                 ),
             });
         }
+        let device = on_device.and_then(|gram| DeviceGram::of(gram, &c, &d, n));
         Ok((
             GramStats {
                 c,
@@ -1096,7 +1116,62 @@ impl GramAccumulator {
                 n_samples: self.n_samples,
             },
             kernel_time,
+            device,
         ))
+    }
+}
+
+/// A GPU accumulation's sums, left on the device after [`GramAccumulator::finish_parts`] so that the
+/// loop's C is made there (`GpuGram::into_loop_panels`) instead of being scaled on the host and
+/// uploaded again.
+///
+/// The device subtracts the centring term `n (μ − s)(μ − s)ᵀ` in f32, so its rounding is that of
+/// the larger of C's entries and that term: kept only where the term's largest entry,
+/// `n ‖μ − s‖∞²`, is at most C's largest diagonal entry (the shift s, taken from the first samples,
+/// is near the mean), so that the loop's C is within a few f32 ulps of C's largest entries, as the
+/// host's copy is; else the host's copy is uploaded.
+pub(crate) struct DeviceGram {
+    gram: Box<crate::gpu::GpuGram>,
+    /// `√n (μ − s)`.
+    centre: Vec<f64>,
+}
+
+impl DeviceGram {
+    fn of(
+        gram: Box<crate::gpu::GpuGram>,
+        c: &DMatrix<f64>,
+        d: &DVector<f64>,
+        n: f64,
+    ) -> Option<Self> {
+        let largest_diagonal = c.diagonal().iter().fold(0.0f64, |a, &v| a.max(v));
+        let largest_term = n * d.iter().fold(0.0f64, |a, &v| a.max(v * v));
+        if largest_term > largest_diagonal {
+            log::debug!(
+                "the loop's C is uploaded from the host: the centring term ({largest_term:.3e}) \
+                 exceeds C's largest diagonal entry ({largest_diagonal:.3e})"
+            );
+            return None;
+        }
+        let root = n.sqrt();
+        Some(DeviceGram {
+            gram,
+            centre: d.iter().map(|&v| root * v).collect(),
+        })
+    }
+
+    /// The number of features m.
+    pub fn n_features(&self) -> usize {
+        self.centre.len()
+    }
+
+    /// The device the sums are on.
+    pub fn context(&self) -> &std::sync::Arc<crate::gpu::GpuContext> {
+        self.gram.context()
+    }
+
+    /// The loop's C, `C / c_norm`, as row panels on the device (`GpuGram::into_loop_panels`).
+    pub fn into_loop_panels(self, c_norm: f64) -> Result<Vec<(usize, usize, wgpu::Buffer)>> {
+        self.gram.into_loop_panels(&self.centre, 1.0 / c_norm)
     }
 }
 

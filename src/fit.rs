@@ -2,7 +2,7 @@
 //! engine, the finish. The result types are in [`crate::result`].
 
 use crate::cpu::CpuEngine;
-use crate::data::{GramAccumulator, GramStats, SampleView};
+use crate::data::{DeviceGram, GramAccumulator, GramStats, SampleView};
 use crate::engine::{Engine, SEARCH_BLOCKS};
 use crate::error::{Error, Result};
 use crate::finish::finish;
@@ -18,6 +18,7 @@ use crate::solver::{run_loop, spectrum, LoopResult, LoopSettings, Solver};
 use crate::sparse::{CsrMatrix, SparseGram};
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 impl LaePca {
@@ -70,18 +71,7 @@ impl LaePca {
             });
         }
         let checked = self.check(stats.n_samples, m)?;
-        match self.method {
-            Method::Auto | Method::Gram => {}
-            Method::Operator => return Err(operator_refused()),
-            other => {
-                return Err(Error::Unsupported {
-                    detail: format!(
-                        "given Gram statistics are fitted as they are (method gram), not by {}",
-                        other.name()
-                    ),
-                })
-            }
-        }
+        self.gram_method_allowed()?;
         check_semidefinite(&stats.c)?;
         let gpu = self.choose_device()?;
         let problem = Problem::gram(stats, "the Gram statistics were given".to_string());
@@ -120,10 +110,52 @@ impl LaePca {
             self.accumulator_of::<T>(gpu.as_ref(), view.n_features, self.center, samples)?;
         acc.cancel_on(self.cancel.clone());
         acc.push_view(&view)?;
-        let (stats, kernels) = acc.finish_timed()?;
+        let (stats, kernels, device_sums) = acc.finish_parts(true)?;
         let mut problem = Problem::gram(&stats, reason);
         problem.gram_kernels = kernels;
+        problem.device_sums = Cell::new(device_sums);
         self.fit_problem(&problem, &checked, t_gram.elapsed(), start, gpu)
+    }
+
+    /// Finishes an accumulation (e.g. of a file's samples, pushed in chunks) and fits it: the same as
+    /// [`GramAccumulator::finish_timed`] then [`fit_gram`](Self::fit_gram) (the kernel time in
+    /// `Fit::timings`, the finish's time as its Gram phase), except that a GPU accumulation's C
+    /// stays on the device for a GPU loop, which makes its scaled copy there instead of one on the host
+    /// and a second upload. The fit runs on the accumulation's device where this builder has no
+    /// [`device`](Self::device) and its backend is not [`Backend::Cpu`] (one device for every phase);
+    /// [`gram_accumulator`](Self::gram_accumulator) of this builder gives the accumulator its fits
+    /// would use.
+    pub fn fit_accumulated<T: Real>(&self, acc: GramAccumulator) -> Result<Fit<T>> {
+        let start = Instant::now();
+        let (stats, kernels, device_sums) = acc.finish_parts(true)?;
+        let gram = start.elapsed();
+        let checked = self.check(stats.n_samples, stats.n_features())?;
+        self.gram_method_allowed()?;
+        // The accumulation's device, where the builder would open one: one device for every phase.
+        let gpu = match (&device_sums, self.backend, &self.device) {
+            (Some(sums), Backend::Gpu | Backend::Auto, None) => {
+                Some(GpuDevice::of_context(std::sync::Arc::clone(sums.context())))
+            }
+            _ => self.choose_device()?,
+        };
+        let mut problem = Problem::gram(&stats, "the Gram matrix was accumulated".to_string());
+        problem.gram_kernels = kernels;
+        problem.device_sums = Cell::new(device_sums);
+        self.fit_problem(&problem, &checked, gram, start, gpu)
+    }
+
+    /// [`Method::Auto`] and [`Method::Gram`] fit accumulated statistics; the others cannot.
+    fn gram_method_allowed(&self) -> Result<()> {
+        match self.method {
+            Method::Auto | Method::Gram => Ok(()),
+            Method::Operator => Err(operator_refused()),
+            other => Err(Error::Unsupported {
+                detail: format!(
+                    "given Gram statistics are fitted as they are (method gram), not by {}",
+                    other.name()
+                ),
+            }),
+        }
     }
 
     /// The route [`fit`](Self::fit) takes for dense data of `n` samples and `m` features, and why:
@@ -320,6 +352,7 @@ impl LaePca {
             lift: Some(&lift),
             gram_kernels,
             sparse: None,
+            device_sums: Cell::new(None),
         };
         self.fit_problem(&problem, checked, t_gram.elapsed(), start, gpu)
     }
@@ -410,6 +443,7 @@ impl LaePca {
                 lift: None,
                 gram_kernels: None,
                 sparse: Some(x),
+                device_sums: Cell::new(None),
             };
             return self.fit_problem(&problem, &checked, t.elapsed(), start, gpu);
         }
@@ -681,19 +715,6 @@ impl LaePca {
         gpu: Option<GpuDevice>,
     ) -> Result<Fit<T>> {
         let (m, k) = (p.c.n_features(), checked.k);
-        if p.formed.is_some() {
-            // The loop's scaled copy of C and the engine's copy (C itself exists already).
-            crate::alloc::check(
-                || {
-                    format!(
-                        "order {m}: the fit's two working copies of the matrix it multiplies by"
-                    )
-                },
-                m.checked_mul(m).and_then(|v| v.checked_mul(2)),
-                std::mem::size_of::<f64>(),
-                None,
-            )?;
-        }
         let t_setup = Instant::now();
         let auto = self.solver == Solver::Auto;
         let Resolved {
@@ -718,14 +739,13 @@ impl LaePca {
         // The loop runs on C / c_norm (‖C‖₂ ≈ 1, or ≤ 1 for auto): with λ / c_norm, α·c_norm and
         // β / c_norm² the iterates are the same, but no intermediate (β ~ σ⁴) can overflow f32 whatever
         // the data's units.
-        let c_loop = p.formed.map(|c| c / c_norm);
         // The engine's block: the k components, and auto's guard columns.
         let width = self.solver.block_width(m, k);
         // The operator route runs on the GPU where its sparse X fits the device (else on the CPU).
         // (Why it stays on the CPU, for the summary.)
         let mut on_cpu_because = None;
         let (gpu, sparse_layout) = match (gpu, p.sparse) {
-            (Some(device), Some(x)) if c_loop.is_none() => {
+            (Some(device), Some(x)) if p.formed.is_none() => {
                 match sparse_layout_on(&device, x, p, width) {
                     Ok(layout) => (Some(device), Some(layout)),
                     Err(why) => {
@@ -735,7 +755,7 @@ impl LaePca {
                     }
                 }
             }
-            (gpu, _) => (gpu.filter(|_| c_loop.is_some()), None),
+            (gpu, _) => (gpu.filter(|_| p.formed.is_some()), None),
         };
         // The GPU's small eigenproblems (auto's, of order SEARCH_BLOCKS·width) run in one workgroup,
         // split into dispatches of bounded loop iterations; beyond order ~1000 one round alone exceeds
@@ -761,6 +781,31 @@ impl LaePca {
         let arithmetic = match &gpu {
             Some(device) => self.gpu_arithmetic::<T>(device.info(), sparse_layout.is_some())?,
             None => Arithmetic::of::<T>(),
+        };
+        // An f32 GPU loop on the device that accumulated C makes its C there from the sums; else the
+        // loop's C is C / c_norm on the host (for the CPU engine, or uploaded).
+        let device_sums = p.device_sums.take().filter(|sums| {
+            arithmetic == Arithmetic::F32
+                && gpu
+                    .as_ref()
+                    .is_some_and(|d| std::sync::Arc::ptr_eq(d.context(), sums.context()))
+        });
+        let c_loop = match (&device_sums, p.formed) {
+            (None, Some(c)) => {
+                // The loop's scaled copy of C and the engine's copy (C itself exists already).
+                crate::alloc::check(
+                    || {
+                        format!(
+                            "order {m}: the fit's two working copies of the matrix it multiplies by"
+                        )
+                    },
+                    m.checked_mul(m).and_then(|v| v.checked_mul(2)),
+                    std::mem::size_of::<f64>(),
+                    None,
+                )?;
+                Some(c / c_norm)
+            }
+            _ => None,
         };
         let (default_tol, eps) = match arithmetic {
             Arithmetic::F32 => (
@@ -816,11 +861,14 @@ impl LaePca {
         let run = match &gpu {
             Some(device) => {
                 let ctx = device.context();
-                let mut engine = match (&c_loop, &sparse_layout, p.sparse) {
-                    (Some(c_loop), _, _) => {
+                let mut engine = match (device_sums, &c_loop, &sparse_layout, p.sparse) {
+                    (Some(sums), _, _, _) => {
+                        GpuEngine::over_device_gram(ctx, sums, c_norm, width, check_every)?
+                    }
+                    (None, Some(c_loop), _, _) => {
                         GpuEngine::new(ctx, c_loop, width, check_every, arithmetic)?
                     }
-                    (None, Some(layout), Some(x)) => GpuEngine::over_sparse(
+                    (None, None, Some(layout), Some(x)) => GpuEngine::over_sparse(
                         ctx,
                         x,
                         layout,
@@ -831,6 +879,12 @@ impl LaePca {
                     )?,
                     _ => unreachable!("a GPU loop has C or a sparse X on the device"),
                 };
+                if self.profile_kernels && !engine.profile_kernels() {
+                    log::warn!(
+                        "{} has no timestamp queries: its kernels are not profiled",
+                        ctx.info.name
+                    );
+                }
                 let out = run_loop(&mut engine, &settings, &w0, &v0, &mut on_check)?;
                 ctx.take_error()?;
                 let passes = engine.passes() - out.stats.discarded_passes;
@@ -843,6 +897,7 @@ impl LaePca {
                     readback,
                     kernels: engine.kernel_time(),
                     passes,
+                    kernel_profile: engine.kernel_profile(),
                 }
             }
             None => {
@@ -858,6 +913,7 @@ impl LaePca {
                     readback: Duration::ZERO,
                     kernels: None,
                     passes: engine.passes(),
+                    kernel_profile: Vec::new(),
                 }
             }
         };
@@ -869,6 +925,7 @@ impl LaePca {
             readback,
             kernels: iterate_kernels,
             passes: loop_passes,
+            kernel_profile,
         } = run;
         let iterate = t_iter.elapsed().saturating_sub(upload + readback);
 
@@ -930,6 +987,7 @@ impl LaePca {
             arithmetic,
             adapter,
             loop_stats: out.stats,
+            kernel_profile,
             lambda,
             alpha,
             tol: settings.tol,
@@ -1008,6 +1066,9 @@ struct Problem<'a> {
     gram_kernels: Option<Duration>,
     /// The operator route's sparse X, for the GPU engine to hold (the CPU one multiplies by `c`).
     sparse: Option<&'a dyn crate::sparse::PackedPanels>,
+    /// A GPU accumulation's sums of C still on the device, for a GPU loop to make its C from (taken by
+    /// the fit).
+    device_sums: Cell<Option<DeviceGram>>,
 }
 
 impl<'a> Problem<'a> {
@@ -1024,6 +1085,7 @@ impl<'a> Problem<'a> {
             lift: None,
             gram_kernels: None,
             sparse: None,
+            device_sums: Cell::new(None),
         }
     }
 }
@@ -1242,6 +1304,8 @@ struct LoopRun {
     kernels: Option<Duration>,
     /// Products with C in the loop.
     passes: usize,
+    /// Each kernel's dispatches and GPU time (profiling only).
+    kernel_profile: Vec<crate::KernelTime>,
 }
 
 /// Rounding noise of an accumulated C relative to its largest diagonal entry (f32 block products, with

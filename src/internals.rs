@@ -178,3 +178,36 @@ pub fn shader_families() -> Vec<ShaderFamily> {
 pub fn shader_helpers() -> Vec<&'static str> {
     vec![TREE_SUM.0]
 }
+
+/// The loop's C that an f32 GPU fit makes on the device from an accumulation of `rows` (row-major,
+/// m features, centred): `C / trace(C)` read back as the mp x mp matrix the loop multiplies by (m
+/// padded to a multiple of 4), with the host's C for comparison (m x m, f64); None where the
+/// accumulation does not keep its sums on the device (its centring term is too large).
+pub fn loop_c_on_device(
+    device: &GpuDevice,
+    rows: &[f32],
+    m: usize,
+) -> Result<Option<(DMatrix<f64>, DMatrix<f64>)>> {
+    let mut acc = crate::GramAccumulator::on_device(device, m, true)?;
+    acc.push_rows(rows)?;
+    let (stats, _, sums) = acc.finish_parts(true)?;
+    let Some(sums) = sums else {
+        return Ok(None);
+    };
+    let ctx = std::sync::Arc::clone(sums.context());
+    let mp = crate::gpu::padded(m);
+    let mut loop_c = DMatrix::zeros(mp, mp);
+    for (row0, rows, panel) in sums.into_loop_panels(stats.trace())? {
+        let bytes = (rows * mp * 4) as u64;
+        let staging = ctx.staging(bytes);
+        let mut encoder = ctx.encoder("read the loop's C");
+        encoder.copy_buffer_to_buffer(&panel, 0, &staging, 0, bytes);
+        let values = ctx.submit_and_read(encoder, &staging, bytes)?;
+        for (r, row) in values.chunks_exact(mp).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                loop_c[(row0 + r, j)] = v as f64;
+            }
+        }
+    }
+    Ok(Some((loop_c, stats.c)))
+}

@@ -65,7 +65,7 @@ pub use params::{
     ProgressHook, DEFAULT_MAX_ITER,
 };
 pub use real::Real;
-pub use result::{Fit, Projection, Timings};
+pub use result::{Fit, KernelTime, Projection, Timings};
 pub use solver::Solver;
 pub use sparse::CsrMatrix;
 

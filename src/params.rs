@@ -296,6 +296,7 @@ pub struct LaePca {
     pub(crate) warm_start: Option<nalgebra::DMatrix<f64>>,
     pub(crate) device: Option<crate::GpuDevice>,
     pub(crate) gpu_precision: GpuPrecision,
+    pub(crate) profile_kernels: bool,
 }
 
 impl LaePca {
@@ -321,6 +322,7 @@ impl LaePca {
             warm_start: None,
             device: None,
             gpu_precision: GpuPrecision::Auto,
+            profile_kernels: false,
         }
     }
     /// The iteration to run.
@@ -423,6 +425,16 @@ impl LaePca {
     /// which ran. The CPU ignores it (it computes in the data's precision).
     pub fn gpu_precision(mut self, precision: GpuPrecision) -> Self {
         self.gpu_precision = precision;
+        self
+    }
+    /// Whether to time each of a GPU loop's kernels (default false): every dispatch then runs in a
+    /// compute pass of its own, timed by timestamp queries at both ends, and
+    /// [`Fit::kernel_profile`](crate::Fit::kernel_profile) gives each kernel's dispatches and GPU
+    /// time. For finding where a loop's time goes, not for timing the loop: the passes cost more
+    /// than one pass (the results are the same bits). Nothing is timed on a device without timestamp
+    /// queries ([`DeviceInfo::timestamp_queries`](crate::DeviceInfo::timestamp_queries)) or on the CPU.
+    pub fn profile_kernels(mut self, profile: bool) -> Self {
+        self.profile_kernels = profile;
         self
     }
     /// Whether to remove each feature's mean (default true).

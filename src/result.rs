@@ -38,6 +38,18 @@ pub struct Timings {
     pub total: Duration,
 }
 
+/// The GPU time of one kernel over a fit's loop ([`LaePca::profile_kernels`](crate::LaePca::profile_kernels)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    /// The kernel's entry point (a function of shaders/*.wgsl).
+    pub kernel: &'static str,
+    /// Its dispatches in the loop.
+    pub dispatches: usize,
+    /// Their GPU time: the sum over its dispatches of the time between the timestamps at the
+    /// beginning and end of each one's compute pass.
+    pub time: Duration,
+}
+
 /// The result of a fit.
 #[derive(Clone, Debug)]
 pub struct Fit<T: Real> {
@@ -89,6 +101,10 @@ pub struct Fit<T: Real> {
     /// What the solver loop's engine did: submissions, host waits, dispatches, buffers and bind groups
     /// created, in all and per steady block of `check_every` iterations (zeros on the CPU).
     pub loop_stats: LoopStats,
+    /// With [`LaePca::profile_kernels`](crate::LaePca::profile_kernels) on a GPU with timestamp
+    /// queries, each kernel of the loop with its dispatches and GPU time, by decreasing time (their
+    /// times sum to `timings.iterate_kernels`, to a nanosecond per dispatch); else empty.
+    pub kernel_profile: Vec<KernelTime>,
     /// The λ used.
     pub lambda: f64,
     /// The gradient step size α used; `None` for the solvers without a gradient step (auto, momentum

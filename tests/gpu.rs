@@ -860,3 +860,190 @@ fn gpu_f64_fits_the_paper_problem_to_the_cpu_accuracy() {
         fit.iterations, cpu.iterations
     );
 }
+
+/// The loop's C made on the device from the accumulation's sums (no second upload) against the
+/// host's `C / trace(C)` in f32: symmetric bit for bit, zero in the padding, and within 8 f32 ulps of
+/// the largest entry (the centring term is subtracted in f32 there, a few roundings of at most C's
+/// largest entry each; a missing or wrong term, scale or mirror would be off by far more). In one
+/// panel (m = 37, a large mean, ragged) and in three (a device capped at 160000-byte buffers, m =
+/// 300: the mirror across panels). Then samples whose first chunk is far from the mean (a centring
+/// term larger than C's diagonal): the sums are not kept, and the fit takes the host's copy.
+#[test]
+fn the_loop_c_is_made_on_the_device_from_the_sums() {
+    if !have_gpu() {
+        return;
+    }
+    let whole = GpuDevice::open(None).unwrap();
+    let capped = GpuDevice::open_with_binding_limit(None, 160_000).unwrap();
+    for (device, n, m, mean) in [(&whole, 700, 37, 1000.0), (&capped, 600, 300, 50.0)] {
+        let p = prescribed_spectrum(n, m, &geometric_spectrum(m.min(40), 80.0, 0.8), mean, 31);
+        let rows: Vec<f32> = p.x.transpose().iter().map(|&v| v as f32).collect();
+        let (loop_c, c) = laepca::internals::loop_c_on_device(device, &rows, m)
+            .unwrap()
+            .expect("a shift near the mean keeps the sums on the device");
+        let mp = loop_c.nrows();
+        assert_eq!(mp, m.div_ceil(4) * 4);
+        let host = (&c / c.trace()).map(|v| v as f32 as f64);
+        let largest = host.iter().fold(0.0f64, |a, &v| a.max(v.abs()));
+        let bound = 8.0 * f32::EPSILON as f64 * largest;
+        for i in 0..mp {
+            for j in 0..mp {
+                let v = loop_c[(i, j)];
+                assert_eq!(v.to_bits(), loop_c[(j, i)].to_bits(), "m = {m}: ({i}, {j})");
+                if i >= m || j >= m {
+                    assert_eq!(v, 0.0, "m = {m}: padding ({i}, {j})");
+                } else {
+                    let err = (v - host[(i, j)]).abs();
+                    assert!(
+                        err <= bound,
+                        "m = {m}: ({i}, {j}) off by {err:e} > {bound:e}"
+                    );
+                }
+            }
+        }
+    }
+    // Chunks of 409 samples on a device capped at 64 KiB buffers (m = 37): feature 0 of the first
+    // chunk at +10, of the nine others at 0. The first chunk's mean of it is 9 from its mean, whose
+    // spread is 3: n·9² > C₀₀ ≈ n·3².
+    let tiny = GpuDevice::open_with_binding_limit(None, 64 << 10).unwrap();
+    let (n, m) = (4090, 37);
+    let p = prescribed_spectrum(n, m, &geometric_spectrum(m, 30.0, 0.9), 0.0, 32);
+    let mut x = p.x.map(|v| v as f32);
+    for i in 0..409 {
+        x[(i, 0)] += 10.0;
+    }
+    let rows: Vec<f32> = x.transpose().iter().copied().collect();
+    let kept = laepca::internals::loop_c_on_device(&tiny, &rows, m).unwrap();
+    assert!(kept.is_none(), "a centring term beyond C's diagonal");
+    let gpu = LaePca::new(4)
+        .backend(Backend::Gpu)
+        .device(tiny.clone())
+        .fit(&x)
+        .unwrap();
+    let cpu = LaePca::new(4)
+        .backend(Backend::Cpu)
+        .fit(&x.map(|v| v as f64))
+        .unwrap();
+    let angle = largest_principal_angle(
+        &gpu.components.transpose().map(|v| v as f64),
+        &cpu.components.transpose(),
+    );
+    assert!(angle < 1e-3, "GPU against CPU f64: {angle:e} rad");
+}
+
+/// `fit_accumulated` of a GPU accumulation gives `fit`'s bits on the same device (both make the loop's
+/// C on the device from the same sums: the chunks are cut from the stream of samples whatever the
+/// pushes), runs on the accumulation's device when the builder has none, and agrees to f32 accuracy
+/// with `finish` then `fit_gram`, which uploads the host's copy.
+#[test]
+fn fit_accumulated_keeps_c_on_the_device() {
+    if !have_gpu() {
+        return;
+    }
+    let (n, m, k) = (900, 60, 4);
+    let x = prescribed_spectrum(n, m, &geometric_spectrum(30, 40.0, 0.8), 20.0, 33)
+        .x
+        .map(|v| v as f32);
+    let rows: Vec<f32> = x.transpose().iter().copied().collect();
+    let device = GpuDevice::open(None).unwrap();
+    let accumulated = || {
+        let mut acc = GramAccumulator::on_device(&device, m, true).unwrap();
+        for chunk in rows.chunks(m * 250) {
+            acc.push_rows(chunk).unwrap();
+        }
+        acc
+    };
+    for solver in [Solver::Auto, Solver::ExactTied] {
+        let model = LaePca::new(k).solver(solver).backend(Backend::Gpu);
+        let direct = model.clone().device(device.clone()).fit(&x).unwrap();
+        let kept = model.fit_accumulated::<f32>(accumulated()).unwrap();
+        assert_eq!(kept.backend, Backend::Gpu, "{solver}");
+        assert!(
+            kept.decoder == direct.decoder,
+            "{solver}: the decoders differ"
+        );
+        assert_eq!(kept.history, direct.history, "{solver}");
+        let stats = accumulated().finish().unwrap();
+        let uploaded = model
+            .clone()
+            .device(device.clone())
+            .fit_gram::<f32>(&stats)
+            .unwrap();
+        let angle = largest_principal_angle(
+            &kept.components.transpose().map(|v| v as f64),
+            &uploaded.components.transpose().map(|v| v as f64),
+        );
+        assert!(
+            angle < 1e-4,
+            "{solver}: {angle:e} rad from the uploaded C's fit"
+        );
+    }
+}
+
+/// `profile_kernels`: every dispatch timed in a pass of its own gives the same bits as one pass per
+/// block, each kernel's dispatches add up to the loop's (c_mul's to its products with C), and the
+/// kernels' times to the loop's GPU time (lavapipe has timestamp queries; each time is truncated to
+/// a nanosecond). Off, or on the CPU, the profile is empty.
+#[test]
+fn kernel_profile_accounts_for_every_dispatch() {
+    if !have_gpu() {
+        return;
+    }
+    let device = GpuDevice::open(None).unwrap();
+    if !device.info().timestamp_queries {
+        eprintln!(
+            "{}: no timestamp queries, nothing to profile",
+            device.info().name
+        );
+        return;
+    }
+    let x = prescribed_spectrum(400, 48, &geometric_spectrum(30, 40.0, 0.85), 2.0, 34)
+        .x
+        .map(|v| v as f32);
+    for solver in [Solver::Auto, Solver::ExactTied] {
+        let model = LaePca::new(4)
+            .solver(solver)
+            .backend(Backend::Gpu)
+            .device(device.clone());
+        let plain = model.clone().fit(&x).unwrap();
+        let profiled = model.profile_kernels(true).fit(&x).unwrap();
+        assert!(plain.kernel_profile.is_empty(), "{solver}");
+        assert!(
+            profiled.decoder == plain.decoder,
+            "{solver}: the decoders differ"
+        );
+        assert_eq!(profiled.history, plain.history, "{solver}");
+        let p = &profiled.kernel_profile;
+        let dispatches: usize = p.iter().map(|t| t.dispatches).sum();
+        assert_eq!(
+            dispatches, profiled.loop_stats.total.dispatches,
+            "{solver}: {p:?}"
+        );
+        // At least one product per iteration, at most the fit's passes (the setup's run on the CPU)
+        // and auto's discarded one.
+        let c_mul = p.iter().find(|t| t.kernel == "c_mul").expect("c_mul ran");
+        assert!(
+            c_mul.dispatches >= profiled.iterations
+                && c_mul.dispatches <= profiled.passes + profiled.loop_stats.discarded_passes,
+            "{solver}: {p:?}, {} passes",
+            profiled.passes
+        );
+        assert!(
+            p.windows(2).all(|w| w[0].time >= w[1].time),
+            "{solver}: by time"
+        );
+        let sum: std::time::Duration = p.iter().map(|t| t.time).sum();
+        let total = profiled.timings.iterate_kernels.expect("timed");
+        let slack = std::time::Duration::from_nanos(dispatches as u64 + 1);
+        assert!(
+            sum <= total + slack && total <= sum + slack,
+            "{solver}: kernels {sum:?}, loop {total:?}"
+        );
+    }
+    let cpu = LaePca::new(4)
+        .profile_kernels(true)
+        .backend(Backend::Cpu)
+        .fit(&x)
+        .unwrap();
+    assert!(cpu.kernel_profile.is_empty());
+}

@@ -10,7 +10,7 @@ use super::progress::Bar;
 use super::{print_out, Context, Failure, FitArgs};
 use laepca::io::{Coordinates, Format, H5adFile, IoError, NpyWriter, Precision, Reader};
 use laepca::{
-    Backend, CheckedParams, CsrMatrix, Error, Fit, GramStats, LaePca, Layout, Method, Real,
+    Backend, CheckedParams, CsrMatrix, Error, Fit, GramAccumulator, LaePca, Layout, Method, Real,
 };
 use nalgebra::{DMatrix, DVector};
 use std::path::Path;
@@ -312,12 +312,13 @@ enum StreamError {
 }
 
 /// Streams the file's rows into the Gram accumulation: a reader thread decodes the next chunk while
-/// this one is pushed. Returns the statistics, the time spent reading and the time spent accumulating.
+/// this one is pushed. Returns the accumulation (not yet finished), the time spent reading and the
+/// time spent pushing the rows.
 fn accumulate<T: Real>(
     model: &LaePca,
     reader: &mut Reader,
     bar: &Bar,
-) -> Result<(GramStats, Duration, Duration, Option<Duration>), Failure> {
+) -> Result<(GramAccumulator, Duration, Duration), Failure> {
     // The builder's backend is decided: the accumulation runs on the device the fit will use.
     let mut acc = model
         .gram_accumulator::<T>(reader.cols(), Some(reader.rows()))
@@ -388,10 +389,7 @@ fn accumulate<T: Real>(
         Some(StreamError::Data(e)) => return Err(data_error(e, reader)),
         None => {}
     }
-    let t = Instant::now();
-    let (stats, kernels) = acc.finish_timed().map_err(|e| data_error(e, reader))?;
-    gram += t.elapsed();
-    Ok((stats, load, gram, kernels))
+    Ok((acc, load, gram))
 }
 
 fn to_f32<T: Real>(v: &DVector<T>) -> Vec<f32> {
@@ -600,11 +598,12 @@ fn fit_streamed<T: Real>(
     reader: &mut Reader,
     bar: &Bar,
 ) -> Result<FileFit<'static, T>, Failure> {
-    let (stats, load, gram, kernels) = accumulate::<T>(model, reader, bar)?;
-    let mut fit = model
-        .fit_gram::<T>(&stats)
+    let (acc, load, pushes) = accumulate::<T>(model, reader, bar)?;
+    // The accumulation's finish is the fit's Gram phase (C stays on the device for a GPU loop).
+    let fit = model
+        .fit_accumulated::<T>(acc)
         .map_err(|e| data_error(e, reader))?;
-    fit.timings.gram_kernels = kernels;
+    let gram = pushes + fit.timings.gram;
     Ok(FileFit {
         fit,
         load,

@@ -73,12 +73,12 @@ wgsl_struct! {
         slice: u32,
         /// Running totals of C per panel (split-K): slice s of a chunk goes to total s mod splits.
         splits: u32,
+        /// gram_to_loop: the number of features (the loop's C is zero beyond it).
+        m: u32,
+        /// gram_to_loop: the loop's scale of C (1 / its norm).
+        scale: f32,
         /// Padding.
         _pad0: u32,
-        /// Padding.
-        _pad1: u32,
-        /// Padding.
-        _pad2: u32,
     }
 }
 
@@ -289,6 +289,12 @@ pub mod gram {
     pub const SUMS_LO: Binding = read_write(6, "sums_lo");
     /// The row panel of C that c_hi and c_lo hold ([`GramPanel`](super::GramPanel)).
     pub const PANEL: Binding = read(7, "panel");
+    /// The centring vector `√n (μ − s)` (gram_to_loop).
+    pub const CENTRE: Binding = read(8, "centre");
+    /// The loop's C in a panel above PANEL, whose upper blocks gram_mirror copies below the diagonal.
+    pub const SOURCE: Binding = read(9, "source");
+    /// That panel ([`GramPanel`](super::GramPanel)).
+    pub const SOURCE_PANEL: Binding = read(10, "source_panel");
 }
 
 /// The bindings of matmul.wgsl.

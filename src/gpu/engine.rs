@@ -13,6 +13,7 @@ use super::kernels::Kernel;
 use super::sparse::{SparseLayout, SparseOnDevice};
 use super::timer::PassTimer;
 use super::{grid_1d, padded, GpuContext, C_MUL_ROWS};
+use crate::data::DeviceGram;
 use crate::engine::{
     CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS,
     MAX_SCALARS, MAX_UNREAD_CHECKS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
@@ -143,6 +144,16 @@ pub(crate) struct GpuEngine<'a> {
     readback_time: Duration,
     /// Times the loop's compute passes (where the device has timestamp queries).
     timer: Option<PassTimer>,
+    /// Per-kernel times, when profiling ([`GpuEngine::profile_kernels`]).
+    profile: Option<KernelProfile>,
+}
+
+/// The per-kernel times of a profiled loop: the kernels of the timed passes not yet read, in order,
+/// and each kernel's dispatches and time so far.
+#[derive(Default)]
+struct KernelProfile {
+    unread: Vec<Kernel>,
+    totals: Vec<(Kernel, usize, Duration)>,
 }
 
 impl<'a> GpuEngine<'a> {
@@ -197,6 +208,35 @@ impl<'a> GpuEngine<'a> {
             check_every,
             Multiplier::Formed(c_panels),
             panel_count,
+            start,
+        )
+    }
+
+    /// An engine over the loop's C made on the device from a GPU accumulation's sums (`C / c_norm`,
+    /// in f32: [`DeviceGram::into_loop_panels`]), so that C is not uploaded again.
+    pub fn over_device_gram(
+        ctx: &'a GpuContext,
+        sums: DeviceGram,
+        c_norm: f64,
+        k: usize,
+        check_every: usize,
+    ) -> Result<Self> {
+        let start = Instant::now();
+        let m = sums.n_features();
+        ctx.check_binding(
+            m,
+            || format!("a block of {k} columns of m values"),
+            (padded(m) * k * 4) as u64,
+        )?;
+        let c_panels = sums.into_loop_panels(c_norm)?;
+        Self::with(
+            ctx,
+            Arithmetic::F32,
+            m,
+            k,
+            check_every,
+            Multiplier::Formed(c_panels),
+            0,
             start,
         )
     }
@@ -294,6 +334,7 @@ impl<'a> GpuEngine<'a> {
             upload_time: Duration::ZERO,
             readback_time: Duration::ZERO,
             timer,
+            profile: None,
         };
         ctx.take_error()?;
         let mut engine = engine;
@@ -387,11 +428,23 @@ impl<'a> GpuEngine<'a> {
             self.bind_groups.insert(key.clone(), group);
             self.stats.bind_groups_created += 1;
         }
+        if self.profile.is_some() {
+            // Profiling: each dispatch in a timed pass of its own.
+            drop(self.pass.take());
+        }
         if self.pass.is_none() {
             if self.timer.as_ref().is_some_and(PassTimer::is_full) {
+                // (Profiling: the passes whose timestamps it holds may be recorded, not submitted.)
+                if let Some(encoder) = self.encoder.take() {
+                    self.ctx.queue.submit([encoder.finish()]);
+                    self.stats.submissions += 1;
+                }
                 self.read_pass_times_now();
             }
-            let mut encoder = self.ctx.encoder("laepca loop");
+            let ctx = self.ctx;
+            let encoder = self
+                .encoder
+                .get_or_insert_with(|| ctx.encoder("laepca loop"));
             let timestamp_writes = self.timer.as_mut().map(PassTimer::next_pass);
             let pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -399,8 +452,10 @@ impl<'a> GpuEngine<'a> {
                     timestamp_writes,
                 })
                 .forget_lifetime();
-            self.encoder = Some(encoder);
             self.pass = Some(pass);
+            if let Some(profile) = &mut self.profile {
+                profile.unread.push(kernel);
+            }
         }
         let pass = self.pass.as_mut().expect("opened above");
         pass.set_pipeline(&compiled.pipeline);
@@ -427,10 +482,54 @@ impl<'a> GpuEngine<'a> {
 
     /// Adds the copied passes' times to the timer's total.
     fn take_pass_times(&mut self) -> Result<()> {
-        match &mut self.timer {
-            Some(t) => t.take(self.ctx),
-            None => Ok(()),
+        if let Some(t) = &mut self.timer {
+            let times = t.take(self.ctx)?;
+            self.attribute(times);
         }
+        Ok(())
+    }
+
+    /// Profiling: adds the times of the passes just read to their kernels' totals.
+    fn attribute(&mut self, times: Vec<Duration>) {
+        if let Some(profile) = &mut self.profile {
+            debug_assert_eq!(profile.unread.len(), times.len(), "a kernel per timed pass");
+            for (kernel, time) in profile.unread.drain(..).zip(times) {
+                match profile.totals.iter_mut().find(|t| t.0 == kernel) {
+                    Some(total) => {
+                        total.1 += 1;
+                        total.2 += time;
+                    }
+                    None => profile.totals.push((kernel, 1, time)),
+                }
+            }
+        }
+    }
+
+    /// From now on, each dispatch runs in a timed compute pass of its own, its time added to its
+    /// kernel's ([`kernel_profile`](Self::kernel_profile)). False (and nothing changed) on a device
+    /// without timestamp queries.
+    pub fn profile_kernels(&mut self) -> bool {
+        if self.timer.is_some() && self.profile.is_none() {
+            self.profile = Some(KernelProfile::default());
+        }
+        self.profile.is_some()
+    }
+
+    /// Each profiled kernel's dispatches and GPU time so far (those read back: all of them after the
+    /// final download), by decreasing time; empty without profiling.
+    pub fn kernel_profile(&self) -> Vec<crate::KernelTime> {
+        let mut out: Vec<crate::KernelTime> = self
+            .profile
+            .iter()
+            .flat_map(|p| &p.totals)
+            .map(|&(kernel, dispatches, time)| crate::KernelTime {
+                kernel: kernel.entry_point(),
+                dispatches,
+                time,
+            })
+            .collect();
+        out.sort_by(|a, b| b.time.cmp(&a.time).then(a.kernel.cmp(b.kernel)));
+        out
     }
 
     /// Reads the pending passes' timestamps in a submission of their own (the timer is full).
@@ -438,10 +537,14 @@ impl<'a> GpuEngine<'a> {
         let Some(t) = &mut self.timer else { return };
         self.stats.submissions += 1;
         self.stats.host_waits += 1;
-        if let Err(e) = t.read_now(self.ctx) {
-            // A failed read only loses the timing; the error is wgpu's and reaches the next check.
-            log::warn!("reading the loop's pass times: {e}");
-            self.timer = None;
+        match t.read_now(self.ctx) {
+            Ok(times) => self.attribute(times),
+            Err(e) => {
+                // A failed read only loses the timing; the error is wgpu's and reaches the next check.
+                log::warn!("reading the loop's pass times: {e}");
+                self.timer = None;
+                self.profile = None;
+            }
         }
     }
 

@@ -434,6 +434,11 @@ impl GpuGram {
         })
     }
 
+    /// The device it accumulates on.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
     /// Bytes of the chunk buffers (see [`GramLayout::for_samples`]).
     pub fn chunk_buffer_bytes(&self) -> u64 {
         self.layout.chunk_buffer_bytes()
@@ -761,6 +766,103 @@ impl GpuGram {
             sums: DVector::from_fn(m, |j, _| sums_hi[j] as f64 + sums_lo[j] as f64),
             shift: DVector::from_fn(m, |j, _| shift[j] as f64),
         })
+    }
+    /// The loop's C made in place of C's sums on the device, after [`total`](Self::total): its row
+    /// panels (first row, rows, buffer) in the layout of [`GpuContext::panels`], each
+    /// `(C_shifted − u uᵀ) · scale` with `u = √n (μ − s)` the `centre` (m values; zeros without
+    /// centring), mirrored, zero beyond m. One submission, no wait (the loop's submissions follow it
+    /// on the queue); everything else of the accumulation is freed. Each panel's buffer keeps the
+    /// room of split-K's totals (zero after the fold), bound whole by the loop's kernels, which read
+    /// only its first `rows · mp` values.
+    pub fn into_loop_panels(
+        self,
+        centre: &[f64],
+        scale: f64,
+    ) -> Result<Vec<(usize, usize, wgpu::Buffer)>> {
+        let (m, mp) = (self.m, self.mp);
+        assert_eq!(centre.len(), m, "the centring vector");
+        let ctx = Arc::clone(&self.ctx);
+        let params = ctx.buffer("gram to loop params", HEADER, U::STORAGE | U::COPY_DST);
+        let values = GramParams {
+            mp: mp as u32,
+            splits: self.layout.splits as u32,
+            m: m as u32,
+            scale: scale as f32,
+            ..GramParams::default()
+        };
+        ctx.queue
+            .write_buffer(&params, 0, bytemuck::bytes_of(&values));
+        let mut padded_centre: Vec<f32> = centre.iter().map(|&u| u as f32).collect();
+        padded_centre.resize(mp, 0.0);
+        let centre = ctx.buffer("centring vector", (mp * 4) as u64, U::STORAGE | U::COPY_DST);
+        ctx.queue
+            .write_buffer(&centre, 0, bytemuck::cast_slice(&padded_centre));
+        let to_loop = ctx.pipeline(Kernel::GramToLoop, Arithmetic::F32);
+        let within = ctx.pipeline(Kernel::GramMirrorWithin, Arithmetic::F32);
+        let across = ctx.pipeline(Kernel::GramMirror, Arithmetic::F32);
+        let wg = ctx.workgroup();
+        let blocks = |rows: usize, cols: usize| grid_1d((rows / 4) * cols, wg);
+        let mut encoder = ctx.encoder("the loop's C");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("the loop's C"),
+                timestamp_writes: None,
+            });
+            // The upper blocks of every panel first: the mirrors read them.
+            for c in &self.panels {
+                let group = bind_group(
+                    &ctx,
+                    (Kernel::GramToLoop, &to_loop),
+                    &params,
+                    &[
+                        (gram::C_HI, &c.hi),
+                        (gram::C_LO, &c.lo),
+                        (gram::PANEL, &c.params),
+                        (gram::CENTRE, &centre),
+                    ],
+                );
+                pass.set_pipeline(&to_loop.pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                let (gx, gy) = blocks(c.rows, mp / 4);
+                pass.dispatch_workgroups(gx, gy, 1);
+            }
+            for (q, c) in self.panels.iter().enumerate() {
+                let group = bind_group(
+                    &ctx,
+                    (Kernel::GramMirrorWithin, &within),
+                    &params,
+                    &[(gram::C_HI, &c.hi), (gram::PANEL, &c.params)],
+                );
+                pass.set_pipeline(&within.pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                let (gx, gy) = blocks(c.rows, c.rows / 4);
+                pass.dispatch_workgroups(gx, gy, 1);
+                for source in &self.panels[..q] {
+                    let group = bind_group(
+                        &ctx,
+                        (Kernel::GramMirror, &across),
+                        &params,
+                        &[
+                            (gram::C_HI, &c.hi),
+                            (gram::PANEL, &c.params),
+                            (gram::SOURCE, &source.hi),
+                            (gram::SOURCE_PANEL, &source.params),
+                        ],
+                    );
+                    pass.set_pipeline(&across.pipeline);
+                    pass.set_bind_group(0, &group, &[]);
+                    let (gx, gy) = blocks(c.rows, source.rows / 4);
+                    pass.dispatch_workgroups(gx, gy, 1);
+                }
+            }
+        }
+        ctx.queue.submit([encoder.finish()]);
+        ctx.take_error()?;
+        Ok(self
+            .panels
+            .into_iter()
+            .map(|c| (c.row0, c.rows, c.hi))
+            .collect())
     }
 }
 

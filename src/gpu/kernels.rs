@@ -225,6 +225,12 @@ kernel_table! {
     GramChunk => Gram, "gram_chunk", [gram::X, gram::C_HI, gram::C_LO, gram::SHIFT, gram::PANEL];
     /// The split-K totals of C added into the first.
     GramFold => Gram, "gram_fold", [gram::C_HI, gram::C_LO, gram::PANEL];
+    /// The loop's C on and above the diagonal, in place of the high part of C's sums.
+    GramToLoop => Gram, "gram_to_loop", [gram::C_HI, gram::C_LO, gram::PANEL, gram::CENTRE];
+    /// The loop's C below the diagonal of a panel, from the panel's own upper blocks.
+    GramMirrorWithin => Gram, "gram_mirror_within", [gram::C_HI, gram::PANEL];
+    /// The loop's C below the diagonal of a panel, from a panel above it.
+    GramMirror => Gram, "gram_mirror", [gram::C_HI, gram::PANEL, gram::SOURCE, gram::SOURCE_PANEL];
     /// out = C x.
     CMul => Matmul, "c_mul", [matmul::A, matmul::B, matmul::OUT];
     /// out = aᵀ b.

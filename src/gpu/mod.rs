@@ -243,6 +243,11 @@ impl GpuDevice {
     pub(crate) fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
     }
+
+    /// The device of an open context (one an accumulation runs on).
+    pub(crate) fn of_context(ctx: Arc<GpuContext>) -> Self {
+        GpuDevice { ctx }
+    }
 }
 
 impl std::fmt::Debug for GpuDevice {

@@ -83,10 +83,11 @@ impl PassTimer {
         }
     }
 
-    /// Adds the copied passes' ticks (end − begin, little-endian u64 pairs) to the total.
-    pub fn take(&mut self, ctx: &GpuContext) -> Result<()> {
+    /// Adds the copied passes' ticks (end − begin, little-endian u64 pairs) to the total, and returns
+    /// each pass's time, in the order the passes began.
+    pub fn take(&mut self, ctx: &GpuContext) -> Result<Vec<std::time::Duration>> {
         if self.pending == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let ticks = ctx.map_and_view(&self.staging, 16 * self.pending as u64, |v| {
             let words: &[u32] = bytemuck::cast_slice(v);
@@ -97,15 +98,21 @@ impl PassTimer {
                     let end = w[2] as u64 | (w[3] as u64) << 32;
                     end.saturating_sub(begin)
                 })
-                .sum::<u64>()
+                .collect::<Vec<u64>>()
         })?;
-        self.ticks += ticks;
+        self.ticks += ticks.iter().sum::<u64>();
         self.pending = 0;
-        Ok(())
+        Ok(ticks.into_iter().map(|t| self.duration(t)).collect())
     }
 
-    /// Reads the unread passes in a submission of its own (one submission and one wait).
-    pub fn read_now(&mut self, ctx: &GpuContext) -> Result<()> {
+    /// `ticks` as a duration.
+    fn duration(&self, ticks: u64) -> std::time::Duration {
+        std::time::Duration::from_nanos((ticks as f64 * self.period as f64) as u64)
+    }
+
+    /// Reads the unread passes in a submission of its own (one submission and one wait); returns their
+    /// times as [`take`](Self::take) does.
+    pub fn read_now(&mut self, ctx: &GpuContext) -> Result<Vec<std::time::Duration>> {
         let mut encoder = ctx.encoder("read the pass times");
         self.copy_pending(&mut encoder);
         ctx.queue.submit([encoder.finish()]);
@@ -114,8 +121,6 @@ impl PassTimer {
 
     /// The GPU time of every pass read so far; None while some are unread.
     pub fn total(&self) -> Option<std::time::Duration> {
-        (self.pending == 0).then(|| {
-            std::time::Duration::from_nanos((self.ticks as f64 * self.period as f64) as u64)
-        })
+        (self.pending == 0).then(|| self.duration(self.ticks))
     }
 }
