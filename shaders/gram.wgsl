@@ -387,7 +387,9 @@ fn store_transposed(i0: u32, b: u32, s: array<vec4<f32>, 4>) {
     }
 }
 
-// gram_mirror_within: the blocks below the diagonal whose transposes lie in the same panel.
+// gram_mirror_within: the blocks below the diagonal whose transposes lie in the same panel. (It and
+// gram_mirror differ only in the buffer they read: WGSL cannot hand a storage buffer to a function,
+// and one buffer cannot be bound read-only and read-write in one dispatch.)
 @compute @workgroup_size(WG)
 fn gram_mirror_within(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let cols = p.mp / 4u;

@@ -784,8 +784,11 @@ impl LaePca {
         };
         // An f32 GPU loop on the device that accumulated C makes its C there from the sums; else the
         // loop's C is C / c_norm on the host (for the CPU engine, or uploaded).
+        // (1 / c_norm, which the device applies in f32, must be a normal f32 value.)
+        let scale = (1.0 / c_norm) as f32;
         let device_sums = p.device_sums.take().filter(|sums| {
             arithmetic == Arithmetic::F32
+                && scale.is_normal()
                 && gpu
                     .as_ref()
                     .is_some_and(|d| std::sync::Arc::ptr_eq(d.context(), sums.context()))

@@ -14,8 +14,9 @@ use std::time::Duration;
 /// Wall-clock time of each phase of a fit.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Timings {
-    /// Moving C and the initial weights to the device (zero on the CPU; the data's chunks go to the
-    /// device inside `gram`).
+    /// Moving C (or, after a GPU Gram phase, making the loop's C from its sums on the device) and the
+    /// initial weights to the device (zero on the CPU; the data's chunks go to the device inside
+    /// `gram`).
     pub upload: Duration,
     /// Computing C (and the mean).
     pub gram: Duration,

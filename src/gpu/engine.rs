@@ -507,9 +507,11 @@ impl<'a> GpuEngine<'a> {
 
     /// From now on, each dispatch runs in a timed compute pass of its own, its time added to its
     /// kernel's ([`kernel_profile`](Self::kernel_profile)). False (and nothing changed) on a device
-    /// without timestamp queries.
+    /// without timestamp queries, or once passes are timed without it.
     pub fn profile_kernels(&mut self) -> bool {
-        if self.timer.is_some() && self.profile.is_none() {
+        // (Passes timed before would have no kernel.)
+        let unread = self.timer.as_ref().is_some_and(PassTimer::has_unread);
+        if self.timer.is_some() && self.profile.is_none() && !unread {
             self.profile = Some(KernelProfile::default());
         }
         self.profile.is_some()
