@@ -21,7 +21,11 @@ fn per_iteration(s: &laepca::LoopStats) -> String {
 }
 
 fn main() -> Result<(), laepca::Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let profile = std::env::args().any(|a| a == "profile");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "profile")
+        .collect();
     let num = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (n, m, k) = (num(0, 20000), num(1, 512), num(2, 16));
     let solver: Solver = args
@@ -62,7 +66,7 @@ fn main() -> Result<(), laepca::Error> {
         );
         fits.push(fit);
     }
-    if args.iter().any(|a| a == "profile") {
+    if profile {
         let fit = LaePca::new(k)
             .solver(solver)
             .backend(Backend::Gpu)

@@ -666,6 +666,16 @@ impl GramAccumulator {
         self.cancel = cancel;
     }
 
+    /// The device a GPU accumulation runs on; None on the CPU.
+    pub(crate) fn device(&self) -> Option<crate::GpuDevice> {
+        match &self.engine {
+            BlockEngine::Cpu(_) => None,
+            BlockEngine::Gpu(g) => Some(crate::GpuDevice::of_context(std::sync::Arc::clone(
+                g.context(),
+            ))),
+        }
+    }
+
     /// On the GPU, what the accumulation did so far: submissions (one per full chunk; the last, partial
     /// one is submitted by `finish`), host waits (for a staging buffer to come back), dispatches and
     /// the buffers and bind groups created (all by the constructor: none per chunk). None on the CPU.

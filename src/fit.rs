@@ -127,15 +127,14 @@ impl LaePca {
     /// would use.
     pub fn fit_accumulated<T: Real>(&self, acc: GramAccumulator) -> Result<Fit<T>> {
         let start = Instant::now();
+        let accumulated_on = acc.device();
         let (stats, kernels, device_sums) = acc.finish_parts(true)?;
         let gram = start.elapsed();
         let checked = self.check(stats.n_samples, stats.n_features())?;
         self.gram_method_allowed()?;
         // The accumulation's device, where the builder would open one: one device for every phase.
-        let gpu = match (&device_sums, self.backend, &self.device) {
-            (Some(sums), Backend::Gpu | Backend::Auto, None) => {
-                Some(GpuDevice::of_context(std::sync::Arc::clone(sums.context())))
-            }
+        let gpu = match (accumulated_on, self.backend, &self.device) {
+            (Some(device), Backend::Gpu | Backend::Auto, None) => Some(device),
             _ => self.choose_device()?,
         };
         let mut problem = Problem::gram(&stats, "the Gram matrix was accumulated".to_string());
@@ -715,6 +714,24 @@ impl LaePca {
         gpu: Option<GpuDevice>,
     ) -> Result<Fit<T>> {
         let (m, k) = (p.c.n_features(), checked.k);
+        let device_sums = p.device_sums.take();
+        // The loop's scaled copy of C and the engine's copy (C itself exists already), unless the loop
+        // makes its C on the device: checked first (and again below if that does not happen).
+        let check_copies = || {
+            crate::alloc::check(
+                || {
+                    format!(
+                        "order {m}: the fit's two working copies of the matrix it multiplies by"
+                    )
+                },
+                m.checked_mul(m).and_then(|v| v.checked_mul(2)),
+                std::mem::size_of::<f64>(),
+                None,
+            )
+        };
+        if p.formed.is_some() && device_sums.is_none() {
+            check_copies()?;
+        }
         let t_setup = Instant::now();
         let auto = self.solver == Solver::Auto;
         let Resolved {
@@ -786,7 +803,7 @@ impl LaePca {
         // loop's C is C / c_norm on the host (for the CPU engine, or uploaded).
         // (1 / c_norm, which the device applies in f32, must be a normal f32 value.)
         let scale = (1.0 / c_norm) as f32;
-        let device_sums = p.device_sums.take().filter(|sums| {
+        let device_sums = device_sums.filter(|sums| {
             arithmetic == Arithmetic::F32
                 && scale.is_normal()
                 && gpu
@@ -795,17 +812,7 @@ impl LaePca {
         });
         let c_loop = match (&device_sums, p.formed) {
             (None, Some(c)) => {
-                // The loop's scaled copy of C and the engine's copy (C itself exists already).
-                crate::alloc::check(
-                    || {
-                        format!(
-                            "order {m}: the fit's two working copies of the matrix it multiplies by"
-                        )
-                    },
-                    m.checked_mul(m).and_then(|v| v.checked_mul(2)),
-                    std::mem::size_of::<f64>(),
-                    None,
-                )?;
+                check_copies()?;
                 Some(c / c_norm)
             }
             _ => None,
@@ -884,7 +891,7 @@ impl LaePca {
                 };
                 if self.profile_kernels && !engine.profile_kernels() {
                     log::warn!(
-                        "{} has no timestamp queries: its kernels are not profiled",
+                        "the loop's kernels on {} are not profiled (no timestamp queries)",
                         ctx.info.name
                     );
                 }

@@ -1,6 +1,7 @@
-//! The GPU engine: every [`Engine`] call is recorded as a compute dispatch into one open pass; only
-//! [`Engine::submit_check`] submits and [`Engine::read_check`] reads back (the few stopping quantities
-//! recorded since the last check), besides the uploads and the final download.
+//! The GPU engine: every [`Engine`] call is recorded as a compute dispatch into one open pass (one
+//! pass per dispatch when profiling kernels); only [`Engine::submit_check`] submits and
+//! [`Engine::read_check`] reads back (the few stopping quantities recorded since the last check),
+//! besides the uploads, the final download and the read of a full pass timer.
 //! Parameter buffers and bind groups are made the first time a call site is seen and reused after, so
 //! the loop creates no buffer per iteration.
 
@@ -492,7 +493,7 @@ impl<'a> GpuEngine<'a> {
     /// Profiling: adds the times of the passes just read to their kernels' totals.
     fn attribute(&mut self, times: Vec<Duration>) {
         if let Some(profile) = &mut self.profile {
-            debug_assert_eq!(profile.unread.len(), times.len(), "a kernel per timed pass");
+            assert_eq!(profile.unread.len(), times.len(), "a kernel per timed pass");
             for (kernel, time) in profile.unread.drain(..).zip(times) {
                 match profile.totals.iter_mut().find(|t| t.0 == kernel) {
                     Some(total) => {

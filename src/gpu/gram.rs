@@ -771,9 +771,8 @@ impl GpuGram {
     /// panels (first row, rows, buffer) in the layout of [`GpuContext::panels`], each
     /// `(C_shifted − u uᵀ) · scale` with `u = √n (μ − s)` the `centre` (m values; zeros without
     /// centring), mirrored, zero beyond m. One submission, no wait (the loop's submissions follow it
-    /// on the queue); everything else of the accumulation is freed. Each panel's buffer keeps the
-    /// room of split-K's totals (zero after the fold), bound whole by the loop's kernels, which read
-    /// only its first `rows · mp` values.
+    /// on the queue); everything else of the accumulation is freed (with split-K, C's total is first
+    /// copied into a buffer of its own size, so that the loop holds C alone).
     pub fn into_loop_panels(
         self,
         centre: &[f64],
@@ -856,13 +855,24 @@ impl GpuGram {
                 }
             }
         }
+        // With split-K, C's first total is copied out of the buffer that holds all of them, so that
+        // the loop holds C alone (the rest is freed once the copy is done).
+        let splits = self.layout.splits;
+        let mut out = Vec::with_capacity(self.panels.len());
+        for c in self.panels {
+            if splits > 1 {
+                let bytes = (c.rows * mp * 4) as u64;
+                let usage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
+                let exact = ctx.buffer("C panel", bytes, usage);
+                encoder.copy_buffer_to_buffer(&c.hi, 0, &exact, 0, bytes);
+                out.push((c.row0, c.rows, exact));
+            } else {
+                out.push((c.row0, c.rows, c.hi));
+            }
+        }
         ctx.queue.submit([encoder.finish()]);
         ctx.take_error()?;
-        Ok(self
-            .panels
-            .into_iter()
-            .map(|c| (c.row0, c.rows, c.hi))
-            .collect())
+        Ok(out)
     }
 }
 
