@@ -1090,16 +1090,13 @@ impl GramAccumulator {
                 (c, self.shift.unwrap_or(t.shift), t.sums)
             }
         };
-        let d = if self.center {
-            &sums / n // μ − s
-        } else {
-            DVector::zeros(m)
-        };
-        let mean = if self.center {
+        let (d, mean) = if self.center {
+            let d = &sums / n; // μ − s
             c.ger(-n, &d, &d, 1.0);
-            shift + &d
+            let mean = shift + &d;
+            (d, mean)
         } else {
-            DVector::zeros(m)
+            (DVector::zeros(m), DVector::zeros(m))
         };
         // Exact symmetry (the block products are symmetric up to rounding).
         for j in 0..m {

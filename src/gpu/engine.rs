@@ -189,13 +189,7 @@ impl<'a> GpuEngine<'a> {
             mp64.checked_mul(mp64 + 2 * layout.max_rows() as u64)
                 .and_then(|e| e.checked_mul(bytes as u64)),
         )?;
-        let mp = padded(m);
-        let tall_bytes = (mp * k * bytes) as u64;
-        ctx.check_binding(
-            m,
-            || format!("a block of {k} columns of m values"),
-            tall_bytes,
-        )?;
+        check_tall_binding(ctx, m, k, arithmetic)?;
         let c_panels = match arithmetic {
             Arithmetic::F32 => upload_panels::<f32>(ctx, c, &layout)?,
             Arithmetic::F64 => upload_panels::<f64>(ctx, c, &layout)?,
@@ -224,11 +218,7 @@ impl<'a> GpuEngine<'a> {
     ) -> Result<Self> {
         let start = Instant::now();
         let m = sums.n_features();
-        ctx.check_binding(
-            m,
-            || format!("a block of {k} columns of m values"),
-            (padded(m) * k * 4) as u64,
-        )?;
+        check_tall_binding(ctx, m, k, Arithmetic::F32)?;
         let c_panels = sums.into_loop_panels(c_norm)?;
         Self::with(
             ctx,
@@ -255,11 +245,7 @@ impl<'a> GpuEngine<'a> {
     ) -> Result<Self> {
         let start = Instant::now();
         let m = layout.m;
-        ctx.check_binding(
-            m,
-            || format!("a block of {k} columns of m values"),
-            (padded(m) * k * 4) as u64,
-        )?;
+        check_tall_binding(ctx, m, k, Arithmetic::F32)?;
         let on_device = SparseOnDevice::upload(ctx, x, layout, mean, c_norm, k)?;
         let made = on_device.buffers();
         // The sparse kernels are f32 only.
@@ -694,6 +680,16 @@ impl GpuEngine<'_> {
             self.dispatch(Kernel::Spmm, &params, &binds, grid_1d(rows_out, 1));
         }
     }
+}
+
+/// The engines' tall blocks (mp x k values in `arithmetic`) fit one binding of the device (checked
+/// before C is uploaded or made).
+fn check_tall_binding(ctx: &GpuContext, m: usize, k: usize, arithmetic: Arithmetic) -> Result<()> {
+    ctx.check_binding(
+        m,
+        || format!("a block of {k} columns of m values"),
+        (padded(m) * k * arithmetic.bytes()) as u64,
+    )
 }
 
 /// C's row panels by `layout` as device buffers of `S` values, uploaded one at a time: the host holds

@@ -784,7 +784,6 @@ impl GpuGram {
         let params = ctx.buffer("gram to loop params", HEADER, U::STORAGE | U::COPY_DST);
         let values = GramParams {
             mp: mp as u32,
-            splits: self.layout.splits as u32,
             m: m as u32,
             scale: scale as f32,
             ..GramParams::default()
@@ -799,59 +798,52 @@ impl GpuGram {
         let to_loop = ctx.pipeline(Kernel::GramToLoop, Arithmetic::F32);
         let within = ctx.pipeline(Kernel::GramMirrorWithin, Arithmetic::F32);
         let across = ctx.pipeline(Kernel::GramMirror, Arithmetic::F32);
-        let wg = ctx.workgroup();
-        let blocks = |rows: usize, cols: usize| grid_1d((rows / 4) * cols, wg);
         let mut encoder = ctx.encoder("the loop's C");
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("the loop's C"),
                 timestamp_writes: None,
             });
+            // One dispatch of `kernel` on `bindings` over the 4 x 4 blocks of `rows` x `cols` vec4s.
+            let mut dispatch = |(kernel, compiled): (Kernel, &Compiled),
+                                bindings: &[(Binding, &wgpu::Buffer)],
+                                (rows, cols): (usize, usize)| {
+                let group = bind_group(&ctx, (kernel, compiled), &params, bindings);
+                pass.set_pipeline(&compiled.pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                let (gx, gy) = grid_1d((rows / 4) * cols, ctx.workgroup());
+                pass.dispatch_workgroups(gx, gy, 1);
+            };
             // The upper blocks of every panel first: the mirrors read them.
             for c in &self.panels {
-                let group = bind_group(
-                    &ctx,
+                dispatch(
                     (Kernel::GramToLoop, &to_loop),
-                    &params,
                     &[
                         (gram::C_HI, &c.hi),
                         (gram::C_LO, &c.lo),
                         (gram::PANEL, &c.params),
                         (gram::CENTRE, &centre),
                     ],
+                    (c.rows, mp / 4),
                 );
-                pass.set_pipeline(&to_loop.pipeline);
-                pass.set_bind_group(0, &group, &[]);
-                let (gx, gy) = blocks(c.rows, mp / 4);
-                pass.dispatch_workgroups(gx, gy, 1);
             }
             for (q, c) in self.panels.iter().enumerate() {
-                let group = bind_group(
-                    &ctx,
+                dispatch(
                     (Kernel::GramMirrorWithin, &within),
-                    &params,
                     &[(gram::C_HI, &c.hi), (gram::PANEL, &c.params)],
+                    (c.rows, c.rows / 4),
                 );
-                pass.set_pipeline(&within.pipeline);
-                pass.set_bind_group(0, &group, &[]);
-                let (gx, gy) = blocks(c.rows, c.rows / 4);
-                pass.dispatch_workgroups(gx, gy, 1);
                 for source in &self.panels[..q] {
-                    let group = bind_group(
-                        &ctx,
+                    dispatch(
                         (Kernel::GramMirror, &across),
-                        &params,
                         &[
                             (gram::C_HI, &c.hi),
                             (gram::PANEL, &c.params),
                             (gram::SOURCE, &source.hi),
                             (gram::SOURCE_PANEL, &source.params),
                         ],
+                        (c.rows, source.rows / 4),
                     );
-                    pass.set_pipeline(&across.pipeline);
-                    pass.set_bind_group(0, &group, &[]);
-                    let (gx, gy) = blocks(c.rows, source.rows / 4);
-                    pass.dispatch_workgroups(gx, gy, 1);
                 }
             }
         }
