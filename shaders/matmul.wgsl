@@ -31,6 +31,11 @@ const SEARCH_BLOCKS: u32 = 3u;
 @group(0) @binding(9) var<storage, read> cs2: array<Real>;
 @group(0) @binding(10) var<storage, read_write> tail: array<Real>;
 @group(0) @binding(11) var<storage, read> base: array<Real>;
+// The pair kernels (two products in one dispatch: mul_small_pair, mul_small_sub_pair) and
+// mul_blocks' second set: the second left operand, the second outputs.
+@group(0) @binding(12) var<storage, read> a1: array<Real>;
+@group(0) @binding(13) var<storage, read_write> out1: array<Real>;
+@group(0) @binding(14) var<storage, read_write> tail1: array<Real>;
 
 // Threads of the one-dimensional kernels (inner, mul_small), chosen per adapter.
 override WG: u32 = 256u;
@@ -111,6 +116,17 @@ fn tall_times_block(e: u32, ld: u32, row0: u32, col0: u32) -> Real {
     var s: Real = 0.0;
     for (var l = 0u; l < p.k; l++) {
         s += a[l * p.mp + i] * b[(col0 + j) * ld + row0 + l];
+    }
+    return s;
+}
+
+// Entry e of a1 (mp x k) times b (k x k), summed as tall_times_block sums it.
+fn a1_times_b(e: u32) -> Real {
+    let i = e % p.mp;
+    let j = e / p.mp;
+    var s: Real = 0.0;
+    for (var l = 0u; l < p.k; l++) {
+        s += a1[l * p.mp + i] * b[j * p.k + l];
     }
     return s;
 }
@@ -197,36 +213,55 @@ fn projected(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
     }
 }
 
-// Entry e of sᵢ Yᵢ, Yᵢ the k x k block of rows i·k.. (first k columns) of the projected b.
-fn basis_times_block(i: u32, e: u32) -> Real {
+// Entry e of block i of the basis (set 0) or of its image (set 1).
+fn set_at(which: u32, i: u32, e: u32) -> Real {
+    if (which == 0u) {
+        return basis_at(i, e);
+    }
+    return image_at(i, e);
+}
+
+// Entry e of block i of set `which` times Yᵢ, Yᵢ the k x k block of rows i·k.. (first k columns) of
+// the projected b.
+fn set_times_block(which: u32, i: u32, e: u32) -> Real {
     let row = e % p.mp;
     let col = e / p.mp;
     let ld = SEARCH_BLOCKS * p.k;
     var s: Real = 0.0;
     for (var l = 0u; l < p.k; l++) {
-        s += basis_at(i, l * p.mp + row) * b[col * ld + i * p.k + l];
+        s += set_at(which, i, l * p.mp + row) * b[col * ld + i * p.k + l];
     }
     return s;
 }
 
-// mul_blocks: out = s0 Y0 + s1 Y1 + s2 Y2 and tail = s1 Y1 + s2 Y2 (mp x k each), the terms
-// summed in this order from zero (as combine sums them). One thread per entry.
+// mul_blocks: out = s0 Y0 + s1 Y1 + s2 Y2 and tail = s1 Y1 + s2 Y2 (mp x k each), and out1, tail1
+// the same of cs0, cs1, cs2, the terms summed in this order from zero (as combine sums them). One
+// thread per entry of the four outputs' pairs: the first mp·k threads make out and tail, the next
+// out1 and tail1.
 @compute @workgroup_size(WG)
 fn mul_blocks(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = gid.x + gid.y * nwg.x * WG;
-    if (e < p.mp * p.k) {
-        let t0 = basis_times_block(0u, e);
-        let t1 = basis_times_block(1u, e);
-        let t2 = basis_times_block(2u, e);
+    let g = gid.x + gid.y * nwg.x * WG;
+    let len = p.mp * p.k;
+    if (g < 2u * len) {
+        let which = g / len;
+        let e = g % len;
+        let t0 = set_times_block(which, 0u, e);
+        let t1 = set_times_block(which, 1u, e);
+        let t2 = set_times_block(which, 2u, e);
         var all: Real = 0.0;
         all += t0;
         all += t1;
         all += t2;
-        out[e] = all;
         var rest: Real = 0.0;
         rest += t1;
         rest += t2;
-        tail[e] = rest;
+        if (which == 0u) {
+            out[e] = all;
+            tail[e] = rest;
+        } else {
+            out1[e] = all;
+            tail1[e] = rest;
+        }
     }
 }
 
@@ -245,5 +280,30 @@ fn mul_small_sub_in_place(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     let e = gid.x + gid.y * nwg.x * WG;
     if (e < p.mp * p.k) {
         out[e] = out[e] - tall_times_block(e, p.k, 0u, 0u);
+    }
+}
+
+// mul_small_pair: out = a b and out1 = a1 b; mul_small_sub_pair: out −= a b and out1 −= a1 b; each
+// entry as mul_small and mul_small_sub_in_place compute it. One thread per entry of both outputs:
+// the first mp·k threads make out, the next out1.
+@compute @workgroup_size(WG)
+fn mul_small_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    let len = p.mp * p.k;
+    if (e < len) {
+        out[e] = tall_times_block(e, p.k, 0u, 0u);
+    } else if (e < 2u * len) {
+        out1[e - len] = a1_times_b(e - len);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn mul_small_sub_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG;
+    let len = p.mp * p.k;
+    if (e < len) {
+        out[e] = out[e] - tall_times_block(e, p.k, 0u, 0u);
+    } else if (e < 2u * len) {
+        out1[e - len] = out1[e - len] - a1_times_b(e - len);
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::cpu_kernels::{parallelism, product, product_tn};
 use crate::engine::{
-    CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, ORTHO_DROP_ULPS,
-    SEARCH_BLOCKS,
+    check_outputs, CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall,
+    ORTHO_DROP_ULPS, SEARCH_BLOCKS,
 };
 use crate::error::Result;
 use crate::operator::GramOperator;
@@ -258,23 +258,35 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
             }
         }
     }
-    fn mul_blocks(&mut self, a: [Tall; SEARCH_BLOCKS], y: Projected, all: Tall, tail: Tall) {
-        self.checks.mul_blocks(&a, all, tail);
+    fn mul_blocks(
+        &mut self,
+        sets: [[Tall; SEARCH_BLOCKS]; 2],
+        y: Projected,
+        all: [Tall; 2],
+        tail: [Tall; 2],
+    ) {
+        check_outputs(
+            &[all[0], all[1], tail[0], tail[1]],
+            sets.as_flattened(),
+            "mul_blocks",
+        );
         let (m, k) = (self.m(), self.k);
         // Each product as mul_block computes it (beta = 0: the old values are not read).
         let mut products = std::mem::take(&mut self.block_products);
         products.resize_with(SEARCH_BLOCKS, || DMatrix::zeros(m, k));
-        for (i, (&block, t)) in a.iter().zip(products.iter_mut()).enumerate() {
-            self.times_row_block(block, y, i, t.as_mut_slice());
-        }
-        for (out, first) in [(all, 0), (tail, 1)] {
-            let o = &mut self.talls[out.0];
-            o.fill(T::zero());
-            for t in &products[first..] {
-                o.as_mut_slice()
-                    .iter_mut()
-                    .zip(t.as_slice())
-                    .for_each(|(acc, v)| *acc += *v);
+        for (s, a) in sets.iter().enumerate() {
+            for (i, (&block, t)) in a.iter().zip(products.iter_mut()).enumerate() {
+                self.times_row_block(block, y, i, t.as_mut_slice());
+            }
+            for (out, first) in [(all[s], 0), (tail[s], 1)] {
+                let o = &mut self.talls[out.0];
+                o.fill(T::zero());
+                for t in &products[first..] {
+                    o.as_mut_slice()
+                        .iter_mut()
+                        .zip(t.as_slice())
+                        .for_each(|(acc, v)| *acc += *v);
+                }
             }
         }
         self.block_products = products;

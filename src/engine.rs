@@ -152,15 +152,40 @@ pub trait Engine {
         image: [Tall; SEARCH_BLOCKS],
         out: Projected,
     );
-    /// `all = Σᵢ aᵢ Yᵢ` and `tail = Σ_{i ≥ 1} aᵢ Yᵢ`, with `Yᵢ` as in
-    /// [`mul_block`](Engine::mul_block): the terms summed in order from zero, as
+    /// For each of the two sets `a = sets[s]`: `all[s] = Σᵢ aᵢ Yᵢ` and `tail[s] = Σ_{i ≥ 1} aᵢ Yᵢ`,
+    /// with `Yᵢ` as in [`mul_block`](Engine::mul_block): the terms summed in order from zero, as
     /// [`combine`](Engine::combine) sums the products `mul_block` gives (the same bits), in one
-    /// operation. `all` and `tail` must differ from each other and from every `aᵢ`.
-    fn mul_blocks(&mut self, a: [Tall; SEARCH_BLOCKS], y: Projected, all: Tall, tail: Tall);
+    /// operation (the default solver's new iterate and its image under C, from the basis and its
+    /// image). The four outputs must differ from each other and from every input.
+    fn mul_blocks(
+        &mut self,
+        sets: [[Tall; SEARCH_BLOCKS]; 2],
+        y: Projected,
+        all: [Tall; 2],
+        tail: [Tall; 2],
+    );
     /// `out = base − a s` (m x k), as [`mul_small`](Engine::mul_small) then
     /// [`combine`](Engine::combine) give it (the same bits), in one operation. `out` may be `base`;
     /// it must differ from `a`.
     fn mul_small_sub(&mut self, out: Tall, base: Tall, a: Tall, s: Small);
+    /// `outᵢ = aᵢ s` for both i, as two [`mul_small`](Engine::mul_small) calls give them (the same
+    /// bits), in one operation (a block and its image under C transformed alike). The outputs must
+    /// differ from each other and from both inputs.
+    fn mul_small_pair(&mut self, a: [Tall; 2], s: Small, out: [Tall; 2]) {
+        check_outputs(&out, &a, "mul_small_pair");
+        for i in 0..2 {
+            self.mul_small(a[i], s, out[i]);
+        }
+    }
+    /// `vᵢ ← vᵢ − aᵢ s` for both i, as two in-place [`mul_small_sub`](Engine::mul_small_sub) calls
+    /// give them (the same bits), in one operation. The `vᵢ` must differ from each other and from
+    /// both `aᵢ`.
+    fn mul_small_sub_pair(&mut self, v: [Tall; 2], a: [Tall; 2], s: Small) {
+        check_outputs(&v, &a, "mul_small_sub_pair");
+        for i in 0..2 {
+            self.mul_small_sub(v[i], v[i], a[i], s);
+        }
+    }
     /// `out` = the eigenvectors of the symmetric `h` (columns, by decreasing eigenvalue). `h` is
     /// overwritten (or not). CPU: nalgebra's symmetric QR algorithm; GPU: cyclic Jacobi in one
     /// workgroup. A non-finite `h` gives a meaningless `out`, which the next stopping check reports.
@@ -221,6 +246,23 @@ pub trait Engine {
 /// ε carries noise of a few ε times its largest eigenvalue, so a direction that small is rounding.
 pub const ORTHO_DROP_ULPS: f64 = 100.0;
 
+/// The rule of the operations that write several outputs at once ([`Engine::mul_blocks`] and the
+/// pair operations): every output differs from every other and from every input, so that no thread
+/// of a fused kernel reads what another writes. Called by both engines (the pair operations' default
+/// bodies and the GPU's kernels).
+pub(crate) fn check_outputs(outputs: &[Tall], inputs: &[Tall], operation: &str) {
+    for (i, out) in outputs.iter().enumerate() {
+        assert!(
+            !outputs[..i].contains(out),
+            "{operation}: its outputs must differ from each other"
+        );
+        assert!(
+            !inputs.contains(out),
+            "{operation}: its outputs must differ from its inputs"
+        );
+    }
+}
+
 /// The engine limits, checked by both engines through these calls (each rule written once). An engine
 /// calls the check that goes with each of its operations before doing anything else.
 #[derive(Clone, Debug)]
@@ -268,22 +310,13 @@ impl CallCheck {
         Ok(())
     }
 
-    /// [`Engine::c_mul`], [`Engine::mul_small`], [`Engine::mul_block`], [`Engine::mul_small_sub`]
-    /// (and [`CallCheck::mul_blocks`]): the output is not the input.
+    /// [`Engine::c_mul`], [`Engine::mul_small`], [`Engine::mul_block`], [`Engine::mul_small_sub`]:
+    /// the output is not the input.
     pub fn distinct(&self, input: Tall, out: Tall, operation: &str) {
         assert_ne!(
             input, out,
             "{operation}: the output must differ from the input"
         );
-    }
-
-    /// [`Engine::mul_blocks`]: its two outputs differ from each other and from every input.
-    pub fn mul_blocks(&self, a: &[Tall], all: Tall, tail: Tall) {
-        self.distinct(all, tail, "mul_blocks");
-        for &block in a {
-            self.distinct(block, all, "mul_blocks");
-            self.distinct(block, tail, "mul_blocks");
-        }
     }
 
     /// [`Engine::inner_block`], [`Engine::mul_block`]: a block index of a search basis.

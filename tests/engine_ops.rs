@@ -538,7 +538,8 @@ fn stopping_quantities_agree_and_come_back_in_order() {
 
 /// The default solver's fused operations give, on every engine, the bits of the operations they
 /// stand for: `projected` those of six `inner_block`s (seen through the Ritz vectors of the result,
-/// which depend on every entry), `mul_blocks` those of three `mul_block`s summed by two `combine`s,
+/// which depend on every entry), `mul_blocks` (for each of its two sets) those of three `mul_block`s
+/// summed by two `combine`s, the pair operations those of the two single ones each stands for,
 /// `mul_small_sub` those of `mul_small` and `combine`, in place and not.
 #[test]
 fn the_fused_operations_give_the_bits_of_the_ones_they_stand_for() {
@@ -580,20 +581,61 @@ fn fused_operations_match(m: usize) {
         };
         assert_eq!(ritz(e, fused), ritz(e, single), "projected on {name}");
 
-        let (all, tail) = (e.new_tall(), e.new_tall());
-        e.mul_blocks(basis, single, all, tail);
+        // mul_blocks of the basis and of its image, each against three mul_blocks and two combines.
+        let all = [e.new_tall(), e.new_tall()];
+        let tail = [e.new_tall(), e.new_tall()];
+        e.mul_blocks([basis, image], single, all, tail);
         let one = Coef::Const(1.0);
-        let products = [e.new_tall(), e.new_tall(), e.new_tall()];
-        for (i, &block) in basis.iter().enumerate() {
-            e.mul_block(block, single, i, products[i]);
+        for (set, blocks) in [basis, image].into_iter().enumerate() {
+            let products = [e.new_tall(), e.new_tall(), e.new_tall()];
+            for (i, &block) in blocks.iter().enumerate() {
+                e.mul_block(block, single, i, products[i]);
+            }
+            let (all_single, tail_single) = (e.new_tall(), e.new_tall());
+            let [p0, p1, p2] = products;
+            e.combine(all_single, &[(one, p0), (one, p1), (one, p2)]);
+            e.combine(tail_single, &[(one, p1), (one, p2)]);
+            for (got, want, what) in [
+                (all[set], all_single, "sum"),
+                (tail[set], tail_single, "tail"),
+            ] {
+                let (got, want) = (download(e, got), download(e, want));
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "mul_blocks' {what} of set {set} on {name}"
+                );
+            }
         }
-        let (all_single, tail_single) = (e.new_tall(), e.new_tall());
-        let [p0, p1, p2] = products;
-        e.combine(all_single, &[(one, p0), (one, p1), (one, p2)]);
-        e.combine(tail_single, &[(one, p1), (one, p2)]);
-        for (got, want, what) in [(all, all_single, "sum"), (tail, tail_single, "tail")] {
+
+        // The pair operations against the single ones they stand for.
+        let (s, s1) = (e.new_small(), e.new_small());
+        e.inner(t[0], t[1], s);
+        e.inner(t[4], t[1], s1);
+        let pair_out = [e.new_tall(), e.new_tall()];
+        e.mul_small_pair([t[2], t[5]], s1, pair_out);
+        let single_out = [e.new_tall(), e.new_tall()];
+        e.mul_small(t[2], s1, single_out[0]);
+        e.mul_small(t[5], s1, single_out[1]);
+        let pair_sub = [e.new_tall(), e.new_tall()];
+        let single_sub = [e.new_tall(), e.new_tall()];
+        for (i, source) in [t[1], t[3]].into_iter().enumerate() {
+            for target in [pair_sub[i], single_sub[i]] {
+                e.combine(target, &[(one, source)]);
+            }
+        }
+        e.mul_small_sub_pair(pair_sub, [t[2], t[5]], s);
+        e.mul_small_sub(single_sub[0], single_sub[0], t[2], s);
+        e.mul_small_sub(single_sub[1], single_sub[1], t[5], s);
+        for (got, want, what) in [
+            (pair_out[0], single_out[0], "mul_small_pair's first"),
+            (pair_out[1], single_out[1], "mul_small_pair's second"),
+            (pair_sub[0], single_sub[0], "mul_small_sub_pair's first"),
+            (pair_sub[1], single_sub[1], "mul_small_sub_pair's second"),
+        ] {
             let (got, want) = (download(e, got), download(e, want));
-            assert_eq!(bits(&got), bits(&want), "mul_blocks' {what} on {name}");
+            assert_eq!(bits(&got), bits(&want), "{what} on {name}");
+            assert!(got.iter().any(|&v| v != 0.0), "{what} on {name}: all zero");
         }
 
         let s = e.new_small();
@@ -698,11 +740,13 @@ fn the_gpu_engine_dispatches_once_per_operation_and_the_cpu_engine_counts_nothin
         e.record_stop(&[(tx, out)]);
         e.record_stop_ratio(tx, out, K);
         e.projected([tx, out, tx], [out, tx, out], h);
-        let other = e.new_tall();
-        e.mul_blocks([tx, tx, tx], h, out, other);
+        let (other, third, fourth) = (e.new_tall(), e.new_tall(), e.new_tall());
+        e.mul_blocks([[tx, tx, tx]; 2], h, [out, other], [third, fourth]);
         e.mul_small_sub(out, out, tx, s);
         e.mul_small_sub(out, other, tx, s);
-        let operations = 17;
+        e.mul_small_pair([tx, tx], s, [out, other]);
+        e.mul_small_sub_pair([out, other], [tx, tx], s);
+        let operations = 19;
         let counted = e.stats() - before;
         if name.starts_with("gpu") {
             assert_eq!(counted.dispatches, operations, "{name}: dispatches");
@@ -728,7 +772,7 @@ fn panic_message(f: impl FnOnce()) -> Option<String> {
 #[test]
 fn every_engine_enforces_the_same_limits() {
     type Violation = (&'static str, fn(&mut dyn Engine));
-    let violations: [Violation; 14] = [
+    let violations: [Violation; 16] = [
         ("combine with one term too many", |e| {
             let t = e.new_tall();
             e.combine(t, &[(Coef::Const(1.0), t); MAX_COMBINE_TERMS + 1]);
@@ -769,12 +813,22 @@ fn every_engine_enforces_the_same_limits() {
             e.mul_block(t, h, SEARCH_BLOCKS, out);
         }),
         ("mul_blocks into one of its blocks", |e| {
-            let (t, u, tail, h) = (e.new_tall(), e.new_tall(), e.new_tall(), e.new_projected());
-            e.mul_blocks([u, t, u], h, t, tail);
+            let (t, u, h) = (e.new_tall(), e.new_tall(), e.new_projected());
+            let out = [e.new_tall(), e.new_tall(), e.new_tall()];
+            e.mul_blocks([[u; 3], [u, t, u]], h, [out[0], out[1]], [out[2], t]);
         }),
-        ("mul_blocks with one output for both", |e| {
+        ("mul_blocks with one output for two", |e| {
             let (t, out, h) = (e.new_tall(), e.new_tall(), e.new_projected());
-            e.mul_blocks([t, t, t], h, out, out);
+            let other = [e.new_tall(), e.new_tall()];
+            e.mul_blocks([[t; 3]; 2], h, [out, other[0]], [other[1], out]);
+        }),
+        ("mul_small_pair into its other input", |e| {
+            let (t, u, v, s) = (e.new_tall(), e.new_tall(), e.new_tall(), e.new_small());
+            e.mul_small_pair([t, u], s, [u, v]);
+        }),
+        ("mul_small_sub_pair with one output for both", |e| {
+            let (t, u, s) = (e.new_tall(), e.new_tall(), e.new_small());
+            e.mul_small_sub_pair([u, u], [t, t], s);
         }),
         ("mul_small_sub into its factor", |e| {
             let (t, base, s) = (e.new_tall(), e.new_tall(), e.new_small());

@@ -131,13 +131,15 @@ fn dispatches_per_block(solver: Solver, iterations: usize) -> usize {
         // The Rayleigh–Ritz step over [X, R, P] (src/solver/ritz.rs): R orthonormalised against X
         // and P twice (2 x 7: three Gram products, two fused projections, one SVQB, one product),
         // C R (1), the projected matrix (1, fused), its eigenvectors (1 workgroup at order 15), the
-        // new X, P and C X, C P (2, fused), P orthonormalised against X with C P alike (2 x 7), and
-        // the residual with its stopping quantity (3). It was 60 before the fused operations.
-        Solver::Auto => 36,
+        // new X, P, C X and C P (1, fused), P orthonormalised against X with C P alike (2 x 5: a
+        // Gram product, the projection of both, a Gram product, one SVQB, the product of both), and
+        // the residual with its stopping quantity (3). It was 60 before the fused operations, 36
+        // before the pair operations.
+        Solver::Auto => 31,
         Solver::Momentum => 13,
         Solver::Untied | Solver::Sync => 9,
         Solver::Tied | Solver::ExactTied => 5,
-        Solver::ExactUntied | Solver::ExactSync => 13 + 9 * 16,
+        Solver::ExactUntied | Solver::ExactSync => 13 + 8 * 16, // 8 per conjugate-gradient step (no scalar copy: the two ‖r‖² trade handles)
         other => panic!("no count for {other}"),
     };
     per_iteration * iterations + if solver == Solver::Momentum { 2 } else { 0 }

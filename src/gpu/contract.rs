@@ -316,6 +316,12 @@ pub mod matmul {
     pub const TAIL: Binding = read_write(10, "tail");
     /// mul_small_sub's minuend.
     pub const BASE: Binding = read(11, "base");
+    /// The pair kernels' second left operand.
+    pub const A1: Binding = read(12, "a1");
+    /// The pair kernels' second output (mul_blocks: the second set's sum).
+    pub const OUT1: Binding = read_write(13, "out1");
+    /// mul_blocks' second set's tail.
+    pub const TAIL1: Binding = read_write(14, "tail1");
 }
 
 /// The bindings of small.wgsl.

@@ -16,8 +16,8 @@ use super::timer::PassTimer;
 use super::{grid_1d, padded, GpuContext, C_MUL_ROWS};
 use crate::data::DeviceGram;
 use crate::engine::{
-    CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS,
-    MAX_SCALARS, MAX_UNREAD_CHECKS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+    check_outputs, CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall,
+    MAX_COMBINE_TERMS, MAX_SCALARS, MAX_UNREAD_CHECKS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
 };
 use crate::error::{Error, Result};
 use crate::Arithmetic;
@@ -564,6 +564,11 @@ impl<'a> GpuEngine<'a> {
         grid_1d(self.mp * self.k, self.ctx.workgroup())
     }
 
+    /// The grid of the pair kernels: a thread per entry of two tall matrices.
+    fn pair_grid(&self) -> (u32, u32) {
+        grid_1d(2 * self.mp * self.k, self.ctx.workgroup())
+    }
+
     /// Sets the loop iterations an eigen dispatch may run per invocation (tests).
     pub fn set_jacobi_budget(&mut self, budget: usize) {
         self.jacobi_budget = budget;
@@ -985,16 +990,65 @@ impl Engine for GpuEngine<'_> {
         let groups = (self.k as u32, (upper_blocks * self.k) as u32);
         self.dispatch(Kernel::Projected, &self.matmul_params(0, 0), &binds, groups);
     }
-    fn mul_blocks(&mut self, a: [Tall; SEARCH_BLOCKS], y: Projected, all: Tall, tail: Tall) {
-        self.checks.mul_blocks(&a, all, tail);
+    fn mul_blocks(
+        &mut self,
+        sets: [[Tall; SEARCH_BLOCKS]; 2],
+        y: Projected,
+        all: [Tall; 2],
+        tail: [Tall; 2],
+    ) {
+        check_outputs(
+            &[all[0], all[1], tail[0], tail[1]],
+            sets.as_flattened(),
+            "mul_blocks",
+        );
         let mut binds = vec![
             (matmul::B, Buf::Projected(y.0)),
-            (matmul::OUT, Buf::Tall(all.0)),
+            (matmul::OUT, Buf::Tall(all[0].0)),
         ];
-        binds.extend((0..SEARCH_BLOCKS).map(|i| (matmul::BASIS[i], Buf::Tall(a[i].0))));
-        binds.push((matmul::TAIL, Buf::Tall(tail.0)));
-        let grid = self.grid();
+        binds.extend((0..SEARCH_BLOCKS).map(|i| (matmul::BASIS[i], Buf::Tall(sets[0][i].0))));
+        binds.extend((0..SEARCH_BLOCKS).map(|i| (matmul::IMAGE[i], Buf::Tall(sets[1][i].0))));
+        binds.extend([
+            (matmul::TAIL, Buf::Tall(tail[0].0)),
+            (matmul::OUT1, Buf::Tall(all[1].0)),
+            (matmul::TAIL1, Buf::Tall(tail[1].0)),
+        ]);
+        let grid = self.pair_grid();
         self.dispatch(Kernel::MulBlocks, &self.matmul_params(0, 0), &binds, grid);
+    }
+    fn mul_small_pair(&mut self, a: [Tall; 2], s: Small, out: [Tall; 2]) {
+        check_outputs(&out, &a, "mul_small_pair");
+        let binds = [
+            (matmul::A, Buf::Tall(a[0].0)),
+            (matmul::B, Buf::Small(s.0)),
+            (matmul::OUT, Buf::Tall(out[0].0)),
+            (matmul::A1, Buf::Tall(a[1].0)),
+            (matmul::OUT1, Buf::Tall(out[1].0)),
+        ];
+        let grid = self.pair_grid();
+        self.dispatch(
+            Kernel::MulSmallPair,
+            &self.matmul_params(0, 0),
+            &binds,
+            grid,
+        );
+    }
+    fn mul_small_sub_pair(&mut self, v: [Tall; 2], a: [Tall; 2], s: Small) {
+        check_outputs(&v, &a, "mul_small_sub_pair");
+        let binds = [
+            (matmul::A, Buf::Tall(a[0].0)),
+            (matmul::B, Buf::Small(s.0)),
+            (matmul::OUT, Buf::Tall(v[0].0)),
+            (matmul::A1, Buf::Tall(a[1].0)),
+            (matmul::OUT1, Buf::Tall(v[1].0)),
+        ];
+        let grid = self.pair_grid();
+        self.dispatch(
+            Kernel::MulSmallSubPair,
+            &self.matmul_params(0, 0),
+            &binds,
+            grid,
+        );
     }
     fn mul_small_sub(&mut self, out: Tall, base: Tall, a: Tall, s: Small) {
         self.checks.distinct(a, out, "mul_small_sub");

@@ -246,10 +246,19 @@ kernel_table! {
         matmul::OUT, matmul::BASIS[0], matmul::BASIS[1], matmul::BASIS[2],
         matmul::IMAGE[0], matmul::IMAGE[1], matmul::IMAGE[2],
     ];
-    /// out = Σᵢ sᵢ Yᵢ and tail = Σ_{i ≥ 1} sᵢ Yᵢ.
+    /// out = Σᵢ sᵢ Yᵢ and tail = Σ_{i ≥ 1} sᵢ Yᵢ; out1 and tail1 the same of csᵢ.
     MulBlocks => Matmul, "mul_blocks", [
-        matmul::B, matmul::OUT, matmul::BASIS[0], matmul::BASIS[1], matmul::BASIS[2], matmul::TAIL,
+        matmul::B, matmul::OUT, matmul::BASIS[0], matmul::BASIS[1], matmul::BASIS[2],
+        matmul::IMAGE[0], matmul::IMAGE[1], matmul::IMAGE[2], matmul::TAIL, matmul::OUT1,
+        matmul::TAIL1,
     ];
+    /// out = a s and out1 = a1 s.
+    MulSmallPair => Matmul, "mul_small_pair", [matmul::A, matmul::B, matmul::OUT, matmul::A1, matmul::OUT1];
+    /// out −= a s and out1 −= a1 s.
+    MulSmallSubPair => Matmul, "mul_small_sub_pair", [
+        matmul::A, matmul::B, matmul::OUT, matmul::A1, matmul::OUT1,
+    ];
+
     /// out = base − a s.
     MulSmallSub => Matmul, "mul_small_sub", [matmul::A, matmul::B, matmul::OUT, matmul::BASE];
     /// out −= a s.
@@ -282,6 +291,16 @@ kernel_table! {
 }
 
 impl Kernel {
+    /// The most storage buffers one kernel binds, its parameters included: what an adapter must
+    /// allow per shader stage (checked when a device is opened).
+    pub fn most_storage_buffers() -> usize {
+        Kernel::ALL
+            .iter()
+            .map(|k| k.bindings().len() + 1)
+            .max()
+            .unwrap_or(1)
+    }
+
     /// Panics unless `given` are the kernel's table bindings, in table order (a call site that binds
     /// other buffers than its kernel declares is a bug of the engine).
     pub fn assert_bindings<'a>(self, given: impl IntoIterator<Item = &'a Binding> + Clone) {

@@ -339,6 +339,13 @@ impl GpuContext {
                 limits.max_storage_buffer_binding_size.min(cap);
         }
         let info = DeviceInfo::new(&adapter.get_info(), &limits, adapter.features());
+        let needed = kernels::Kernel::most_storage_buffers();
+        if (limits.max_storage_buffers_per_shader_stage as usize) < needed {
+            return Err(Error::Gpu(format!(
+                "{} ({}) allows {} storage buffers per shader stage; laepca's kernels use up to {needed}",
+                info.name, info.backend, limits.max_storage_buffers_per_shader_stage
+            )));
+        }
         // Timestamp queries time the kernels, and f64 shaders run f64 loops, where the adapter has them.
         let mut features = wgpu::Features::empty();
         if info.timestamp_queries {
@@ -639,5 +646,15 @@ mod tests {
         assert_eq!(max_features((160_000, ""), 4), 312);
         assert_eq!(max_features((160_000, ""), 8), 156);
         assert_eq!(max_features((u64::MAX, ""), 4), MAX_ROWS);
+    }
+
+    /// The storage buffers an adapter must allow per stage: the default solver's fused mul_blocks
+    /// (parameters, Y, two sets of three blocks, four outputs): more than WebGPU's default of 8, within
+    /// what Mesa's lavapipe and its GL driver allow (CI runs it on both).
+    #[test]
+    fn the_largest_kernel_binds_twelve_storage_buffers() {
+        use kernels::Kernel;
+        assert_eq!(Kernel::MulBlocks.bindings().len() + 1, 12);
+        assert_eq!(Kernel::most_storage_buffers(), 12);
     }
 }

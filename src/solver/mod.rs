@@ -601,15 +601,18 @@ fn exact_encoder<E: Engine>(e: &mut E, s: &LoopSettings, st: &State, w: Tall, v:
     apply_encoder_operator(e, s, st, v, cg.ap);
     e.combine(cg.r, &[(one, st.cw), (Coef::Const(-1.0), cg.ap)]);
     e.combine(cg.p, &[(one, cg.r)]);
-    e.dot(cg.r, cg.r, cg.rr);
+    // ‖r‖² of this step and of the next: the two scalars trade places after each step (instead of a
+    // copy, which would be a dispatch on the GPU); each call starts afresh from `cg.rr`.
+    let (mut rr, mut rr_next) = (cg.rr, cg.rr_next);
+    e.dot(cg.r, cg.r, rr);
     for _ in 0..s.cg_steps {
         apply_encoder_operator(e, s, st, cg.p, cg.ap);
         e.dot(cg.p, cg.ap, cg.pap);
-        e.combine(v, &[(one, v), (Coef::Ratio(cg.rr, cg.pap), cg.p)]);
-        e.combine(cg.r, &[(one, cg.r), (Coef::NegRatio(cg.rr, cg.pap), cg.ap)]);
-        e.dot(cg.r, cg.r, cg.rr_next);
-        e.combine(cg.p, &[(one, cg.r), (Coef::Ratio(cg.rr_next, cg.rr), cg.p)]);
-        e.copy_scalar(cg.rr_next, cg.rr);
+        e.combine(v, &[(one, v), (Coef::Ratio(rr, cg.pap), cg.p)]);
+        e.combine(cg.r, &[(one, cg.r), (Coef::NegRatio(rr, cg.pap), cg.ap)]);
+        e.dot(cg.r, cg.r, rr_next);
+        e.combine(cg.p, &[(one, cg.r), (Coef::Ratio(rr_next, rr), cg.p)]);
+        std::mem::swap(&mut rr, &mut rr_next);
     }
 }
 
