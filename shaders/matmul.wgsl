@@ -36,20 +36,22 @@ const SEARCH_BLOCKS: u32 = 3u;
 @group(0) @binding(12) var<storage, read> a1: array<Real>;
 @group(0) @binding(13) var<storage, read_write> out1: array<Real>;
 @group(0) @binding(14) var<storage, read_write> tail1: array<Real>;
+// c_mul_gram's parts of Xᵀ(C X), one k x k matrix per 64 rows.
+@group(0) @binding(15) var<storage, read_write> gram_part: array<Real>;
 
 // Threads of the one-dimensional kernels (inner, mul_small), chosen per adapter.
 override WG: u32 = 256u;
 
 // c_mul: rows row0.. of out (mp x k) = the panel of C (a: its rows row0.., each of mp values) · X (b,
 // mp x k); one dispatch per panel. A workgroup of 16 x 16 threads makes a 64 x 16 tile of out, 4 rows
-// per thread, stepping 16 along the shared dimension through workgroup memory.
+// per thread, stepping 16 along the shared dimension through workgroup memory. c_mul_gram also
+// writes the tile's part of Xᵀ(C X) (see there).
 var<workgroup> c_tile: array<Real, 1024>; // 64 rows x 16
 var<workgroup> x_tile: array<Real, 256>;  // 16 x 16 columns
 
-@compute @workgroup_size(16, 16)
-fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row0 = p.row0 + wg.x * 64u;
-    let col = wg.y * 16u + lid.x;
+// This thread's 4 entries of out (rows row0 + 4·lid.y .., column wg.y·16 + lid.x), with row0 the
+// workgroup's first row.
+fn c_mul_entries(row0: u32, col: u32, lid: vec3<u32>) -> vec4<Real> {
     let t = lid.y * 16u + lid.x;
     var acc = vec4<Real>(0.0);
     for (var r0 = 0u; r0 < p.mp; r0 += 16u) {
@@ -86,6 +88,45 @@ fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
                 out[col * p.mp + i] = acc[q];
             }
         }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(16, 16)
+fn c_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    c_mul_entries(p.row0 + wg.x * 64u, wg.y * 16u + lid.x, lid);
+}
+
+// c_mul_gram: c_mul, and the part of Xᵀ(C X) from the workgroup's 64 rows (block number row0 / 64
+// of the mp rows): gram_part[(block · k + col) · k + l] = Σ_i X[i, l] · out[i, col] over the block's
+// rows i, the 16 threads of a column summed by a fixed-order tree. inverse_spd_of_parts
+// (shaders/small.wgsl) adds the blocks in order. The tree runs in x_tile, free after the product.
+@compute @workgroup_size(16, 16)
+fn c_mul_gram(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = p.row0 + wg.x * 64u;
+    let col = wg.y * 16u + lid.x;
+    let acc = c_mul_entries(row0, col, lid);
+    let block = row0 / 64u;
+    for (var l = 0u; l < p.k; l++) {
+        var v: Real = 0.0;
+        for (var q = 0u; q < 4u; q++) {
+            let i = row0 + lid.y * 4u + q;
+            if (i < p.mp) {
+                v += b[l * p.mp + i] * acc[q];
+            }
+        }
+        x_tile[lid.y * 16u + lid.x] = v;
+        workgroupBarrier();
+        for (var half = 8u; half > 0u; half /= 2u) {
+            if (lid.y < half) {
+                x_tile[lid.y * 16u + lid.x] += x_tile[(lid.y + half) * 16u + lid.x];
+            }
+            workgroupBarrier();
+        }
+        if (lid.y == 0u && col < p.k) {
+            gram_part[(block * p.k + col) * p.k + l] = x_tile[lid.x];
+        }
+        workgroupBarrier();
     }
 }
 

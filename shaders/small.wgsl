@@ -12,12 +12,15 @@ struct SmallParams {
     // The shift as the sum of two f32 values (f64 kernels add them in f64: ~48 bits).
     shift_hi: f32,
     shift_lo: f32,
-    _pad0: u32,
+    // inverse_spd_of_parts: the k x k parts in s that sum to the matrix.
+    parts: u32,
 }
 
 @group(0) @binding(0) var<storage, read> p: SmallParams;
 @group(0) @binding(1) var<storage, read> s: array<Real>;
 @group(0) @binding(2) var<storage, read_write> out: array<Real>;
+// inverse_spd_of_parts: the summed matrix (before the shift).
+@group(0) @binding(3) var<storage, read_write> gram: array<Real>;
 
 override WG: u32 = 64u;
 
@@ -27,12 +30,38 @@ var<workgroup> pivot: Real;
 fn inverse_spd(@builtin(local_invocation_id) lid: vec3<u32>) {
     let k = p.k;
     for (var e = lid.x; e < k * k; e += WG) {
-        var v = s[e];
-        if (e % k == e / k) {
-            v += Real(p.shift_hi) + Real(p.shift_lo);
-        }
-        out[e] = v;
+        out[e] = shifted(e, s[e]);
     }
+    eliminate(lid);
+}
+
+// inverse_spd_of_parts: inverse_spd of the sum of the p.parts k x k matrices in s (matmul.wgsl's
+// c_mul_gram writes them), added in order; the sum also goes to gram.
+@compute @workgroup_size(WG)
+fn inverse_spd_of_parts(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let k = p.k;
+    for (var e = lid.x; e < k * k; e += WG) {
+        var v: Real = 0.0;
+        for (var part = 0u; part < p.parts; part++) {
+            v += s[part * k * k + e];
+        }
+        gram[e] = v;
+        out[e] = shifted(e, v);
+    }
+    eliminate(lid);
+}
+
+// Entry e of the matrix v belongs to, plus the shift on the diagonal.
+fn shifted(e: u32, v: Real) -> Real {
+    if (e % p.k == e / p.k) {
+        return v + (Real(p.shift_hi) + Real(p.shift_lo));
+    }
+    return v;
+}
+
+// out ← out⁻¹ (out holds the shifted matrix), by Gauss–Jordan elimination.
+fn eliminate(lid: vec3<u32>) {
+    let k = p.k;
     storageBarrier();
     workgroupBarrier();
     for (var q = 0u; q < k; q++) {

@@ -130,6 +130,16 @@ pub trait Engine {
     fn c_mul(&mut self, x: Tall, out: Tall);
     /// `out = aᵀ b` (k x k).
     fn inner(&mut self, a: Tall, b: Tall, out: Small);
+    /// `out = C x`, `gram = xᵀ out` and `inv = (gram + shift·I)⁻¹`, as [`c_mul`](Engine::c_mul),
+    /// [`inner`](Engine::inner) and [`inverse_spd`](Engine::inverse_spd) give them, in fewer
+    /// operations where the engine can (the GPU over a formed C: two dispatches, `gram` summed by
+    /// blocks of C's rows in the product's epilogue, so its bits are not `inner`'s). `out` must
+    /// differ from `x`.
+    fn c_mul_inverse(&mut self, x: Tall, out: Tall, gram: Small, shift: f64, inv: Small) {
+        self.c_mul(x, out);
+        self.inner(x, out, gram);
+        self.inverse_spd(gram, shift, inv);
+    }
     /// `out = a s` (m x k). `out` must differ from `a`.
     fn mul_small(&mut self, a: Tall, s: Small, out: Tall);
     /// `out = (s + shift·I)⁻¹` for a symmetric positive definite `s + shift·I` (Cholesky on the CPU,

@@ -221,6 +221,68 @@ fn inverse_spd_agrees_within_its_condition_bound() {
     });
 }
 
+/// `c_mul_inverse` (on the GPU over a formed C: `C x` with the parts of `xᵀ C x` in its epilogue,
+/// then their sum inverted) against the f64 values: `C x` with the bits of `c_mul`, `xᵀ C x` within
+/// the bound of two products, the inverse within its condition bound. At m = 600 the GPU sums ten
+/// parts (one per 64 rows), in two dispatches; at m = 128, k = 70 the two 70 x 70 parts would
+/// exceed one tall matrix, and it runs as its three operations.
+#[test]
+fn c_mul_inverse_agrees_within_its_bounds() {
+    for (m, k, gpu_dispatches) in [(M, K, 2), (600, K, 2), (128, 70, 3)] {
+        let c = random_c(m);
+        let x = random(m, k, 40);
+        let cx = &c * &x;
+        let gram = x.transpose() * &cx;
+        let eig = SymmetricEigen::new(gram.clone()).eigenvalues;
+        // A shift that makes gram + shift·I positive definite with κ ≤ 3.
+        let shift = 2.0 * eig.abs().max() + 1.0;
+        let a = &gram + DMatrix::identity(k, k) * shift;
+        let inverse = a.clone().try_inverse().expect("SPD");
+        let eig = SymmetricEigen::new(a).eigenvalues;
+        let (hi, lo) = (eig.max(), eig.min());
+        let cx_bound = product_bound(&c, &x, m);
+        // xᵀ(C x) with C x rounded: two products of inner dimension m.
+        let gram_bound = x.abs().transpose() * (c.abs() * x.abs()) * (2.0 * m as f64 * EPS);
+        let inverse_error = 2.0 * (hi / lo) * (gram_bound.norm() / hi + 4.0 * k as f64 * EPS) / lo;
+        let inverse_bound = DMatrix::from_element(k, k, inverse_error);
+        let unit = DMatrix::from_fn(m, k, |i, j| f64::from(i == j));
+        let download =
+            |e: &mut dyn Engine, t: Tall| DMatrix::from_vec(m, k, e.download(t).expect("download"));
+        each_engine_sized(m, k, 10, |name, e| {
+            let name = &format!("{name}, m = {m}, k = {k}");
+            let (tx, out, single) = (e.new_tall(), e.new_tall(), e.new_tall());
+            e.upload(tx, x.as_slice()).expect("upload");
+            let (g, inv) = (e.new_small(), e.new_small());
+            let before = e.stats();
+            e.c_mul_inverse(tx, out, g, shift, inv);
+            if name.starts_with("gpu") {
+                let dispatches = (e.stats() - before).dispatches;
+                assert_eq!(dispatches, gpu_dispatches, "dispatches on {name}");
+            }
+            e.c_mul(tx, single);
+            let got = download(e, out);
+            let bits = |m: &DMatrix<f64>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&download(e, single)), "C x on {name}");
+            assert_within("C x", name, &got, &cx, &cx_bound);
+            // A k x k matrix seen through the unit columns (exact: products by 0 and 1).
+            let tunit = e.new_tall();
+            e.upload(tunit, unit.as_slice()).expect("upload");
+            let small = |e: &mut dyn Engine, s| {
+                e.mul_small(tunit, s, out);
+                download(e, out).rows(0, k).into_owned()
+            };
+            assert_within("xᵀ C x", name, &small(e, g), &gram, &gram_bound);
+            assert_within(
+                "the inverse",
+                name,
+                &small(e, inv),
+                &inverse,
+                &inverse_bound,
+            );
+        });
+    }
+}
+
 #[test]
 fn projected_blocks_are_written_and_read_where_the_contract_says() {
     let (a, b, x) = (random(M, K, 6), random(M, K, 7), random(M, K, 8));
@@ -746,7 +808,9 @@ fn the_gpu_engine_dispatches_once_per_operation_and_the_cpu_engine_counts_nothin
         e.mul_small_sub(out, other, tx, s);
         e.mul_small_pair([tx, tx], s, [out, other]);
         e.mul_small_sub_pair([out, other], [tx, tx], s);
-        let operations = 19;
+        // Over a formed C, two dispatches: the product with the parts of xᵀ(C x), their inverse.
+        e.c_mul_inverse(tx, out, s, 1.0, s2);
+        let operations = 21;
         let counted = e.stats() - before;
         if name.starts_with("gpu") {
             assert_eq!(counted.dispatches, operations, "{name}: dispatches");

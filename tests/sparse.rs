@@ -717,8 +717,9 @@ fn the_gpu_operator_loop_submits_once_a_block_and_creates_nothing() {
     }
     let x = CsrMatrix::from_dense(&counts(300, 40, 0.15, 5).map(|v| v as f32));
     let device = GpuDevice::open(None).unwrap();
-    // Per iteration on a formed C (tests/gpu.rs): auto 31, exact-tied 5 dispatches, one of them the
-    // product; here the product takes four (μᵀW, Y by X's one panel, 1ᵀY, Z by Xᵀ's one panel).
+    // Per iteration on a formed C (tests/gpu.rs): auto 31, exact-tied 4 dispatches (5 unfused, as
+    // here: C x, WᵀCW and its inverse in three), one of them the product; here the product takes
+    // four (μᵀW, Y by X's one panel, 1ᵀY, Z by Xᵀ's one panel).
     for (solver, check_every, per_iteration) in
         [(Solver::ExactTied, 10, 5 + 3), (Solver::Auto, 1, 31 + 3)]
     {

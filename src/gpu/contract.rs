@@ -120,8 +120,8 @@ wgsl_struct! {
         shift_hi: f32,
         /// The shift's second part.
         shift_lo: f32,
-        /// Padding.
-        _pad0: u32,
+        /// inverse_spd_of_parts: the k x k parts that sum to the matrix.
+        parts: u32,
     }
 }
 
@@ -322,6 +322,8 @@ pub mod matmul {
     pub const OUT1: Binding = read_write(13, "out1");
     /// mul_blocks' second set's tail.
     pub const TAIL1: Binding = read_write(14, "tail1");
+    /// c_mul_gram's parts of Xᵀ(C X), one k x k matrix per C_MUL_ROWS rows.
+    pub const GRAM_PART: Binding = read_write(15, "gram_part");
 }
 
 /// The bindings of small.wgsl.
@@ -331,6 +333,8 @@ pub mod small {
     pub const S: Binding = read(1, "s");
     /// Its shifted inverse.
     pub const OUT: Binding = read_write(2, "out");
+    /// inverse_spd_of_parts: the summed matrix.
+    pub const GRAM: Binding = read_write(3, "gram");
 }
 
 /// The bindings of update.wgsl.

@@ -50,6 +50,8 @@ enum Buf {
     Small(usize),
     Projected(usize),
     EigenWork,
+    /// c_mul_gram's parts of xᵀ(C x).
+    GramParts,
     Scalars,
     History,
     Dummy,
@@ -118,6 +120,8 @@ pub(crate) struct GpuEngine<'a> {
     /// The eigen kernels' work space (eigenvectors, rotations, ranks, scaling, the converged flag; made
     /// on first use).
     eigen_work: Option<wgpu::Buffer>,
+    /// c_mul_gram's parts of xᵀ(C x) (made on first use).
+    gram_parts: Option<wgpu::Buffer>,
     /// The loop iterations an eigen dispatch may run per invocation ([`JACOBI_DISPATCH_BUDGET`]; tests
     /// set others to check that the split changes no bit).
     jacobi_budget: usize,
@@ -299,6 +303,7 @@ impl<'a> GpuEngine<'a> {
             smalls: Vec::new(),
             projected: Vec::new(),
             eigen_work: None,
+            gram_parts: None,
             jacobi_budget: JACOBI_DISPATCH_BUDGET,
             scalars: ctx.buffer("scalars", (MAX_SCALARS * bytes) as u64, storage),
             history: ctx.buffer("history", history_bytes, storage),
@@ -360,6 +365,10 @@ impl<'a> GpuEngine<'a> {
                 .eigen_work
                 .as_ref()
                 .expect("made before its first dispatch"),
+            Buf::GramParts => self
+                .gram_parts
+                .as_ref()
+                .expect("made before its first dispatch"),
             Buf::Scalars => &self.scalars,
             Buf::History => &self.history,
             Buf::Dummy => &self.dummy,
@@ -391,8 +400,7 @@ impl<'a> GpuEngine<'a> {
             kernel.assert_bindings(bindings.iter().map(|b| &b.0));
             let ctx = self.ctx;
             if !self.params.contains_key(&key.2) {
-                let b = ctx.buffer("params", key.2.len() as u64, U::STORAGE | U::COPY_DST);
-                ctx.queue.write_buffer(&b, 0, &key.2);
+                let b = ctx.buffer_with("params", &key.2, U::STORAGE);
                 self.params.insert(key.2.clone(), b);
                 self.stats.buffers_created += 1;
             }
@@ -562,6 +570,50 @@ impl<'a> GpuEngine<'a> {
 
     fn grid(&self) -> (u32, u32) {
         grid_1d(self.mp * self.k, self.ctx.workgroup())
+    }
+
+    /// `out = C x` over the formed C, one dispatch per row panel (out's rows row0 .. row0 + rows);
+    /// with `gram`, by c_mul_gram, which also writes the parts of xᵀ out ([`Buf::GramParts`]).
+    fn formed_c_mul(&mut self, x: Tall, out: Tall, gram: bool) {
+        let (kernel, bound) = if gram {
+            (Kernel::CMulGram, 4)
+        } else {
+            (Kernel::CMul, 3)
+        };
+        let Multiplier::Formed(panels) = &self.c else {
+            unreachable!("a product over the formed C")
+        };
+        for panel in 0..panels.len() {
+            let Multiplier::Formed(panels) = &self.c else {
+                unreachable!("matched above")
+            };
+            let (row0, rows) = (panels[panel].0, panels[panel].1);
+            let groups = (rows.div_ceil(C_MUL_ROWS) as u32, self.k.div_ceil(16) as u32);
+            let binds = [
+                (matmul::A, Buf::C(panel)),
+                (matmul::B, Buf::Tall(x.0)),
+                (matmul::OUT, Buf::Tall(out.0)),
+                (matmul::GRAM_PART, Buf::GramParts),
+            ];
+            self.dispatch(
+                kernel,
+                &self.matmul_params(row0, 0),
+                &binds[..bound],
+                groups,
+            );
+        }
+    }
+
+    /// The parts of c_mul_gram's xᵀ(C x): one per C_MUL_ROWS rows.
+    fn gram_part_count(&self) -> usize {
+        self.mp.div_ceil(C_MUL_ROWS)
+    }
+
+    /// Whether [`Engine::c_mul_inverse`] runs fused: over a formed C, with its parts of xᵀ(C x) no
+    /// larger than one tall matrix (k up to about C_MUL_ROWS), so that the device holds little more
+    /// than before; otherwise it runs as c_mul, inner and inverse_spd.
+    fn gram_parts_fit(&self) -> bool {
+        matches!(self.c, Multiplier::Formed(_)) && self.gram_part_count() * self.k <= self.mp
     }
 
     /// The grid of the pair kernels: a thread per entry of two tall matrices.
@@ -904,24 +956,38 @@ impl Engine for GpuEngine<'_> {
     fn c_mul(&mut self, x: Tall, out: Tall) {
         self.checks.distinct(x, out, "c_mul");
         self.passes += 1;
-        let count = match &self.c {
-            Multiplier::Formed(panels) => panels.len(),
-            Multiplier::Sparse(_) => return self.sparse_c_mul(x, out),
-        };
-        // One dispatch per row panel of C: out's rows row0 .. row0 + rows.
-        for panel in 0..count {
-            let Multiplier::Formed(panels) = &self.c else {
-                unreachable!("matched above")
-            };
-            let (row0, rows) = (panels[panel].0, panels[panel].1);
-            let groups = (rows.div_ceil(C_MUL_ROWS) as u32, self.k.div_ceil(16) as u32);
-            let binds = [
-                (matmul::A, Buf::C(panel)),
-                (matmul::B, Buf::Tall(x.0)),
-                (matmul::OUT, Buf::Tall(out.0)),
-            ];
-            self.dispatch(Kernel::CMul, &self.matmul_params(row0, 0), &binds, groups);
+        match &self.c {
+            Multiplier::Formed(_) => self.formed_c_mul(x, out, false),
+            Multiplier::Sparse(_) => self.sparse_c_mul(x, out),
         }
+    }
+    fn c_mul_inverse(&mut self, x: Tall, out: Tall, gram: Small, shift: f64, inv: Small) {
+        if !self.gram_parts_fit() {
+            self.c_mul(x, out);
+            self.inner(x, out, gram);
+            return self.inverse_spd(gram, shift, inv);
+        }
+        self.checks.distinct(x, out, "c_mul");
+        self.passes += 1;
+        if self.gram_parts.is_none() {
+            let bytes = (self.gram_part_count() * self.k * self.k * self.arithmetic.bytes()) as u64;
+            self.gram_parts = Some(self.ctx.buffer("gram parts", bytes, U::STORAGE));
+            self.stats.buffers_created += 1;
+        }
+        self.formed_c_mul(x, out, true);
+        let (shift_hi, shift_lo) = split_coefficient(shift, self.arithmetic);
+        let params = SmallParams {
+            k: self.k as u32,
+            shift_hi,
+            shift_lo,
+            parts: self.gram_part_count() as u32,
+        };
+        let binds = [
+            (small::S, Buf::GramParts),
+            (small::OUT, Buf::Small(inv.0)),
+            (small::GRAM, Buf::Small(gram.0)),
+        ];
+        self.dispatch(Kernel::InverseSpdOfParts, &params, &binds, (1, 1));
     }
     fn inner(&mut self, a: Tall, b: Tall, out: Small) {
         let binds = [

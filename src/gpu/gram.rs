@@ -297,14 +297,13 @@ impl GpuGram {
         let gram_pipeline = ctx.pipeline(Kernel::GramChunk, Arithmetic::F32);
         let fold_pipeline = ctx.pipeline(Kernel::GramFold, Arithmetic::F32);
         // The fold reads mp and splits from its parameters.
-        let fold_params = ctx.buffer("gram fold params", HEADER, U::STORAGE | U::COPY_DST);
         let params = GramParams {
             mp: mp as u32,
             splits: splits as u32,
             ..GramParams::default()
         };
-        ctx.queue
-            .write_buffer(&fold_params, 0, bytemuck::bytes_of(&params));
+        let fold_params =
+            ctx.buffer_with("gram fold params", bytemuck::bytes_of(&params), U::STORAGE);
         let panels: Vec<CPanel> = layout
             .panels
             .iter()
@@ -313,15 +312,13 @@ impl GpuGram {
                 let hi = ctx.buffer("C panel (high part)", bytes, storage);
                 let lo = ctx.buffer("C panel (low part)", bytes, storage);
                 let tiles = panel_tiles(mp, row0, rows);
-                let params = ctx.buffer("gram panel", 16, U::STORAGE | U::COPY_DST);
                 let panel = GramPanel {
                     row0: row0 as u32,
                     rows: rows as u32,
                     tiles: tiles as u32,
                     ..GramPanel::default()
                 };
-                ctx.queue
-                    .write_buffer(&params, 0, bytemuck::bytes_of(&panel));
+                let params = ctx.buffer_with("gram panel", bytemuck::bytes_of(&panel), U::STORAGE);
                 let fold_group = bind_group(
                     &ctx,
                     (Kernel::GramFold, &fold_pipeline),
@@ -781,20 +778,24 @@ impl GpuGram {
         let (m, mp) = (self.m, self.mp);
         assert_eq!(centre.len(), m, "the centring vector");
         let ctx = Arc::clone(&self.ctx);
-        let params = ctx.buffer("gram to loop params", HEADER, U::STORAGE | U::COPY_DST);
         let values = GramParams {
             mp: mp as u32,
             m: m as u32,
             scale: scale as f32,
             ..GramParams::default()
         };
-        ctx.queue
-            .write_buffer(&params, 0, bytemuck::bytes_of(&values));
+        let params = ctx.buffer_with(
+            "gram to loop params",
+            bytemuck::bytes_of(&values),
+            U::STORAGE,
+        );
         let mut padded_centre: Vec<f32> = centre.iter().map(|&u| u as f32).collect();
         padded_centre.resize(mp, 0.0);
-        let centre = ctx.buffer("centring vector", (mp * 4) as u64, U::STORAGE | U::COPY_DST);
-        ctx.queue
-            .write_buffer(&centre, 0, bytemuck::cast_slice(&padded_centre));
+        let centre = ctx.buffer_with(
+            "centring vector",
+            bytemuck::cast_slice(&padded_centre),
+            U::STORAGE,
+        );
         let to_loop = ctx.pipeline(Kernel::GramToLoop, Arithmetic::F32);
         let within = ctx.pipeline(Kernel::GramMirrorWithin, Arithmetic::F32);
         let across = ctx.pipeline(Kernel::GramMirror, Arithmetic::F32);

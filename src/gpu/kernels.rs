@@ -233,6 +233,8 @@ kernel_table! {
     GramMirror => Gram, "gram_mirror", [gram::C_HI, gram::PANEL, gram::SOURCE, gram::SOURCE_PANEL];
     /// out = C x.
     CMul => Matmul, "c_mul", [matmul::A, matmul::B, matmul::OUT];
+    /// out = C x, and the parts of xᵀ out by row blocks.
+    CMulGram => Matmul, "c_mul_gram", [matmul::A, matmul::B, matmul::OUT, matmul::GRAM_PART];
     /// out = aᵀ b.
     Inner => Matmul, "inner", [matmul::A, matmul::B, matmul::OUT];
     /// out = a s.
@@ -265,6 +267,8 @@ kernel_table! {
     MulSmallSubInPlace => Matmul, "mul_small_sub_in_place", [matmul::A, matmul::B, matmul::OUT];
     /// out = (s + shift·I)⁻¹.
     InverseSpd => Small, "inverse_spd", [small::S, small::OUT];
+    /// gram = the sum of the parts in s, out = (gram + shift·I)⁻¹.
+    InverseSpdOfParts => Small, "inverse_spd_of_parts", [small::S, small::OUT, small::GRAM];
     /// out = Σ cᵢ tᵢ.
     Combine => Update, "combine", [
         update::TERMS[0], update::TERMS[1], update::TERMS[2], update::TERMS[3],

@@ -502,6 +502,23 @@ impl GpuContext {
         })
     }
 
+    /// A new buffer holding `bytes` (written through the queue, so it is there for every later
+    /// submission), for `usage` and COPY_DST.
+    pub fn buffer_with(
+        &self,
+        label: &str,
+        bytes: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        let b = self.buffer(
+            label,
+            bytes.len() as u64,
+            usage | wgpu::BufferUsages::COPY_DST,
+        );
+        self.queue.write_buffer(&b, 0, bytes);
+        b
+    }
+
     /// Submits `encoder` (whose last commands copy into `staging`, MAP_READ | COPY_DST), waits, and
     /// returns the first `bytes` of `staging` as f32.
     pub fn submit_and_read(

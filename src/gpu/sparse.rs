@@ -213,7 +213,6 @@ impl SparseOnDevice {
         k: usize,
     ) -> Result<Self> {
         let scale = 1.0 / c_norm.sqrt();
-        let storage = U::STORAGE | U::COPY_DST;
         let several = layout.rows.len() + layout.columns.len() > 2;
         let upload = |transposed: bool, ranges: &[PanelRange]| -> Result<Vec<DevicePanel>> {
             let mut out = Vec::with_capacity(ranges.len());
@@ -224,9 +223,8 @@ impl SparseOnDevice {
                     range.entries,
                     scale,
                 )?;
-                let buffer = ctx.buffer("sparse panel", words.len() as u64 * 4, storage);
-                ctx.queue
-                    .write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
+                let buffer =
+                    ctx.buffer_with("sparse panel", bytemuck::cast_slice(&words), U::STORAGE);
                 drop(words);
                 if several {
                     // Let wgpu's staging copy of this panel go before the next is packed.
@@ -250,9 +248,7 @@ impl SparseOnDevice {
         for (d, &v) in mean32.iter_mut().zip(mean) {
             *d = (v * scale) as f32;
         }
-        let mean = ctx.buffer("sparse mean", mean32.len() as u64 * 4, storage);
-        ctx.queue
-            .write_buffer(&mean, 0, bytemuck::cast_slice(&mean32));
+        let mean = ctx.buffer_with("sparse mean", bytemuck::cast_slice(&mean32), U::STORAGE);
         let vector = |label| ctx.buffer(label, k as u64 * 4, U::STORAGE);
         Ok(SparseOnDevice {
             n: layout.n,

@@ -531,12 +531,9 @@ fn momentum_step<E: Engine>(e: &mut E, s: &LoopSettings, st: &mut State) {
         .as_ref()
         .expect("the momentum solver allocates its space");
     let one = Coef::Const(1.0);
-    e.c_mul(st.w, st.cw);
-    e.inner(st.w, st.cw, st.h);
-    e.inverse_spd(st.h, s.lambda, st.g);
+    e.c_mul_inverse(st.w, st.cw, st.h, s.lambda, st.g);
     e.combine(st.tmp, &[(one, st.cw), (Coef::Const(-s.momentum), a.prev)]);
-    e.mul_small(st.tmp, st.g, st.w_next);
-    e.mul_small(st.w, st.g, a.prev);
+    e.mul_small_pair([st.tmp, st.w], st.g, [st.w_next, a.prev]);
     // The part of the new iterate outside the old span.
     e.inner(st.w, st.w, st.h);
     e.inverse_spd(st.h, 0.0, st.g);
@@ -585,9 +582,7 @@ fn swap_both(st: &mut State) {
 
 /// `w_out = argmin_W2` for the encoder `v`: `(C V)(VᵀCV + λI)⁻¹`. Uses `cv`, `h`, `g`.
 fn exact_decoder<E: Engine>(e: &mut E, s: &LoopSettings, st: &State, v: Tall, w_out: Tall) {
-    e.c_mul(v, st.cv);
-    e.inner(v, st.cv, st.h);
-    e.inverse_spd(st.h, s.lambda, st.g);
+    e.c_mul_inverse(v, st.cv, st.h, s.lambda, st.g);
     e.mul_small(st.cv, st.g, w_out);
 }
 
