@@ -4,7 +4,7 @@
 
 use crate::cpu_kernels::{parallelism, product, product_tn};
 use crate::engine::{
-    check_outputs, CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall,
+    check_mul_blocks, CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall,
     ORTHO_DROP_ULPS, SEARCH_BLOCKS,
 };
 use crate::error::Result;
@@ -265,11 +265,7 @@ impl<T: Real> Engine for CpuEngine<'_, T> {
         all: [Tall; 2],
         tail: [Tall; 2],
     ) {
-        check_outputs(
-            &[all[0], all[1], tail[0], tail[1]],
-            sets.as_flattened(),
-            "mul_blocks",
-        );
+        check_mul_blocks(&sets, all, tail);
         let (m, k) = (self.m(), self.k);
         // Each product as mul_block computes it (beta = 0: the old values are not read).
         let mut products = std::mem::take(&mut self.block_products);

@@ -273,6 +273,12 @@ pub(crate) fn check_outputs(outputs: &[Tall], inputs: &[Tall], operation: &str) 
     }
 }
 
+/// [`Engine::mul_blocks`]'s rule: its four outputs differ from each other and from its six inputs.
+pub(crate) fn check_mul_blocks(sets: &[[Tall; SEARCH_BLOCKS]; 2], all: [Tall; 2], tail: [Tall; 2]) {
+    let outputs = [all[0], all[1], tail[0], tail[1]];
+    check_outputs(&outputs, sets.as_flattened(), "mul_blocks");
+}
+
 /// The engine limits, checked by both engines through these calls (each rule written once). An engine
 /// calls the check that goes with each of its operations before doing anything else.
 #[derive(Clone, Debug)]

@@ -16,8 +16,8 @@ use super::timer::PassTimer;
 use super::{grid_1d, padded, GpuContext, C_MUL_ROWS};
 use crate::data::DeviceGram;
 use crate::engine::{
-    check_outputs, CallCheck, Coef, Engine, EngineStats, Projected, Scalar, Small, Tall,
-    MAX_COMBINE_TERMS, MAX_SCALARS, MAX_UNREAD_CHECKS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+    check_mul_blocks, check_outputs, CallCheck, Coef, Engine, EngineStats, Projected, Scalar,
+    Small, Tall, MAX_COMBINE_TERMS, MAX_SCALARS, MAX_UNREAD_CHECKS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
 };
 use crate::error::{Error, Result};
 use crate::Arithmetic;
@@ -1063,11 +1063,7 @@ impl Engine for GpuEngine<'_> {
         all: [Tall; 2],
         tail: [Tall; 2],
     ) {
-        check_outputs(
-            &[all[0], all[1], tail[0], tail[1]],
-            sets.as_flattened(),
-            "mul_blocks",
-        );
+        check_mul_blocks(&sets, all, tail);
         let mut binds = vec![
             (matmul::B, Buf::Projected(y.0)),
             (matmul::OUT, Buf::Tall(all[0].0)),
