@@ -133,9 +133,10 @@ pub trait Engine {
     /// `out = C x`, `gram = xᵀ out` and `inv = (gram + shift·I)⁻¹`, as [`c_mul`](Engine::c_mul),
     /// [`inner`](Engine::inner) and [`inverse_spd`](Engine::inverse_spd) give them, in fewer
     /// operations where the engine can (the GPU over a formed C: two dispatches, `gram` summed by
-    /// blocks of C's rows in the product's epilogue, so its bits are not `inner`'s). `out` must
-    /// differ from `x`.
+    /// blocks of C's rows in the product's epilogue, so its bits are not `inner`'s; one dispatch
+    /// more per further row panel of C). `out` must differ from `x`, `inv` from `gram`.
     fn c_mul_inverse(&mut self, x: Tall, out: Tall, gram: Small, shift: f64, inv: Small) {
+        assert_ne!(gram, inv, "c_mul_inverse: inv must differ from gram");
         self.c_mul(x, out);
         self.inner(x, out, gram);
         self.inverse_spd(gram, shift, inv);

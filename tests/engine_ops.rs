@@ -224,11 +224,12 @@ fn inverse_spd_agrees_within_its_condition_bound() {
 /// `c_mul_inverse` (on the GPU over a formed C: `C x` with the parts of `xᵀ C x` in its epilogue,
 /// then their sum inverted) against the f64 values: `C x` with the bits of `c_mul`, `xᵀ C x` within
 /// the bound of two products, the inverse within its condition bound. At m = 600 the GPU sums ten
-/// parts (one per 64 rows), in two dispatches; at m = 128, k = 70 the two 70 x 70 parts would
+/// parts (one per 64 rows), in two dispatches; at m = 256, k = 40 three column groups of 16 write
+/// four parts; at m = 128, k = 70 the two 70 x 70 parts would
 /// exceed one tall matrix, and it runs as its three operations.
 #[test]
 fn c_mul_inverse_agrees_within_its_bounds() {
-    for (m, k, gpu_dispatches) in [(M, K, 2), (600, K, 2), (128, 70, 3)] {
+    for (m, k, gpu_dispatches) in [(M, K, 2), (600, K, 2), (256, 40, 2), (128, 70, 3)] {
         let c = random_c(m);
         let x = random(m, k, 40);
         let cx = &c * &x;

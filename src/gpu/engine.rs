@@ -610,7 +610,8 @@ impl<'a> GpuEngine<'a> {
     }
 
     /// Whether [`Engine::c_mul_inverse`] runs fused: over a formed C, with its parts of xᵀ(C x) no
-    /// larger than one tall matrix (k up to about C_MUL_ROWS), so that the device holds little more
+    /// larger than one tall matrix (`⌈mp/64⌉·k ≤ mp`: k up to about C_MUL_ROWS for large m, less for
+    /// an mp just above a multiple of 64), so that the device holds little more
     /// than before; otherwise it runs as c_mul, inner and inverse_spd.
     fn gram_parts_fit(&self) -> bool {
         matches!(self.c, Multiplier::Formed(_)) && self.gram_part_count() * self.k <= self.mp
@@ -962,6 +963,7 @@ impl Engine for GpuEngine<'_> {
         }
     }
     fn c_mul_inverse(&mut self, x: Tall, out: Tall, gram: Small, shift: f64, inv: Small) {
+        assert_ne!(gram, inv, "c_mul_inverse: inv must differ from gram");
         if !self.gram_parts_fit() {
             self.c_mul(x, out);
             self.inner(x, out, gram);

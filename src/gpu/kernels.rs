@@ -255,12 +255,13 @@ kernel_table! {
         matmul::TAIL1,
     ];
     /// out = a s and out1 = a1 s.
-    MulSmallPair => Matmul, "mul_small_pair", [matmul::A, matmul::B, matmul::OUT, matmul::A1, matmul::OUT1];
+    MulSmallPair => Matmul, "mul_small_pair", [
+        matmul::A, matmul::B, matmul::OUT, matmul::A1, matmul::OUT1,
+    ];
     /// out −= a s and out1 −= a1 s.
     MulSmallSubPair => Matmul, "mul_small_sub_pair", [
         matmul::A, matmul::B, matmul::OUT, matmul::A1, matmul::OUT1,
     ];
-
     /// out = base − a s.
     MulSmallSub => Matmul, "mul_small_sub", [matmul::A, matmul::B, matmul::OUT, matmul::BASE];
     /// out −= a s.
