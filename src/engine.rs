@@ -137,9 +137,7 @@ pub trait Engine {
     /// more per further row panel of C). `out` must differ from `x`, `inv` from `gram`.
     fn c_mul_inverse(&mut self, x: Tall, out: Tall, gram: Small, shift: f64, inv: Small) {
         assert_ne!(gram, inv, "c_mul_inverse: inv must differ from gram");
-        self.c_mul(x, out);
-        self.inner(x, out, gram);
-        self.inverse_spd(gram, shift, inv);
+        c_mul_inverse_unfused(self, x, out, gram, shift, inv);
     }
     /// `out = a s` (m x k). `out` must differ from `a`.
     fn mul_small(&mut self, a: Tall, s: Small, out: Tall);
@@ -272,6 +270,21 @@ pub(crate) fn check_outputs(outputs: &[Tall], inputs: &[Tall], operation: &str) 
             "{operation}: its outputs must differ from its inputs"
         );
     }
+}
+
+/// [`Engine::c_mul_inverse`] as its three operations (the trait's default, and the GPU's where it
+/// cannot fuse them).
+pub(crate) fn c_mul_inverse_unfused<E: Engine + ?Sized>(
+    e: &mut E,
+    x: Tall,
+    out: Tall,
+    gram: Small,
+    shift: f64,
+    inv: Small,
+) {
+    e.c_mul(x, out);
+    e.inner(x, out, gram);
+    e.inverse_spd(gram, shift, inv);
 }
 
 /// [`Engine::mul_blocks`]'s rule: its four outputs differ from each other and from its six inputs.

@@ -16,8 +16,9 @@ use super::timer::PassTimer;
 use super::{grid_1d, padded, GpuContext, C_MUL_ROWS};
 use crate::data::DeviceGram;
 use crate::engine::{
-    check_mul_blocks, check_outputs, CallCheck, Coef, Engine, EngineStats, Projected, Scalar,
-    Small, Tall, MAX_COMBINE_TERMS, MAX_SCALARS, MAX_UNREAD_CHECKS, ORTHO_DROP_ULPS, SEARCH_BLOCKS,
+    c_mul_inverse_unfused, check_mul_blocks, check_outputs, CallCheck, Coef, Engine, EngineStats,
+    Projected, Scalar, Small, Tall, MAX_COMBINE_TERMS, MAX_SCALARS, MAX_UNREAD_CHECKS,
+    ORTHO_DROP_ULPS, SEARCH_BLOCKS,
 };
 use crate::error::{Error, Result};
 use crate::Arithmetic;
@@ -617,6 +618,31 @@ impl<'a> GpuEngine<'a> {
         matches!(self.c, Multiplier::Formed(_)) && self.gram_part_count() * self.k <= self.mp
     }
 
+    /// The parameters of the small kernels: the shift as two f32 values, and the parts to sum.
+    fn small_params(&self, shift: f64, parts: usize) -> SmallParams {
+        let (shift_hi, shift_lo) = split_coefficient(shift, self.arithmetic);
+        SmallParams {
+            k: self.k as u32,
+            shift_hi,
+            shift_lo,
+            parts: parts as u32,
+        }
+    }
+
+    /// Records a pair kernel of matmul.wgsl (mul_small_pair, mul_small_sub_pair): `a[i]` times `s`
+    /// into (or from) `out[i]`.
+    fn dispatch_small_pair(&mut self, kernel: Kernel, a: [Tall; 2], s: Small, out: [Tall; 2]) {
+        let binds = [
+            (matmul::A, Buf::Tall(a[0].0)),
+            (matmul::B, Buf::Small(s.0)),
+            (matmul::OUT, Buf::Tall(out[0].0)),
+            (matmul::A1, Buf::Tall(a[1].0)),
+            (matmul::OUT1, Buf::Tall(out[1].0)),
+        ];
+        let grid = self.pair_grid();
+        self.dispatch(kernel, &self.matmul_params(0, 0), &binds, grid);
+    }
+
     /// The grid of the pair kernels: a thread per entry of two tall matrices.
     fn pair_grid(&self) -> (u32, u32) {
         grid_1d(2 * self.mp * self.k, self.ctx.workgroup())
@@ -965,9 +991,7 @@ impl Engine for GpuEngine<'_> {
     fn c_mul_inverse(&mut self, x: Tall, out: Tall, gram: Small, shift: f64, inv: Small) {
         assert_ne!(gram, inv, "c_mul_inverse: inv must differ from gram");
         if !self.gram_parts_fit() {
-            self.c_mul(x, out);
-            self.inner(x, out, gram);
-            return self.inverse_spd(gram, shift, inv);
+            return c_mul_inverse_unfused(self, x, out, gram, shift, inv);
         }
         self.checks.distinct(x, out, "c_mul");
         self.passes += 1;
@@ -977,13 +1001,7 @@ impl Engine for GpuEngine<'_> {
             self.stats.buffers_created += 1;
         }
         self.formed_c_mul(x, out, true);
-        let (shift_hi, shift_lo) = split_coefficient(shift, self.arithmetic);
-        let params = SmallParams {
-            k: self.k as u32,
-            shift_hi,
-            shift_lo,
-            parts: self.gram_part_count() as u32,
-        };
+        let params = self.small_params(shift, self.gram_part_count());
         let binds = [
             (small::S, Buf::GramParts),
             (small::OUT, Buf::Small(inv.0)),
@@ -1011,13 +1029,7 @@ impl Engine for GpuEngine<'_> {
         self.dispatch(Kernel::MulSmall, &self.matmul_params(0, 0), &binds, grid);
     }
     fn inverse_spd(&mut self, s: Small, shift: f64, out: Small) {
-        let (shift_hi, shift_lo) = split_coefficient(shift, self.arithmetic);
-        let params = SmallParams {
-            k: self.k as u32,
-            shift_hi,
-            shift_lo,
-            ..SmallParams::default()
-        };
+        let params = self.small_params(shift, 0);
         let binds = [(small::S, Buf::Small(s.0)), (small::OUT, Buf::Small(out.0))];
         self.dispatch(Kernel::InverseSpd, &params, &binds, (1, 1));
     }
@@ -1082,37 +1094,11 @@ impl Engine for GpuEngine<'_> {
     }
     fn mul_small_pair(&mut self, a: [Tall; 2], s: Small, out: [Tall; 2]) {
         check_outputs(&out, &a, "mul_small_pair");
-        let binds = [
-            (matmul::A, Buf::Tall(a[0].0)),
-            (matmul::B, Buf::Small(s.0)),
-            (matmul::OUT, Buf::Tall(out[0].0)),
-            (matmul::A1, Buf::Tall(a[1].0)),
-            (matmul::OUT1, Buf::Tall(out[1].0)),
-        ];
-        let grid = self.pair_grid();
-        self.dispatch(
-            Kernel::MulSmallPair,
-            &self.matmul_params(0, 0),
-            &binds,
-            grid,
-        );
+        self.dispatch_small_pair(Kernel::MulSmallPair, a, s, out);
     }
     fn mul_small_sub_pair(&mut self, v: [Tall; 2], a: [Tall; 2], s: Small) {
         check_outputs(&v, &a, "mul_small_sub_pair");
-        let binds = [
-            (matmul::A, Buf::Tall(a[0].0)),
-            (matmul::B, Buf::Small(s.0)),
-            (matmul::OUT, Buf::Tall(v[0].0)),
-            (matmul::A1, Buf::Tall(a[1].0)),
-            (matmul::OUT1, Buf::Tall(v[1].0)),
-        ];
-        let grid = self.pair_grid();
-        self.dispatch(
-            Kernel::MulSmallSubPair,
-            &self.matmul_params(0, 0),
-            &binds,
-            grid,
-        );
+        self.dispatch_small_pair(Kernel::MulSmallSubPair, a, s, v);
     }
     fn mul_small_sub(&mut self, out: Tall, base: Tall, a: Tall, s: Small) {
         self.checks.distinct(a, out, "mul_small_sub");
